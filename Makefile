@@ -1,0 +1,31 @@
+# One entry point for newcomers and CI: `make test`, `make demo`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-slow demo lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+demo: install
+	$(BIN)/dnatool demo --out runs/demo
+
+lint: install
+	$(BIN)/ruff check dnatool tests benchmarks
+	$(BIN)/ruff format --check dnatool tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

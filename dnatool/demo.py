@@ -1,0 +1,62 @@
+"""The whole chain on the built-in data, on CPU, in minutes: what `dnatool demo` runs.
+
+Each stage is a function of the shared context that writes under `ctx.out / <stage>` and returns
+a small summary. Later stages read earlier results from `ctx.results`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dnatool.utils import io
+
+SPACE = "tiny"
+SEED = 0
+
+
+@dataclass
+class DemoContext:
+    out: Path
+    report: Callable[..., None] = lambda event, **fields: None
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def stage_space(ctx: DemoContext) -> dict[str, Any]:
+    """The demo's search space."""
+    from dnatool.arch.space import load_space
+
+    space = load_space(SPACE)
+    return {"space": space.name, "size": space.size, "blocks": len(space.blocks)}
+
+
+def stage_arch(ctx: DemoContext) -> dict[str, Any]:
+    """One random architecture of the space, written as a dnatool arch file and measured."""
+    import numpy as np
+
+    from dnatool.arch.space import load_space
+    from dnatool.arch.summary import summarize
+
+    arch = load_space(SPACE).to_arch(load_space(SPACE).sample(np.random.default_rng(SEED)), name="random")
+    path = io.write_text(ctx.out / "arch" / "random.json", arch.to_json())
+    summary = summarize(arch)
+    return {"arch_file": str(path), "params": summary["params"], "macs": summary["macs"]}
+
+
+STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
+    ("space", stage_space),
+    ("arch", stage_arch),
+]
+
+
+def run_demo(out: str | Path, report: Callable[..., None] | None = None) -> dict[str, Any]:
+    """Run every stage in order; the summary is also written to `out/demo.json`."""
+    ctx = DemoContext(out=Path(out), report=report or (lambda event, **fields: None))
+    for name, stage in STAGES:
+        ctx.report("log", message=f"demo: {name} ...", always=True)
+        ctx.results[name] = stage(ctx)
+        ctx.report("log", message=f"demo: {name} -> {ctx.results[name]}", always=True)
+    io.write_json(ctx.out / "demo.json", ctx.results)
+    return ctx.results

@@ -1,0 +1,1 @@
+"""Networks: the standalone timm network of an arch, supernets, teachers."""

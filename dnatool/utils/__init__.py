@@ -1,0 +1,1 @@
+"""Shared infrastructure: atomic I/O, run directories, units, plots."""

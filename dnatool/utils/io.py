@@ -1,0 +1,96 @@
+"""Atomic writes and safe loads: a kill at any moment leaves the old file or the new one, never half.
+
+Every artifact (checkpoints, LUTs, score lists, manifests) goes through these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dnatool.errors import BadInput
+
+CHECKPOINT_FORMAT = "dnatool.checkpoint"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Write through `write(fileobj)` into a temp file in the same folder, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Load JSON, turning a missing or malformed file into a one-line BadInput."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+def save_checkpoint(path: str | os.PathLike, kind: str, payload: dict[str, Any]) -> Path:
+    """torch.save a dict tagged as a dnatool checkpoint of `kind`, atomically."""
+    import torch
+
+    data = {"format": CHECKPOINT_FORMAT, "kind": kind, **payload}
+    return atomic_write(path, lambda handle: torch.save(data, handle))
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """torch.load with weights_only=True; refuse files that are not dnatool checkpoints."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{path} is not a loadable checkpoint: {first}") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise BadInput(f"{path} is not a dnatool checkpoint")
+    if kind is not None and data.get("kind") != kind:
+        raise BadInput(f"{path} is a dnatool {data.get('kind')!r} checkpoint, expected {kind!r}")
+    return data
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,28 @@
+"""Shared fixtures: a CLI runner that goes through `main()` (exit codes, one-line errors)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: str | None = None, env: dict | None = None, timeout: int = 600) -> Result:
+    """Run `python -m dnatool ARGS` in a subprocess, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "dnatool", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import timm
+
+from dnatool.arch.resolve import EFFICIENTNET_B0, resolve_arch
+from dnatool.arch.spec import ArchSpec, BlockSpec, parse_block
+from dnatool.errors import BadInput
+from dnatool.nn.timm_adapter import build_model, count_macs, count_params
+
+
+@pytest.mark.parametrize("text", ["ir_r2_k3_s2_e6_c24_se0.25", "ds_r1_k3_s1_e1_c16_se0.25",
+                                  "ir_r1_k5_s1_e3_c40", "er_r1_k3_s1_e4_c24_nre_noskip",
+                                  "cn_r1_k1_s1_c320", "ir_r1_k3_a1_p1_s2_e6_c80_se0.25_nhs"])
+def test_block_string_round_trip_is_lossless(text):
+    spec = parse_block(text)
+    assert parse_block(spec.to_str()) == spec
+    assert spec.to_str() == parse_block(spec.to_str()).to_str()
+
+
+def test_block_fields_decoded():
+    spec = parse_block("ir_r2_k5_s2_e6_c40_se0.25")
+    assert spec == BlockSpec(type="ir", repeat=2, kernel=5, stride=2, exp=6.0, out=40, se=0.25)
+
+
+@pytest.mark.parametrize("text,token", [("ir_r2_k3_x9_c24", "'x9'"), ("zz_r1_k3_c8", "'zz'"),
+                                        ("ir_r1_k3_s3_c8", "stride"), ("ir_r1_k3_s1_e6", "c<N>"),
+                                        ("ir_r1_k4_c8", "odd"), ("ir_k3_k5_c8", "'k5'")])
+def test_strict_parse_names_the_problem(text, token):
+    with pytest.raises(BadInput, match=token.replace("<", ".").replace(">", ".")):
+        parse_block(text)
+
+
+def test_efficientnet_b0_is_timms_own_network():
+    arch = resolve_arch("efficientnet_b0")
+    model = build_model(arch)
+    reference = timm.create_model("efficientnet_b0")
+    assert count_params(model) == count_params(reference) == 5_288_548
+    assert list(model.state_dict()) == list(reference.state_dict())
+    macs = count_macs(model, (1, 3, 224, 224))
+    assert abs(macs / 385.8e6 - 1) < 0.005
+
+
+def test_arch_file_round_trip_through_json(tmp_path):
+    arch = ArchSpec.from_arch_def(EFFICIENTNET_B0, name="b0", resolution=240)
+    path = tmp_path / "arch.json"
+    path.write_text(arch.to_json())
+    again = resolve_arch(str(path))
+    assert again == arch and again.arch_def == EFFICIENTNET_B0 and again.resolution == 240
+
+
+def test_every_arch_form_resolves_to_the_same_network(tmp_path):
+    arch = resolve_arch(EFFICIENTNET_B0)
+    (tmp_path / "def.json").write_text(json.dumps(EFFICIENTNET_B0))
+    (tmp_path / "search.json").write_text(json.dumps({"winner": {"arch": arch.to_dict()}}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "arch.json").write_text(arch.to_json())
+    forms = [json.dumps(EFFICIENTNET_B0), str(tmp_path / "def.json"), str(tmp_path / "search.json"),
+             str(run), arch.to_dict()]
+    assert all(resolve_arch(form).arch_def == arch.arch_def for form in forms)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "not valid JSON"),
+    ('{"format": "dnatool.arch", "version": 9, "arch_def": []}', "version"),
+    ('{"format": "dnatool.arch", "version": 1, "arch_def": [["ir_r1_k3_c8"]], "colour": 1}', "'colour'"),
+    ('{"format": "dnatool.arch", "version": 1, "arch_def": [["ir_r1_k3_c8"]], "stem": -3}', "stem"),
+    ('{"hello": 1}', "not a dnatool arch"),
+])
+def test_malformed_arch_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(BadInput, match=message):
+        resolve_arch(str(path))
+
+
+def test_unknown_arch_reference():
+    with pytest.raises(BadInput, match="not a file"):
+        resolve_arch("no/such/arch.json")

@@ -1,0 +1,64 @@
+"""The CLI as users and scripts drive it: exit codes, one-line errors, --json on stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_help_does_not_import_heavy_runtimes():
+    code = ("import sys, dnatool.cli.main as m\n"
+            "try:\n    m.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [x for x in ('onnxruntime', 'tensorrt', 'mmengine') if x in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in proc.stdout
+    assert "space" in proc.stdout and "arch" in proc.stdout
+
+
+def test_space_show_json_reports_exact_size(cli):
+    result = cli("space", "show", "dna-mbconv", "--json")
+    assert result.code == 0
+    data = json.loads(result.stdout)
+    assert data["size"] == 184_509_051_277_344_768
+    assert [len(b["cells"]) for b in data["blocks"]] == [3, 3, 3, 3, 3, 1]
+    assert set(data["blocks"][0]) >= {"cells", "ops", "stride"}
+
+
+def test_arch_show_efficientnet_b0(cli, tmp_path):
+    from dnatool.arch.resolve import EFFICIENTNET_B0
+
+    path = tmp_path / "b0.json"
+    path.write_text(json.dumps(EFFICIENTNET_B0))
+    data = json.loads(cli("arch", "show", str(path), "--json").stdout)
+    assert data["params"] == 5_288_548
+    assert abs(data["macs"] / 385.8e6 - 1) < 0.005
+    assert data["resolution"] == 224 and len(data["stages"]) == 7
+
+
+def test_arch_show_resolution_changes_macs(cli):
+    small = json.loads(cli("arch", "show", "efficientnet_b0", "--resolution", "112", "--json").stdout)
+    assert small["resolution"] == 112 and small["macs"] < 110e6
+
+
+def _one_line_error(result):
+    assert result.code == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_inputs_exit_2_with_one_line(cli, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    _one_line_error(cli("arch", "show", str(bad)))
+    _one_line_error(cli("arch", "show", '[["ir_r1_k3_s1_e6_c24_zz3"]]'))
+    _one_line_error(cli("space", "show", "no-such-space"))
+    _one_line_error(cli("arch", "show", "efficientnet_b0", "--resolution", "abc"))
+    _one_line_error(cli("no-such-command"))
+
+
+def test_doctor_json(cli):
+    data = json.loads(cli("doctor", "--json").stdout)
+    assert data["packages"]["torch"] and data["packages"]["timm"]

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from dnatool.errors import BadInput
+from dnatool.utils import io, runs
+from dnatool.utils.units import parse_count, parse_latency_ms
+
+
+@pytest.mark.parametrize("text,ms", [("10ms", 10.0), ("800us", 0.8), ("1.5s", 1500.0), ("3", 3.0)])
+def test_latency_units(text, ms):
+    assert parse_latency_ms(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text,value", [("5.3M", 5.3e6), ("400M", 4e8), ("1.2G", 1.2e9), ("350000", 3.5e5)])
+def test_count_units(text, value):
+    assert parse_count(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["10 parsecs", "ms", "-3ms", "5.3X", ""])
+def test_bad_units(text):
+    with pytest.raises(BadInput):
+        parse_latency_ms(text) if "ms" in text or "parsec" in text else parse_count(text)
+
+
+def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
+    path = tmp_path / "data.json"
+    io.write_json(path, {"a": 1})
+
+    def explode(handle):
+        handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        io.atomic_write(path, explode)
+    assert io.read_json(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["data.json"]
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    path = io.save_checkpoint(tmp_path / "c.pt", "supernet", {"state": {"w": torch.ones(2)}})
+    assert torch.equal(io.load_checkpoint(path, "supernet")["state"]["w"], torch.ones(2))
+    with pytest.raises(BadInput, match="expected 'model'"):
+        io.load_checkpoint(path, "model")
+    torch.save({"w": torch.ones(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(BadInput, match="not a dnatool checkpoint"):
+        io.load_checkpoint(tmp_path / "foreign.pt")
+    (tmp_path / "junk.pt").write_bytes(os.urandom(64))
+    with pytest.raises(BadInput, match="not a loadable checkpoint"):
+        io.load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_manifest_records_stage_inputs_and_results(tmp_path):
+    (tmp_path / "in.txt").write_text("x")
+    run = runs.start_run(tmp_path / "run", "train", {"lr": 0.1}, inputs=[tmp_path / "in.txt"])
+    runs.finish_run(run, ["a.pt"], {"loss": 0.5})
+    manifest = runs.read_manifest(run)
+    assert manifest["stage"] == "train" and manifest["recipe"] == {"lr": 0.1}
+    assert manifest["inputs"][0]["sha256"] and manifest["outputs"] == ["a.pt"]
+    assert manifest["results"] == {"loss": 0.5} and manifest["finished"]
