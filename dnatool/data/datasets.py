@@ -1,0 +1,120 @@
+"""Train / rating / validation splits from the built-in digits or an ImageFolder tree.
+
+The rating split is taken out of the training images (DNA: 50 images per class), so rating never
+sees the validation images that retraining reports on. `digits` is scikit-learn's bundled set of
+1797 real 8x8 handwritten digits, upsampled to the requested resolution and made 3-channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from dnatool.errors import BadInput
+
+BUILTIN = ("digits",)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Splits:
+    """Datasets yielding (image tensor, label) plus what preprocessing must reproduce."""
+
+    train: Dataset
+    rate: Dataset
+    val: Dataset
+    num_classes: int
+    resolution: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: str
+
+    @property
+    def preprocess(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std), "resolution": self.resolution,
+                "crop_pct": 1.0 if self.source in BUILTIN else 0.875, "interpolation": "bilinear"}
+
+
+def load_splits(source: str, resolution: int, rate_per_class: int = 10, seed: int = 0,
+                augment: bool = True) -> Splits:
+    """`digits` or an ImageFolder root with `train/` and `val/` class folders."""
+    if source == "digits":
+        return _digits(resolution, rate_per_class, seed, augment)
+    root = Path(source)
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        raise BadInput(f"data {source!r} is neither a built-in set ({', '.join(BUILTIN)}) nor a folder "
+                       "with train/ and val/ ImageFolder class folders")
+    return _image_folder(root, resolution, rate_per_class, seed, augment)
+
+
+def _take_per_class(targets: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of `per_class` images of every class (held out) and of the rest."""
+    rng = np.random.default_rng(seed)
+    held = np.concatenate([
+        rng.permutation(np.flatnonzero(targets == c))[:per_class] for c in np.unique(targets)
+    ])
+    rest = np.setdiff1d(np.arange(len(targets)), held)
+    return np.sort(held), rest
+
+
+class _Augmented(Dataset):
+    """Random shifts (pad + crop) and nothing else: digits are not flip-invariant."""
+
+    def __init__(self, base: TensorDataset, pad: int, seed: int) -> None:
+        self.base, self.pad = base, pad
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        size = image.shape[-1]
+        padded = torch.nn.functional.pad(image, (self.pad,) * 4, mode="replicate")
+        dy, dx = torch.randint(0, 2 * self.pad + 1, (2,), generator=self.generator).tolist()
+        return padded[:, dy:dy + size, dx:dx + size], label
+
+
+def _digits(resolution: int, rate_per_class: int, seed: int, augment: bool) -> Splits:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    images = torch.nn.functional.interpolate(images, size=(resolution, resolution), mode="bilinear",
+                                             align_corners=False).repeat(1, 3, 1, 1)
+    mean, std = float(images.mean()), float(images.std())
+    images = (images - mean) / std
+    labels = torch.tensor(bunch.target, dtype=torch.long)
+    val_idx, train_all = _take_per_class(bunch.target, 36, seed)
+    rate_rel, train_rel = _take_per_class(bunch.target[train_all], rate_per_class, seed + 1)
+    full = TensorDataset(images, labels)
+    train = Subset(full, train_all[train_rel].tolist())
+    if augment:
+        train = _Augmented(TensorDataset(images[train_all[train_rel]], labels[train_all[train_rel]]),
+                           pad=max(1, resolution // 16), seed=seed)
+    return Splits(train=train, rate=Subset(full, train_all[rate_rel].tolist()),
+                  val=Subset(full, val_idx.tolist()), num_classes=10, resolution=resolution,
+                  mean=(mean,) * 3, std=(std,) * 3, source="digits")
+
+
+def _image_folder(root: Path, resolution: int, rate_per_class: int, seed: int, augment: bool) -> Splits:
+    from timm.data import create_transform
+    from torchvision.datasets import ImageFolder
+
+    size = (3, resolution, resolution)
+    train_tf = create_transform(size, is_training=augment, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    eval_tf = create_transform(size, is_training=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    train_aug = ImageFolder(str(root / "train"), transform=train_tf)
+    train_eval = ImageFolder(str(root / "train"), transform=eval_tf)
+    val = ImageFolder(str(root / "val"), transform=eval_tf)
+    if val.classes != train_aug.classes:
+        raise BadInput(f"{root}/val classes differ from {root}/train classes")
+    held, rest = _take_per_class(np.array(train_aug.targets), rate_per_class, seed)
+    return Splits(train=Subset(train_aug, rest.tolist()), rate=Subset(train_eval, held.tolist()),
+                  val=val, num_classes=len(train_aug.classes), resolution=resolution,
+                  mean=IMAGENET_MEAN, std=IMAGENET_STD, source=str(root))
