@@ -80,3 +80,14 @@ def test_malformed_arch_files_are_refused(tmp_path, content, message):
 def test_unknown_arch_reference():
     with pytest.raises(BadInput, match="not a file"):
         resolve_arch("no/such/arch.json")
+
+
+def test_layers_built_alone_match_the_network_layers():
+    from dnatool.nn.timm_adapter import build_layers
+
+    arch = resolve_arch("efficientnet_b0")
+    model = build_model(arch)
+    alone = build_layers(24, list(arch.stages[2]), arch.act)
+    assert [type(m) for m in alone] == [type(m) for m in model.blocks[2]]
+    assert [n for n, _ in alone.named_parameters()] == [n for n, _ in model.blocks[2].named_parameters()]
+    assert [p.shape for p in alone.parameters()] == [p.shape for p in model.blocks[2].parameters()]

@@ -78,15 +78,18 @@ class SearchSpace:
         """Student width entering block k (the fixed stages' output for block 0)."""
         return self.blocks[k - 1].width if k > 0 else self.fixed[-1][-1].out if self.fixed else self.stem
 
-    def block_in_resolution(self, k: int) -> int:
-        """Spatial size of block k's input at the space's resolution (SAME padding, ceil)."""
-        size = math.ceil(self.resolution / 2)
+    def block_in_resolution(self, k: int, resolution: int | None = None) -> int:
+        """Spatial size of block k's input (SAME padding, ceil) at `resolution` (default: the space's)."""
+        size = math.ceil((resolution or self.resolution) / 2)
         for stage in self.fixed:
             for block in stage:
                 size = math.ceil(size / block.stride)
         for block in self.blocks[:k]:
             size = math.ceil(size / block.stride)
         return size
+
+    def block_out_resolution(self, k: int, resolution: int | None = None) -> int:
+        return math.ceil(self.block_in_resolution(k, resolution) / self.blocks[k].stride)
 
     def layer_blocks(self, k: int, choice: Choice) -> list[BlockSpec]:
         """The block strings of one path of block k, one per layer (stride on the first)."""

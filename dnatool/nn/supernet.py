@@ -1,0 +1,98 @@
+"""The block-wise supernet: Supernet -> Block -> Cell -> layers of candidate ops.
+
+DNA (CVPR 2020, Sec. 3.3): each block holds cells of different depth in parallel; each layer of a
+cell holds every candidate op (timm blocks, the same modules the final network uses) and a path
+picks one op per layer. The last layer of every cell outputs the teacher's width at that cut, so
+plain MSE applies without an adapter (as in the released code). Blocks are independent modules:
+they train in parallel, can live on different devices, and checkpoint separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dnatool.arch.space import Choice, SearchSpace
+from dnatool.arch.spec import ArchSpec, BlockSpec
+from dnatool.nn.timm_adapter import build_model, build_op
+
+
+class Cell(nn.Module):
+    """A chain of layers; layer i holds one module per candidate op."""
+
+    def __init__(self, in_chs: int, width: int, out_chs: int, layers: int, space: SearchSpace, k: int) -> None:
+        super().__init__()
+        block = space.blocks[k]
+        self.layers = nn.ModuleList()
+        for i in range(layers):
+            layer_in = in_chs if i == 0 else width
+            layer_out = out_chs if i == layers - 1 else width
+            self.layers.append(nn.ModuleList([
+                build_op(layer_in, BlockSpec(type="ir", out=layer_out, kernel=op.kernel, exp=op.exp,
+                                             stride=block.stride if i == 0 else 1, se=space.se), space.act)
+                for op in block.ops
+            ]))
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_ops(self) -> int:
+        return len(self.layers[0])
+
+    def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
+        for layer, op in zip(self.layers, path, strict=True):
+            x = layer[op](x)
+        return x
+
+    def sample_path(self, generator: torch.Generator) -> tuple[int, ...]:
+        """One op per layer, uniformly, from an explicit generator (never the global RNG)."""
+        return tuple(torch.randint(0, self.num_ops, (self.depth,), generator=generator).tolist())
+
+
+class Block(nn.Module):
+    """Block k: its cells in parallel; block 0 also owns the student stem and fixed stages.
+
+    Block k > 0 takes the teacher's block k-1 output, so its input width is the teacher's there.
+    """
+
+    def __init__(self, space: SearchSpace, k: int, in_chs: int, out_chs: int) -> None:
+        super().__init__()
+        self.index = k
+        self.stem = _student_stem(space) if k == 0 else None
+        width = space.blocks[k].width
+        self.cells = nn.ModuleList([
+            Cell(in_chs, width, out_chs, cell.layers, space, k) for cell in space.blocks[k].cells
+        ])
+
+    def forward(self, x: torch.Tensor, choice: Choice) -> torch.Tensor:
+        cell, path = choice
+        return self.cells[cell](self.prepare(x), path)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The input every cell sees: the stem's output for block 0, the teacher feature otherwise."""
+        return self.stem(x) if self.stem is not None else x
+
+
+class Supernet(nn.Module):
+    """A chain of independent blocks; `teacher_widths[k]` is the target width of block k."""
+
+    def __init__(self, space: SearchSpace, teacher_widths: Sequence[int]) -> None:
+        super().__init__()
+        if len(teacher_widths) != len(space.blocks):
+            raise ValueError(f"{len(teacher_widths)} teacher widths for {len(space.blocks)} blocks")
+        in_widths = [space.block_in_width(0), *teacher_widths[:-1]]
+        self.blocks = nn.ModuleList([
+            Block(space, k, in_widths[k], teacher_widths[k]) for k in range(len(space.blocks))
+        ])
+
+
+def _student_stem(space: SearchSpace) -> nn.Sequential:
+    """Stem conv + fixed stages, built by timm exactly as in the final network."""
+    fixed = space.fixed or ((BlockSpec(type="cn", out=space.stem, kernel=1),),)
+    model = build_model(ArchSpec(stages=fixed, stem=space.stem, head=space.head, act=space.act,
+                                 resolution=space.resolution, num_classes=1, in_chans=space.in_chans))
+    return nn.Sequential(model.conv_stem, model.bn1, *(model.blocks if space.fixed else []))
