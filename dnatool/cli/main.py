@@ -16,6 +16,8 @@ COMMANDS = {
     "space": "dnatool.cli.space:space",
     "arch": "dnatool.cli.arch:arch",
     "demo": "dnatool.cli.demo:demo",
+    "retrain": "dnatool.cli.retrain:retrain",
+    "scale": "dnatool.cli.scale:scale",
 }
 
 
