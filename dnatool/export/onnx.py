@@ -189,7 +189,7 @@ def export_onnx(loaded: LoadedModel, path: str | Path, tolerance: float = DEFAUL
     if not result["passed"]:
         io.write_json(report_path, result)
         raise RunFailure(f"ONNX parity failed: max abs diff {result['max_abs_diff']:.3g} > tolerance "
-                         f"{tolerance:g} (report: {report_path}; the .onnx was not written)")
+                         f"{tolerance:g} (report: {report_path}; {path} was not written)")
     say("log", message="export: latency onnxruntime vs torch eager")
     result.update(latency(loaded, session))
     io.write_bytes(path, data)
