@@ -1,0 +1,82 @@
+"""Process setup for retraining: one plain process, or DDP when launched by `torchrun`.
+
+`torchrun` sets WORLD_SIZE / RANK / LOCAL_RANK; then the process group uses NCCL on GPUs and gloo
+on CPUs. Without them (or with WORLD_SIZE=1) nothing distributed is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def setup() -> ProcessInfo:
+    """Join torchrun's process group when there is one; pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world <= 1:
+        return ProcessInfo(0, 1, 0, device)
+    import torch.distributed as dist
+
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return ProcessInfo(dist.get_rank(), dist.get_world_size(), local, device, owns)
+
+
+def teardown(info: ProcessInfo) -> None:
+    if info.owns_group:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def all_sum(values: list[float], info: ProcessInfo) -> list[float]:
+    """Sum a few numbers over all processes (validation counts, losses)."""
+    if not info.distributed:
+        return values
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64, device=info.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def barrier(info: ProcessInfo) -> None:
+    if info.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def wrap(model: torch.nn.Module, info: ProcessInfo) -> torch.nn.Module:
+    """DistributedDataParallel around `model` under torchrun; the model itself otherwise."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
