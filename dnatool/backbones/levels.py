@@ -33,9 +33,9 @@ def feature_levels(arch: ArchSpec, output_stride: int = 32) -> list[Level]:
     if arch.stages[0][0].stride > 1:
         levels.append((arch.stem, stride))
     for k, stage in enumerate(arch.stages):
-        for block in stage:
-            if block.stride > 1 and stride * block.stride <= output_stride:
-                stride *= block.stride
+        # timm strides only the first block of a stage (the builder sets later strides to 1)
+        if stage[0].stride > 1 and stride * stage[0].stride <= output_stride:
+            stride *= stage[0].stride
         last = k + 1 == len(arch.stages)
         if last or arch.stages[k + 1][0].stride > 1:
             levels.append((stage[-1].out, stride))

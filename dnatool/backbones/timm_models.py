@@ -90,7 +90,7 @@ def register(name: str, arch: Any) -> str:
 
     if not name.isidentifier():
         raise BadInput(f"timm model name must be a Python identifier, got {name!r}")
-    spec = resolve_arch(_plain(arch))
+    spec = resolve_arch(plain_arch(arch))
     if _REGISTERED.get(name) == spec:
         return name
     if is_model(name) and name not in _REGISTERED:
@@ -116,7 +116,7 @@ def dnatool_model(pretrained: bool = False, arch: Any = None, **kwargs: Any) -> 
         if file is None:
             raise BadInput(f"{GENERIC} needs arch=... or pretrained_cfg_overlay=dict(file=<model.pt>)")
         arch, preprocess = _arch_from_checkpoint(file)
-    spec = resolve_arch(_plain(arch))
+    spec = resolve_arch(plain_arch(arch))
     if kwargs.get("pretrained_cfg") is None:
         kwargs["pretrained_cfg"] = pretrained_cfg(spec, preprocess)
     return create(GENERIC, spec, pretrained, **kwargs)
@@ -130,12 +130,12 @@ def _arch_from_checkpoint(file: str | Path) -> tuple[ArchSpec, dict[str, Any]]:
     return ArchSpec.from_dict(data["arch"]), data.get("preprocess", {})
 
 
-def _plain(arch: Any) -> Any:
+def plain_arch(arch: Any) -> Any:
     """Configs hand over tuples and ConfigDicts: make them the lists/dicts resolve_arch expects."""
     if isinstance(arch, (list, tuple)):
-        return [_plain(a) for a in arch]
+        return [plain_arch(a) for a in arch]
     if isinstance(arch, dict):
-        return {str(k): _plain(v) for k, v in arch.items()}
+        return {str(k): plain_arch(v) for k, v in arch.items()}
     return arch
 
 
