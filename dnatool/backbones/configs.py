@@ -5,7 +5,7 @@ it needs neither mmseg's packaged configs nor `pkg_resources`) for mmseg (DeepLa
 and UperNet on ADE20K) or mmdet (RetinaNet and Faster R-CNN with FPN on COCO). Channels and
 strides come from `levels.feature_levels`, the same rule timm's builder follows, so the heads fit
 the backbone by construction. The configs in `deploy/` are this function's output for
-`efficientnet_b0`. Pure Python: writing a config imports neither torch nor mmengine.
+`efficientnet_b0`. Writing a config imports no OpenMMLab package.
 """
 
 from __future__ import annotations
@@ -84,8 +84,7 @@ def render_config(model: Any, kind: str, *, num_classes: int | None = None,
 
     if kind not in KINDS:
         raise BadInput(f"unknown config kind {kind!r} (known: {', '.join(KINDS)})")
-    output_stride = 16 if kind in ("deeplabv3plus", "aspp") else 32
-    bb = backbone_for(model, output_stride=output_stride, checkpoint=checkpoint)
+    bb = backbone_for(model, output_stride=_output_stride(kind), checkpoint=checkpoint)
     options = {k: v for k, v in dict(num_classes=num_classes, crop_size=crop_size,
                                      data_root=data_root).items() if v is not None}
     builders = {**mmseg_configs.BUILDERS, **mmdet_configs.BUILDERS}
@@ -96,6 +95,18 @@ def render_config(model: Any, kind: str, *, num_classes: int | None = None,
     lines = [header, f"custom_imports = {IMPORTS}"]
     lines += [f"{name} = {pyformat(value)}" for name, value in variables.items()]
     return "\n".join(lines) + "\n"
+
+
+def backbone_summary(model: Any, kind: str, checkpoint: str | None = None) -> dict[str, Any]:
+    """What the config of `kind` says about the backbone (for the CLI and scripts)."""
+    bb = backbone_for(model, output_stride=_output_stride(kind), checkpoint=checkpoint)
+    return {"arch": bb.spec.name, "out_indices": list(bb.out_indices), "channels": bb.channels,
+            "strides": bb.strides, "output_stride": bb.output_stride, "checkpoint": bb.checkpoint}
+
+
+def _output_stride(kind: str) -> int:
+    """DeepLab heads run at stride 16 (dilated last stage); the others at 32."""
+    return 16 if kind in ("deeplabv3plus", "aspp") else 32
 
 
 def write_config(model: Any, out: str | Path, kind: str, **options: Any) -> Path:

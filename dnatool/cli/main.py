@@ -16,6 +16,7 @@ COMMANDS = {
     "space": "dnatool.cli.space:space",
     "arch": "dnatool.cli.arch:arch",
     "demo": "dnatool.cli.demo:demo",
+    "backbone": "dnatool.cli.backbone:backbone",
     "retrain": "dnatool.cli.retrain:retrain",
     "scale": "dnatool.cli.scale:scale",
 }
