@@ -11,15 +11,17 @@ from __future__ import annotations
 import io as _io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dnatool import __version__
 from dnatool.errors import RunFailure
 from dnatool.export.inputs import median_ms, random_inputs, real_inputs
-from dnatool.nn.model_run import LoadedModel
 from dnatool.utils import io
+
+if TYPE_CHECKING:
+    from dnatool.nn.model_run import LoadedModel
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -54,7 +56,7 @@ def calibrate_untrained(loaded: LoadedModel, batches: int = 4) -> bool:
         for chunk in np.array_split(images, 2 * batches):
             loaded.model(torch.from_numpy(chunk))
     loaded.model.eval()
-    for norm, momentum in zip(norms, momenta):
+    for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     return bool(norms)
 

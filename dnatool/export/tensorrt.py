@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import io as _io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dnatool.errors import BadInput, RunFailure
 from dnatool.export.inputs import random_inputs, real_inputs
 from dnatool.export.onnx import INPUT_NAME, OPSET, OUTPUT_NAME, ort_session
-from dnatool.nn.model_run import LoadedModel
 from dnatool.utils import io
+
+if TYPE_CHECKING:
+    from dnatool.nn.model_run import LoadedModel
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_TIMING_CACHE = Path.home() / ".cache" / "dnatool" / "trt_timing.cache"
@@ -79,7 +81,12 @@ def _int8_qdq_onnx(loaded: LoadedModel, onnx_path: str | Path, count: int = 64) 
     """Q/DQ int8 from static calibration on real images (symmetric, per-channel weights)."""
     import tempfile
 
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     images, _ = real_inputs(loaded.preprocess, loaded.arch.in_chans, count=count)
 
