@@ -19,6 +19,8 @@ COMMANDS = {
     "backbone": "dnatool.cli.backbone:backbone",
     "retrain": "dnatool.cli.retrain:retrain",
     "scale": "dnatool.cli.scale:scale",
+    "export": "dnatool.cli.export:export",
+    "serve": "dnatool.cli.serve:serve",
 }
 
 
