@@ -1,0 +1,47 @@
+"""`dnatool bench ...`: the performance figures, as ratios measured in one run."""
+
+from __future__ import annotations
+
+import click
+
+from dnatool.cli._options import json_option
+
+
+@click.group()
+def bench() -> None:
+    """Measure dnatool's performance claims on this machine."""
+
+
+@bench.command("search")
+@click.option("--space", "space_name", default="dna-mbconv", show_default=True, help="Search space.")
+@click.option("--fractions", default=",".join(f"{f:g}" for f in (0.55, 0.6, 0.65, 0.7, 0.8, 0.9)),
+              show_default=True, help="Latency budgets as fractions of the [cheapest, costliest] range.")
+@click.option("--dfs-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds each run of the paper's walk may take.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic data.")
+@json_option
+def search(space_name: str, fractions: str, dfs_timeout: float, seed: int, as_json: bool) -> None:
+    """Exact search against the paper's DFS on SYNTHETIC score lists and latency table."""
+    from dnatool.cli._console import Reporter, emit_json, info, out, progress
+    from dnatool.errors import BadInput
+    from dnatool.search.bench import bench_search
+
+    try:
+        values = [float(f) for f in fractions.split(",")]
+    except ValueError:
+        raise BadInput(f"bad --fractions {fractions!r}: expected comma-separated numbers") from None
+    if not values or not all(0 <= f <= 1 for f in values):
+        raise BadInput("--fractions must be numbers in [0, 1]")
+    with progress() as bar:
+        result = bench_search(space_name, values, dfs_timeout, seed, Reporter(bar))
+    if as_json:
+        emit_json(result)
+        return
+    for row in result["rows"]:
+        dfs = f"{row['dfs_seconds']:.3f} s" if row["dfs_finished"] else f"> {dfs_timeout:g} s (timeout)"
+        out.print(f"budget {row['budget_ms']:.3f} ms: exact {row['exact_seconds'] * 1e3:.1f} ms, dfs {dfs}, "
+                  f"same optimum {row['same_optimum']}")
+    bound = " (lower bound: some walks timed out)" if result["speedup_is_lower_bound"] else ""
+    out.print(f"{result['space']}: {result['space_size']:,} architectures; speedup "
+              f"{result['speedup']:.1f}x{bound}; same optimum {result['same_optimum']}")
+    info(result["data"])

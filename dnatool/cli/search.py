@@ -1,0 +1,143 @@
+"""`dnatool search RUN --latency 10ms --lut LUT`: the exact best architecture under budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dnatool.cli._options import json_option
+
+
+def parse_margin(text: str) -> float:
+    """`0.05` or `5%`."""
+    from dnatool.errors import BadInput
+
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise BadInput(f"bad --margin {text!r}: expected a fraction such as 0.05 or a percentage such as 5%") from None
+    return value
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    from dnatool.errors import BadInput
+
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise BadInput(f"bad --weights {text!r}: expected comma-separated numbers, one per block") from None
+
+
+def parse_budgets(latency: str | None, params: str | None, macs: str | None) -> dict[str, float]:
+    from dnatool.utils.units import parse_count, parse_latency_ms
+
+    budgets = {}
+    if latency is not None:
+        budgets["latency_ms"] = parse_latency_ms(latency)
+    if params is not None:
+        budgets["params"] = parse_count(params)
+    if macs is not None:
+        budgets["macs"] = parse_count(macs)
+    return budgets
+
+
+def verify_winner(lut: Any, arch_dict: dict[str, Any], predicted: float) -> dict[str, Any]:
+    """Measure the winner's whole network on the table's backend; predicted against measured."""
+    from dnatool.arch.spec import ArchSpec
+    from dnatool.errors import RunFailure
+
+    try:
+        from dnatool.profile.validate import measure_arch
+    except ImportError as exc:
+        raise RunFailure(f"--verify needs dnatool.profile.validate: {exc}") from None
+    measured = float(measure_arch(lut, ArchSpec.from_dict(arch_dict)))
+    return {"predicted_ms": predicted, "measured_ms": measured, "error": (predicted - measured) / measured}
+
+
+@click.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--latency", help="Latency budget, e.g. 10ms, 800us (needs --lut).")
+@click.option("--params", help="Parameter budget, e.g. 5.3M.")
+@click.option("--macs", help="MACs budget, e.g. 400M.")
+@click.option("--lut", type=click.Path(exists=True, dir_okay=False), help="Latency table from `dnatool profile`.")
+@click.option("--space", "space_ref", help="Search space (default: the run's recipe.space).")
+@click.option("--weights", help="Per-block score weights lambda_k, comma-separated (default all 1).")
+@click.option("--margin", default="0", show_default=True, help="Search at budget * (1 - P); 0.05 or 5%.")
+@click.option("--top", type=int, default=5, show_default=True, help="How many best architectures to keep.")
+@click.option("--algorithm", type=click.Choice(["exact", "dfs"]), default="exact", show_default=True,
+              help="exact: Pareto fronts / branch-and-bound; dfs: the paper's walk (baseline).")
+@click.option("--verify", is_flag=True, help="Measure the winner on the table's backend.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Result file (default RUN/search.json).")
+@json_option
+def search(run: str, latency: str | None, params: str | None, macs: str | None, lut: str | None,
+           space_ref: str | None, weights: str | None, margin: str, top: int, algorithm: str,
+           verify: bool, out: str | None, as_json: bool) -> None:
+    """Find the best architecture of RUN's rated space under the given budgets, exactly."""
+    from dnatool.cli._console import Reporter, emit_json, progress
+    from dnatool.errors import BadInput
+    from dnatool.search import result as R
+    from dnatool.search.engine import search as run_search
+    from dnatool.search.inputs import load_score_lists, run_space
+
+    budgets = parse_budgets(latency, params, macs)
+    table = _load_table(lut)
+    if verify and table is None:
+        raise BadInput("--verify needs --lut (the table names the backend to measure on)")
+    space = run_space(run, space_ref)
+    lists = load_score_lists(run, space)
+    with progress() as bar:
+        result = run_search(space, lists, budgets, lut=table, weights=parse_weights(weights),
+                            top=top, margin=parse_margin(margin), algorithm=algorithm, report=Reporter(bar))
+    if verify:
+        result.extra["verify"] = verify_winner(table, result.winner["arch"], result.winner["latency_ms"])
+    path, png = R.write(result, out or Path(run) / "search.json", _inputs(run, lut, space_ref),
+                        note=_note(table))
+    if as_json:
+        emit_json(R.summary(result, str(path)))
+        return
+    _print(result, path, png)
+
+
+def _load_table(lut: str | None) -> Any:
+    if lut is None:
+        return None
+    from dnatool.profile.lut import load_lut
+
+    return load_lut(lut)
+
+
+def _note(table: Any) -> str:
+    header = getattr(table, "header", None) or {}
+    return "SYNTHETIC latency table" if header.get("synthetic") else ""
+
+
+def _inputs(run: str, lut: str | None, space_ref: str | None) -> dict[str, Any]:
+    from dnatool.utils.io import file_sha256
+
+    inputs: dict[str, Any] = {"run": str(run), "space": space_ref}
+    if lut:
+        inputs["lut"] = {"path": str(lut), "sha256": file_sha256(lut)}
+    return inputs
+
+
+def _print(result: Any, path: Path, png: Path) -> None:
+    from dnatool.cli._console import info, out
+    from dnatool.utils.units import format_count
+
+    w = result.winner
+    lat = f"{w['latency_ms']:.3f} ms  " if w["latency_ms"] is not None else ""
+    out.print(f"winner: score {w['score']:.5f}  {lat}params {format_count(w['params'])}  "
+              f"MACs {format_count(w['macs'])}")
+    for k, (cell, ops) in enumerate(w["choices"]):
+        out.print(f"  block {k}: cell {cell} ops {ops}")
+    if "verify" in result.extra:
+        v = result.extra["verify"]
+        out.print(f"verify: predicted {v['predicted_ms']:.3f} ms, measured {v['measured_ms']:.3f} ms "
+                  f"({100 * v['error']:+.1f}%)")
+    info(f"{result.evaluated_space_size:,} architectures, front of {len(result.front)} points, "
+         f"searched in {result.seconds:.3f} s; wrote {path} and {png}")

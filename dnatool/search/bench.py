@@ -1,0 +1,80 @@
+"""`dnatool bench search`: the exact method against the paper's walk on the same problems.
+
+Both solvers get the same SYNTHETIC score lists and SYNTHETIC latency table (realistic shapes, not
+measurements) and a series of latency budgets spread between the cheapest and the costliest
+architecture. The walk's time grows steeply as budgets tighten, so each walk has a deadline;
+problems where it ran out are counted at the deadline (the speedup is then a lower bound).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from dnatool.arch.space import load_space
+from dnatool.search.costs import path_latency_ms
+from dnatool.search.dfs import DfsTimeout, paper_dfs
+from dnatool.search.engine import solve
+from dnatool.search.problem import Problem, make_problem
+from dnatool.search.synthetic import LABEL, SyntheticLatencyTable, synthetic_score_lists
+
+FRACTIONS = (0.55, 0.6, 0.65, 0.7, 0.8, 0.9)
+
+
+def latency_problems(space_name: str, fractions: Sequence[float], seed: int = 0) -> tuple[int, list[Problem]]:
+    """One single-budget problem per fraction of the [cheapest, costliest] latency range."""
+    space = load_space(space_name)
+    table = SyntheticLatencyTable(seed=seed)
+    lists = synthetic_score_lists(space, seed)
+    lat = [path_latency_ms(table, space, k, lst.cells, lst.paths)[:, None] for k, lst in enumerate(lists)]
+    fixed = np.array([table.fixed_latency_ms(space)])
+    lo = fixed + sum(c.min() for c in lat)
+    hi = fixed + sum(c.max() for c in lat)
+    scores = [lst.scores for lst in lists]
+    return space.size, [make_problem(scores, lat, fixed, lo + f * (hi - lo), ("latency_ms",)) for f in fractions]
+
+
+def time_exact(problem: Problem) -> tuple[float, Any]:
+    start = time.perf_counter()
+    found = solve(problem, 1, "exact")
+    return time.perf_counter() - start, found[0] if found else None
+
+
+def time_dfs(problem: Problem, timeout: float) -> tuple[float, Any, bool]:
+    start = time.perf_counter()
+    try:
+        found = paper_dfs(problem, deadline=start + timeout)
+    except DfsTimeout:
+        return timeout, None, False
+    return time.perf_counter() - start, found, True
+
+
+def bench_search(space_name: str = "dna-mbconv", fractions: Sequence[float] = FRACTIONS,
+                 dfs_timeout: float = 30.0, seed: int = 0,
+                 report: Callable[..., None] | None = None) -> dict[str, Any]:
+    """Times of both methods summed over the problems, and whether their optima agree."""
+    report = report or (lambda event, **fields: None)
+    size, problems = latency_problems(space_name, fractions, seed)
+    rows = []
+    report("start", task="bench search", total=len(problems))
+    for fraction, problem in zip(fractions, problems):
+        exact_s, exact = time_exact(problem)
+        dfs_s, dfs, finished = time_dfs(problem, dfs_timeout)
+        same = None if not finished else (dfs is None and exact is None) or (
+            dfs is not None and exact is not None and dfs.key == exact.key)
+        rows.append({"budget_ms": float(problem.budget[0]), "fraction": fraction, "exact_seconds": exact_s,
+                     "dfs_seconds": dfs_s, "dfs_finished": finished, "same_optimum": same,
+                     "score": exact.score if exact else None})
+        report("advance", task="bench search")
+    exact_total = sum(r["exact_seconds"] for r in rows)
+    dfs_total = sum(r["dfs_seconds"] for r in rows)
+    finished = [r for r in rows if r["dfs_finished"]]
+    return {"space_size": size, "exact_seconds": exact_total, "dfs_seconds": dfs_total,
+            "speedup": dfs_total / exact_total, "same_optimum": all(r["same_optimum"] for r in finished),
+            "speedup_is_lower_bound": len(finished) < len(rows),
+            "dfs_finished": len(finished), "problems": len(rows),
+            "exact_max_seconds": max(r["exact_seconds"] for r in rows), "space": space_name,
+            "dfs_timeout_seconds": dfs_timeout, "rows": rows, "data": LABEL}

@@ -1,0 +1,94 @@
+"""Per-path costs: params and MACs from timm's own modules, latency from a table.
+
+A path's params / MACs are the sums of its layers' counts; each layer is built by the same timm
+builder as the standalone network (`build_op`) at its input width and resolution, cached per
+(in_chs, block string, resolution). The fixed part (stem, fixed stages, head, classifier) is the
+whole network minus its searchable layers, so `fixed + sum of path costs` equals `count_params` /
+`count_macs` of `space.to_arch(choices)` exactly (tests check it).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from dnatool.arch.space import Choice, SearchSpace
+from dnatool.arch.spec import BlockSpec, parse_block
+
+
+@runtime_checkable
+class LatencyTable(Protocol):
+    """What search needs from a latency table (`dnatool.profile.lut.load_lut`)."""
+
+    def path_latency_ms(self, space: SearchSpace, k: int, choice: Choice) -> float: ...
+
+    def fixed_latency_ms(self, space: SearchSpace) -> float: ...
+
+
+def layer_spec(space: SearchSpace, k: int, op: int, first: bool) -> BlockSpec:
+    """The block string of op `op` of block k as the first layer of a cell (stride) or a later one."""
+    block = space.blocks[k]
+    return BlockSpec(type="ir", out=block.width, kernel=block.ops[op].kernel,
+                     stride=block.stride if first else 1, exp=block.ops[op].exp, se=space.se)
+
+
+def layer_input(space: SearchSpace, k: int, first: bool) -> tuple[int, int]:
+    """(channels, spatial size) entering a first or later layer of block k."""
+    res = space.block_in_resolution(k)
+    if first:
+        return space.block_in_width(k), res
+    return space.blocks[k].width, math.ceil(res / space.blocks[k].stride)
+
+
+@functools.lru_cache(maxsize=4096)
+def layer_cost(in_chs: int, block: str, act: str, resolution: int) -> tuple[int, int]:
+    """(params, MACs) of one timm block at one input size."""
+    from dnatool.nn.timm_adapter import build_op, count_macs, count_params
+
+    op = build_op(in_chs, parse_block(block), act)
+    return count_params(op), count_macs(op, (1, in_chs, resolution, resolution))
+
+
+def layer_table(space: SearchSpace, k: int) -> np.ndarray:
+    """int64 (2, n_ops, 2): [first / later layer][op][params, MACs] of block k."""
+    table = np.zeros((2, len(space.blocks[k].ops), 2), dtype=np.int64)
+    for pos, first in enumerate((True, False)):
+        in_chs, res = layer_input(space, k, first)
+        for op in range(len(space.blocks[k].ops)):
+            table[pos, op] = layer_cost(in_chs, layer_spec(space, k, op, first).to_str(), space.act, res)
+    return table
+
+
+def path_params_macs(space: SearchSpace, k: int, paths: np.ndarray) -> np.ndarray:
+    """int64 (n, 2) params and MACs of paths (rows of op indices padded with -1) of block k."""
+    table = layer_table(space, k)
+    paths = np.asarray(paths, dtype=np.int64)
+    total = table[0][paths[:, 0]]
+    later = paths[:, 1:]
+    valid = (later >= 0)[..., None]
+    return total + np.where(valid, table[1][np.maximum(later, 0)], 0).sum(axis=1)
+
+
+def fixed_params_macs(space: SearchSpace) -> tuple[int, int]:
+    """Params and MACs of everything outside the searchable layers (stem, fixed stages, head)."""
+    from dnatool.nn.timm_adapter import build_model, count_macs, count_params
+
+    choices = [(0, (0,) * block.cells[0].layers) for block in space.blocks]
+    model = build_model(space.to_arch(choices))
+    whole = np.array([count_params(model),
+                      count_macs(model, (1, space.in_chans, space.resolution, space.resolution))])
+    searchable = sum(path_params_macs(space, k, np.array([p])) [0] for k, (_, p) in enumerate(choices))
+    fixed = whole - searchable
+    return int(fixed[0]), int(fixed[1])
+
+
+def path_latency_ms(table: LatencyTable, space: SearchSpace, k: int, cells: np.ndarray,
+                    paths: np.ndarray) -> np.ndarray:
+    """Latency of every listed path of block k, from the table."""
+    out = np.empty(len(cells), dtype=np.float64)
+    for i, (cell, row) in enumerate(zip(cells.tolist(), paths.tolist())):
+        out[i] = table.path_latency_ms(space, k, (cell, tuple(op for op in row if op >= 0)))
+    return out

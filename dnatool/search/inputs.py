@@ -1,0 +1,88 @@
+"""The score lists `rate` writes (`RUN/scores/block_{k}.npz`), read and checked against the space."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dnatool.arch.space import Choice, SearchSpace, load_space
+from dnatool.errors import BadInput
+
+
+@dataclass(frozen=True)
+class ScoreList:
+    """Every rated path of one block: `cells` (n,), `paths` (n, max_layers, -1 padded), `scores`."""
+
+    cells: np.ndarray
+    paths: np.ndarray
+    scores: np.ndarray
+
+    def choice(self, i: int) -> Choice:
+        return int(self.cells[i]), tuple(int(op) for op in self.paths[i] if op >= 0)
+
+
+def run_space(run_dir: str | Path, override: str | None = None) -> SearchSpace:
+    """The space of a run: `--space` if given, else `recipe.space` of its manifest."""
+    if override:
+        return load_space(override)
+    from dnatool.utils.runs import read_manifest
+
+    recipe = read_manifest(run_dir).get("recipe") or {}
+    ref = recipe.get("space") if isinstance(recipe, dict) else None
+    if isinstance(ref, dict):
+        ref = ref.get("name") or ref.get("path")
+    if not isinstance(ref, str) or not ref:
+        raise BadInput(f"{Path(run_dir) / 'manifest.json'} names no recipe.space; pass --space")
+    return load_space(ref)
+
+
+def load_score_lists(run_dir: str | Path, space: SearchSpace) -> list[ScoreList]:
+    """One checked score list per block of `space`."""
+    folder = Path(run_dir) / "scores"
+    return [load_score_list(folder / f"block_{k}.npz", space, k) for k in range(len(space.blocks))]
+
+
+def load_score_list(path: Path, space: SearchSpace, k: int) -> ScoreList:
+    if not path.is_file():
+        raise BadInput(f"score list {path} not found (run `dnatool rate` on the run first)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: np.asarray(data[name]) for name in ("cells", "paths", "scores")}
+    except KeyError as exc:
+        raise BadInput(f"score list {path} lacks array {exc.args[0]}") from None
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"score list {path} is not a readable .npz file: {exc}") from None
+    return check_score_list(ScoreList(**arrays), space, k, str(path))
+
+
+def check_score_list(lst: ScoreList, space: SearchSpace, k: int, where: str) -> ScoreList:
+    """Shapes, ranges, padding and uniqueness: a bad list is refused with the block and row."""
+    block = space.blocks[k]
+    cells, paths, scores = lst.cells, lst.paths, lst.scores
+    if cells.ndim != 1 or paths.ndim != 2 or scores.ndim != 1 or not len(cells) == len(paths) == len(scores):
+        raise BadInput(f"{where}: cells (n), paths (n x layers) and scores (n) must have matching lengths")
+    if len(cells) == 0:
+        raise BadInput(f"{where}: empty score list")
+    if not np.issubdtype(cells.dtype, np.integer) or not np.issubdtype(paths.dtype, np.integer):
+        raise BadInput(f"{where}: cells and paths must be integer arrays")
+    scores = scores.astype(np.float64)
+    if not np.isfinite(scores).all():
+        raise BadInput(f"{where}: row {int(np.flatnonzero(~np.isfinite(scores))[0])} has a non-finite score")
+    if cells.min() < 0 or cells.max() >= len(block.cells):
+        raise BadInput(f"{where}: cell index out of range (block {k} has {len(block.cells)} cells)")
+    layers = np.array([c.layers for c in block.cells])[cells]
+    width = paths.shape[1]
+    if width < layers.max():
+        raise BadInput(f"{where}: paths have {width} columns, cells need up to {layers.max()}")
+    col = np.arange(width)[None, :]
+    expected_used = col < layers[:, None]
+    bad = np.where(expected_used, (paths < 0) | (paths >= len(block.ops)), paths != -1).any(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise BadInput(f"{where}: row {row} path {paths[row].tolist()} does not fit cell {int(cells[row])}")
+    rows = np.concatenate([cells[:, None], paths], axis=1)
+    if len(np.unique(rows, axis=0)) != len(rows):
+        raise BadInput(f"{where}: the same (cell, path) is listed twice")
+    return ScoreList(cells.astype(np.int64), paths.astype(np.int64), scores)
