@@ -17,6 +17,8 @@ COMMANDS = {
     "arch": "dnatool.cli.arch:arch",
     "demo": "dnatool.cli.demo:demo",
     "backbone": "dnatool.cli.backbone:backbone",
+    "search": "dnatool.cli.search:search",
+    "bench": "dnatool.cli.bench:bench",
     "retrain": "dnatool.cli.retrain:retrain",
     "scale": "dnatool.cli.scale:scale",
     "export": "dnatool.cli.export:export",
