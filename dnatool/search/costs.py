@@ -72,6 +72,7 @@ def path_params_macs(space: SearchSpace, k: int, paths: np.ndarray) -> np.ndarra
     return total + np.where(valid, table[1][np.maximum(later, 0)], 0).sum(axis=1)
 
 
+@functools.lru_cache(maxsize=16)
 def fixed_params_macs(space: SearchSpace) -> tuple[int, int]:
     """Params and MACs of everything outside the searchable layers (stem, fixed stages, head)."""
     from dnatool.nn.timm_adapter import build_model, count_macs, count_params
@@ -80,7 +81,7 @@ def fixed_params_macs(space: SearchSpace) -> tuple[int, int]:
     model = build_model(space.to_arch(choices))
     whole = np.array([count_params(model),
                       count_macs(model, (1, space.in_chans, space.resolution, space.resolution))])
-    searchable = sum(path_params_macs(space, k, np.array([p])) [0] for k, (_, p) in enumerate(choices))
+    searchable = sum(path_params_macs(space, k, np.array([p]))[0] for k, (_, p) in enumerate(choices))
     fixed = whole - searchable
     return int(fixed[0]), int(fixed[1])
 

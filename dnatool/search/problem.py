@@ -73,7 +73,10 @@ def make_problem(scores: list[np.ndarray], costs: list[np.ndarray], fixed: np.nd
     if not (len(names) == len(fixed) == len(budget)) or len(scores) != len(costs) or not scores:
         raise BadInput("search problem: names, fixed costs and budgets must have one entry per quantity")
     s = tuple(np.ascontiguousarray(x, dtype=np.float64).reshape(-1) for x in scores)
-    c = tuple(np.ascontiguousarray(x, dtype=np.float64).reshape(len(x), len(names)) for x in costs)
+    c = tuple(np.ascontiguousarray(x, dtype=np.float64) for x in costs)
+    c = tuple(x[:, None] if x.ndim == 1 and len(names) == 1 else x for x in c)
+    if any(x.ndim != 2 or x.shape[1] != len(names) for x in c):
+        raise BadInput(f"search problem: costs must be (candidates x {len(names)}) per block")
     if any(len(a) == 0 or len(a) != len(b) for a, b in zip(s, c)):
         raise BadInput("search problem: every block needs at least one candidate with costs")
     if not all(np.isfinite(a).all() for a in s + c):
