@@ -26,13 +26,14 @@ def retrain(arch_ref: str, recipe: str | None, data: str | None, epochs: int | N
     from dnatool.arch.resolve import resolve_arch
     from dnatool.cli._console import Reporter, emit_json, info, progress
     from dnatool.retrain.recipe import load_retrain_recipe
-    from dnatool.retrain.train import run_retrain
 
     arch = resolve_arch(arch_ref)
     name = recipe or ("retrain-tiny" if data in (None, "digits") else "retrain-imagenet")
     flags = {k: v for k, v in (("data", data), ("epochs", epochs), ("teacher", teacher)) if v is not None}
     settings = dataclasses.replace(load_retrain_recipe(name, overrides), **flags)
     out = out or f"runs/retrain/{arch.name}"
+    from dnatool.retrain.train import run_retrain  # torch: only once the arguments are good
+
     with progress() as bar:
         metrics = run_retrain(arch, settings, out, report=Reporter(bar), resume=resume)
     if as_json:

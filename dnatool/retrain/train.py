@@ -21,7 +21,13 @@ from dnatool.config import to_dict
 from dnatool.errors import BadInput
 from dnatool.retrain import dist
 from dnatool.retrain.curves import write_curves
-from dnatool.retrain.data import Loaders, build_loaders, build_mixup, loader_state, restore_loader_state
+from dnatool.retrain.data import (
+    Loaders,
+    build_loaders,
+    build_mixup,
+    loader_state,
+    restore_loader_state,
+)
 from dnatool.retrain.distill import RetrainLoss, load_teacher
 from dnatool.retrain.loop import Trainer, evaluate, train_one_epoch
 from dnatool.retrain.recipe import RetrainRecipe
@@ -71,6 +77,8 @@ def _retrain(arch: ArchSpec, recipe: RetrainRecipe, out: Path, report: Report, r
     model, trainer = _build_trainer(arch, recipe, loaders, info)
     start, rows = 0, []
     state_path = out / CHECKPOINT_FILE
+    if resume and info.is_main:
+        _drop_partial_writes(out)
     if resume and state_path.is_file():
         start, rows = _restore(state_path, arch, recipe, model, trainer, loaders)
         report("log", message=f"resuming {out} after epoch {start}/{recipe.epochs}")
@@ -79,6 +87,12 @@ def _retrain(arch: ArchSpec, recipe: RetrainRecipe, out: Path, report: Report, r
                        inputs=[recipe.data] + ([recipe.teacher] if recipe.teacher else []))
     _train_epochs(model, trainer, loaders, recipe, out, report, start, rows, arch)
     return _finish(out, model, trainer, arch, recipe, loaders, rows, info)
+
+
+def _drop_partial_writes(out: Path) -> None:
+    """Temp files of atomic writes a kill interrupted (`.NAME.*.tmp`); the real files are intact."""
+    for leftover in out.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def _build_trainer(arch: ArchSpec, recipe: RetrainRecipe, loaders: Loaders,

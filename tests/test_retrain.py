@@ -1,0 +1,159 @@
+"""`run_retrain` on the built-in digits: accuracy, saved files, exact resume, distillation (issue 6)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dnatool.arch.space import load_space
+from dnatool.errors import BadInput
+from dnatool.retrain.recipe import RetrainRecipe, load_retrain_recipe
+
+STATED_TOP1 = 90.0  # recipes/retrain-tiny.yaml promises this on the digits validation split
+
+
+def tiny_arch(seed: int = 0):
+    space = load_space("tiny")
+    return space.to_arch(space.sample(np.random.default_rng(seed)), name=f"random{seed}")
+
+
+def two_epoch_recipe() -> RetrainRecipe:
+    return dataclasses.replace(load_retrain_recipe("retrain-tiny"), epochs=2)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """Two epochs of the tiny recipe (a few seconds): files, reload, resume and KD use it."""
+    from dnatool.retrain.train import run_retrain
+
+    out = tmp_path_factory.mktemp("retrain") / "run"
+    events = []
+    metrics = run_retrain(tiny_arch(1), two_epoch_recipe(), out,
+                          report=lambda event, **fields: events.append((event, fields)))
+    return out, metrics, events
+
+
+@pytest.mark.slow
+def test_tiny_recipe_reaches_stated_accuracy(tmp_path):
+    """The demo's retrain: a random `tiny` net, the shipped recipe (about 20-50 s on one CPU)."""
+    from dnatool.retrain.train import run_retrain
+
+    metrics = run_retrain(tiny_arch(0), load_retrain_recipe("retrain-tiny"), tmp_path / "run")
+    assert metrics["top1"] >= STATED_TOP1, metrics
+    assert metrics["epochs"] == load_retrain_recipe("retrain-tiny").epochs
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 100
+
+
+def test_model_run_reloads_and_reproduces_its_top1(short_run):
+    """The saved weights are the reported model: re-evaluating them gives the same top-1."""
+    from dnatool.data.datasets import load_splits
+    from dnatool.nn.model_run import load_model
+
+    out, metrics, _ = short_run
+    loaded = load_model(out)
+    assert loaded.trained and loaded.arch.num_classes == 10 and loaded.arch.resolution == 32
+    assert loaded.preprocess["resolution"] == 32 and len(loaded.preprocess["mean"]) == 3
+    splits = load_splits("digits", 32, augment=False)
+    images = torch.stack([splits.val[i][0] for i in range(len(splits.val))])
+    labels = torch.tensor([splits.val[i][1] for i in range(len(splits.val))])
+    with torch.no_grad():
+        predicted = loaded.model.eval()(images).argmax(-1)
+    assert int((predicted == labels).sum()) == round(metrics["top1"] * len(labels) / 100)
+
+
+def test_run_files_manifest_and_curves(short_run):
+    from dnatool.utils import io, runs
+
+    out, metrics, events = short_run
+    manifest = runs.read_manifest(out)
+    assert manifest["stage"] == "retrain" and manifest["finished"]
+    assert manifest["results"]["top1"] == metrics["top1"]
+    assert {"model.pt", "arch.json", "checkpoint.pt", "curves.csv", "curves.png"} <= set(manifest["outputs"])
+    rows = list(csv.DictReader((out / "curves.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, metrics["epochs"] + 1))
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert io.load_checkpoint(out / "checkpoint.pt", "retrain-state")["epoch"] == metrics["epochs"]
+    assert ("start", {"task": "retrain", "total": events[0][1]["total"], "done": 0}) == events[0]
+    assert sum(1 for e, _ in events if e == "advance") == events[0][1]["total"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after_first_epoch(event, **fields):
+    if event == "log" and fields["message"].startswith("epoch 1/"):
+        raise Interrupt
+
+
+def test_interrupted_run_resumes_to_the_same_weights(short_run, tmp_path):
+    """Stopped after epoch 1 and resumed, a run ends bit-identical to one never stopped."""
+    from dnatool.retrain.train import run_retrain
+    from dnatool.utils import io
+
+    recipe, arch = two_epoch_recipe(), tiny_arch(1)
+    straight_dir, straight, _ = short_run
+    with pytest.raises(Interrupt):
+        run_retrain(arch, recipe, tmp_path / "b", report=_stop_after_first_epoch)
+    assert not (tmp_path / "b" / "model.pt").exists()
+    with pytest.raises(BadInput, match="--resume"):
+        run_retrain(arch, recipe, tmp_path / "b")
+    resumed = run_retrain(arch, recipe, tmp_path / "b", resume=True)
+    assert resumed["epochs"] == straight["epochs"] == 2
+    assert resumed["top1"] == straight["top1"] and resumed["val_loss"] == straight["val_loss"]
+    a = io.load_checkpoint(straight_dir / "model.pt", "model")["state_dict"]
+    b = io.load_checkpoint(tmp_path / "b" / "model.pt", "model")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(BadInput, match="another recipe"):
+        run_retrain(arch, dataclasses.replace(recipe, lr=0.01), tmp_path / "b", resume=True)
+
+
+def test_distillation_from_a_model_run(short_run, tmp_path):
+    from dnatool.retrain.distill import RetrainLoss, kd_loss, load_teacher
+    from dnatool.retrain.train import run_retrain
+
+    teacher_dir = short_run[0]
+    logits = torch.randn(4, 10)
+    assert float(kd_loss(logits, logits, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kd_loss(logits, torch.randn(4, 10), 2.0)) > 0
+    teacher = load_teacher(str(teacher_dir), 10, torch.device("cpu"))
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    recipe = dataclasses.replace(load_retrain_recipe("retrain-tiny"), epochs=1,
+                                 teacher=str(teacher_dir), kd_alpha=1.0, kd_temperature=2.0)
+    images, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
+    with torch.no_grad():
+        pure_kd = RetrainLoss(recipe, teacher)(images, teacher(images), targets)
+    assert float(pure_kd) == pytest.approx(0.0, abs=1e-5)
+    metrics = run_retrain(tiny_arch(2), recipe, tmp_path / "kd")
+    assert metrics["teacher"] == str(teacher_dir) and metrics["epochs"] == 1
+    with pytest.raises(BadInput, match="classes"):
+        load_teacher(str(teacher_dir), 5, torch.device("cpu"))
+    with pytest.raises(BadInput, match="timm model name"):
+        load_teacher("no_such_timm_model_xyz", 10, torch.device("cpu"))
+
+
+def test_recipes_load_and_scale_the_learning_rate():
+    paper = load_retrain_recipe("retrain-imagenet")
+    assert paper.opt == "rmsproptf" and paper.decay_epochs == 2.4 and paper.decay_rate == 0.97
+    assert paper.ema_decay == 0.9999 and paper.label_smoothing == 0.1 and paper.drop_path_rate == 0.2
+    assert paper.epochs == 350 and paper.auto_augment.startswith("rand")
+    assert paper.scaled_lr(4096) == pytest.approx(0.256)
+    assert paper.scaled_lr(8 * 128) == pytest.approx(0.064)
+    assert load_retrain_recipe("retrain-imagenet", ("lr=0.1",)).scaled_lr(64) == 0.1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("batch_size=3", "even"), ("opt=adamx", "unknown opt"), ("epochs=0", "epochs"),
+    ("lr_bse=1", "did you mean 'lr_base'"), ("kd_alpha=2", "kd_alpha"),
+])
+def test_bad_recipe_values_are_bad_input(override, message):
+    with pytest.raises(BadInput, match=message):
+        load_retrain_recipe("retrain-tiny", (override,))
+
+
+def test_default_recipe_is_the_papers():
+    assert RetrainRecipe().opt == "rmsproptf" and RetrainRecipe().lr is None

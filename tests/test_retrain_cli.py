@@ -1,0 +1,78 @@
+"""`dnatool retrain` as users run it: SIGKILL mid-run then --resume, and one-line bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from dnatool.arch.space import load_space
+
+
+def _arch_file(tmp_path):
+    space = load_space("tiny")
+    path = tmp_path / "arch.json"
+    path.write_text(space.to_arch(space.sample(np.random.default_rng(3)), name="killme").to_json())
+    return str(path)
+
+
+def _wait_for(path, proc, timeout=300.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited early"
+        assert time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.05)
+
+
+def test_sigkill_then_resume_ends_with_all_epochs_and_loadable_files(cli, tmp_path):
+    from dnatool.nn.model_run import load_model
+    from dnatool.utils import io, runs
+
+    arch, out = _arch_file(tmp_path), tmp_path / "run"
+    args = ["retrain", arch, "retrain-tiny", "--epochs", "2", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "dnatool", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(out / "checkpoint.pt", proc)
+        os.kill(proc.pid, signal.SIGKILL)  # in epoch 2, or while writing epoch 1's files
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (out / "model.pt").exists()
+    assert io.load_checkpoint(out / "checkpoint.pt", "retrain-state")["epoch"] >= 1
+    resumed = cli(*args, "--resume", "--json")
+    assert resumed.code == 0, resumed.stderr
+    metrics = json.loads(resumed.stdout)
+    assert metrics["epochs"] == 2
+    assert "resuming" in resumed.stderr
+    loaded = load_model(out)
+    assert loaded.trained and loaded.metrics["epochs"] == 2
+    assert io.load_checkpoint(out / "checkpoint.pt", "retrain-state")["epoch"] == 2
+    assert runs.read_manifest(out)["results"]["epochs"] == 2
+    assert (out / "curves.csv").read_text().count("\n") == 3  # header + 2 epochs
+    assert not list(out.glob(".*.tmp"))
+
+
+def _one_line_error(result):
+    assert result.code == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("no-such-arch",),
+    ("efficientnet_b0", "no-such-recipe"),
+    ("efficientnet_b0", "-o", "lr_bse=0.1"),
+    ("efficientnet_b0", "-o", "batch_size=7"),
+    ("efficientnet_b0", "--epochs", "0"),
+    ("efficientnet_b0", "--data", "/no/such/folder"),
+])
+def test_bad_retrain_inputs_exit_2_with_one_line(cli, tmp_path, args):
+    _one_line_error(cli("retrain", *args, "--out", str(tmp_path / "run")))
