@@ -16,6 +16,7 @@ COMMANDS = {
     "space": "dnatool.cli.space:space",
     "arch": "dnatool.cli.arch:arch",
     "demo": "dnatool.cli.demo:demo",
+    "profile": "dnatool.cli.profile:profile",
     "backbone": "dnatool.cli.backbone:backbone",
     "search": "dnatool.cli.search:search",
     "bench": "dnatool.cli.bench:bench",

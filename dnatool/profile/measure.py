@@ -1,0 +1,209 @@
+"""Measuring ops as they run inside networks: the protocol, the plan of networks and the run.
+
+Protocol: warm-up runs, then rounds of timed runs until the median moves less than `rel_tol`
+(or `max_reps`); networks are measured in shuffled order; a reference network is re-measured
+every `reference_every` networks and its spread is stored as the run's drift. Every measured
+network is written to the table at once (atomically), so a killed run resumes with only the
+missing networks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from dnatool.arch.space import Choice, SearchSpace
+
+Report = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    warmup: int = 10
+    min_reps: int = 20
+    max_reps: int = 1000
+    round_reps: int = 10
+    rel_tol: float = 0.01
+    min_seconds: float = 0.2
+    samples_per_block: int = 0  # 0: 2 * (ops to solve) + 4, capped by the paths that exist
+    calibration_nets: int = 18
+    reference_every: int = 10
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "statistic": "median", "order": "shuffled",
+                "context": "block paths at their real input shape, minus an empty network of that input"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Protocol:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Timing:
+    median: float
+    mean: float
+    std: float
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ms": self.median, "mean": self.mean, "std": self.std, "n": self.n}
+
+
+def time_runner(runner: Any, protocol: Protocol) -> Timing:
+    """Warm up, then time rounds until the median is stable (relative change <= rel_tol)."""
+    runner.run(protocol.warmup)
+    times = runner.run(protocol.min_reps)
+    previous = statistics.median(times)
+    while len(times) < protocol.max_reps:
+        times += runner.run(protocol.round_reps)
+        current = statistics.median(times)
+        if abs(current - previous) <= protocol.rel_tol * previous and sum(times) >= 1e3 * protocol.min_seconds:
+            break
+        previous = current
+    return Timing(statistics.median(times), statistics.fmean(times),
+                  statistics.stdev(times) if len(times) > 1 else 0.0, len(times))
+
+
+# ---- the networks that are measured -------------------------------------------------------------
+
+def _pool() -> nn.Module:
+    return nn.AdaptiveAvgPool2d(1)
+
+
+def block_net(space: SearchSpace, k: int, choice: Choice, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
+    """One path of block k at its real input shape, its output pooled (tiny output copy)."""
+    from dnatool.nn.timm_adapter import build_layers
+
+    width, res = space.block_in_width(k), space.block_in_resolution(k)
+    layers = build_layers(width, space.layer_blocks(k, choice), space.act)
+    return nn.Sequential(layers, _pool()), (batch, width, res, res)
+
+
+def stem_input(space: SearchSpace, batch: int) -> tuple[int, ...]:
+    return (batch, space.in_chans, space.resolution, space.resolution)
+
+
+def head_input(space: SearchSpace, batch: int) -> tuple[int, ...]:
+    res = -(-space.block_in_resolution(len(space.blocks) - 1) // space.blocks[-1].stride)
+    return (batch, space.blocks[-1].width, res, res)
+
+
+@functools.lru_cache(maxsize=4)
+def _any_model(space: SearchSpace) -> nn.Module:
+    from dnatool.nn.timm_adapter import build_model
+
+    return build_model(space.to_arch([(0, (0,) * b.cells[0].layers) for b in space.blocks]))
+
+
+def stem_net(space: SearchSpace, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
+    """conv_stem + bn1 + the fixed stages of timm's EfficientNet, output pooled."""
+    model = _any_model(space)
+    return nn.Sequential(model.conv_stem, model.bn1, *model.blocks[: len(space.fixed)], _pool()), stem_input(space, batch)
+
+
+def head_net(space: SearchSpace, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
+    """conv_head + bn2 + global pool + classifier of timm's EfficientNet."""
+    model = _any_model(space)
+    return nn.Sequential(model.conv_head, model.bn2, model.global_pool, model.classifier), head_input(space, batch)
+
+
+def whole_net(space: SearchSpace, choices: list[Choice], batch: int) -> tuple[nn.Module, tuple[int, ...]]:
+    from dnatool.nn.timm_adapter import build_model
+
+    return build_model(space.to_arch(choices)), stem_input(space, batch)
+
+
+def empty_net(shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...]]:
+    """Only the pooling: the per-call cost (input copy, dispatch) of a network with this input."""
+    return nn.Sequential(_pool()), shape
+
+
+# ---- the plan -------------------------------------------------------------------------------------
+
+def block_samples(space: SearchSpace, k: int, n: int, rng: np.random.Generator) -> list[Choice]:
+    """Distinct paths of block k: one uniform path per op and cell first (coverage), then random."""
+    block = space.blocks[k]
+    chosen: list[Choice] = [(c, (op,) * cell.layers) for c, cell in enumerate(block.cells) for op in range(len(block.ops))]
+    chosen = list(dict.fromkeys(chosen))[:n] if n < len(chosen) else list(dict.fromkeys(chosen))
+    seen = set(chosen)
+    for _ in range(50 * n):
+        if len(chosen) >= min(n, block.size):
+            break
+        cell = int(rng.integers(len(block.cells)))
+        choice = (cell, tuple(int(v) for v in rng.integers(0, len(block.ops), block.cells[cell].layers)))
+        if choice not in seen:
+            seen.add(choice)
+            chosen.append(choice)
+    return chosen
+
+
+def samples_per_block(space: SearchSpace, k: int, protocol: Protocol) -> int:
+    from dnatool.profile.lut import layer_keys
+
+    block = space.blocks[k]
+    keys = {key for c, cell in enumerate(block.cells) for op in range(len(block.ops))
+            for key in layer_keys(space, k, (c, (op,) * cell.layers))}
+    wanted = protocol.samples_per_block or 2 * len(keys) + 4
+    return min(wanted, block.size)
+
+
+def calibration_choices(space: SearchSpace, protocol: Protocol) -> list[list[Choice]]:
+    rng = np.random.default_rng([protocol.seed, 1])
+    return [space.sample(rng) for _ in range(protocol.calibration_nets)]
+
+
+def reference_choices(space: SearchSpace, protocol: Protocol) -> list[Choice]:
+    return space.sample(np.random.default_rng([protocol.seed, 2]))
+
+
+def choices_text(choices: list[Choice]) -> str:
+    return json.dumps([[c, list(p)] for c, p in choices], separators=(",", ":"))
+
+
+def plan(space: SearchSpace, protocol: Protocol, batch: int) -> dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]]:
+    """Every network to measure, by its sample key (stable, so a resumed run finds what is done)."""
+    units: dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]] = {
+        "stem": lambda: stem_net(space, batch), "head": lambda: head_net(space, batch),
+        "overhead|stem": lambda: empty_net(stem_input(space, batch)),
+        "overhead|head": lambda: empty_net(head_input(space, batch)),
+    }
+    rng = np.random.default_rng([protocol.seed, 0])
+    for k in range(len(space.blocks)):
+        shape = (batch, space.block_in_width(k), space.block_in_resolution(k), space.block_in_resolution(k))
+        units[f"overhead|{k}"] = lambda shape=shape: empty_net(shape)
+        for choice in block_samples(space, k, samples_per_block(space, k, protocol), rng):
+            units[f"block|{k}|{choice_text(choice)}"] = lambda k=k, choice=choice: block_net(space, k, choice, batch)
+    for choices in calibration_choices(space, protocol):
+        units[f"net|{choices_text(choices)}"] = lambda choices=choices: whole_net(space, choices, batch)
+    return units
+
+
+def choice_text(choice: Choice) -> str:
+    return f"{choice[0]}|{''.join(str(op) for op in choice[1])}" if all(op < 10 for op in choice[1]) \
+        else f"{choice[0]}|{','.join(str(op) for op in choice[1])}"
+
+
+def parse_choice_text(text: str) -> Choice:
+    cell, path = text.split("|")
+    ops = path.split(",") if "," in path else list(path)
+    return int(cell), tuple(int(op) for op in ops)
+
+
+def measure_unit(backend: Any, build: Callable[[], tuple[nn.Module, tuple[int, ...]]], protocol: Protocol) -> Timing:
+    module, shape = build()
+    return time_runner(backend.prepare(module, shape), protocol)
+
+
+def elapsed(start: float) -> float:
+    return round(time.perf_counter() - start, 2)

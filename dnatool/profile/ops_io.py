@@ -1,0 +1,118 @@
+"""Tables for devices dnatool cannot drive: export every op, import measurements made there.
+
+`export_ops` writes each entry the space needs (stem, every reachable layer, head) as a standalone
+ONNX model, plus an ExecuTorch/XNNPACK `.pte` when the mobile extra is installed, a
+`manifest.json` and a `measurements.csv` template with the keys; `import_csv` turns that CSV,
+filled in on the device, into a table with the same keys. Imported entries are isolated-op
+timings: they are not calibrated against whole networks (the header says so).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import re
+from pathlib import Path
+from typing import Any
+
+from dnatool.arch.space import SearchSpace
+from dnatool.errors import BadInput
+from dnatool.profile import measure
+from dnatool.profile.lut import LatencyTable, new_header, space_keys
+from dnatool.utils import io
+
+CSV_FIELDS = ("key", "mean_ms", "std_ms", "n")
+
+
+def op_module(space: SearchSpace, k: int, spec: Any, width: int, res: int, batch: int) -> tuple[Any, tuple[int, ...]]:
+    """The timm module of one entry and its input shape."""
+    from dnatool.nn.timm_adapter import build_op
+
+    if spec is None:
+        return (measure.stem_net if k < 0 else measure.head_net)(space, batch)
+    return build_op(width, spec, space.act), (batch, width, res, res)
+
+
+def _filename(i: int, key: str) -> str:
+    return f"{i:03d}_" + re.sub(r"[^A-Za-z0-9._-]+", "_", key.split("|")[0] + "_" + key.split("|")[1])[:80]
+
+
+def export_ops(space: SearchSpace, out_dir: str | Path, batch: int = 1, report: Any = None) -> dict[str, Any]:
+    """Write every op as ONNX (and .pte with executorch) plus manifest.json and a CSV template."""
+    from dnatool.nn.timm_adapter import count_macs, count_params
+    from dnatool.profile.backends.ort import export_onnx
+
+    out = Path(out_dir)
+    keys = space_keys(space, batch)
+    pte = _have_executorch()
+    ops = []
+    for i, (key, (k, spec, width, res)) in enumerate(keys.items()):
+        module, shape = op_module(space, k, spec, width, res, batch)
+        name = _filename(i, key)
+        buffer = _io.BytesIO()
+        export_onnx(module, shape, buffer)
+        io.write_bytes(out / f"{name}.onnx", buffer.getvalue())
+        record = {"key": key, "onnx": f"{name}.onnx", "input_shape": list(shape),
+                  "params": int(count_params(module)), "macs": int(count_macs(module, (1, *shape[1:])))}
+        if pte:
+            from dnatool.profile.backends.executorch import pte_bytes
+
+            io.write_bytes(out / f"{name}.pte", pte_bytes(module, shape))
+            record["pte"] = f"{name}.pte"
+        ops.append(record)
+        if report:
+            report("advance", task="export", status=name)
+    manifest = {"format": "dnatool.ops", "space": space.name, "batch": batch, "input_name": "input",
+                "ops": ops, "csv_columns": list(CSV_FIELDS)}
+    io.write_json(out / "manifest.json", manifest)
+    io.write_text(out / "measurements.csv", ",".join(CSV_FIELDS) + "\n" + "".join(f"{o['key']},,,\n" for o in ops))
+    return {"dir": str(out), "ops": len(ops), "pte": pte}
+
+
+def _have_executorch() -> bool:
+    from dnatool.profile.backends.executorch import XnnpackBackend
+
+    return XnnpackBackend.missing() is None
+
+
+def import_csv(space: SearchSpace, csv_path: str | Path, out: str | Path, device: str, batch: int = 1,
+               force: bool = False) -> LatencyTable:
+    """A table from on-device measurements (CSV columns key, mean_ms[, std_ms, n])."""
+    rows = _read_csv(Path(csv_path))
+    keys = space_keys(space, batch)
+    unknown = [key for key in rows if key not in keys]
+    if unknown:
+        raise BadInput(f"{csv_path}: key {unknown[0]!r} is not an op of space {space.name!r} at batch {batch}")
+    missing = [key for key in keys if key not in rows]
+    if missing:
+        raise BadInput(f"{csv_path}: {len(missing)} op(s) of space {space.name!r} have no measurement, e.g. {missing[0]!r}")
+    if Path(out).exists() and not force:
+        raise BadInput(f"{out} exists; use --force to overwrite it")
+    from dnatool.profile.run import entry_costs
+
+    fingerprint = {"backend": device, "source": f"imported from {Path(csv_path).name}", "batch": batch,
+                   "precision": "fp32", "threads": None, "runtime": "external"}
+    protocol = {"statistic": "as measured on the device", "context": "isolated ops (not calibrated)"}
+    table = LatencyTable(Path(out), new_header(space, fingerprint, protocol))
+    costs = entry_costs(space, batch, "fp32")
+    table.entries = {key: {**rows[key], **costs[key]} for key in keys}
+    table.header.update(complete=True, calibration={"a": 1.0, "b": 0.0, "method": "none: imported isolated-op timings"})
+    table.save()
+    return table
+
+
+def _read_csv(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        raise BadInput(f"measurements file not found: {path}")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"key", "mean_ms"} <= set(reader.fieldnames):
+            raise BadInput(f"{path} needs the columns key and mean_ms (optional std_ms, n)")
+        rows = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows[row["key"]] = {"mean": float(row["mean_ms"]), "std": float(row.get("std_ms") or 0.0),
+                                    "n": int(row.get("n") or 1)}
+            except ValueError:
+                raise BadInput(f"{path}:{line}: mean_ms must be a number, got {row['mean_ms']!r}") from None
+    return rows

@@ -1,0 +1,156 @@
+"""`dnatool profile`: measure every planned network (resumable), then solve entries and calibrate.
+
+Order of work: the plan (`measure.plan`) lists every network by a stable key; those already in
+the table's `samples` are skipped on `--resume`; the rest run in shuffled order with the reference
+network interleaved. `finalize` turns samples into entries (per-block NNLS), adds params and MACs
+per entry, fits the calibration on the whole networks and marks the table complete.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnatool.arch.space import SearchSpace
+from dnatool.errors import BadInput
+from dnatool.profile import calibrate, measure
+from dnatool.profile.lut import LatencyTable, head_key, layer_keys, load_lut, new_header, space_digest, space_keys, stem_key
+from dnatool.profile.measure import Protocol, Report
+
+
+def _noop(event: str, **fields: Any) -> None:
+    return None
+
+
+def open_table(out: Path, space: SearchSpace, backend: Any, protocol: Protocol, resume: bool, force: bool) -> LatencyTable:
+    """A fresh table, or the unfinished/finished one at `out` when resuming on the same device."""
+    device = backend.fingerprint()
+    if out.exists() and resume:
+        table = load_lut(out, force=force, device=device, allow_incomplete=True)
+        if table.header.get("space_digest") != space_digest(space):
+            raise BadInput(f"{out} was measured for another space ({table.header.get('space')!r}); "
+                           "choose another --out")
+        return table
+    if out.exists() and not force:
+        raise BadInput(f"{out} exists; use --resume to complete it or --force to overwrite it")
+    return LatencyTable(out, new_header(space, device, protocol.to_dict()))
+
+
+def profile_space(space: SearchSpace, backend: Any, out: str | Path, protocol: Protocol | None = None,
+                  resume: bool = False, force: bool = False, report: Report = _noop) -> dict[str, Any]:
+    """Measure what is missing, finalize, and return a summary (measured / reused / seconds)."""
+    start = time.perf_counter()
+    protocol = protocol or Protocol()
+    table = open_table(Path(out), space, backend, protocol, resume, force)
+    protocol = Protocol.from_dict(table.header["protocol"])
+    if hasattr(backend, "use_timing_cache"):
+        backend.use_timing_cache(Path(out).with_suffix(".timing.cache"))
+    units = measure.plan(space, protocol, table.batch)
+    todo = [key for key in units if key not in table.samples]
+    np.random.default_rng([protocol.seed, 3]).shuffle(todo)
+    report("start", task="profile", total=len(units), done=len(units) - len(todo))
+    report("log", message=f"profile: {len(todo)} networks to measure, {len(units) - len(todo)} already in {out}")
+    _measure_all(table, space, backend, protocol, units, todo, report)
+    finalize(table, space)
+    table.save()
+    cal = table.header["calibration"]
+    return {"lut": str(table.path), "entries": len(table.entries), "measured": len(todo),
+            "reused": len(units) - len(todo), "seconds": measure.elapsed(start),
+            "calibration": {k: cal[k] for k in ("a", "b", "holdout", "uncalibrated_mape") if k in cal},
+            "drift": table.header.get("drift")}
+
+
+def _measure_all(table: LatencyTable, space: SearchSpace, backend: Any, protocol: Protocol,
+                 units: dict[str, Any], todo: list[str], report: Report) -> None:
+    reference = None
+    refs = sum(1 for key in table.samples if key.startswith("ref|"))
+    for i, key in enumerate(todo + ["<end>"]):
+        if i % protocol.reference_every == 0 or key == "<end>":
+            if reference is None:
+                ref_choices = measure.reference_choices(space, protocol)
+                reference = backend.prepare(*measure.whole_net(space, ref_choices, table.batch))
+            table.samples[f"ref|{refs}"] = measure.time_runner(reference, protocol).to_dict()
+            refs += 1
+        if key == "<end>":
+            break
+        timing = measure.measure_unit(backend, units[key], protocol)
+        table.samples[key] = {**timing.to_dict(), "ref": refs - 1}
+        table.save()
+        report("advance", task="profile", status=f"{key.split('|')[0]} {timing.median:.3f} ms")
+
+
+def finalize(table: LatencyTable, space: SearchSpace) -> None:
+    """Samples -> entries (with params / MACs), calibration, drift; mark the table complete."""
+    ms = drift_corrected(table.samples)
+    entries = _solve_entries(table, space, ms)
+    table.entries = {key: {**entries[key], **costs} for key, costs in entry_costs(space, table.batch, table.dtype).items()}
+    nets = [(json.loads(key.split("|", 1)[1]), ms[key]) for key in table.samples if key.startswith("net|")]
+    raw = [table.raw_total_ms(space, [(c, tuple(p)) for c, p in choices]) for choices, _ in nets]
+    table.header["calibration"] = calibrate.calibrate(raw, [ms for _, ms in nets], seed=table.header["protocol"]["seed"])
+    refs = [s["ms"] for key, s in table.samples.items() if key.startswith("ref|")]
+    if refs:
+        med = statistics.median(refs)
+        table.header["drift"] = {"reference_ms": med, "measurements": len(refs),
+                                 "spread": (max(refs) - min(refs)) / med,
+                                 "correction": "each network scaled by reference median / median of the "
+                                               "four reference runs around it"}
+    table.header["complete"] = True
+
+
+def drift_corrected(samples: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Median latency of every sample, rescaled to the reference network's median conditions.
+
+    On a shared machine the load of other processes changes during a run; the reference network
+    measured before and after each network tells by how much, and the ratio is undone.
+    """
+    refs = {int(key.split("|")[1]): s["ms"] for key, s in samples.items() if key.startswith("ref|")}
+    if not refs:
+        return {key: s["ms"] for key, s in samples.items()}
+    median = statistics.median(refs.values())
+    result = {}
+    for key, s in samples.items():
+        i = s.get("ref", -10)
+        around = [refs[j] for j in range(i - 1, i + 3) if j in refs]  # median: one burst cannot skew it
+        result[key] = s["ms"] * median / statistics.median(around) if around else s["ms"]
+    return result
+
+
+def _solve_entries(table: LatencyTable, space: SearchSpace, ms: dict[str, float]) -> dict[str, dict[str, Any]]:
+    samples = table.samples
+    entries = {}
+    for name, key in (("stem", stem_key(space, table.batch, table.dtype)), ("head", head_key(space, table.batch, table.dtype))):
+        s = samples[name]
+        entries[key] = {"mean": max(ms[name] - ms[f"overhead|{name}"], 0.0), "std": s["std"], "n": s["n"]}
+    for k in range(len(space.blocks)):
+        over = ms[f"overhead|{k}"]
+        rows, targets = [], []
+        for key in samples:
+            if key.startswith(f"block|{k}|"):
+                choice = measure.parse_choice_text(key.split("|", 2)[2])
+                rows.append(layer_keys(space, k, choice, table.batch, table.dtype))
+                targets.append(ms[key] - over)
+        entries.update(calibrate.solve_ops(rows, targets))
+    return entries
+
+
+def entry_costs(space: SearchSpace, batch: int, dtype: str) -> dict[str, dict[str, Any]]:
+    """Params and MACs (batch 1) of every entry, from the same timm modules that were timed."""
+    from dnatool.nn.timm_adapter import build_op, count_macs, count_params
+
+    costs = {}
+    for key, (k, spec, width, res) in space_keys(space, batch, dtype).items():
+        if spec is None:
+            kind = "stem" if k < 0 else "head"
+            module, _ = (measure.stem_net if k < 0 else measure.head_net)(space, 1)
+        else:
+            kind, module = spec.type, build_op(width, spec, space.act)
+        shape = (1, width, res, res)
+        costs[key] = {"kind": kind, "block": k, "spec": spec.to_str() if spec else kind,
+                      "params": int(count_params(module)), "macs": int(count_macs(module, shape)),
+                      "input": [batch, width, res, res]}
+    return costs
