@@ -45,3 +45,35 @@ def search(space_name: str, fractions: str, dfs_timeout: float, seed: int, as_js
     out.print(f"{result['space']}: {result['space_size']:,} architectures; speedup "
               f"{result['speedup']:.1f}x{bound}; same optimum {result['same_optimum']}")
     info(result["data"])
+
+
+@bench.command("serve")
+@click.option("--model", "model_ref", default=None,
+              help="An .onnx file, model run or ARCH (default: a random arch of the tiny space).")
+@click.option("--clients", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Concurrent clients, each sending batch-1 requests back to back.")
+@click.option("--seconds", type=click.FloatRange(min=0.5), default=6.0, show_default=True,
+              help="Measured time per mode, split over alternating rounds.")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="On/off phases alternate this many times (load drift hits both alike).")
+@click.option("--max-batch", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="onnxruntime intra-op threads of both servers (0: its default).")
+@json_option
+def serve(model_ref: str | None, clients: int, seconds: float, rounds: int, max_batch: int,
+          max_wait_ms: float, threads: int, as_json: bool) -> None:
+    """Requests/s and latency of `dnatool serve` with dynamic batching on vs off."""
+    from dnatool.cli._console import emit_json, info, out
+    from dnatool.serve.bench import bench_serve
+
+    result = bench_serve(model_ref, clients, seconds, rounds, max_batch=max_batch,
+                         max_wait_ms=max_wait_ms, threads=threads,
+                         report=lambda event, **f: info(str(f["message"])) if event == "log" else None)
+    if as_json:
+        emit_json(result)
+        return
+    out.print(f"{clients} clients, {result['model']}: batching on {result['batched_rps']:.0f} req/s "
+              f"(p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, mean batch "
+              f"{result['mean_batch']:.1f}), off {result['unbatched_rps']:.0f} req/s: ratio "
+              f"{result['ratio']}x, errors {result['errors']}", highlight=False)

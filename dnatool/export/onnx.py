@@ -114,13 +114,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {entry.key: entry.value for entry in proto.metadata_props}
 
 
-def ort_session(model: bytes | str | Path, threads: int = 0) -> Any:
-    """A CPU onnxruntime session (the only provider of the PyPI wheel)."""
+def ort_session(model: bytes | str | Path, threads: int = 0, spinning: bool = True) -> Any:
+    """A CPU onnxruntime session (the only provider of the PyPI wheel).
+
+    `spinning=False` stops idle intra-op threads from busy-waiting: a server needs those cycles
+    for its HTTP threads; a latency measurement wants them spinning.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import numpy as np
 from dnatool import __version__
 from dnatool.serve.protocol import NAMES, ProtocolError, encode_response, parse_request
 
-MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/(ready|infer|config))?/?$")
+MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/(ready|infer|config|stats))?/?$")
 DRAIN_LIMIT = 64 << 20  # oversized bodies up to this are read and dropped, keeping the connection
 
 
@@ -41,12 +42,12 @@ class ModelApp:
 
     def __init__(self, onnx_path: str | Path, name: str, max_batch: int = 32,
                  max_wait_ms: float = 2.0, max_queue: int = 256, limits: Limits | None = None,
-                 threads: int = 0) -> None:
+                 threads: int = 0, spinning: bool = False) -> None:
         from dnatool.export.onnx import ort_session, read_metadata
         from dnatool.serve.batching import Batcher, DirectRunner
 
         self.name, self.limits = name, limits or Limits()
-        self.session = ort_session(str(onnx_path), threads=threads)
+        self.session = ort_session(str(onnx_path), threads=threads, spinning=spinning)
         self.metadata = read_metadata(onnx_path)
         self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.sample_shape = tuple(int(d) for d in self.input.shape[1:])
@@ -55,11 +56,21 @@ class ModelApp:
             self._run, max_batch, max_wait_ms / 1000.0, max_queue)
         self.runner = runner
         self.ready = True
-        self.inflight = 0
+        self.inflight = self.inference_count = self.execution_count = 0
         self._lock = threading.Lock()
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output.name], {self.input.name: x})[0]
+        out = self.session.run([self.output.name], {self.input.name: x})[0]
+        with self._lock:
+            self.inference_count += len(x)
+            self.execution_count += 1
+        return out
+
+    def model_stats(self) -> dict[str, Any]:
+        """Triton's statistics extension, reduced to counts: samples and onnxruntime calls."""
+        return {"model_stats": [{"name": self.name, "version": "1",
+                                 "inference_count": self.inference_count,
+                                 "execution_count": self.execution_count}]}
 
     def model_metadata(self) -> dict[str, Any]:
         def tensor(t: Any) -> dict[str, Any]:
@@ -123,6 +134,8 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.app.limits.socket_timeout_s
         super().setup()
+        # Small responses: without this, Nagle's algorithm meets the client's delayed ACK (~40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # access logs would cost more than the tiny requests they describe
@@ -134,8 +147,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
+        self._headers_buffer.append(b"\r\n" + body)  # headers and body in one write
+        self.flush_headers()
 
     def _json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode("utf-8"))
@@ -177,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, app.model_metadata())
         elif route == "model/config":
             self._json(200, app.model_config())
+        elif route == "model/stats":
+            self._json(200, app.model_stats())
         else:
             raise ProtocolError(405, f"{route.split('/')[-1]} needs POST")
 
