@@ -1,0 +1,73 @@
+"""`dnatool search` and `dnatool bench search` end to end on SYNTHETIC score lists and table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dnatool.arch.resolve import resolve_arch
+from dnatool.arch.space import load_space
+from dnatool.search.engine import search
+from dnatool.search.synthetic import (
+    SyntheticLatencyTable,
+    synthetic_score_lists,
+    write_synthetic_lut,
+    write_synthetic_run,
+)
+
+SUMMARY = {"arch", "score", "latency_ms", "params", "macs", "front_size", "evaluated_space_size", "seconds"}
+
+
+@pytest.fixture
+def rated_run(tmp_path):
+    pytest.importorskip("dnatool.profile.lut")
+    space = load_space("tiny")
+    run = write_synthetic_run(tmp_path / "run", space, seed=3)
+    lut = write_synthetic_lut(tmp_path / "lut.json", space, seed=3)
+    return run, lut
+
+
+def test_search_cli_writes_a_result_every_tool_reads(cli, rated_run, tmp_path):
+    run, lut = rated_run
+    out = tmp_path / "res" / "search.json"
+    res = cli("search", str(run), "--latency", "350us", "--params", "90k", "--lut", str(lut),
+              "--top", "3", "--out", str(out), "--json")
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert SUMMARY <= set(summary)
+    assert summary["latency_ms"] <= 0.35 and summary["params"] <= 90_000
+    assert summary["evaluated_space_size"] == 25_600
+    data = json.loads(out.read_text())
+    assert data["winner"]["score"] == summary["score"] == data["top"][0]["score"]
+    assert [t["score"] for t in data["top"]] == sorted(t["score"] for t in data["top"])
+    assert len(data["top"]) == 3 and len(data["front"]) == summary["front_size"]
+    assert resolve_arch(str(out)).arch_def == summary["arch"]["arch_def"]
+    assert (out.parent / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_infeasible_budget_is_one_line_exit_2(cli, rated_run):
+    run, lut = rated_run
+    res = cli("search", str(run), "--latency", "1us", "--lut", str(lut))
+    assert res.code == 2
+    lines = res.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: no architecture fits latency_ms <= 0.001 ms: the smallest achievable")
+    assert "Traceback" not in res.stderr
+
+
+def test_dfs_baseline_agrees_with_exact_search():
+    space = load_space("tiny")
+    lists, table = synthetic_score_lists(space, seed=4), SyntheticLatencyTable(seed=4)
+    for budget in (0.35, 0.37, 0.4):
+        exact = search(space, lists, {"latency_ms": budget}, lut=table, top=1)
+        dfs = search(space, lists, {"latency_ms": budget}, lut=table, algorithm="dfs")
+        assert dfs.winner == exact.winner
+
+
+def test_bench_search_json(cli):
+    res = cli("bench", "search", "--space", "tiny", "--fractions", "0.2,0.5", "--dfs-timeout", "20", "--json")
+    assert res.code == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert {"space_size", "exact_seconds", "dfs_seconds", "speedup", "same_optimum"} <= set(data)
+    assert data["space_size"] == 25_600 and data["same_optimum"] is True and data["dfs_finished"] == 2
+    assert data["speedup"] == pytest.approx(data["dfs_seconds"] / data["exact_seconds"])
