@@ -45,6 +45,19 @@ def stage_arch(ctx: DemoContext) -> dict[str, Any]:
     return {"arch_file": str(path), "params": summary["params"], "macs": summary["macs"]}
 
 
+def stage_search(ctx: DemoContext) -> dict[str, Any]:
+    """Exact search of the rated tiny supernet under a latency budget halfway between the fastest
+    and the best-scoring architecture on the demo's table; the winner is written as an arch file."""
+    from dnatool.errors import RunFailure
+    from dnatool.search.run import demo_search
+
+    missing = [s for s, key in (("train", "run"), ("profile", "lut")) if key not in ctx.results.get(s, {})]
+    if missing:
+        raise RunFailure(f"demo search needs the results of stage(s) {', '.join(missing)} (a rated run and a LUT)")
+    return demo_search(ctx.results["train"]["run"], ctx.results["profile"]["lut"], ctx.out / "search",
+                       report=ctx.report)
+
+
 STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
     ("space", stage_space),
     ("arch", stage_arch),
