@@ -67,7 +67,7 @@ def test_search_matches_brute_force_over_the_whole_tiny_space():
     full = build_problem(lists, costs, names, {}, [1.0] * 3)
     lo = full.fixed + sum(c.min(axis=0) for c in full.costs)
     hi = full.fixed + sum(c.max(axis=0) for c in full.costs)
-    budgets = dict(zip(names, lo + 0.4 * (hi - lo)))
+    budgets = dict(zip(names, lo + 0.4 * (hi - lo), strict=True))
     result = search(space, lists, budgets, lut=table, weights=[1.0, 2.0, 0.5], top=4)
     truth = brute_force(build_problem(lists, costs, names, budgets, [1.0, 2.0, 0.5]), 4)
     assert [t["score"] for t in result.top] == [s.score for s in truth]
@@ -119,7 +119,7 @@ def test_budgets_feasible_alone_but_not_together():
     names = ["latency_ms", "params"]
     lo = build_problem(lists, costs, names, {}, [1.0] * 3)
     lowest = lo.fixed + sum(c.min(axis=0) for c in lo.costs)
-    budgets = dict(zip(names, lowest))
+    budgets = dict(zip(names, lowest, strict=True))
     assert not brute_force(build_problem(lists, costs, names, budgets, [1.0] * 3))
     with pytest.raises(BadInput, match="all budgets together"):
         search(space, lists, budgets, lut=table)

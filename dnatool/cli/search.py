@@ -46,19 +46,6 @@ def parse_budgets(latency: str | None, params: str | None, macs: str | None) -> 
     return budgets
 
 
-def verify_winner(lut: Any, arch_dict: dict[str, Any], predicted: float) -> dict[str, Any]:
-    """Measure the winner's whole network on the table's backend; predicted against measured."""
-    from dnatool.arch.spec import ArchSpec
-    from dnatool.errors import RunFailure
-
-    try:
-        from dnatool.profile.validate import measure_arch
-    except ImportError as exc:
-        raise RunFailure(f"--verify needs dnatool.profile.validate: {exc}") from None
-    measured = float(measure_arch(lut, ArchSpec.from_dict(arch_dict)))
-    return {"predicted_ms": predicted, "measured_ms": measured, "error": (predicted - measured) / measured}
-
-
 @click.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--latency", help="Latency budget, e.g. 10ms, 800us (needs --lut).")
@@ -79,50 +66,18 @@ def search(run: str, latency: str | None, params: str | None, macs: str | None, 
            verify: bool, out: str | None, as_json: bool) -> None:
     """Find the best architecture of RUN's rated space under the given budgets, exactly."""
     from dnatool.cli._console import Reporter, emit_json, progress
-    from dnatool.errors import BadInput
     from dnatool.search import result as R
-    from dnatool.search.engine import search as run_search
-    from dnatool.search.inputs import load_score_lists, run_space
+    from dnatool.search.run import search_run
 
     budgets = parse_budgets(latency, params, macs)
-    table = _load_table(lut)
-    if verify and table is None:
-        raise BadInput("--verify needs --lut (the table names the backend to measure on)")
-    space = run_space(run, space_ref)
-    lists = load_score_lists(run, space)
     with progress() as bar:
-        result = run_search(space, lists, budgets, lut=table, weights=parse_weights(weights),
-                            top=top, margin=parse_margin(margin), algorithm=algorithm, report=Reporter(bar))
-    if verify:
-        result.extra["verify"] = verify_winner(table, result.winner["arch"], result.winner["latency_ms"])
-    path, png = R.write(result, out or Path(run) / "search.json", _inputs(run, lut, space_ref),
-                        note=_note(table))
+        result, path, png = search_run(run, budgets, lut=lut, out=out, space_ref=space_ref,
+                                       report=Reporter(bar), verify=verify, weights=parse_weights(weights),
+                                       top=top, margin=parse_margin(margin), algorithm=algorithm)
     if as_json:
         emit_json(R.summary(result, str(path)))
         return
     _print(result, path, png)
-
-
-def _load_table(lut: str | None) -> Any:
-    if lut is None:
-        return None
-    from dnatool.profile.lut import load_lut
-
-    return load_lut(lut)
-
-
-def _note(table: Any) -> str:
-    header = getattr(table, "header", None) or {}
-    return "SYNTHETIC latency table" if header.get("synthetic") else ""
-
-
-def _inputs(run: str, lut: str | None, space_ref: str | None) -> dict[str, Any]:
-    from dnatool.utils.io import file_sha256
-
-    inputs: dict[str, Any] = {"run": str(run), "space": space_ref}
-    if lut:
-        inputs["lut"] = {"path": str(lut), "sha256": file_sha256(lut)}
-    return inputs
 
 
 def _print(result: Any, path: Path, png: Path) -> None:

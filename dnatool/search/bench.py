@@ -60,7 +60,7 @@ def bench_search(space_name: str = "dna-mbconv", fractions: Sequence[float] = FR
     size, problems = latency_problems(space_name, fractions, seed)
     rows = []
     report("start", task="bench search", total=len(problems))
-    for fraction, problem in zip(fractions, problems):
+    for fraction, problem in zip(fractions, problems, strict=True):
         exact_s, exact = time_exact(problem)
         dfs_s, dfs, finished = time_dfs(problem, dfs_timeout)
         same = None if not finished else (dfs is None and exact is None) or (

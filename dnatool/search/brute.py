@@ -16,7 +16,7 @@ def brute_force(problem: Problem, top: int = 1) -> list[Solution]:
         raise BadInput(f"brute force is for small problems ({problem.size:,} > {MAX_SIZE:,} architectures)")
     score = np.zeros(())
     cost = problem.fixed.astype(np.float64)
-    for s, c in zip(problem.scores, problem.costs):
+    for s, c in zip(problem.scores, problem.costs, strict=True):
         # Broadcasting adds element by element in block order: the same left fold as the solvers.
         score = score[..., None] + s
         cost = cost[..., None, :] + c

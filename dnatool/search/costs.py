@@ -90,6 +90,6 @@ def path_latency_ms(table: LatencyTable, space: SearchSpace, k: int, cells: np.n
                     paths: np.ndarray) -> np.ndarray:
     """Latency of every listed path of block k, from the table."""
     out = np.empty(len(cells), dtype=np.float64)
-    for i, (cell, row) in enumerate(zip(cells.tolist(), paths.tolist())):
+    for i, (cell, row) in enumerate(zip(cells.tolist(), paths.tolist(), strict=True)):
         out[i] = table.path_latency_ms(space, k, (cell, tuple(op for op in row if op >= 0)))
     return out

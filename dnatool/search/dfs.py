@@ -29,8 +29,8 @@ class _Dfs:
     def __init__(self, problem: Problem, deadline: float | None) -> None:
         self.p, self.deadline = problem, deadline
         self.order = [np.lexsort((np.arange(len(s)), s)) for s in problem.scores]
-        self.sorted_s = [s[o].tolist() for s, o in zip(problem.scores, self.order)]
-        self.sorted_c = [c[o] for c, o in zip(problem.costs, self.order)]
+        self.sorted_s = [s[o].tolist() for s, o in zip(problem.scores, self.order, strict=True)]
+        self.sorted_c = [c[o] for c, o in zip(problem.costs, self.order, strict=True)]
         mins_s = [float(s.min()) for s in problem.scores] + [0.0]
         mins_c = [c.min(axis=0) for c in problem.costs] + [np.zeros(problem.dims)]
         self.rest_s = np.cumsum(mins_s[::-1])[::-1]

@@ -72,7 +72,7 @@ def path_costs(space: SearchSpace, lists: list[ScoreList], lut: C.LatencyTable |
 
 def build_problem(lists: list[ScoreList], costs: dict[str, tuple[float, list[np.ndarray]]],
                   names: list[str], budget: dict[str, float], weights: list[float]) -> Problem:
-    scores = [w * lst.scores for w, lst in zip(weights, lists)]
+    scores = [w * lst.scores for w, lst in zip(weights, lists, strict=True)]
     per_block = [np.stack([costs[n][1][k] for n in names], axis=1) for k in range(len(lists))]
     return make_problem(scores, per_block, np.array([costs[n][0] for n in names]),
                         np.array([budget.get(n, np.inf) for n in names]), tuple(names))
@@ -154,12 +154,12 @@ def _describer(space: SearchSpace, lists: list[ScoreList], costs: dict[str, tupl
     """Turns candidate indices into a result entry; totals folded like the solvers fold them."""
 
     def describe(indices: tuple[int, ...], arch: bool = False) -> dict[str, Any]:
-        choices = [lst.choice(i) for lst, i in zip(lists, indices)]
+        choices = [lst.choice(i) for lst, i in zip(lists, indices, strict=True)]
         score = 0.0
-        for w, lst, i in zip(weights, lists, indices):
+        for w, lst, i in zip(weights, lists, indices, strict=True):
             score = score + w * lst.scores[i]
         entry: dict[str, Any] = {"choices": [[c, list(p)] for c, p in choices], "score": float(score),
-                                 "block_scores": [float(lst.scores[i]) for lst, i in zip(lists, indices)]}
+                                 "block_scores": [float(lst.scores[i]) for lst, i in zip(lists, indices, strict=True)]}
         for name in COST_NAMES:
             if name in costs:
                 total = costs[name][0]

@@ -32,7 +32,7 @@ class Front:
     def indices(self, point: int) -> tuple[int, ...]:
         """Candidate index per block of front point `point` (follow the back-pointers)."""
         out = []
-        for parents, picks in zip(reversed(self.parents), reversed(self.picks)):
+        for parents, picks in zip(reversed(self.parents), reversed(self.picks), strict=True):
             out.append(int(picks[point]))
             point = int(parents[point])
         return tuple(reversed(out))

@@ -77,7 +77,7 @@ def make_problem(scores: list[np.ndarray], costs: list[np.ndarray], fixed: np.nd
     c = tuple(x[:, None] if x.ndim == 1 and len(names) == 1 else x for x in c)
     if any(x.ndim != 2 or x.shape[1] != len(names) for x in c):
         raise BadInput(f"search problem: costs must be (candidates x {len(names)}) per block")
-    if any(len(a) == 0 or len(a) != len(b) for a, b in zip(s, c)):
+    if any(len(a) == 0 or len(a) != len(b) for a, b in zip(s, c, strict=True)):
         raise BadInput("search problem: every block needs at least one candidate with costs")
     if not all(np.isfinite(a).all() for a in s + c):
         raise BadInput("search problem: scores and costs must be finite")
