@@ -58,9 +58,31 @@ def stage_search(ctx: DemoContext) -> dict[str, Any]:
                        report=ctx.report)
 
 
+def stage_retrain(ctx: DemoContext) -> dict[str, Any]:
+    """The search winner (else the random arch) trained from scratch with the tiny recipe; a rerun
+    of the demo resumes or reuses the run."""
+    import shutil
+
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.errors import BadInput
+    from dnatool.retrain.recipe import load_retrain_recipe
+    from dnatool.retrain.train import run_retrain
+
+    source = ctx.results.get("search", {}).get("arch_file") or ctx.results["arch"]["arch_file"]
+    run, arch, recipe = ctx.out / "retrain", resolve_arch(source), load_retrain_recipe("retrain-tiny")
+    try:
+        metrics = run_retrain(arch, recipe, run, report=ctx.report, resume=True)
+    except BadInput:  # an earlier demo's run of another arch or recipe: start over
+        shutil.rmtree(run, ignore_errors=True)
+        metrics = run_retrain(arch, recipe, run, report=ctx.report)
+    return {"run": str(run), "arch_file": str(source), "top1": metrics["top1"], "top5": metrics["top5"],
+            "teacher_top1": ctx.results.get("teacher", {}).get("top1")}
+
+
 STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
     ("space", stage_space),
     ("arch", stage_arch),
+    ("retrain", stage_retrain),
 ]
 
 
