@@ -71,3 +71,17 @@ def test_bench_search_json(cli):
     assert {"space_size", "exact_seconds", "dfs_seconds", "speedup", "same_optimum"} <= set(data)
     assert data["space_size"] == 25_600 and data["same_optimum"] is True and data["dfs_finished"] == 2
     assert data["speedup"] == pytest.approx(data["dfs_seconds"] / data["exact_seconds"])
+
+
+def test_demo_stage_search(rated_run, tmp_path):
+    from dnatool.demo import DemoContext, stage_search
+    from dnatool.errors import RunFailure
+
+    run, lut = rated_run
+    with pytest.raises(RunFailure, match="profile"):
+        stage_search(DemoContext(out=tmp_path, results={"train": {"run": str(run)}}))
+    ctx = DemoContext(out=tmp_path, results={"train": {"run": str(run)}, "profile": {"lut": str(lut)}})
+    result = stage_search(ctx)
+    assert result["latency_ms"] <= result["budget_ms"]
+    assert resolve_arch(result["arch_file"]) == resolve_arch(result["search_json"])
+    assert json.loads(open(result["search_json"]).read())["winner"]["score"] == result["score"]
