@@ -12,7 +12,7 @@ ever did, the NotImplementedError names the op. dnatool itself never imports mmc
 
 from __future__ import annotations
 
-import copy
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -53,6 +53,7 @@ def install_mmcv_ext_placeholder() -> bool:
     if importlib.util.find_spec("mmcv._ext") is not None:
         return False
     module = types.ModuleType("mmcv._ext", "test placeholder for mmcv's compiled ops")
+    module.__spec__ = importlib.machinery.ModuleSpec("mmcv._ext", None)
     module.IS_DNATOOL_TEST_PLACEHOLDER = True
     module.nms = _nms
     module.__getattr__ = _placeholder_getattr
@@ -125,7 +126,3 @@ def _scene(rng: np.random.Generator, size: int, classes: int) -> tuple[np.ndarra
         mask[y:y + h, x:x + w] = cls
         mask[y, x:x + w] = 255
     return image, mask
-
-
-def deepcopy_cfg(cfg):
-    return copy.deepcopy(cfg)
