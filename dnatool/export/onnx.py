@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io as _io
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +71,8 @@ def to_onnx_bytes(loaded: LoadedModel, opset: int = OPSET) -> bytes:
     model = loaded.model.eval()
     dummy = torch.from_numpy(random_inputs(loaded.arch.in_chans, loaded.arch.resolution, batch=1))
     buffer = _io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deliberate
         torch.onnx.export(model, (dummy,), buffer, dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
