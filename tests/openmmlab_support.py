@@ -22,9 +22,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
-SMALL_ARCH = [["ds_r1_k3_s1_e1_c8_se0.25"], ["ir_r1_k3_s2_e3_c16_se0.25"],
-              ["ir_r1_k5_s2_e3_c24_se0.25"], ["ir_r1_k3_s2_e3_c32_se0.25"],
-              ["ir_r1_k3_s2_e3_c48_se0.25"]]
+SMALL_ARCH = [
+    ["ds_r1_k3_s1_e1_c8_se0.25"],
+    ["ir_r1_k3_s2_e3_c16_se0.25"],
+    ["ir_r1_k5_s2_e3_c24_se0.25"],
+    ["ir_r1_k3_s2_e3_c32_se0.25"],
+    ["ir_r1_k3_s2_e3_c48_se0.25"],
+]
 
 
 def _nms(boxes, scores, iou_threshold: float, offset: int = 0):
@@ -40,7 +44,9 @@ def _placeholder_getattr(name: str):
         raise AttributeError(name)
 
     def missing(*args, **kwargs):
-        raise NotImplementedError(f"mmcv compiled op {name!r} is a test placeholder (mmcv-lite has no ops)")
+        raise NotImplementedError(
+            f"mmcv compiled op {name!r} is a test placeholder (mmcv-lite has no ops)"
+        )
 
     missing.__name__ = name
     return missing
@@ -89,7 +95,9 @@ def torchvision_roi_align(cfg) -> None:
     roi_layer["use_torchvision"] = True
 
 
-def write_voc(root: Path, n_train: int = 8, n_val: int = 4, size: int = 64, classes: int = 21) -> Path:
+def write_voc(
+    root: Path, n_train: int = 8, n_val: int = 4, size: int = 64, classes: int = 21
+) -> Path:
     """A tiny VOC2012 layout: JPEGImages, SegmentationClass (palette PNG), ImageSets/Segmentation.
 
     Images hold bright rectangles on a dark background and masks mark them with class 1..3
@@ -122,7 +130,7 @@ def _scene(rng: np.random.Generator, size: int, classes: int) -> tuple[np.ndarra
     for cls in rng.choice([1, 2, 3], size=2, replace=False):
         h, w = rng.integers(size // 4, size // 2, size=2)
         y, x = rng.integers(0, size - h), rng.integers(0, size - w)
-        image[y:y + h, x:x + w] = colours[int(cls)]
-        mask[y:y + h, x:x + w] = cls
-        mask[y, x:x + w] = 255
+        image[y : y + h, x : x + w] = colours[int(cls)]
+        mask[y : y + h, x : x + w] = cls
+        mask[y, x : x + w] = 255
     return image, mask

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from openmmlab_support import DEPLOY, SMALL_ARCH, cpu_config, install_mmcv_ext_placeholder, torchvision_roi_align
+from openmmlab_support import (
+    DEPLOY,
+    SMALL_ARCH,
+    cpu_config,
+    install_mmcv_ext_placeholder,
+    torchvision_roi_align,
+)
 
 pytest.importorskip("mmdet")
 install_mmcv_ext_placeholder()
@@ -32,14 +38,20 @@ def _train_step_and_predict(model, size: int = 128) -> list:
     from mmdet.testing import demo_mm_inputs
 
     torch.manual_seed(0)
-    num_classes = model.bbox_head.num_classes if hasattr(model, "bbox_head") \
+    num_classes = (
+        model.bbox_head.num_classes
+        if hasattr(model, "bbox_head")
         else model.roi_head.bbox_head.num_classes
-    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, size, size)] * 2, num_items=[3, 2],
-                          num_classes=num_classes)
+    )
+    data = demo_mm_inputs(
+        batch_size=2, image_shapes=[(3, size, size)] * 2, num_items=[3, 2], num_classes=num_classes
+    )
     model.train()
     batch = model.data_preprocessor(data, True)
     losses = model.loss(batch["inputs"], batch["data_samples"])
-    total = sum(v if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if "loss" in k)
+    total = sum(
+        v if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items() if "loss" in k
+    )
     assert torch.isfinite(total) and total > 0
     total.backward()
     trainable = [p for p in model.backbone.parameters() if p.requires_grad]

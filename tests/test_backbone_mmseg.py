@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from openmmlab_support import DEPLOY, SMALL_ARCH, cpu_config, install_mmcv_ext_placeholder, write_voc
+from openmmlab_support import (
+    DEPLOY,
+    SMALL_ARCH,
+    cpu_config,
+    install_mmcv_ext_placeholder,
+    write_voc,
+)
 
 pytest.importorskip("mmseg")
 install_mmcv_ext_placeholder()
@@ -33,9 +39,12 @@ def _batch(num_classes: int, size: int = 64, n: int = 2):
     gen = torch.Generator().manual_seed(0)
     samples = []
     for _ in range(n):
-        sample = SegDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
-                                             pad_shape=(size, size)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, size, size), generator=gen))
+        sample = SegDataSample(
+            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size))
+        )
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, size, size), generator=gen)
+        )
         samples.append(sample)
     return torch.randn(n, 3, size, size, generator=gen), samples
 
@@ -49,7 +58,9 @@ def test_shipped_config_trains_a_step_and_predicts(path):
     cfg = cpu_config(path)
     model = _build(cfg)
     head_in = cfg.model.decode_head.in_channels
-    assert model.backbone.out_channels[-1] == (head_in[-1] if isinstance(head_in, list) else head_in)
+    assert model.backbone.out_channels[-1] == (
+        head_in[-1] if isinstance(head_in, list) else head_in
+    )
     num_classes = cfg.model.decode_head.num_classes
     inputs, samples = _batch(num_classes, size=32)
     model.train()
@@ -73,8 +84,14 @@ def test_runner_trains_deeplabv3plus_and_evaluates_miou(tmp_path):
     from dnatool.backbones.configs import write_config
 
     voc = write_voc(tmp_path / "data")
-    path = write_config(SMALL_ARCH, tmp_path / "dlv3p.py", "deeplabv3plus", crop_size=64,
-                        data_root=str(voc), num_classes=21)
+    path = write_config(
+        SMALL_ARCH,
+        tmp_path / "dlv3p.py",
+        "deeplabv3plus",
+        crop_size=64,
+        data_root=str(voc),
+        num_classes=21,
+    )
     cfg = cpu_config(path)
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         loader.update(num_workers=0, persistent_workers=False)
@@ -84,13 +101,18 @@ def test_runner_trains_deeplabv3plus_and_evaluates_miou(tmp_path):
     cfg.default_hooks.checkpoint.update(interval=6)
     cfg.default_hooks.logger.interval = 2
     cfg.work_dir = str(tmp_path / "work")
-    cfg.env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-                       dist_cfg=dict(backend="gloo"))
+    cfg.env_cfg = dict(
+        cudnn_benchmark=False,
+        mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+        dist_cfg=dict(backend="gloo"),
+    )
     cfg.randomness = dict(seed=0)
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.val()
-    print(f"Runner DeepLabV3+ after 6 iterations: mIoU {metrics['mIoU']:.2f}, aAcc {metrics['aAcc']:.2f}")
+    print(
+        f"Runner DeepLabV3+ after 6 iterations: mIoU {metrics['mIoU']:.2f}, aAcc {metrics['aAcc']:.2f}"
+    )
     assert 0.0 < metrics["mIoU"] <= 100.0  # classes present in the val masks only (nanmean)
     assert (tmp_path / "work" / "iter_6.pth").is_file()
 
@@ -113,19 +135,29 @@ def test_segmentor_exports_to_onnx_with_parity(tmp_path):
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             logits = self.segmentor(x, mode="tensor")
-            return torch.nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear",
-                                                   align_corners=False)
+            return torch.nn.functional.interpolate(
+                logits, size=x.shape[-2:], mode="bilinear", align_corners=False
+            )
 
     wrapper = Logits().eval()
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     onnx_file = tmp_path / "seg.onnx"
-    torch.onnx.export(wrapper, (x,), str(onnx_file), input_names=["image"], output_names=["logits"],
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        wrapper,
+        (x,),
+        str(onnx_file),
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=17,
+        dynamo=False,
+    )
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = wrapper(x).numpy()
     got = session.run(None, {"image": x.numpy()})[0]
     assert got.shape == (1, 21, 64, 64)
     diff = float(np.abs(got - expected).max())
-    print(f"segmentor ONNX parity: max abs diff {diff:.3g}, |logits| up to {np.abs(expected).max():.3g}")
+    print(
+        f"segmentor ONNX parity: max abs diff {diff:.3g}, |logits| up to {np.abs(expected).max():.3g}"
+    )
     assert np.abs(expected).max() > 1e-3 and diff < 1e-4

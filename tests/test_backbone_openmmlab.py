@@ -32,8 +32,10 @@ def model_run(tmp_path_factory):
 
 
 def test_module_imports_mmengine_only():
-    code = ("import sys, dnatool.backbones.openmmlab; "
-            "print([m for m in sys.modules if m.split('.')[0] in ('mmseg', 'mmdet', 'mmcv')])")
+    code = (
+        "import sys, dnatool.backbones.openmmlab; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('mmseg', 'mmdet', 'mmcv')])"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
 
@@ -45,7 +47,9 @@ def test_scoped_type_resolves_from_mmseg_and_mmdet_registries():
     assert MODELS.scope == "dnatool"
     assert MMSEG_MODELS.get("dnatool.DNABackbone") is DNABackbone
     assert MMDET_MODELS.get("dnatool.DNABackbone") is DNABackbone
-    built = MMSEG_MODELS.build(dict(type="dnatool.DNABackbone", arch=SMALL_ARCH, out_indices=(1, 2)))
+    built = MMSEG_MODELS.build(
+        dict(type="dnatool.DNABackbone", arch=SMALL_ARCH, out_indices=(1, 2))
+    )
     assert isinstance(built, DNABackbone)
 
 
@@ -55,7 +59,14 @@ def test_every_arch_form_gives_the_same_levels(model_run, tmp_path):
     arch_file.write_text(spec.to_json())
     search = tmp_path / "search.json"
     search.write_text(json.dumps({"winner": {"arch": spec.to_dict()}}))
-    forms = [SMALL_ARCH, str(arch_file), str(search), str(run), spec.to_dict(), json.dumps(SMALL_ARCH)]
+    forms = [
+        SMALL_ARCH,
+        str(arch_file),
+        str(search),
+        str(run),
+        spec.to_dict(),
+        json.dumps(SMALL_ARCH),
+    ]
     expected = [feature_levels(spec)[i].channels for i in (1, 2, 3, 4)]
     x = torch.randn(1, 3, 64, 64)
     for form in forms:
@@ -74,31 +85,46 @@ def test_pretrained_init_loads_model_run_weights(model_run, tmp_path):
     reference = build_model(spec)
     reference.load_state_dict(torch.load(run / "model.pt", weights_only=True)["state_dict"])
     for checkpoint in (str(run), str(run / "model.pt")):
-        backbone = DNABackbone(arch=str(run), init_cfg=dict(type="Pretrained", checkpoint=checkpoint))
+        backbone = DNABackbone(
+            arch=str(run), init_cfg=dict(type="Pretrained", checkpoint=checkpoint)
+        )
         backbone.init_weights()
-        torch.testing.assert_close(backbone.blocks[2][0].conv_pw.weight, reference.blocks[2][0].conv_pw.weight)
+        torch.testing.assert_close(
+            backbone.blocks[2][0].conv_pw.weight, reference.blocks[2][0].conv_pw.weight
+        )
     # an OpenMMLab segmentor checkpoint: weights under `backbone.`
     mm = tmp_path / "iter_10.pth"
-    torch.save({"meta": {}, "state_dict": {f"backbone.{k}": v for k, v in reference.state_dict().items()}}, mm)
-    backbone = DNABackbone(arch=spec.to_dict(),
-                           init_cfg=dict(type="Pretrained", checkpoint=str(mm), prefix="backbone."))
+    torch.save(
+        {"meta": {}, "state_dict": {f"backbone.{k}": v for k, v in reference.state_dict().items()}},
+        mm,
+    )
+    backbone = DNABackbone(
+        arch=spec.to_dict(),
+        init_cfg=dict(type="Pretrained", checkpoint=str(mm), prefix="backbone."),
+    )
     backbone.init_weights()
     torch.testing.assert_close(backbone.conv_stem.weight, reference.conv_stem.weight)
 
 
 def test_bad_checkpoints_are_refused(model_run, tmp_path):
     run, _ = model_run
-    wrong = DNABackbone(arch="efficientnet_b0", init_cfg=dict(type="Pretrained", checkpoint=str(run)))
+    wrong = DNABackbone(
+        arch="efficientnet_b0", init_cfg=dict(type="Pretrained", checkpoint=str(run))
+    )
     with pytest.raises(BadInput, match="do not fit"):
         wrong.init_weights()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(BadInput, match="not a loadable checkpoint"):
-        DNABackbone(arch=SMALL_ARCH, init_cfg=dict(type="Pretrained", checkpoint=str(junk))).init_weights()
+        DNABackbone(
+            arch=SMALL_ARCH, init_cfg=dict(type="Pretrained", checkpoint=str(junk))
+        ).init_weights()
     unsafe = tmp_path / "unsafe.pt"
     torch.save({"state_dict": {}, "obj": object()}, unsafe)  # needs pickle: weights_only refuses
     with pytest.raises(BadInput, match="not a loadable checkpoint"):
-        DNABackbone(arch=SMALL_ARCH, init_cfg=dict(type="Pretrained", checkpoint=str(unsafe))).init_weights()
+        DNABackbone(
+            arch=SMALL_ARCH, init_cfg=dict(type="Pretrained", checkpoint=str(unsafe))
+        ).init_weights()
 
 
 def test_frozen_stages_as_mmseg():

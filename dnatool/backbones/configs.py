@@ -25,6 +25,14 @@ from dnatool.utils.io import write_text
 SEG_KINDS = ("deeplabv3plus", "aspp", "upernet")
 DET_KINDS = ("retinanet", "faster_rcnn")
 KINDS = SEG_KINDS + DET_KINDS
+DEPLOY_FILES = {  # what `deploy/` ships: this module's output for efficientnet_b0
+    "deeplabv3plus": "mmseg/deeplabv3plus_dna-b0_voc12-512x512.py",
+    "aspp": "mmseg/aspp_dna-b0_ade20k-512x512.py",
+    "upernet": "mmseg/upernet_dna-b0_ade20k-512x512.py",
+    "retinanet": "mmdet/retinanet_dna-b0_fpn_1x_coco.py",
+    "faster_rcnn": "mmdet/faster-rcnn_dna-b0_fpn_1x_coco.py",
+}
+DEPLOY_ARCH = "efficientnet_b0"
 IMPORTS = "dict(imports=['dnatool.backbones.openmmlab'], allow_failed_imports=False)"
 
 
@@ -48,12 +56,21 @@ class Backbone:
         return [self.levels[i].reduction for i in self.out_indices]
 
 
-def backbone_for(model: Any, output_stride: int = 32, out_indices: tuple[int, ...] | None = None,
-                 checkpoint: str | None = None) -> Backbone:
+def backbone_for(
+    model: Any,
+    output_stride: int = 32,
+    out_indices: tuple[int, ...] | None = None,
+    checkpoint: str | None = None,
+) -> Backbone:
     """Resolve MODEL (a model run, its model.pt, or any ARCH form) into what a config needs."""
     ref = str(model) if isinstance(model, (str, Path)) else None
     path = Path(ref) if ref is not None else None
-    if path is not None and path.is_file() and path.name == MODEL_FILE and is_model_run(path.parent):
+    if (
+        path is not None
+        and path.is_file()
+        and path.name == MODEL_FILE
+        and is_model_run(path.parent)
+    ):
         path = path.parent
     if path is not None and path.is_dir() and is_model_run(path):
         checkpoint = checkpoint or str(path / MODEL_FILE)
@@ -66,8 +83,9 @@ def backbone_for(model: Any, output_stride: int = 32, out_indices: tuple[int, ..
 
 def backbone_dict(bb: Backbone, **extra: Any) -> dict[str, Any]:
     """The `backbone=dict(type='dnatool.DNABackbone', ...)` entry of a config."""
-    entry: dict[str, Any] = dict(type="dnatool.DNABackbone", arch=bb.arch_value,
-                                 out_indices=bb.out_indices)
+    entry: dict[str, Any] = dict(
+        type="dnatool.DNABackbone", arch=bb.arch_value, out_indices=bb.out_indices
+    )
     if bb.output_stride != 32:
         entry["output_stride"] = bb.output_stride
     entry.update(extra)
@@ -76,22 +94,33 @@ def backbone_dict(bb: Backbone, **extra: Any) -> dict[str, Any]:
     return entry
 
 
-def render_config(model: Any, kind: str, *, num_classes: int | None = None,
-                  crop_size: int | None = None, data_root: str | None = None,
-                  checkpoint: str | None = None) -> str:
+def render_config(
+    model: Any,
+    kind: str,
+    *,
+    num_classes: int | None = None,
+    crop_size: int | None = None,
+    data_root: str | None = None,
+    checkpoint: str | None = None,
+) -> str:
     """The text of a config of `kind` for MODEL."""
     from dnatool.backbones import mmdet_configs, mmseg_configs
 
     if kind not in KINDS:
         raise BadInput(f"unknown config kind {kind!r} (known: {', '.join(KINDS)})")
     bb = backbone_for(model, output_stride=_output_stride(kind), checkpoint=checkpoint)
-    options = {k: v for k, v in dict(num_classes=num_classes, crop_size=crop_size,
-                                     data_root=data_root).items() if v is not None}
+    options = {
+        k: v
+        for k, v in dict(num_classes=num_classes, crop_size=crop_size, data_root=data_root).items()
+        if v is not None
+    }
     builders = {**mmseg_configs.BUILDERS, **mmdet_configs.BUILDERS}
     variables = builders[kind](bb, **options)
-    header = (f"# {kind} on dnatool arch {bb.spec.name!r}: backbone levels {list(bb.out_indices)}, "
-              f"channels {bb.channels}, strides {bb.strides}.\n"
-              f"# Written by dnatool ({'mmseg' if kind in SEG_KINDS else 'mmdet'} config).\n")
+    header = (
+        f"# {kind} on dnatool arch {bb.spec.name!r}: backbone levels {list(bb.out_indices)}, "
+        f"channels {bb.channels}, strides {bb.strides}.\n"
+        f"# Written by dnatool ({'mmseg' if kind in SEG_KINDS else 'mmdet'} config).\n"
+    )
     lines = [header, f"custom_imports = {IMPORTS}"]
     lines += [f"{name} = {pyformat(value)}" for name, value in variables.items()]
     return "\n".join(lines) + "\n"
@@ -100,8 +129,14 @@ def render_config(model: Any, kind: str, *, num_classes: int | None = None,
 def backbone_summary(model: Any, kind: str, checkpoint: str | None = None) -> dict[str, Any]:
     """What the config of `kind` says about the backbone (for the CLI and scripts)."""
     bb = backbone_for(model, output_stride=_output_stride(kind), checkpoint=checkpoint)
-    return {"arch": bb.spec.name, "out_indices": list(bb.out_indices), "channels": bb.channels,
-            "strides": bb.strides, "output_stride": bb.output_stride, "checkpoint": bb.checkpoint}
+    return {
+        "arch": bb.spec.name,
+        "out_indices": list(bb.out_indices),
+        "channels": bb.channels,
+        "strides": bb.strides,
+        "output_stride": bb.output_stride,
+        "checkpoint": bb.checkpoint,
+    }
 
 
 def _output_stride(kind: str) -> int:
@@ -112,6 +147,11 @@ def _output_stride(kind: str) -> int:
 def write_config(model: Any, out: str | Path, kind: str, **options: Any) -> Path:
     """Render and write atomically; returns the path."""
     return write_text(out, render_config(model, kind, **options))
+
+
+def write_deploy_configs(root: str | Path) -> list[Path]:
+    """(Re)write the configs shipped in `deploy/` (tests check they are up to date)."""
+    return [write_config(DEPLOY_ARCH, Path(root) / rel, kind) for kind, rel in DEPLOY_FILES.items()]
 
 
 def pyformat(value: Any, indent: int = 0, width: int = 100) -> str:

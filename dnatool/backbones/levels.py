@@ -52,9 +52,13 @@ def check_out_indices(levels: Sequence[Level], out_indices: Sequence[int]) -> tu
     indices = tuple(int(i) for i in out_indices)
     available = ", ".join(f"{lv.index} (stride {lv.reduction}, {lv.channels} ch)" for lv in levels)
     if not indices or len(set(indices)) != len(indices) or list(indices) != sorted(indices):
-        raise BadInput(f"out_indices must be distinct increasing level indices, got {list(indices)}")
+        raise BadInput(
+            f"out_indices must be distinct increasing level indices, got {list(indices)}"
+        )
     if indices[0] < 0 or indices[-1] >= len(levels):
-        raise BadInput(f"out_indices {list(indices)} out of range; this arch has levels {available}")
+        raise BadInput(
+            f"out_indices {list(indices)} out of range; this arch has levels {available}"
+        )
     return indices
 
 

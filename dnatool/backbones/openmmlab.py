@@ -26,13 +26,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from dnatool.arch.resolve import resolve_arch
 from dnatool.backbones.levels import check_out_indices, check_output_stride, feature_levels
-from dnatool.backbones.timm_models import plain_arch, checkpoint_filter_fn, model_kwargs
+from dnatool.backbones.timm_models import checkpoint_filter_fn, model_kwargs, plain_arch
 from dnatool.errors import BadInput
 from dnatool.nn.model_run import MODEL_FILE
 from dnatool.utils.io import CHECKPOINT_FORMAT
 
-MODELS = Registry("model", parent=MMENGINE_MODELS, scope="dnatool",
-                  locations=["dnatool.backbones.openmmlab"])
+MODELS = Registry(
+    "model", parent=MMENGINE_MODELS, scope="dnatool", locations=["dnatool.backbones.openmmlab"]
+)
 
 
 @MODELS.register_module()
@@ -51,9 +52,16 @@ class DNABackbone(BaseModule):
             `prefix='backbone.'`); loaded with `weights_only=True` and checked against the arch.
     """
 
-    def __init__(self, arch: Any, out_indices: Sequence[int] = (1, 2, 3, 4), frozen_stages: int = -1,
-                 norm_eval: bool = False, output_stride: int = 32, drop_path_rate: float = 0.0,
-                 init_cfg: dict | None = None) -> None:
+    def __init__(
+        self,
+        arch: Any,
+        out_indices: Sequence[int] = (1, 2, 3, 4),
+        frozen_stages: int = -1,
+        norm_eval: bool = False,
+        output_stride: int = 32,
+        drop_path_rate: float = 0.0,
+        init_cfg: dict | None = None,
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         from timm.models.efficientnet import EfficientNetFeatures
 
@@ -62,10 +70,16 @@ class DNABackbone(BaseModule):
         levels = feature_levels(spec, output_stride)
         self.out_indices = check_out_indices(levels, out_indices)
         if not -1 <= frozen_stages <= len(spec.stages):
-            raise BadInput(f"frozen_stages must be in [-1, {len(spec.stages)}], got {frozen_stages}")
-        body = EfficientNetFeatures(out_indices=self.out_indices, output_stride=output_stride,
-                                    drop_path_rate=drop_path_rate, in_chans=spec.in_chans,
-                                    **model_kwargs(spec))
+            raise BadInput(
+                f"frozen_stages must be in [-1, {len(spec.stages)}], got {frozen_stages}"
+            )
+        body = EfficientNetFeatures(
+            out_indices=self.out_indices,
+            output_stride=output_stride,
+            drop_path_rate=drop_path_rate,
+            in_chans=spec.in_chans,
+            **model_kwargs(spec),
+        )
         self.conv_stem, self.bn1, self.blocks = body.conv_stem, body.bn1, body.blocks
         self.feature_info = body.feature_info
         self._stage_out_idx = set(body._stage_out_idx)
@@ -112,7 +126,9 @@ class DNABackbone(BaseModule):
         super().init_weights()
 
 
-def load_backbone_state(checkpoint: str | Path, prefix: str | None = None) -> dict[str, torch.Tensor]:
+def load_backbone_state(
+    checkpoint: str | Path, prefix: str | None = None
+) -> dict[str, torch.Tensor]:
     """A state_dict from a dnatool model run / `model.pt`, a plain or an OpenMMLab checkpoint."""
     source = str(checkpoint)
     if source.startswith(("http://", "https://")):
@@ -128,7 +144,7 @@ def load_backbone_state(checkpoint: str | Path, prefix: str | None = None) -> di
     state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not state:
             raise BadInput(f"checkpoint {source} has no key starting with prefix {prefix!r}")
     return state

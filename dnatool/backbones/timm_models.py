@@ -32,18 +32,30 @@ def model_kwargs(arch: ArchSpec) -> dict[str, Any]:
     """Constructor arguments of timm's EfficientNet(Features) for `arch` (widths kept as given)."""
     from timm.models._efficientnet_builder import decode_arch_def
 
-    return dict(block_args=decode_arch_def(arch.arch_def), stem_size=arch.stem,
-                act_layer=act_layer(arch.act), round_chs_fn=keep_channels)
+    return dict(
+        block_args=decode_arch_def(arch.arch_def),
+        stem_size=arch.stem,
+        act_layer=act_layer(arch.act),
+        round_chs_fn=keep_channels,
+    )
 
 
 def pretrained_cfg(arch: ArchSpec, preprocess: dict[str, Any] | None = None) -> dict[str, Any]:
     """timm pretrained_cfg of an arch: input size and normalisation of its training run."""
     pre = {**DEFAULT_PREPROCESS, "resolution": arch.resolution, **(preprocess or {})}
     size = int(pre["resolution"])
-    return dict(num_classes=arch.num_classes, input_size=(arch.in_chans, size, size),
-                pool_size=(max(1, size // 32),) * 2, mean=tuple(pre["mean"]), std=tuple(pre["std"]),
-                crop_pct=pre["crop_pct"], interpolation=pre["interpolation"],
-                first_conv="conv_stem", classifier="classifier", license="see the model run")
+    return dict(
+        num_classes=arch.num_classes,
+        input_size=(arch.in_chans, size, size),
+        pool_size=(max(1, size // 32),) * 2,
+        mean=tuple(pre["mean"]),
+        std=tuple(pre["std"]),
+        crop_pct=pre["crop_pct"],
+        interpolation=pre["interpolation"],
+        first_conv="conv_stem",
+        classifier="classifier",
+        license="see the model run",
+    )
 
 
 def create(variant: str, arch: ArchSpec, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -59,9 +71,13 @@ def create(variant: str, arch: ArchSpec, pretrained: bool = False, **kwargs: Any
     for key, value in model_kwargs(arch).items():
         kwargs.setdefault(key, value)
     model = build_model_with_cfg(
-        EfficientNetFeatures if features else EfficientNet, variant, pretrained,
+        EfficientNetFeatures if features else EfficientNet,
+        variant,
+        pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
-        kwargs_filter=_FEATURE_ONLY_FILTER if features else None, **kwargs)
+        kwargs_filter=_FEATURE_ONLY_FILTER if features else None,
+        **kwargs,
+    )
     if features:
         model.pretrained_cfg = model.default_cfg = pretrained_cfg_for_features(model.pretrained_cfg)
     return model
@@ -75,12 +91,16 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
     if not hasattr(model, "classifier"):
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(HEAD_PREFIXES)}
     missing = [k for k in target if k not in state_dict and not k.startswith("classifier.")]
-    wrong = [k for k, v in state_dict.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
+    wrong = [
+        k for k, v in state_dict.items() if k in target and tuple(v.shape) != tuple(target[k].shape)
+    ]
     if missing or wrong:
         key = (missing or wrong)[0]
         what = "lacks" if missing else "has another shape for"
-        raise BadInput(f"pretrained weights do not fit this arch: the checkpoint {what} {key!r} "
-                       f"({len(missing)} missing, {len(wrong)} of another shape)")
+        raise BadInput(
+            f"pretrained weights do not fit this arch: the checkpoint {what} {key!r} "
+            f"({len(missing)} missing, {len(wrong)} of another shape)"
+        )
     return state_dict
 
 
@@ -101,7 +121,9 @@ def register(name: str, arch: Any) -> str:
 
     entry.__name__ = entry.__qualname__ = name
     entry.__module__ = __name__
-    entry.__doc__ = f"dnatool arch {spec.name!r} ({len(spec.stages)} stages), registered by dnatool."
+    entry.__doc__ = (
+        f"dnatool arch {spec.name!r} ({len(spec.stages)} stages), registered by dnatool."
+    )
     default_cfgs[name] = pretrained_cfg(spec)
     _REGISTERED[name] = spec
     register_model(entry)
@@ -114,7 +136,9 @@ def dnatool_model(pretrained: bool = False, arch: Any = None, **kwargs: Any) -> 
     preprocess = None
     if arch is None:
         if file is None:
-            raise BadInput(f"{GENERIC} needs arch=... or pretrained_cfg_overlay=dict(file=<model.pt>)")
+            raise BadInput(
+                f"{GENERIC} needs arch=... or pretrained_cfg_overlay=dict(file=<model.pt>)"
+            )
         arch, preprocess = _arch_from_checkpoint(file)
     spec = resolve_arch(plain_arch(arch))
     if kwargs.get("pretrained_cfg") is None:
