@@ -1,0 +1,227 @@
+"""`dnatool serve` driven by a real Open Inference Protocol client (tritonclient), plus abuse."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from dnatool.serve.protocol import InferRequest, ProtocolError, encode_response, parse_request
+
+
+def _export_tiny(folder) -> str:
+    from dnatool.arch.space import load_space
+    from dnatool.export.onnx import calibrate_untrained, to_onnx_bytes
+    from dnatool.nn.model_run import load_model
+
+    space = load_space("tiny")
+    loaded = load_model(space.to_arch(space.sample(np.random.default_rng(2)), name="served"))
+    calibrate_untrained(loaded)
+    path = folder / "tinynet.onnx"
+    path.write_bytes(to_onnx_bytes(loaded))
+    return str(path)
+
+
+def _start(*args: str) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-m", "dnatool", "serve", *args, "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "ready at http://" in line:
+            port = int(line.split("ready at http://")[1].split("/")[0].rsplit(":", 1)[1])
+            return proc, port
+    raise AssertionError(f"server did not start: {''.join(lines)}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    onnx_path = _export_tiny(tmp_path_factory.mktemp("serve"))
+    proc, port = _start(onnx_path, "--max-request-mb", "1", "--max-wait-ms", "20")
+    yield onnx_path, port, proc
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def reference(server):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(server[0], providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"input": x})[0]
+
+
+def _client(port: int):
+    import tritonclient.http as httpclient
+
+    return httpclient.InferenceServerClient(f"127.0.0.1:{port}", concurrency=16)
+
+
+def _infer(client, x: np.ndarray, binary: bool = True, dtype: str = "FP32"):
+    import tritonclient.http as httpclient
+
+    tensor = httpclient.InferInput("input", list(x.shape), dtype)
+    tensor.set_data_from_numpy(x, binary_data=binary)
+    outputs = [httpclient.InferRequestedOutput("logits", binary_data=binary)]
+    return client.infer("tinynet", [tensor], outputs=outputs).as_numpy("logits")
+
+
+def _post(port: int, body: bytes, path: str = "/v2/models/tinynet/infer",
+          headers: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body, headers or {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    status, data = response.status, json.loads(response.read())
+    conn.close()
+    return status, data
+
+
+def test_health_and_metadata(server):
+    client = _client(server[1])
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("tinynet")
+    meta = client.get_model_metadata("tinynet")
+    assert meta["name"] == "tinynet" and meta["platform"] == "onnxruntime_onnx"
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 3, 32, 32]}]
+    assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
+    config = client.get_model_config("tinynet")
+    assert json.loads(config["parameters"]["dnatool.preprocess"]["string_value"])["resolution"] == 32
+    assert not client.is_model_ready("other")
+
+
+def test_infer_binary_and_json_match_onnxruntime(server, reference):
+    client = _client(server[1])
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(_infer(client, x, binary=True), reference(x), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(_infer(client, x, binary=False), reference(x), rtol=0, atol=1e-5)
+
+
+def test_concurrent_requests_are_batched_and_correct(server, reference):
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((1, 3, 32, 32), dtype=np.float32) for _ in range(24)]
+    before = _stats(server[1])
+    results: list = [None] * len(xs)
+
+    def work(i: int) -> None:
+        results[i] = _infer(_client(server[1]), xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for x, got in zip(xs, results, strict=True):
+        np.testing.assert_allclose(got, reference(x), rtol=0, atol=1e-5)
+    after = _stats(server[1])
+    assert after["inference_count"] - before["inference_count"] == len(xs)
+    assert after["execution_count"] - before["execution_count"] < len(xs)  # some requests shared a run
+
+
+def _stats(port: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/v2/models/tinynet/stats")
+    data = json.loads(conn.getresponse().read())["model_stats"][0]
+    conn.close()
+    return data
+
+
+def test_bad_requests_get_4xx_and_server_keeps_serving(server, reference):
+    from tritonclient.utils import InferenceServerException
+
+    port = server[1]
+    client = _client(port)
+    assert _post(port, b"{not json")[0] == 400
+    assert _post(port, json.dumps({"inputs": []}).encode())[0] == 400
+    ragged = {"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [1.0]}]}
+    assert _post(port, json.dumps(ragged).encode())[0] == 400
+    status, body = _post(port, b"x" * (2 << 20))
+    assert status == 413 and "exceeds" in body["error"]
+    assert _post(port, b"{}", path="/v2/models/nope/infer")[0] == 404
+    assert _post(port, b"{}", path="/v2/nowhere")[0] == 404
+    with pytest.raises(InferenceServerException, match="shape"):
+        _infer(client, np.zeros((1, 3, 16, 16), np.float32))
+    with pytest.raises(InferenceServerException, match="FP32"):
+        _infer(client, np.zeros((1, 3, 32, 32), np.float64), dtype="FP64")
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(_infer(client, x), reference(x), rtol=0, atol=1e-5)
+    assert server[2].poll() is None
+
+
+def test_protocol_binary_roundtrip_and_errors():
+    x = np.arange(6, dtype=np.float32).reshape(1, 6)
+    head = json.dumps({"inputs": [{"name": "a", "shape": [1, 6], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": 24}}],
+                       "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}).encode()
+    request = parse_request(head + x.tobytes(), len(head))
+    np.testing.assert_array_equal(request.inputs["a"], x)
+    body, header_length = encode_response("m", request, {"y": x * 2})
+    assert json.loads(body[:header_length])["outputs"][0]["parameters"]["binary_data_size"] == 24
+    assert np.frombuffer(body[header_length:], np.float32).tolist() == (x * 2).ravel().tolist()
+    with pytest.raises(ProtocolError) as err:
+        parse_request(head + x.tobytes()[:20], len(head))
+    assert err.value.status == 400
+    with pytest.raises(ProtocolError):
+        parse_request(head, 10 ** 6)
+    plain = InferRequest(None, {}, None, set(), False)
+    assert json.loads(encode_response("m", plain, {"y": x})[0])["outputs"][0]["data"] == x.ravel().tolist()
+
+
+def test_batcher_queue_bound_gives_503():
+    from dnatool.serve.batching import Batcher
+
+    gate = threading.Event()
+    batcher = Batcher(lambda x: (gate.wait(), x * 2)[1], max_batch=1, max_wait_s=0.0, max_queue=1)
+    threads = [threading.Thread(target=batcher.submit, args=(np.ones((1, 2)),)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)  # first is running (blocked), second fills the queue
+    with pytest.raises(ProtocolError) as err:
+        batcher.submit(np.ones((1, 2)))
+    assert err.value.status == 503
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert batcher.submit(np.ones((1, 2))).tolist() == [[2.0, 2.0]]
+    batcher.close()
+
+
+def test_serve_arch_on_the_fly_and_graceful_shutdown(tmp_path):
+    from dnatool.arch.space import load_space
+
+    space = load_space("tiny")
+    arch = tmp_path / "fly.json"
+    arch.write_text(space.to_arch(space.sample(np.random.default_rng(4))).to_json())
+    proc, port = _start(str(arch), "--max-batch", "1")
+    client = _client(port)
+    assert client.get_model_metadata("fly")["name"] == "fly"
+    out = client.infer("fly", [_input(np.zeros((1, 3, 32, 32), np.float32))]).as_numpy("logits")
+    assert out.shape == (1, 10)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    assert "stopped" in proc.stderr.read()
+
+
+def _input(x: np.ndarray):
+    import tritonclient.http as httpclient
+
+    tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    return tensor
+
+
+@pytest.mark.slow
+def test_bench_serve_json(cli):
+    result = cli("bench", "serve", "--json", "--clients", "4", "--seconds", "1", "--rounds", "1")
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"clients", "batched_rps", "unbatched_rps", "ratio", "p50_ms", "p99_ms", "errors"} <= set(data)
+    assert data["clients"] == 4 and data["errors"] == 0
+    assert data["batched_rps"] > 0 and data["unbatched_rps"] > 0
+    assert data["ratio"] == pytest.approx(data["batched_rps"] / data["unbatched_rps"], rel=1e-2)
+    assert 0 < data["p50_ms"] <= data["p99_ms"]
