@@ -76,3 +76,21 @@ def _one_line_error(result):
 ])
 def test_bad_retrain_inputs_exit_2_with_one_line(cli, tmp_path, args):
     _one_line_error(cli("retrain", *args, "--out", str(tmp_path / "run")))
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu_trains_with_gloo_and_rank0_writes(tmp_path):
+    """Two CPU processes under torchrun: one JSON object, the global validation split, one run."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    out = tmp_path / "ddp"
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "dnatool", "retrain",
+                           _arch_file(tmp_path), "retrain-tiny", "--epochs", "1", "--out", str(out),
+                           "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    metrics = json.loads(lines[0])
+    assert metrics["world_size"] == 2 and metrics["val_images"] == 360 and metrics["epochs"] == 1
+    from dnatool.nn.model_run import load_model
+
+    assert load_model(out).metrics["world_size"] == 2

@@ -36,6 +36,8 @@ def retrain(arch_ref: str, recipe: str | None, data: str | None, epochs: int | N
 
     with progress() as bar:
         metrics = run_retrain(arch, settings, out, report=Reporter(bar), resume=resume)
+    if metrics["rank"] != 0:  # under torchrun only rank 0 speaks
+        return
     if as_json:
         emit_json(metrics)
         return

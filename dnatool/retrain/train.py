@@ -52,6 +52,7 @@ def run_retrain(arch: ArchSpec, recipe: RetrainRecipe, out: str | Path, report: 
     out = Path(out)
     _check_out(out, resume)
     info = dist.setup()
+    report = report if info.is_main else _silent
     try:
         return _retrain(arch, recipe, out, report, resume, info)
     finally:
@@ -197,7 +198,10 @@ def _restore(path: Path, arch: ArchSpec, recipe: RetrainRecipe, model: nn.Module
         trainer.ema.module.load_state_dict(state["ema"])
     if trainer.scaler is not None and state["scaler"] is not None:
         trainer.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"])
+    if trainer.info.is_main:
+        torch.set_rng_state(state["rng"])
+    else:  # the checkpoint holds rank 0's generator; other ranks keep their own streams
+        torch.manual_seed(recipe.seed + trainer.info.rank + 1000 * int(state["epoch"]))
     restore_loader_state(loaders, state["loader_rng"])
     return int(state["epoch"]), list(state["rows"])
 
@@ -225,4 +229,4 @@ def _finish(out: Path, model: nn.Module, trainer: Trainer, arch: ArchSpec, recip
         outputs = ["model.pt", "arch.json", CHECKPOINT_FILE, *write_curves(out, rows)]
         runs.finish_run(out, outputs, {k: metrics[k] for k in ("top1", "top5", "epochs", "params")})
     dist.barrier(info)
-    return {**metrics, "run": str(out)}
+    return {**metrics, "run": str(out), "rank": info.rank}
