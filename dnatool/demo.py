@@ -79,10 +79,21 @@ def stage_retrain(ctx: DemoContext) -> dict[str, Any]:
             "teacher_top1": ctx.results.get("teacher", {}).get("top1")}
 
 
+def stage_export(ctx: DemoContext) -> dict[str, Any]:
+    """ONNX of the retrained winner (else the random arch, marked untrained), parity-checked."""
+    from dnatool.export.run import export_model
+
+    source = ctx.results.get("retrain", {}).get("run") or ctx.results["arch"]["arch_file"]
+    result = export_model(source, ctx.out / "export" / "model.onnx", report=ctx.report)
+    return {key: result[key] for key in ("onnx", "max_abs_diff", "ort_latency_ms",
+                                         "torch_latency_ms", "trained", "report")}
+
+
 STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
     ("space", stage_space),
     ("arch", stage_arch),
     ("retrain", stage_retrain),
+    ("export", stage_export),
 ]
 
 

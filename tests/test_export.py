@@ -177,3 +177,29 @@ def test_paper_sized_dna_arch_passes_parity(tmp_path):
     assert result["passed"] and result["max_abs_diff"] <= 1e-4 and result["output_abs_max"] > 1e-2
     assert result["resolution"] == 224 and not result["trained"]
     assert (tmp_path / "export.json").is_file()
+
+
+def test_model_run_export_is_marked_trained_and_demo_stage(tmp_path):
+    """A model run (what retrain writes) exports with its own preprocessing, marked trained."""
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.data import load_splits
+    from dnatool.demo import DemoContext, stage_export
+    from dnatool.nn.model_run import save_model_run
+    from dnatool.nn.timm_adapter import build_model
+
+    arch = resolve_arch(_tiny_arch(tmp_path))
+    splits = load_splits("digits", arch.resolution, augment=False)
+    model = build_model(arch)
+    model.train()
+    import torch
+
+    with torch.no_grad():  # running statistics from real images, as training would leave them
+        for start in range(0, 64, 16):
+            model(torch.stack([splits.train[i][0] for i in range(start, start + 16)]))
+    save_model_run(tmp_path / "run", model, arch, splits.preprocess, {"top1": 0.0})
+    ctx = DemoContext(out=tmp_path / "demo", results={"retrain": {"run": str(tmp_path / "run")}})
+    result = stage_export(ctx)
+    assert result["trained"] is True and result["max_abs_diff"] <= 1e-4
+    assert result["onnx"] == str(tmp_path / "demo" / "export" / "model.onnx")
+    report = json.loads((tmp_path / "demo" / "export" / "export.json").read_text())
+    assert report["bn_calibrated"] is False and report["output_abs_max"] > 1e-2
