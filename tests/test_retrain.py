@@ -157,3 +157,39 @@ def test_bad_recipe_values_are_bad_input(override, message):
 
 def test_default_recipe_is_the_papers():
     assert RetrainRecipe().opt == "rmsproptf" and RetrainRecipe().lr is None
+
+
+def _image_folder(root, per_class=14, size=40):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", 4)):
+        for label, channel in (("red", 0), ("blue", 2)):
+            (root / split / label).mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+                pixels[..., channel] += 160
+                Image.fromarray(pixels).save(root / split / label / f"{index}.png")
+    return root
+
+
+def test_image_folder_with_randaugment_mixup_and_cutmix(tmp_path):
+    from timm.data.auto_augment import RandAugment
+
+    from dnatool.nn.model_run import load_model
+    from dnatool.retrain.data import build_loaders, build_mixup
+    from dnatool.retrain.train import run_retrain
+
+    root = _image_folder(tmp_path / "images")
+    recipe = load_retrain_recipe("retrain-imagenet", (
+        f"data={root}", "resolution=32", "epochs=1", "batch_size=4", "mixup=0.2", "cutmix=1.0",
+        "reprob=0.25", "workers=0", "warmup_epochs=0", "ema_decay=0.9"))
+    loaders = build_loaders(recipe, 32)
+    transform = loaders.splits.train.dataset.transform
+    assert any(isinstance(t, RandAugment) for t in transform.transforms)
+    assert build_mixup(recipe, 2) is not None and len(loaders.train) == 2  # 2 x 4 left after rating
+    metrics = run_retrain(tiny_arch(0), recipe, tmp_path / "run")
+    assert metrics["val_images"] == 8 and metrics["epochs"] == 1
+    loaded = load_model(tmp_path / "run")
+    assert loaded.arch.num_classes == 2 and loaded.preprocess["crop_pct"] == 0.875
+    assert loaded.preprocess["mean"] == [0.485, 0.456, 0.406]
