@@ -77,6 +77,23 @@ def test_shipped_config_trains_a_step_and_predicts(path):
     assert int(preds[0].pred_sem_seg.data.max()) < num_classes
 
 
+def _calibrated(segmentor: torch.nn.Module) -> torch.nn.Module:
+    """Untrained nets give ~1e-5 logits in eval (BatchNorm at its initial statistics): give the
+    BatchNorms statistics from a few random batches and the classifier larger weights, so the
+    parity check compares logits of a realistic magnitude."""
+    gen = torch.Generator().manual_seed(2)
+    for module in segmentor.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration batches
+    segmentor.train()
+    with torch.no_grad():
+        for _ in range(3):
+            segmentor(torch.randn(2, 3, 64, 64, generator=gen), mode="tensor")
+        segmentor.decode_head.conv_seg.weight.normal_(0.0, 0.1, generator=gen)
+    return segmentor.eval()
+
+
 @pytest.mark.slow
 def test_runner_trains_deeplabv3plus_and_evaluates_miou(tmp_path):
     from mmengine.runner import Runner
@@ -124,7 +141,7 @@ def test_segmentor_exports_to_onnx_with_parity(tmp_path):
     from dnatool.backbones.configs import write_config
 
     cfg = cpu_config(write_config(SMALL_ARCH, tmp_path / "dlv3p.py", "deeplabv3plus", crop_size=64))
-    segmentor = _build(cfg).eval()
+    segmentor = _calibrated(_build(cfg))
 
     class Logits(torch.nn.Module):
         """The deployable graph: image -> per-pixel class logits at the input size."""
@@ -160,4 +177,5 @@ def test_segmentor_exports_to_onnx_with_parity(tmp_path):
     print(
         f"segmentor ONNX parity: max abs diff {diff:.3g}, |logits| up to {np.abs(expected).max():.3g}"
     )
-    assert np.abs(expected).max() > 1e-3 and diff < 1e-4
+    scale = float(np.abs(expected).max())
+    assert scale > 1.0 and diff <= 1e-5 * scale  # float32 rounding, relative to the logits
