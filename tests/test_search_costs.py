@@ -32,8 +32,7 @@ def choice_costs(space, choices):
     return fixed + sum(C.path_params_macs(space, k, np.array([list(p)]))[0] for k, (_, p) in enumerate(choices))
 
 
-@pytest.mark.parametrize("name,samples", [("tiny", 2),
-                                          pytest.param("dna-mbconv", 1, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name,samples", [("tiny", 2), ("dna-mbconv", 1)])
 def test_fixed_plus_path_costs_equal_the_built_network(name, samples):
     space = load_space(name)
     rng = np.random.default_rng(3)

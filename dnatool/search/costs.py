@@ -2,7 +2,7 @@
 
 A path's params / MACs are the sums of its layers' counts; each layer is built by the same timm
 builder as the standalone network (`build_op`) at its input width and resolution, cached per
-(in_chs, block string, resolution). The fixed part (stem, fixed stages, head, classifier) is the
+(in_chs, block string, resolution), counted on the meta device. The fixed part (stem, fixed stages, head, classifier) is the
 whole network minus its searchable layers, so `fixed + sum of path costs` equals `count_params` /
 `count_macs` of `space.to_arch(choices)` exactly (tests check it).
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,13 +44,28 @@ def layer_input(space: SearchSpace, k: int, first: bool) -> tuple[int, int]:
     return space.blocks[k].width, math.ceil(res / space.blocks[k].stride)
 
 
+def meta_counts(build: Callable[[], Any], input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(params, MACs) of a module built on the meta device: the same count as `count_params` /
+    `count_macs` (tests check it) without allocating weights or running convolutions."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dnatool.nn.timm_adapter import count_params
+
+    with torch.device("meta"):
+        module = build().eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(torch.zeros(*input_shape, device="meta"))
+    return count_params(module), counter.get_total_flops() // 2
+
+
 @functools.lru_cache(maxsize=4096)
 def layer_cost(in_chs: int, block: str, act: str, resolution: int) -> tuple[int, int]:
     """(params, MACs) of one timm block at one input size."""
-    from dnatool.nn.timm_adapter import build_op, count_macs, count_params
+    from dnatool.nn.timm_adapter import build_op
 
-    op = build_op(in_chs, parse_block(block), act)
-    return count_params(op), count_macs(op, (1, in_chs, resolution, resolution))
+    return meta_counts(lambda: build_op(in_chs, parse_block(block), act), (1, in_chs, resolution, resolution))
 
 
 def layer_table(space: SearchSpace, k: int) -> np.ndarray:
@@ -75,12 +91,11 @@ def path_params_macs(space: SearchSpace, k: int, paths: np.ndarray) -> np.ndarra
 @functools.lru_cache(maxsize=16)
 def fixed_params_macs(space: SearchSpace) -> tuple[int, int]:
     """Params and MACs of everything outside the searchable layers (stem, fixed stages, head)."""
-    from dnatool.nn.timm_adapter import build_model, count_macs, count_params
+    from dnatool.nn.timm_adapter import build_model
 
     choices = [(0, (0,) * block.cells[0].layers) for block in space.blocks]
-    model = build_model(space.to_arch(choices))
-    whole = np.array([count_params(model),
-                      count_macs(model, (1, space.in_chans, space.resolution, space.resolution))])
+    arch = space.to_arch(choices)
+    whole = np.array(meta_counts(lambda: build_model(arch), (1, space.in_chans, space.resolution, space.resolution)))
     searchable = sum(path_params_macs(space, k, np.array([p]))[0] for k, (_, p) in enumerate(choices))
     fixed = whole - searchable
     return int(fixed[0]), int(fixed[1])
