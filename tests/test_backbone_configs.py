@@ -144,3 +144,15 @@ def test_cli_bad_input_exits_2(capsys, monkeypatch, tmp_path, args, message):
 def test_arch_without_stride4_level_is_refused():
     with pytest.raises(BadInput, match="stride >= 4"):
         render_config([["ds_r1_k3_s1_e1_c8"]], "upernet")
+
+
+def test_export_writes_the_mmseg_config(capsys, tmp_path):
+    from dnatool.cli.main import main
+
+    out = tmp_path / "seg.py"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", json.dumps(SMALL_ARCH), "--mmseg-config", str(out), "--json"])
+    assert exit_info.value.code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["config"] == str(out) and summary["kind"] == "deeplabv3plus"
+    assert out.read_text() == render_config(SMALL_ARCH, "deeplabv3plus")

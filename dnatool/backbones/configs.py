@@ -149,6 +149,12 @@ def write_config(model: Any, out: str | Path, kind: str, **options: Any) -> Path
     return write_text(out, render_config(model, kind, **options))
 
 
+def export_mmseg_config(model: Any, out: str | Path) -> dict[str, Any]:
+    """`dnatool export MODEL --mmseg-config FILE`: the DeepLabV3+ config (the paper's VOC setting)."""
+    path = write_config(model, out, "deeplabv3plus")
+    return {"config": str(path), "kind": "deeplabv3plus", **backbone_summary(model, "deeplabv3plus")}
+
+
 def write_deploy_configs(root: str | Path) -> list[Path]:
     """(Re)write the configs shipped in `deploy/` (tests check they are up to date)."""
     return [write_config(DEPLOY_ARCH, Path(root) / rel, kind) for kind, rel in DEPLOY_FILES.items()]

@@ -11,7 +11,7 @@ from dnatool.cli._options import json_option
 
 @click.command()
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--onnx", "onnx_path", default=None, type=click.Path(dir_okay=False),
               help="ONNX file to write (export.json goes beside it).")
 @click.option("--trt", "trt_path", type=click.Path(dir_okay=False), default=None,
               help="TensorRT plan to build (needs TensorRT and a CUDA GPU).")
@@ -24,14 +24,28 @@ from dnatool.cli._options import json_option
               help="Largest max-abs-diff torch vs onnxruntime accepted.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
               help="Largest batch of the TensorRT profile and Triton's max_batch_size.")
+@click.option("--mmseg-config", type=click.Path(dir_okay=False), default=None,
+              help="Also write an mmseg DeepLabV3+ config (other kinds: dnatool backbone config).")
 @json_option
 def export(model_ref: str, onnx_path: str, trt_path: str | None, precision: str,
            triton_dir: str | None, name: str | None, tolerance: float, max_batch: int,
-           as_json: bool) -> None:
+           mmseg_config: str | None, as_json: bool) -> None:
     """Export MODEL (a model run, or an ARCH with random weights) to ONNX, checked against torch."""
     from dnatool.cli._console import Reporter, emit_json, progress
     from dnatool.export.run import export_model
 
+    if mmseg_config or onnx_path is None:
+        from dnatool.backbones.configs import export_mmseg_config
+
+        if mmseg_config is None:
+            raise click.UsageError("give --onnx FILE and/or --mmseg-config FILE")
+        written = export_mmseg_config(model_ref, mmseg_config)
+        if onnx_path is None:
+            if as_json:
+                emit_json(written)
+            else:
+                click.echo(f"wrote {written['config']} (channels {written['channels']})")
+            return
     with progress() as bar:
         result = export_model(model_ref, onnx_path, trt_path=trt_path, precision=precision,
                               triton_dir=triton_dir, triton_name=name, tolerance=tolerance,
