@@ -140,6 +140,7 @@ def test_segmentor_exports_to_onnx_with_parity(tmp_path):
 
     from dnatool.backbones.configs import write_config
 
+    torch.manual_seed(0)  # timm's weight init draws from the global RNG
     cfg = cpu_config(write_config(SMALL_ARCH, tmp_path / "dlv3p.py", "deeplabv3plus", crop_size=64))
     segmentor = _calibrated(_build(cfg))
 

@@ -152,7 +152,11 @@ def write_config(model: Any, out: str | Path, kind: str, **options: Any) -> Path
 def export_mmseg_config(model: Any, out: str | Path) -> dict[str, Any]:
     """`dnatool export MODEL --mmseg-config FILE`: the DeepLabV3+ config (the paper's VOC setting)."""
     path = write_config(model, out, "deeplabv3plus")
-    return {"config": str(path), "kind": "deeplabv3plus", **backbone_summary(model, "deeplabv3plus")}
+    return {
+        "config": str(path),
+        "kind": "deeplabv3plus",
+        **backbone_summary(model, "deeplabv3plus"),
+    }
 
 
 def write_deploy_configs(root: str | Path) -> list[Path]:
