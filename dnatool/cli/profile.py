@@ -20,6 +20,8 @@ DEVICES = ("ort-cpu", "torch-cpu", "torch-cuda", "trt", "xnnpack")
 @click.option("--precision", default="fp32", show_default=True, help="fp32, or fp16 on torch-cuda / trt.")
 @click.option("--mode", type=click.Choice(["eager", "graph"]), default="eager", show_default=True,
               help="torch-cuda: eager launches or CUDA-graph replay.")
+@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="CPU backends: wall clock, or thread CPU time (1 thread; robust on a shared machine).")
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Table to write [default: runs/profile/SPACE_DEVICE.json].")
 @click.option("--resume", is_flag=True, help="Complete an interrupted table (only missing networks are measured).")
 @click.option("--force", is_flag=True, help="Overwrite --out, or use a table from another device or runtime.")
@@ -31,7 +33,7 @@ DEVICES = ("ort-cpu", "torch-cpu", "torch-cuda", "trt", "xnnpack")
 @click.option("--export-ops", "export_dir", type=click.Path(file_okay=False), help="Write every op as ONNX (+ .pte) with a manifest.")
 @click.option("--import", "import_csv", type=click.Path(dir_okay=False), help="Build a table from on-device measurements (CSV).")
 @json_option
-def profile(device: str | None, space_name: str, threads: int, batch: int, precision: str, mode: str,
+def profile(device: str | None, space_name: str, threads: int, batch: int, precision: str, mode: str, clock: str,
             out: str | None, resume: bool, force: bool, quick: bool, calibration_nets: int | None,
             lut_path: str | None, validate_n: int | None, seed: int, export_dir: str | None,
             import_csv: str | None, as_json: bool) -> None:
@@ -55,18 +57,18 @@ def profile(device: str | None, space_name: str, threads: int, batch: int, preci
         raise BadInput("--device is required (one of " + ", ".join(DEVICES) + ")")
     if import_csv:
         return _import(space_name, import_csv, out, device, batch, force, as_json)
-    _measure(device, space_name, threads, batch, precision, mode, out, resume, force, quick, calibration_nets, seed, as_json)
+    _measure(device, space_name, threads, batch, precision, mode, clock, out, resume, force, quick, calibration_nets, seed, as_json)
 
 
 def _protocol(quick: bool, calibration_nets: int | None, seed: int) -> Any:
     from dnatool.profile.measure import Protocol
 
-    base = Protocol(warmup=2, min_reps=5, max_reps=30, round_reps=5, min_seconds=0.0, samples_per_block=0,
+    base = Protocol(warmup=2, min_reps=5, max_reps=30, round_reps=5, min_seconds=0.0, samples_per_block=10,
                     calibration_nets=6, reference_every=10, seed=seed) if quick else Protocol(seed=seed)
     return base if calibration_nets is None else Protocol.from_dict({**base.to_dict(), "calibration_nets": calibration_nets})
 
 
-def _measure(device: str, space_name: str, threads: int, batch: int, precision: str, mode: str, out: str | None,
+def _measure(device: str, space_name: str, threads: int, batch: int, precision: str, mode: str, clock: str, out: str | None,
              resume: bool, force: bool, quick: bool, calibration_nets: int | None, seed: int, as_json: bool) -> None:
     from dnatool.arch.space import load_space
     from dnatool.cli._console import Reporter, emit_json, info, progress
@@ -74,7 +76,7 @@ def _measure(device: str, space_name: str, threads: int, batch: int, precision: 
     from dnatool.profile.run import profile_space
 
     space = load_space(space_name)
-    backend = get_backend(device, BackendOptions(threads=threads, batch=batch, precision=precision, mode=mode))
+    backend = get_backend(device, BackendOptions(threads=threads, batch=batch, precision=precision, mode=mode, clock=clock))
     path = Path(out or f"runs/profile/{space.name}_{device}.json")
     with progress() as bar:
         summary = profile_space(space, backend, path, _protocol(quick, calibration_nets, seed), resume=resume,

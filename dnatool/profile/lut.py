@@ -26,7 +26,7 @@ from dnatool.utils import io
 LUT_FORMAT = "dnatool.lut"
 SCHEMA = 1
 MATCH_FIELDS = ("backend", "cpu", "gpu", "driver", "runtime", "runtime_version", "provider",
-                "threads", "batch", "precision", "mode")
+                "threads", "batch", "precision", "mode", "clock")
 
 
 def op_key(kind: str, batch: int, in_ch: int, out_ch: int, in_res: int, kernel: int = 0, stride: int = 1,

@@ -32,7 +32,8 @@ def backend_for(lut: LatencyTable, force: bool = False) -> Any:
     """The table's backend with its options; RunFailure if missing, BadInput if another device."""
     device = lut.header["device"]
     options = BackendOptions(threads=int(device.get("threads", 1)), batch=int(device.get("batch", 1)),
-                             precision=str(device.get("precision", "fp32")), mode=str(device.get("mode", "eager")))
+                             precision=str(device.get("precision", "fp32")), mode=str(device.get("mode", "eager")),
+                             clock=str(device.get("clock", "wall")))
     cache_key = json.dumps([device.get("backend"), options.__dict__])
     if cache_key not in _BACKENDS:
         _BACKENDS[cache_key] = get_backend(str(device.get("backend")), options)

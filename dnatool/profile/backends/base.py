@@ -9,6 +9,8 @@ measured elsewhere can be refused.
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +26,7 @@ class BackendOptions:
     batch: int = 1
     precision: str = "fp32"
     mode: str = "eager"
+    clock: str = "wall"  # "cpu": thread CPU time, for 1-thread CPU backends on a shared machine
 
 
 class Runner(Protocol):
@@ -58,4 +61,16 @@ def cpu_model() -> str:
 def base_fingerprint(name: str, options: BackendOptions) -> dict[str, Any]:
     return {"backend": name, "cpu": cpu_model(), "machine": platform.machine(),
             "threads": options.threads, "batch": options.batch, "precision": options.precision,
-            "mode": options.mode}
+            "mode": options.mode, "clock": options.clock}
+
+
+def clock_fn(options: BackendOptions) -> Callable[[], float]:
+    """Wall clock, or this thread's CPU time (immune to other processes' load; 1 thread only)."""
+    if options.clock == "wall":
+        return time.perf_counter
+    if options.clock == "cpu" and options.threads == 1:
+        return time.thread_time
+    from dnatool.errors import BadInput
+
+    raise BadInput(f"--clock {options.clock} needs --threads 1 (thread CPU time of the calling thread)"
+                   if options.clock == "cpu" else f"unknown clock {options.clock!r} (wall or cpu)")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dnatool.profile.backends.base import BackendOptions, base_fingerprint
+from dnatool.profile.backends.base import BackendOptions, base_fingerprint, clock_fn
 
 
 def export_onnx(module: nn.Module, input_shape: tuple[int, ...], target: Any, dtype: torch.dtype = torch.float32) -> None:
@@ -28,16 +28,17 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], target: Any, dt
 
 
 class OrtRunner:
-    def __init__(self, session: Any, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, session: Any, input_shape: tuple[int, ...], clock: Any = time.perf_counter) -> None:
         self.session = session
+        self.clock = clock
         self.feed = {"input": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
 
     def run(self, n: int) -> list[float]:
         times = []
         for _ in range(n):
-            start = time.perf_counter()
+            start = self.clock()
             self.session.run(None, self.feed)
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((self.clock() - start) * 1e3)
         return times
 
 
@@ -48,6 +49,7 @@ class OrtCpuBackend:
         if options.precision != "fp32":
             raise_bad(f"ort-cpu measures fp32 only, not {options.precision!r}")
         self.options = options
+        self.clock = clock_fn(options)  # with 1 intra-op thread onnxruntime computes on this thread
 
     @staticmethod
     def missing() -> str | None:
@@ -75,7 +77,7 @@ class OrtCpuBackend:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         session = ort.InferenceSession(buffer.getvalue(), opts, providers=["CPUExecutionProvider"])
-        return OrtRunner(session, input_shape)
+        return OrtRunner(session, input_shape, self.clock)
 
 
 def raise_bad(message: str) -> None:

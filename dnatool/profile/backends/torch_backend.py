@@ -15,23 +15,24 @@ import torch
 from torch import nn
 
 from dnatool.errors import BadInput
-from dnatool.profile.backends.base import BackendOptions, base_fingerprint
+from dnatool.profile.backends.base import BackendOptions, base_fingerprint, clock_fn
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchCpuRunner:
-    def __init__(self, module: nn.Module, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, module: nn.Module, input_shape: tuple[int, ...], clock: Any = time.perf_counter) -> None:
         self.module = module.eval()
         self.x = torch.randn(*input_shape)
+        self.clock = clock
 
     def run(self, n: int) -> list[float]:
         times = []
         with torch.inference_mode():
             for _ in range(n):
-                start = time.perf_counter()
+                start = self.clock()
                 self.module(self.x)
-                times.append((time.perf_counter() - start) * 1e3)
+                times.append((self.clock() - start) * 1e3)
         return times
 
 
@@ -77,6 +78,7 @@ class TorchCpuBackend:
         if options.precision != "fp32" or options.mode != "eager":
             raise BadInput("torch-cpu measures fp32 eager only")
         self.options = options
+        self.clock = clock_fn(options)
 
     @staticmethod
     def missing() -> str | None:
@@ -88,7 +90,7 @@ class TorchCpuBackend:
 
     def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TorchCpuRunner:
         torch.set_num_threads(self.options.threads)
-        return TorchCpuRunner(module, input_shape)
+        return TorchCpuRunner(module, input_shape, self.clock)
 
 
 class TorchCudaBackend:
@@ -97,6 +99,8 @@ class TorchCudaBackend:
     def __init__(self, options: BackendOptions) -> None:
         if options.precision not in DTYPES:
             raise BadInput(f"torch-cuda precision must be one of {', '.join(DTYPES)}, not {options.precision!r}")
+        if options.clock != "wall":
+            raise BadInput("torch-cuda times with CUDA events; --clock does not apply")
         if options.mode not in ("eager", "graph"):
             raise BadInput(f"torch-cuda mode must be eager or graph, not {options.mode!r}")
         self.options = options

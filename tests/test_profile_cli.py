@@ -1,0 +1,199 @@
+"""`dnatool profile` end to end on the `tiny` space with onnxruntime CPU and a quick protocol.
+
+One table is measured per module: the run is SIGKILLed mid-way, then `--resume` must measure only
+the networks that are missing; the finished table is then validated, refused for another device,
+exported and re-imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dnatool.profile.lut import load_lut
+
+pytest.importorskip("onnxruntime")
+
+PROFILE = ["profile", "--device", "ort-cpu", "--space", "tiny", "--quick", "--threads", "1", "--clock", "cpu"]
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """`dnatool ARGS` in this process (torch is imported once): exit code, stdout, stderr."""
+    from dnatool.cli.main import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def _measured(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        samples = json.loads(path.read_text())["samples"]
+    except (json.JSONDecodeError, KeyError):  # never expected: writes are atomic
+        raise AssertionError(f"{path} was half-written") from None
+    return {k: v for k, v in samples.items() if not k.startswith("ref|")}
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """Start a profile, kill it (SIGKILL) after some networks, then resume it."""
+    out = tmp_path_factory.mktemp("lut") / "tiny.json"
+    proc = subprocess.Popen([sys.executable, "-m", "dnatool", *PROFILE, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(_measured(out)) < 12 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _measured(out)
+    from dnatool.cli.main import main
+
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as exit_info:
+        main([*PROFILE, "--out", str(out), "--resume", "--json"])
+    assert exit_info.value.code == 0
+    return out, before, json.loads(stdout.getvalue())
+
+
+def test_resume_after_kill_measures_only_missing_networks(resumed):
+    out, before, summary = resumed
+    assert 12 <= len(before) and summary["reused"] == len(before)
+    table = load_lut(out)
+    after = {k: v for k, v in table.samples.items() if not k.startswith("ref|")}
+    assert summary["measured"] + summary["reused"] == len(after)
+    assert all(after[k] == v for k, v in before.items())  # what was measured is kept, not re-measured
+    assert table.header["complete"] and table.header["device"]["backend"] == "ort-cpu"
+
+
+def test_table_header_entries_and_interface(resumed):
+    from dnatool.arch.space import load_space
+
+    out, _, summary = resumed
+    table, space = load_lut(out), load_space("tiny")
+    header = table.header
+    assert header["device"]["runtime"] == "onnxruntime" and header["device"]["threads"] == 1
+    assert {"warmup", "min_reps", "statistic", "order", "reference_every"} <= set(header["protocol"])
+    assert {"a", "b", "holdout", "networks"} <= set(header["calibration"]) and header["drift"]["measurements"] >= 2
+    assert len(table.entries) == summary["entries"] == 26
+    assert all({"mean", "std", "n", "params", "macs"} <= set(e) and e["mean"] >= 0 for e in table.entries.values())
+    choices = [(1, (0, 1)), (1, (2, 3, 0)), (0, (1, 1))]
+    predicted = table.fixed_latency_ms(space) + sum(table.path_latency_ms(space, k, c) for k, c in enumerate(choices))
+    assert predicted == pytest.approx(table.predict_ms(space, choices)) and predicted > 0
+    assert table.path_latency_ms(space, 0, (1, (0, 1))) == pytest.approx(table.slope * table.raw_path_ms(space, 0, (1, (0, 1))))
+
+
+def test_validation_report(resumed, cli):
+    out, _, _ = resumed
+    result = cli("profile", "--device", "ort-cpu", "--lut", str(out), "--validate", "4", "--json")
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"samples", "within_5pct", "within_10pct", "mape", "spearman", "device"} <= set(report)
+    assert report["samples"] == 4 and 0 <= report["within_5pct"] <= report["within_10pct"] <= 1
+    assert report["mape"] >= 0 and report["device"].startswith("ort-cpu")
+    assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
+    networks = json.loads(out.with_suffix(".validate.json").read_text())["networks"]
+    assert len(networks) == 4 and all(n["measured_ms"] > 0 for n in networks)
+
+
+def test_measure_arch_uses_the_table_backend(resumed):
+    from dnatool.arch.space import load_space
+    from dnatool.profile.validate import measure_arch
+
+    out, _, _ = resumed
+    table, space = load_lut(out), load_space("tiny")
+    ms = measure_arch(table, space.to_arch([(1, (0, 1)), (1, (2, 3, 0)), (0, (1, 1))]))
+    assert 0 < ms < 1000
+
+
+def test_table_from_another_device_is_refused(resumed, cli, tmp_path):
+    out, _, _ = resumed
+    data = json.loads(out.read_text())
+    data["header"]["device"]["runtime_version"] = "0.0.1"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    result = cli(*PROFILE, "--out", str(other), "--resume")
+    assert result.code == 2 and "measured elsewhere" in result.stderr and "--force" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = cli("profile", "--device", "ort-cpu", "--lut", str(other), "--validate", "3")
+    assert result.code == 2 and "runtime_version" in result.stderr
+
+
+def test_export_ops_then_import_csv(resumed, cli, tmp_path):
+    out, _, _ = resumed
+    result = cli("profile", "--space", "tiny", "--export-ops", str(tmp_path / "ops"), "--json")  # writes 26 ONNX files
+    assert result.code == 0, result.stderr
+    manifest = json.loads((tmp_path / "ops" / "manifest.json").read_text())
+    assert len(manifest["ops"]) == 26 and all((tmp_path / "ops" / op["onnx"]).is_file() for op in manifest["ops"])
+    measured = load_lut(out).entries
+    lines = ["key,mean_ms,std_ms,n"] + [f"{op['key']},{measured[op['key']]['mean'] + 0.01},0.001,50" for op in manifest["ops"]]
+    (tmp_path / "phone.csv").write_text("\n".join(lines) + "\n")
+    result = cli("profile", "--space", "tiny", "--device", "phone", "--import", str(tmp_path / "phone.csv"),
+                 "--out", str(tmp_path / "phone.json"), "--json")
+    assert result.code == 0, result.stderr
+    table = load_lut(tmp_path / "phone.json")
+    assert table.header["device"]["backend"] == "phone" and set(table.entries) == set(measured)
+    (tmp_path / "bad.csv").write_text("key,mean_ms\nir|nope,1.0\n")
+    result = cli("profile", "--space", "tiny", "--device", "phone", "--import", str(tmp_path / "bad.csv"),
+                 "--out", str(tmp_path / "bad.json"))
+    assert result.code == 2 and "ir|nope" in result.stderr
+
+
+def test_bad_usage_is_one_line(cli, tmp_path):
+    result = cli("profile", "--device", "npu-9000", "--space", "tiny", "--out", str(tmp_path / "x.json"))
+    assert result.code == 2 and "unknown device" in result.stderr
+    result = cli("profile", "--device", "ort-cpu", "--validate", "5")
+    assert result.code == 2 and "--lut" in result.stderr
+
+
+@pytest.mark.gpu
+def test_torch_cuda_backend_times_with_events():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from dnatool.profile.backends import BackendOptions, get_backend
+
+    for mode in ("eager", "graph"):
+        runner = get_backend("torch-cuda", BackendOptions(mode=mode)).prepare(torch.nn.Conv2d(8, 8, 3), (1, 8, 32, 32))
+        times = runner.run(5)
+        assert len(times) == 5 and all(t > 0 for t in times)
+
+
+@pytest.mark.trt
+def test_tensorrt_backend_builds_and_times():
+    pytest.importorskip("tensorrt")
+    import torch
+
+    from dnatool.profile.backends import BackendOptions, get_backend
+
+    for precision in ("fp32", "fp16"):
+        runner = get_backend("trt", BackendOptions(precision=precision)).prepare(torch.nn.Conv2d(8, 8, 3), (1, 8, 32, 32))
+        assert all(t > 0 for t in runner.run(5))
