@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
 
 import pytest
+import torch
+
+# Tests are many tiny ops: one thread avoids OpenMP oversubscription on the 2-core CI machine
+# (subprocesses inherit it). Latency measurements set their own thread counts explicitly.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @dataclass

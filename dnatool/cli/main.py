@@ -18,6 +18,8 @@ COMMANDS = {
     "demo": "dnatool.cli.demo:demo",
     "profile": "dnatool.cli.profile:profile",
     "backbone": "dnatool.cli.backbone:backbone",
+    "train": "dnatool.cli.train:train",
+    "rate": "dnatool.cli.rate:rate",
     "search": "dnatool.cli.search:search",
     "bench": "dnatool.cli.bench:bench",
     "retrain": "dnatool.cli.retrain:retrain",

@@ -1,0 +1,130 @@
+"""`dnatool rate RUN`: every path of every cell of every block scored on the rating split.
+
+Writes `RUN/scores/block_{k}.npz` (arrays `cells`, `paths` padded with -1, `scores`; lower is
+better) and `RUN/scores/summary.json`; a block whose file exists for the same checkpoint and
+settings is skipped, so a killed rating resumes per block.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dnatool.config import from_dict
+from dnatool.errors import BadInput
+from dnatool.rate.feature_sharing import CellScores, all_paths, score_batch
+from dnatool.train.recipe import TrainRecipe
+from dnatool.train.setup import Setup, block_checkpoint, build_setup
+from dnatool.utils import io, runs
+
+SCORES_DIR = "scores"
+
+
+def scores_path(run: Path, k: int) -> Path:
+    return Path(run) / SCORES_DIR / f"block_{k}.npz"
+
+
+def load_block_scores(run: str | Path, k: int) -> dict[str, np.ndarray]:
+    """The local score list of block k (what search reads)."""
+    path = scores_path(Path(run), k)
+    if not path.is_file():
+        raise BadInput(f"no score list for block {k} in {run}: run `dnatool rate {run}` first")
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in ("cells", "paths", "scores")}
+
+
+def run_rate(run: str | Path, report: Callable[..., None] | None = None, norm: str | None = None,
+             bn_recalibrate: bool | None = None) -> dict[str, Any]:
+    """Rate every block of a trained supernet run; returns the per-block summary."""
+    report = report or (lambda event, **fields: None)
+    run = Path(run)
+    manifest = runs.read_manifest(run)
+    if manifest.get("stage") != "train":
+        raise BadInput(f"{run} is not a supernet training run (stage {manifest.get('stage')!r})")
+    recipe = from_dict(TrainRecipe, manifest["recipe"])
+    norm = norm or recipe.score_norm
+    recal = recipe.bn_recalibrate if bn_recalibrate is None else bn_recalibrate
+    setup = build_setup(recipe, augment=False)
+    device = "cuda" if recipe.device != "cpu" and torch.cuda.is_available() else "cpu"
+    setup.teacher.to(device)
+    runs.start_run(run / SCORES_DIR, "rate", {"norm": norm, "bn_recalibrate": recal}, inputs=[run / "manifest.json"])
+    summary = {}
+    for k in range(len(setup.space.blocks)):
+        summary[str(k)] = _rate_block(run, setup, k, device, norm, recal, report)
+    io.write_json(run / SCORES_DIR / "summary.json", summary)
+    runs.finish_run(run / SCORES_DIR, [f"block_{k}.npz" for k in range(len(setup.space.blocks))] + ["summary.json"],
+                    {"best": {k: v["best"][0] for k, v in summary.items()}})
+    return summary
+
+
+def _rate_block(run: Path, setup: Setup, k: int, device: str, norm: str, recal: bool,
+                report: Callable[..., None]) -> dict[str, Any]:
+    checkpoint = io.load_checkpoint(block_checkpoint(run, k), "supernet_block")
+    settings = {"epoch": int(checkpoint["epoch"]), "norm": norm, "bn_recalibrate": recal}
+    done = _existing(run, k, settings)
+    if done is not None:
+        report("log", message=f"block {k}: scores already there, skipped (resume)")
+        return done
+    block = setup.supernet.blocks[k]
+    block.load_state_dict(checkpoint["state_dict"])
+    block.to(device).eval()
+    began = time.time()
+    results = [CellScores() for _ in block.cells]
+    loader = DataLoader(setup.splits.rate, batch_size=setup.recipe.rate_batch_size, shuffle=False)
+    report("start", task=f"rate block {k}", total=len(loader))
+    calibration = None
+    for images, _ in loader:
+        x, target = _block_io(setup, block, k, images.to(device))
+        if recal and calibration is None:
+            calibration = x
+        for cell, result in zip(block.cells, results):
+            score_batch(cell, x, target, result, norm, calibration)
+        report("advance", task=f"rate block {k}")
+    return _write_block(run, k, block, results, settings, time.time() - began, setup)
+
+
+@torch.no_grad()
+def _block_io(setup: Setup, block: torch.nn.Module, k: int, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    targets = setup.teacher(images)
+    x = block.prepare(images) if k == 0 else targets[k - 1]
+    return x, targets[k]
+
+
+def _existing(run: Path, k: int, settings: dict[str, Any]) -> dict[str, Any] | None:
+    path = run / SCORES_DIR / f"block_{k}.json"
+    if not path.is_file() or not scores_path(run, k).is_file():
+        return None
+    meta = io.read_json(path)
+    return meta if meta.get("settings") == settings else None
+
+
+def _write_block(run: Path, k: int, block: torch.nn.Module, results: list[CellScores], settings: dict[str, Any],
+                 seconds: float, setup: Setup) -> dict[str, Any]:
+    cells, paths, scores = [], [], []
+    depth = max(cell.depth for cell in block.cells)
+    for c, (cell, result) in enumerate(zip(block.cells, results)):
+        per_path = result.scores()
+        for path in all_paths(cell):
+            cells.append(c)
+            paths.append(list(path) + [-1] * (depth - len(path)))
+            scores.append(per_path[path])
+    arrays = {"cells": np.array(cells, dtype=np.int64), "paths": np.array(paths, dtype=np.int64),
+              "scores": np.array(scores, dtype=np.float64)}
+    buffer = _io.BytesIO()
+    np.savez(buffer, **arrays)
+    io.write_bytes(scores_path(run, k), buffer.getvalue())
+    order = np.argsort(arrays["scores"], kind="stable")[:5]
+    ops = setup.space.blocks[k].ops
+    meta = {"settings": settings, "paths": len(scores), "seconds": round(seconds, 3),
+            "layer_evals": sum(r.layer_evals for r in results),
+            "best": [{"cell": int(cells[i]), "path": [p for p in paths[i] if p >= 0],
+                      "ops": [ops[p].name for p in paths[i] if p >= 0], "score": scores[i]} for i in order]}
+    io.write_json(run / SCORES_DIR / f"block_{k}.json", meta)
+    return meta

@@ -1,0 +1,1 @@
+"""Block-wise supernet training (DNA; the loop is shared by later methods)."""
