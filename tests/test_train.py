@@ -96,8 +96,8 @@ def test_killed_training_resumes_to_the_end(teacher_run, tmp_path):
 def test_torchrun_two_processes_agree(teacher_run, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "0", "-m", "dnatool",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", "-m", "dnatool",
                            *_train_args(teacher_run, run, "-o", "epochs=1")],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -105,6 +105,7 @@ def test_torchrun_two_processes_agree(teacher_run, tmp_path):
     assert ranks[0]["world"] == 2
     assert ranks[0]["checksums"] == ranks[1]["checksums"]
     assert io.load_checkpoint(run / "supernet" / "block_0.pt", "supernet_block")["epoch"] == 1
+    assert proc.stderr.count("supernet trained") == 1, "only rank 0 reports"
 
 
 def test_bad_recipe_inputs(cli, tmp_path):

@@ -16,6 +16,7 @@ from dnatool.cli._options import json_option
 @json_option
 def train(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, as_json: bool) -> None:
     """Train a block-wise supernet from RECIPE (a YAML file or a shipped name such as dna-tiny)."""
+    import os
     from pathlib import Path
 
     from dnatool.cli._console import Reporter, emit_json, info, progress
@@ -25,6 +26,9 @@ def train(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool
 
     resolved = load_recipe(recipe, TrainRecipe, overrides)
     out = out or str(Path("runs") / find_recipe(recipe).stem)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
+        run_train(resolved, out, None, resume=resume)
+        return
     with progress() as bar:
         results = run_train(resolved, out, Reporter(bar), resume=resume)
     if as_json:
