@@ -47,3 +47,15 @@ def test_recalibration_and_norm_change_scores():
     assert plain != recal and plain != var
     spread = batches[0][1].std()
     assert all(abs(var[p] * spread.item() ** 2 - plain[p] * spread.item()) < 1e-4 for p in plain)
+
+
+def test_bench_rate_reports_identical_scores_and_counts(cli):
+    import json
+
+    result = cli("bench", "rate", "--layers", "3", "--width", "8", "--size", "4", "--batch", "2", "--json")
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["identical"] is True
+    assert (data["layers"], data["ops"], data["paths"]) == (3, 6, 216)
+    assert (data["shared_layer_evals"], data["naive_layer_evals"]) == (6 + 36 + 216, 3 * 216)
+    assert data["speedup"] > 0 and set(data) >= {"speedup", "identical", "layers", "ops", "paths"}

@@ -77,3 +77,26 @@ def serve(model_ref: str | None, clients: int, seconds: float, rounds: int, max_
               f"(p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, mean batch "
               f"{result['mean_batch']:.1f}), off {result['unbatched_rps']:.0f} req/s: ratio "
               f"{result['ratio']}x, errors {result['errors']}", highlight=False)
+
+
+@bench.command("rate")
+@click.option("--layers", type=click.IntRange(min=1, max=6), default=4, show_default=True)
+@click.option("--width", type=click.IntRange(min=4), default=16, show_default=True, help="Channels of the cell.")
+@click.option("--size", type=click.IntRange(min=2), default=8, show_default=True, help="Input height and width.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--bn-recalibrate", is_flag=True, help="Also recalibrate BN per candidate (the released code's way).")
+@json_option
+def rate(layers: int, width: int, size: int, batch: int, bn_recalibrate: bool, as_json: bool) -> None:
+    """Prefix-shared rating against naive per-path evaluation of one cell (DNA's 6 ops)."""
+    from dnatool.cli._console import emit_json, out
+    from dnatool.rate.bench import bench_rate
+
+    result = bench_rate(layers=layers, width=width, size=size, batch=batch, recalibrate=bn_recalibrate)
+    if as_json:
+        emit_json(result)
+        return
+    out.print(f"{result['paths']} paths of a {layers}-layer, {result['ops']}-op cell: shared "
+              f"{result['shared_seconds']:.2f} s ({result['shared_layer_evals']} layer evals), naive "
+              f"{result['naive_seconds']:.2f} s ({result['naive_layer_evals']}); speedup "
+              f"{result['speedup']:.2f}x (count predicts {result['predicted_speedup']:.2f}x); "
+              f"identical scores: {result['identical']}")
