@@ -77,6 +77,11 @@ def test_malformed_arch_files_are_refused(tmp_path, content, message):
         resolve_arch(str(path))
 
 
+def test_stride_after_the_first_block_of_a_stage_is_refused():
+    with pytest.raises(BadInput, match="first block of a stage"):
+        resolve_arch([["ds_r1_k3_s1_e1_c16"], ["ir_r1_k3_s2_e6_c24", "ir_r1_k3_s2_e6_c24"]])
+
+
 def test_unknown_arch_reference():
     with pytest.raises(BadInput, match="not a file"):
         resolve_arch("no/such/arch.json")

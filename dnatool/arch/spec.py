@@ -136,6 +136,11 @@ class ArchSpec:
             raise BadInput("an architecture needs at least one stage and no empty stage")
         if self.act not in MODEL_ACTIVATIONS:
             raise BadInput(f"unknown activation {self.act!r} (known: {', '.join(MODEL_ACTIVATIONS)})")
+        for stage in self.stages:
+            for block in stage[1:]:
+                if block.stride != 1:
+                    raise BadInput(f"only the first block of a stage may have a stride (timm ignores "
+                                   f"{block.to_str()!r}'s s{block.stride})")
         for name in ("stem", "head", "resolution", "num_classes", "in_chans"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -155,8 +160,7 @@ class ArchSpec:
         """Cumulative stride at each stage output (the stem has stride 2)."""
         strides, total = [], 2
         for stage in self.stages:
-            for block in stage:
-                total *= block.stride
+            total *= stage[0].stride
             strides.append(total)
         return strides
 

@@ -17,8 +17,7 @@ def summarize(arch: ArchSpec, resolution: int | None = None) -> dict[str, Any]:
     size = -(-res // 2)
     stages = []
     for index, (stage, module) in enumerate(zip(arch.arch_def, model.blocks)):
-        for block in arch.stages[index]:
-            size = -(-size // block.stride)
+        size = -(-size // arch.stages[index][0].stride)
         stages.append({"index": index, "blocks": stage, "out_channels": arch.stages[index][-1].out,
                        "stride": arch.stage_strides[index], "out_size": size,
                        "params": sum(p.numel() for p in module.parameters())})
