@@ -45,6 +45,40 @@ def stage_arch(ctx: DemoContext) -> dict[str, Any]:
     return {"arch_file": str(path), "params": summary["params"], "macs": summary["macs"]}
 
 
+def stage_teacher(ctx: DemoContext) -> dict[str, Any]:
+    """No pretrained weights offline: train the demo's small teacher on digits first."""
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.config import RECIPES_DIR
+    from dnatool.retrain.recipe import load_retrain_recipe
+    from dnatool.retrain.train import run_retrain
+
+    arch = resolve_arch(str(RECIPES_DIR / "arch" / "digits-teacher.json"))
+    run = ctx.out / "teacher"
+    metrics = run_retrain(arch, load_retrain_recipe("retrain-tiny"), run, report=ctx.report, resume=True)
+    return {"run": str(run), "top1": metrics["top1"]}
+
+
+def stage_train(ctx: DemoContext) -> dict[str, Any]:
+    """DNA supernet of the tiny space, distilled block by block from the teacher."""
+    from dnatool.config import load_recipe
+    from dnatool.train.loop import run_train
+    from dnatool.train.recipe import TrainRecipe
+
+    recipe = load_recipe("dna-tiny", TrainRecipe, (f"teacher={ctx.results['teacher']['run']}",))
+    run = ctx.out / "supernet"
+    results = run_train(recipe, run, ctx.report, resume=True)
+    return {"run": str(run), "final_loss": results["final_loss"]}
+
+
+def stage_rate(ctx: DemoContext) -> dict[str, Any]:
+    """Every path of every cell scored with feature sharing (resumes per block)."""
+    from dnatool.rate.scores import run_rate
+
+    summary = run_rate(ctx.results["train"]["run"], ctx.report)
+    return {"paths": {k: v["paths"] for k, v in summary.items()},
+            "best": {k: v["best"][0]["ops"] for k, v in summary.items()}}
+
+
 def stage_search(ctx: DemoContext) -> dict[str, Any]:
     """Exact search of the rated tiny supernet under a latency budget halfway between the fastest
     and the best-scoring architecture on the demo's table; the winner is written as an arch file."""
@@ -92,6 +126,9 @@ def stage_export(ctx: DemoContext) -> dict[str, Any]:
 STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
     ("space", stage_space),
     ("arch", stage_arch),
+    ("teacher", stage_teacher),
+    ("train", stage_train),
+    ("rate", stage_rate),
     ("retrain", stage_retrain),
     ("export", stage_export),
 ]

@@ -42,7 +42,7 @@ def model_run(tmp_path_factory):
         ("efficientnet_b0", 16),
         ("efficientnet_b0", 8),
         (SMALL, 32),
-        ([["ir_r1_k3_s2_e3_c8"], ["ir_r1_k3_s1_e3_c12", "ir_r1_k3_s2_e3_c16"]], 32),
+        ([["ir_r1_k3_s2_e3_c8"], ["ir_r1_k3_s2_e3_c12", "ir_r1_k3_s1_e3_c16"]], 32),
     ],
 )
 def test_levels_match_timm_feature_info(arch, output_stride):

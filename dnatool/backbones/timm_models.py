@@ -19,7 +19,7 @@ from dnatool.arch.resolve import resolve_arch
 from dnatool.arch.spec import ArchSpec
 from dnatool.errors import BadInput
 from dnatool.nn.model_run import DEFAULT_PREPROCESS, MODEL_FILE
-from dnatool.nn.timm_adapter import act_layer, keep_channels
+from dnatool.nn.timm_adapter import efficientnet_kwargs
 
 GENERIC = "dnatool_model"
 HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
@@ -30,14 +30,9 @@ default_cfgs: dict[str, dict[str, Any]] = {}  # read by timm's register_model
 
 def model_kwargs(arch: ArchSpec) -> dict[str, Any]:
     """Constructor arguments of timm's EfficientNet(Features) for `arch` (widths kept as given)."""
-    from timm.models._efficientnet_builder import decode_arch_def
-
-    return dict(
-        block_args=decode_arch_def(arch.arch_def),
-        stem_size=arch.stem,
-        act_layer=act_layer(arch.act),
-        round_chs_fn=keep_channels,
-    )
+    kwargs = efficientnet_kwargs(arch)
+    kwargs.pop("in_chans")
+    return kwargs
 
 
 def pretrained_cfg(arch: ArchSpec, preprocess: dict[str, Any] | None = None) -> dict[str, Any]:

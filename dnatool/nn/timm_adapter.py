@@ -27,6 +27,17 @@ def act_layer(name: str) -> type[nn.Module]:
     return get_act_layer(name)
 
 
+def efficientnet_kwargs(arch: ArchSpec) -> dict:
+    """Constructor arguments shared by timm's EfficientNet and EfficientNetFeatures for `arch`."""
+    return dict(
+        block_args=decode_arch_def(arch.arch_def),
+        in_chans=arch.in_chans,
+        stem_size=arch.stem,
+        act_layer=act_layer(arch.act),
+        round_chs_fn=keep_channels,
+    )
+
+
 def build_model(
     arch: ArchSpec,
     *,
@@ -37,14 +48,7 @@ def build_model(
     drop_path_rate: float = 0.0,
 ) -> nn.Module:
     """timm's own `EfficientNet` (or `EfficientNetFeatures`) for an arch."""
-    common = dict(
-        block_args=decode_arch_def(arch.arch_def),
-        in_chans=arch.in_chans,
-        stem_size=arch.stem,
-        act_layer=act_layer(arch.act),
-        round_chs_fn=keep_channels,
-        drop_path_rate=drop_path_rate,
-    )
+    common = dict(efficientnet_kwargs(arch), drop_path_rate=drop_path_rate)
     if features_only:
         return EfficientNetFeatures(out_indices=tuple(out_indices), **common)
     return EfficientNet(
