@@ -9,7 +9,7 @@ from dnatool.arch.spec import ArchSpec
 
 def summarize(arch: ArchSpec, resolution: int | None = None) -> dict[str, Any]:
     """Params and MACs of timm's network of `arch`, total and per stage, at `resolution`."""
-    from dnatool.nn.timm_adapter import build_model, count_macs, count_params
+    from dnatool.nn.timm_adapter import build_model, count_macs
 
     res = resolution or arch.resolution
     model = build_model(arch)

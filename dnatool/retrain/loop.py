@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnatool.errors import RunFailure
-from dnatool.retrain.dist import ProcessInfo, all_sum
+from dnatool.utils.distributed import ProcessInfo, all_sum
 
 
 @dataclass

@@ -19,7 +19,6 @@ from torch import nn
 from dnatool.arch.spec import ArchSpec
 from dnatool.config import to_dict
 from dnatool.errors import BadInput
-from dnatool.retrain import dist
 from dnatool.retrain.curves import write_curves
 from dnatool.retrain.data import (
     Loaders,
@@ -31,6 +30,7 @@ from dnatool.retrain.data import (
 from dnatool.retrain.distill import RetrainLoss, load_teacher
 from dnatool.retrain.loop import Trainer, evaluate, train_one_epoch
 from dnatool.retrain.recipe import RetrainRecipe
+from dnatool.utils import distributed as dist
 from dnatool.utils import io, runs
 
 CHECKPOINT_FILE = "checkpoint.pt"

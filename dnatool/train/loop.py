@@ -14,11 +14,12 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from dnatool.config import to_dict
 from dnatool.errors import BadInput
 from dnatool.train.curves import write_curves
-from dnatool.train.distributed import Dist, barrier, init_distributed, pick_device, shutdown
 from dnatool.train.dna import AllCells, dna_step
 from dnatool.train.recipe import TrainRecipe
 from dnatool.train.setup import Setup, block_checkpoint, build_setup, write_teacher_cut
 from dnatool.utils import io, runs
+from dnatool.utils.distributed import ProcessInfo, barrier, teardown, wrap
+from dnatool.utils.distributed import setup as setup_process
 
 Report = Callable[..., None]
 
@@ -26,7 +27,7 @@ Report = Callable[..., None]
 class BlockTrainer:
     """Optimiser, schedule, path generator and history of one block (its checkpoint content)."""
 
-    def __init__(self, setup: Setup, k: int, device: str, dist: Dist) -> None:
+    def __init__(self, setup: Setup, k: int, device: torch.device, dist: ProcessInfo) -> None:
         recipe = setup.recipe
         self.k, self.block = k, setup.supernet.blocks[k].to(device)
         lr = recipe.block_lr(k, len(setup.space.blocks))
@@ -35,13 +36,13 @@ class BlockTrainer:
         self.generator = torch.Generator().manual_seed(recipe.seed * 1000 + k)
         self.epoch, self.history = 0, []
         step = AllCells(self.block)
-        self.step_module = step if dist.world == 1 or recipe.distributed == "blocks" else _ddp(step, device)
+        self.step_module = step if recipe.distributed == "blocks" else wrap(step, dist, find_unused_parameters=True)
         self._sums: list[float] = [0.0] * len(self.block.cells)
         self._count = 0
 
     def step(self, x: torch.Tensor, target: torch.Tensor) -> list[float]:
         losses = dna_step(self.step_module, self.block, x, target, self.generator, self.optimizer)
-        self._sums = [s + v for s, v in zip(self._sums, losses)]
+        self._sums = [s + v for s, v in zip(self._sums, losses, strict=True)]
         self._count += 1
         return losses
 
@@ -66,24 +67,17 @@ class BlockTrainer:
         self.epoch, self.history = int(data["epoch"]), list(data["history"])
 
 
-def _ddp(module: torch.nn.Module, device: str) -> torch.nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [torch.device(device).index] if device.startswith("cuda") else None
-    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
-
-
-def owned_blocks(num_blocks: int, dist: Dist, mode: str) -> list[int]:
+def owned_blocks(num_blocks: int, dist: ProcessInfo, mode: str) -> list[int]:
     """All blocks (data parallel) or block k on rank k % world (blocks on different ranks)."""
-    if mode == "blocks" and dist.enabled:
+    if mode == "blocks" and dist.distributed:
         return [k for k in range(num_blocks) if k % dist.world == dist.rank]
     return list(range(num_blocks))
 
 
-def _loader(setup: Setup, dist: Dist, epoch: int) -> DataLoader:
+def _loader(setup: Setup, dist: ProcessInfo, epoch: int) -> DataLoader:
     recipe = setup.recipe
     data = setup.splits.train
-    if dist.enabled and recipe.distributed == "data":
+    if dist.distributed and recipe.distributed == "data":
         sampler = DistributedSampler(data, num_replicas=dist.world, rank=dist.rank, seed=recipe.seed)
         sampler.set_epoch(epoch)
     else:
@@ -97,15 +91,15 @@ def run_train(recipe: TrainRecipe, out: str | Path, report: Report | None = None
     """Train every block of the supernet; returns the final per-block losses."""
     report = report or (lambda event, **fields: None)
     out = Path(out)
-    kind = "cuda" if recipe.device == "cuda" or recipe.device == "auto" and torch.cuda.is_available() else "cpu"
-    dist = init_distributed(kind)
+    dist = setup_process(recipe.device)
     try:
-        return _train(recipe, out, report, resume, dist, pick_device(recipe.device, dist))
+        return _train(recipe, out, report, resume, dist, dist.device)
     finally:
-        shutdown(dist)
+        teardown(dist)
 
 
-def _train(recipe: TrainRecipe, out: Path, report: Report, resume: bool, dist: Dist, device: str) -> dict[str, Any]:
+def _train(recipe: TrainRecipe, out: Path, report: Report, resume: bool, dist: ProcessInfo,
+           device: torch.device) -> dict[str, Any]:
     existing = sorted((out / "supernet").glob("block_*.pt"))
     if existing and not resume:
         raise BadInput(f"{out} already holds supernet checkpoints: pass --resume or choose another --out")
@@ -116,7 +110,7 @@ def _train(recipe: TrainRecipe, out: Path, report: Report, resume: bool, dist: D
     for k, trainer in trainers.items():
         if block_checkpoint(out, k).is_file():
             trainer.load(io.load_checkpoint(block_checkpoint(out, k), "supernet_block"))
-    if dist.main:
+    if dist.is_main:
         runs.start_run(out, "train", to_dict(recipe), inputs=[recipe.data] if Path(recipe.data).is_file() else [])
         write_teacher_cut(out, setup.teacher)
     report("log", message=f"teacher: {setup.teacher.name}; cut: "
@@ -132,19 +126,19 @@ def _train(recipe: TrainRecipe, out: Path, report: Report, resume: bool, dist: D
             if trainer.epoch == epoch + 1:
                 io.save_checkpoint(block_checkpoint(out, k), "supernet_block", trainer.state())
         barrier(dist)
-        if dist.main:
+        if dist.is_main:
             write_curves(out, len(setup.space.blocks))
     results = _final(out, setup, trainers, dist, time.time() - began)
     return results
 
 
-def _steps_per_epoch(setup: Setup, dist: Dist) -> int:
+def _steps_per_epoch(setup: Setup, dist: ProcessInfo) -> int:
     steps = len(_loader(setup, dist, 0))
     cap = setup.recipe.max_steps_per_epoch
     return min(steps, cap) if cap else steps
 
 
-def _epoch(setup: Setup, trainers: dict[int, BlockTrainer], dist: Dist, device: str, epoch: int,
+def _epoch(setup: Setup, trainers: dict[int, BlockTrainer], dist: ProcessInfo, device: torch.device, epoch: int,
            steps: int, report: Report) -> None:
     active = {k: t for k, t in trainers.items() if t.epoch == epoch}
     for t in active.values():
@@ -163,14 +157,20 @@ def _epoch(setup: Setup, trainers: dict[int, BlockTrainer], dist: Dist, device: 
     report("log", message=f"epoch {epoch + 1}/{setup.recipe.epochs} done")
 
 
-def _final(out: Path, setup: Setup, trainers: dict[int, BlockTrainer], dist: Dist, seconds: float) -> dict[str, Any]:
-    if dist.enabled:
-        from dnatool.train.distributed import write_rank_checksums
-
-        write_rank_checksums(out, dist, trainers)
+def _final(out: Path, setup: Setup, trainers: dict[int, BlockTrainer], dist: ProcessInfo, seconds: float) -> dict[str, Any]:
+    if dist.distributed:
+        _write_rank_checksums(out, dist, trainers)
     results = {"epochs": setup.recipe.epochs, "seconds": round(seconds, 2),
                "final_loss": {str(k): [h[2] for h in t.history if h[0] == t.epoch - 1] for k, t in trainers.items()}}
-    if dist.main:
+    if dist.is_main:
         outputs = [str(block_checkpoint(Path("."), k)) for k in range(len(setup.space.blocks))]
         runs.finish_run(out, outputs + ["teacher.json", "curves/loss.csv", "curves/loss.png"], results)
     return results
+
+
+def _write_rank_checksums(run: Path, dist: ProcessInfo, trainers: dict[int, BlockTrainer]) -> None:
+    """Each rank records a checksum of its blocks' weights, so a test can prove ranks agree."""
+    sums = {str(k): float(sum(p.detach().double().abs().sum() for p in t.block.parameters()))
+            for k, t in trainers.items()}
+    io.write_json(run / "ranks" / f"rank_{dist.rank}.json",
+                  {"rank": dist.rank, "world": dist.world, "checksums": sums})

@@ -1,4 +1,4 @@
-"""Process setup for retraining: one plain process, or DDP when launched by `torchrun`.
+"""Process setup for training and retraining: one plain process, or DDP under `torchrun`.
 
 `torchrun` sets WORLD_SIZE / RANK / LOCAL_RANK; then the process group uses NCCL on GPUs and gloo
 on CPUs. Without them (or with WORLD_SIZE=1) nothing distributed is touched.
@@ -29,11 +29,18 @@ class ProcessInfo:
         return self.world > 1
 
 
-def setup() -> ProcessInfo:
-    """Join torchrun's process group when there is one; pick this process's device."""
+def setup(device: str = "auto") -> ProcessInfo:
+    """Join torchrun's process group when there is one; pick this process's device.
+
+    `device` is "auto" (CUDA when available), "cpu" or "cuda" (an error without CUDA).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
+    if device == "cuda" and not torch.cuda.is_available():
+        from dnatool.errors import RunFailure
+
+        raise RunFailure("device 'cuda' requested but CUDA is not available on this machine")
+    cuda = device != "cpu" and torch.cuda.is_available()
     device = torch.device(f"cuda:{local}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)
@@ -72,11 +79,14 @@ def barrier(info: ProcessInfo) -> None:
         dist.barrier()
 
 
-def wrap(model: torch.nn.Module, info: ProcessInfo) -> torch.nn.Module:
-    """DistributedDataParallel around `model` under torchrun; the model itself otherwise."""
+def wrap(model: torch.nn.Module, info: ProcessInfo, find_unused_parameters: bool = False) -> torch.nn.Module:
+    """DistributedDataParallel around `model` under torchrun; the model itself otherwise.
+
+    Supernet steps use only the sampled path's ops, hence `find_unused_parameters` there.
+    """
     if not info.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
