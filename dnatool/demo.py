@@ -123,12 +123,32 @@ def stage_export(ctx: DemoContext) -> dict[str, Any]:
                                          "torch_latency_ms", "trained", "report")}
 
 
+def stage_profile(ctx: DemoContext) -> dict[str, Any]:
+    """An ort-cpu latency table of the space (quick protocol, 1 thread, thread CPU time so a busy
+    machine does not skew it) and its validation on a few sampled networks."""
+    from dnatool.arch.space import load_space
+    from dnatool.profile.backends import BackendOptions, get_backend
+    from dnatool.profile.lut import load_lut
+    from dnatool.profile.measure import Protocol
+    from dnatool.profile.run import profile_space
+    from dnatool.profile.validate import validate
+
+    backend = get_backend("ort-cpu", BackendOptions(threads=1, clock="cpu"))
+    quick = Protocol(warmup=2, min_reps=5, max_reps=30, round_reps=5, min_seconds=0.0, samples_per_block=10,
+                     calibration_nets=6, seed=SEED)
+    path = ctx.out / "profile" / f"{SPACE}_ort-cpu.json"
+    profile_space(load_space(SPACE), backend, path, quick, resume=path.exists(), report=ctx.report)
+    result = validate(load_lut(path), 6, seed=SEED, report=ctx.report)
+    return {"lut": str(path), "within_10pct": result["within_10pct"], "mape": result["mape"]}
+
+
 STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
     ("space", stage_space),
     ("arch", stage_arch),
     ("teacher", stage_teacher),
     ("train", stage_train),
     ("rate", stage_rate),
+    ("profile", stage_profile),
     ("retrain", stage_retrain),
     ("export", stage_export),
 ]

@@ -24,7 +24,10 @@ def test_key_function_is_stable_text(tiny):
         "ir|1x8x16x16->16x8x8|k3|s2|e3|se0.25|swish|fp32",
         "ir|1x16x8x8->16x8x8|k5|s1|e6|se0.25|swish|fp32",
     )
-    assert stem_key(tiny) == "stem|1x3x32x32->8x16x16|k3|s2|e1|se0|swish|fp32|c16+ds_r1_k3_s1_e1_c8_se0.25"
+    assert (
+        stem_key(tiny)
+        == "stem|1x3x32x32->8x16x16|k3|s2|e1|se0|swish|fp32|c16+ds_r1_k3_s1_e1_c8_se0.25"
+    )
     assert layer_keys(tiny, 0, (1, (0, 3)), batch=4, dtype="fp16")[0].startswith("ir|4x8x16x16->")
 
 
@@ -46,11 +49,17 @@ def test_entry_costs_add_up_to_the_whole_network(tiny):
     from dnatool.profile.run import entry_costs
 
     costs = entry_costs(tiny, 1, "fp32")
-    table = LatencyTable(path=None, header={"device": {}}, entries={k: {**v, "mean": 0.0} for k, v in costs.items()})
+    table = LatencyTable(
+        path=None, header={"device": {}}, entries={k: {**v, "mean": 0.0} for k, v in costs.items()}
+    )
     choices = tiny.sample(np.random.default_rng(3))
     summary = summarize(tiny.to_arch(choices))
-    params = table.fixed_cost(tiny, "params") + sum(table.path_cost(tiny, k, c, "params") for k, c in enumerate(choices))
-    macs = table.fixed_cost(tiny, "macs") + sum(table.path_cost(tiny, k, c, "macs") for k, c in enumerate(choices))
+    params = table.fixed_cost(tiny, "params") + sum(
+        table.path_cost(tiny, k, c, "params") for k, c in enumerate(choices)
+    )
+    macs = table.fixed_cost(tiny, "macs") + sum(
+        table.path_cost(tiny, k, c, "macs") for k, c in enumerate(choices)
+    )
     assert params == summary["params"]
     assert abs(macs - summary["macs"]) <= 0.01 * summary["macs"]
 
@@ -90,7 +99,13 @@ def _write_table(path, tiny, device, complete=True):
 
 
 def test_load_refuses_other_devices_unless_forced(tmp_path, tiny):
-    device = {"backend": "ort-cpu", "cpu": "CPU A", "runtime": "onnxruntime", "runtime_version": "1.0", "threads": 1}
+    device = {
+        "backend": "ort-cpu",
+        "cpu": "CPU A",
+        "runtime": "onnxruntime",
+        "runtime_version": "1.0",
+        "threads": 1,
+    }
     _write_table(tmp_path / "lut.json", tiny, device)
     assert load_lut(tmp_path / "lut.json", device=dict(device)).header["space"] == "tiny"
     with pytest.raises(BadInput, match="runtime_version '1.0' in the table, '2.0' here"):
@@ -125,7 +140,9 @@ def test_importing_dnatool_profile_imports_no_runtime():
     import subprocess
     import sys
 
-    code = ("import sys, dnatool.profile.lut, dnatool.profile.validate, dnatool.cli.main; "
-            "print(sorted(m for m in ('onnxruntime', 'tensorrt', 'executorch') if m in sys.modules))")
+    code = (
+        "import sys, dnatool.profile.lut, dnatool.profile.validate, dnatool.cli.main; "
+        "print(sorted(m for m in ('onnxruntime', 'tensorrt', 'executorch') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

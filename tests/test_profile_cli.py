@@ -24,7 +24,18 @@ from dnatool.profile.lut import load_lut
 
 pytest.importorskip("onnxruntime")
 
-PROFILE = ["profile", "--device", "ort-cpu", "--space", "tiny", "--quick", "--threads", "1", "--clock", "cpu"]
+PROFILE = [
+    "profile",
+    "--device",
+    "ort-cpu",
+    "--space",
+    "tiny",
+    "--quick",
+    "--threads",
+    "1",
+    "--clock",
+    "cpu",
+]
 
 
 @dataclass
@@ -66,8 +77,11 @@ def _measured(path: Path) -> dict:
 def resumed(tmp_path_factory):
     """Start a profile, kill it (SIGKILL) after some networks, then resume it."""
     out = tmp_path_factory.mktemp("lut") / "tiny.json"
-    proc = subprocess.Popen([sys.executable, "-m", "dnatool", *PROFILE, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dnatool", *PROFILE, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while len(_measured(out)) < 12 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -89,7 +103,9 @@ def test_resume_after_kill_measures_only_missing_networks(resumed):
     table = load_lut(out)
     after = {k: v for k, v in table.samples.items() if not k.startswith("ref|")}
     assert summary["measured"] + summary["reused"] == len(after)
-    assert all(after[k] == v for k, v in before.items())  # what was measured is kept, not re-measured
+    assert all(
+        after[k] == v for k, v in before.items()
+    )  # what was measured is kept, not re-measured
     assert table.header["complete"] and table.header["device"]["backend"] == "ort-cpu"
 
 
@@ -100,14 +116,25 @@ def test_table_header_entries_and_interface(resumed):
     table, space = load_lut(out), load_space("tiny")
     header = table.header
     assert header["device"]["runtime"] == "onnxruntime" and header["device"]["threads"] == 1
-    assert {"warmup", "min_reps", "statistic", "order", "reference_every"} <= set(header["protocol"])
-    assert {"a", "b", "holdout", "networks"} <= set(header["calibration"]) and header["drift"]["measurements"] >= 2
+    assert {"warmup", "min_reps", "statistic", "order", "reference_every"} <= set(
+        header["protocol"]
+    )
+    assert {"a", "b", "holdout", "networks"} <= set(header["calibration"]) and header["drift"][
+        "measurements"
+    ] >= 2
     assert len(table.entries) == summary["entries"] == 26
-    assert all({"mean", "std", "n", "params", "macs"} <= set(e) and e["mean"] >= 0 for e in table.entries.values())
+    assert all(
+        {"mean", "std", "n", "params", "macs"} <= set(e) and e["mean"] >= 0
+        for e in table.entries.values()
+    )
     choices = [(1, (0, 1)), (1, (2, 3, 0)), (0, (1, 1))]
-    predicted = table.fixed_latency_ms(space) + sum(table.path_latency_ms(space, k, c) for k, c in enumerate(choices))
+    predicted = table.fixed_latency_ms(space) + sum(
+        table.path_latency_ms(space, k, c) for k, c in enumerate(choices)
+    )
     assert predicted == pytest.approx(table.predict_ms(space, choices)) and predicted > 0
-    assert table.path_latency_ms(space, 0, (1, (0, 1))) == pytest.approx(table.slope * table.raw_path_ms(space, 0, (1, (0, 1))))
+    assert table.path_latency_ms(space, 0, (1, (0, 1))) == pytest.approx(
+        table.slope * table.raw_path_ms(space, 0, (1, (0, 1)))
+    )
 
 
 def test_validation_report(resumed, cli):
@@ -148,26 +175,53 @@ def test_table_from_another_device_is_refused(resumed, cli, tmp_path):
 
 def test_export_ops_then_import_csv(resumed, cli, tmp_path):
     out, _, _ = resumed
-    result = cli("profile", "--space", "tiny", "--export-ops", str(tmp_path / "ops"), "--json")  # writes 26 ONNX files
+    result = cli(
+        "profile", "--space", "tiny", "--export-ops", str(tmp_path / "ops"), "--json"
+    )  # writes 26 ONNX files
     assert result.code == 0, result.stderr
     manifest = json.loads((tmp_path / "ops" / "manifest.json").read_text())
-    assert len(manifest["ops"]) == 26 and all((tmp_path / "ops" / op["onnx"]).is_file() for op in manifest["ops"])
+    assert len(manifest["ops"]) == 26 and all(
+        (tmp_path / "ops" / op["onnx"]).is_file() for op in manifest["ops"]
+    )
     measured = load_lut(out).entries
-    lines = ["key,mean_ms,std_ms,n"] + [f"{op['key']},{measured[op['key']]['mean'] + 0.01},0.001,50" for op in manifest["ops"]]
+    lines = ["key,mean_ms,std_ms,n"] + [
+        f"{op['key']},{measured[op['key']]['mean'] + 0.01},0.001,50" for op in manifest["ops"]
+    ]
     (tmp_path / "phone.csv").write_text("\n".join(lines) + "\n")
-    result = cli("profile", "--space", "tiny", "--device", "phone", "--import", str(tmp_path / "phone.csv"),
-                 "--out", str(tmp_path / "phone.json"), "--json")
+    result = cli(
+        "profile",
+        "--space",
+        "tiny",
+        "--device",
+        "phone",
+        "--import",
+        str(tmp_path / "phone.csv"),
+        "--out",
+        str(tmp_path / "phone.json"),
+        "--json",
+    )
     assert result.code == 0, result.stderr
     table = load_lut(tmp_path / "phone.json")
     assert table.header["device"]["backend"] == "phone" and set(table.entries) == set(measured)
     (tmp_path / "bad.csv").write_text("key,mean_ms\nir|nope,1.0\n")
-    result = cli("profile", "--space", "tiny", "--device", "phone", "--import", str(tmp_path / "bad.csv"),
-                 "--out", str(tmp_path / "bad.json"))
+    result = cli(
+        "profile",
+        "--space",
+        "tiny",
+        "--device",
+        "phone",
+        "--import",
+        str(tmp_path / "bad.csv"),
+        "--out",
+        str(tmp_path / "bad.json"),
+    )
     assert result.code == 2 and "ir|nope" in result.stderr
 
 
 def test_bad_usage_is_one_line(cli, tmp_path):
-    result = cli("profile", "--device", "npu-9000", "--space", "tiny", "--out", str(tmp_path / "x.json"))
+    result = cli(
+        "profile", "--device", "npu-9000", "--space", "tiny", "--out", str(tmp_path / "x.json")
+    )
     assert result.code == 2 and "unknown device" in result.stderr
     result = cli("profile", "--device", "ort-cpu", "--validate", "5")
     assert result.code == 2 and "--lut" in result.stderr
@@ -182,7 +236,9 @@ def test_torch_cuda_backend_times_with_events():
     from dnatool.profile.backends import BackendOptions, get_backend
 
     for mode in ("eager", "graph"):
-        runner = get_backend("torch-cuda", BackendOptions(mode=mode)).prepare(torch.nn.Conv2d(8, 8, 3), (1, 8, 32, 32))
+        runner = get_backend("torch-cuda", BackendOptions(mode=mode)).prepare(
+            torch.nn.Conv2d(8, 8, 3), (1, 8, 32, 32)
+        )
         times = runner.run(5)
         assert len(times) == 5 and all(t > 0 for t in times)
 
@@ -195,5 +251,7 @@ def test_tensorrt_backend_builds_and_times():
     from dnatool.profile.backends import BackendOptions, get_backend
 
     for precision in ("fp32", "fp16"):
-        runner = get_backend("trt", BackendOptions(precision=precision)).prepare(torch.nn.Conv2d(8, 8, 3), (1, 8, 32, 32))
+        runner = get_backend("trt", BackendOptions(precision=precision)).prepare(
+            torch.nn.Conv2d(8, 8, 3), (1, 8, 32, 32)
+        )
         assert all(t > 0 for t in runner.run(5))

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 
-def solve_ops(rows: Sequence[Sequence[str]], targets: Sequence[float]) -> dict[str, dict[str, float]]:
+def solve_ops(
+    rows: Sequence[Sequence[str]], targets: Sequence[float]
+) -> dict[str, dict[str, float]]:
     """Per-key latency (NNLS) with its standard error and the number of rows that contain it."""
     from scipy.optimize import nnls
 
@@ -31,7 +33,10 @@ def solve_ops(rows: Sequence[Sequence[str]], targets: Sequence[float]) -> dict[s
     coef, _ = nnls(x, y)
     stderr = _stderr(x, y, coef)
     counts = (x > 0).sum(axis=0)
-    return {key: {"mean": float(coef[i]), "std": float(stderr[i]), "n": int(counts[i])} for key, i in index.items()}
+    return {
+        key: {"mean": float(coef[i]), "std": float(stderr[i]), "n": int(counts[i])}
+        for key, i in index.items()
+    }
 
 
 def _stderr(x: np.ndarray, y: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -60,23 +65,40 @@ def accuracy(predicted: Sequence[float], measured: Sequence[float]) -> dict[str,
 
     pred, meas = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
     err = np.abs(pred - meas) / meas
-    rho = float(spearmanr(pred, meas).statistic) if len(pred) > 2 and np.ptp(meas) > 0 else float("nan")
-    return {"within_5pct": float((err <= 0.05).mean()), "within_10pct": float((err <= 0.10).mean()),
-            "mape": float(err.mean()), "spearman": rho}
+    rho = (
+        float(spearmanr(pred, meas).statistic)
+        if len(pred) > 2 and np.ptp(meas) > 0
+        else float("nan")
+    )
+    return {
+        "within_5pct": float((err <= 0.05).mean()),
+        "within_10pct": float((err <= 0.10).mean()),
+        "mape": float(err.mean()),
+        "spearman": rho,
+    }
 
 
-def calibrate(raw: Sequence[float], measured: Sequence[float], seed: int = 0, holdout: float = 1 / 3) -> dict[str, Any]:
+def calibrate(
+    raw: Sequence[float], measured: Sequence[float], seed: int = 0, holdout: float = 1 / 3
+) -> dict[str, Any]:
     """Fit on part of the networks, report accuracy on the held-out rest, then refit on all."""
     raw_a, meas_a = np.asarray(raw, dtype=float), np.asarray(measured, dtype=float)
     order = np.random.default_rng(seed).permutation(len(raw_a))
     n_hold = int(round(len(raw_a) * holdout)) if len(raw_a) >= 3 else 0
     hold, fit = order[:n_hold], order[n_hold:]
     a, b = fit_line(raw_a[fit], meas_a[fit])
-    result: dict[str, Any] = {"method": "measured = a * sum(entries) + b, Theil-Sen on whole networks",
-                              "networks": len(raw_a), "holdout_networks": int(n_hold)}
+    result: dict[str, Any] = {
+        "method": "measured = a * sum(entries) + b, Theil-Sen on whole networks",
+        "networks": len(raw_a),
+        "holdout_networks": int(n_hold),
+    }
     if n_hold:
         result["holdout"] = accuracy(a * raw_a[hold] + b, meas_a[hold])
     a, b = fit_line(raw_a, meas_a)
-    result.update(a=a, b=b, fit=accuracy(a * raw_a + b, meas_a),
-                  uncalibrated_mape=float((np.abs(raw_a - meas_a) / meas_a).mean()))
+    result.update(
+        a=a,
+        b=b,
+        fit=accuracy(a * raw_a + b, meas_a),
+        uncalibrated_mape=float((np.abs(raw_a - meas_a) / meas_a).mean()),
+    )
     return result

@@ -25,26 +25,65 @@ from dnatool.utils import io
 
 LUT_FORMAT = "dnatool.lut"
 SCHEMA = 1
-MATCH_FIELDS = ("backend", "cpu", "gpu", "driver", "runtime", "runtime_version", "provider",
-                "threads", "batch", "precision", "mode", "clock")
+MATCH_FIELDS = (
+    "backend",
+    "cpu",
+    "gpu",
+    "driver",
+    "runtime",
+    "runtime_version",
+    "provider",
+    "threads",
+    "batch",
+    "precision",
+    "mode",
+    "clock",
+)
 
 
-def op_key(kind: str, batch: int, in_ch: int, out_ch: int, in_res: int, kernel: int = 0, stride: int = 1,
-           exp: float = 1.0, se: float = 0.0, act: str = "swish", dtype: str = "fp32", extra: str = "") -> str:
+def op_key(
+    kind: str,
+    batch: int,
+    in_ch: int,
+    out_ch: int,
+    in_res: int,
+    kernel: int = 0,
+    stride: int = 1,
+    exp: float = 1.0,
+    se: float = 0.0,
+    act: str = "swish",
+    dtype: str = "fp32",
+    extra: str = "",
+) -> str:
     """The canonical key of one op configuration (stable text: tables store it verbatim)."""
     out_res = math.ceil(in_res / stride)
-    key = (f"{kind}|{batch}x{in_ch}x{in_res}x{in_res}->{out_ch}x{out_res}x{out_res}"
-           f"|k{kernel}|s{stride}|e{exp:g}|se{se:g}|{act}|{dtype}")
+    key = (
+        f"{kind}|{batch}x{in_ch}x{in_res}x{in_res}->{out_ch}x{out_res}x{out_res}"
+        f"|k{kernel}|s{stride}|e{exp:g}|se{se:g}|{act}|{dtype}"
+    )
     return f"{key}|{extra}" if extra else key
 
 
 def block_key(block: BlockSpec, in_ch: int, in_res: int, act: str, batch: int, dtype: str) -> str:
-    return op_key(block.type, batch, in_ch, block.out, in_res, block.kernel, block.stride, block.exp,
-                  block.se, act, dtype)
+    return op_key(
+        block.type,
+        batch,
+        in_ch,
+        block.out,
+        in_res,
+        block.kernel,
+        block.stride,
+        block.exp,
+        block.se,
+        act,
+        dtype,
+    )
 
 
 @functools.lru_cache(maxsize=65536)
-def layer_keys(space: SearchSpace, k: int, choice: Choice, batch: int = 1, dtype: str = "fp32") -> tuple[str, ...]:
+def layer_keys(
+    space: SearchSpace, k: int, choice: Choice, batch: int = 1, dtype: str = "fp32"
+) -> tuple[str, ...]:
     """THE key function: the entry keys of the layers of one path of block k, in order."""
     width, res = space.block_in_width(k), space.block_in_resolution(k)
     keys = []
@@ -59,42 +98,79 @@ def stem_key(space: SearchSpace, batch: int = 1, dtype: str = "fp32") -> str:
     fixed = "+".join(b.to_str() for stage in space.fixed for b in stage)
     out = space.block_in_width(0)
     res = space.block_in_resolution(0)
-    return op_key("stem", batch, space.in_chans, out, space.resolution, 3, space.resolution // res,
-                  act=space.act, dtype=dtype, extra=f"c{space.stem}+{fixed}" if fixed else f"c{space.stem}")
+    return op_key(
+        "stem",
+        batch,
+        space.in_chans,
+        out,
+        space.resolution,
+        3,
+        space.resolution // res,
+        act=space.act,
+        dtype=dtype,
+        extra=f"c{space.stem}+{fixed}" if fixed else f"c{space.stem}",
+    )
 
 
 def head_key(space: SearchSpace, batch: int = 1, dtype: str = "fp32") -> str:
     """conv_head + BN/act + global pool + classifier after the last block."""
     last = len(space.blocks)
     res = math.ceil(space.block_in_resolution(last - 1) / space.blocks[-1].stride)
-    return op_key("head", batch, space.blocks[-1].width, space.num_classes, res, 1, res, act=space.act,
-                  dtype=dtype, extra=f"c{space.head}")
+    return op_key(
+        "head",
+        batch,
+        space.blocks[-1].width,
+        space.num_classes,
+        res,
+        1,
+        res,
+        act=space.act,
+        dtype=dtype,
+        extra=f"c{space.head}",
+    )
 
 
-def space_keys(space: SearchSpace, batch: int = 1, dtype: str = "fp32") -> dict[str, tuple[int, BlockSpec | None, int, int]]:
+def space_keys(
+    space: SearchSpace, batch: int = 1, dtype: str = "fp32"
+) -> dict[str, tuple[int, BlockSpec | None, int, int]]:
     """Every key the space can reach: key -> (block index, spec, input width, input size).
 
     The stem has block index -1 and the head len(blocks); both have spec None.
     """
     keys: dict[str, tuple[int, BlockSpec | None, int, int]] = {
-        stem_key(space, batch, dtype): (-1, None, space.in_chans, space.resolution)}
+        stem_key(space, batch, dtype): (-1, None, space.in_chans, space.resolution)
+    }
     for k, block in enumerate(space.blocks):
         for cell_index, cell in enumerate(block.cells):
             for op in range(len(block.ops)):
                 choice = (cell_index, (op,) * cell.layers)
                 width, res = space.block_in_width(k), space.block_in_resolution(k)
-                for key, spec in zip(layer_keys(space, k, choice, batch, dtype), space.layer_blocks(k, choice)):
+                for key, spec in zip(
+                    layer_keys(space, k, choice, batch, dtype), space.layer_blocks(k, choice)
+                ):
                     keys.setdefault(key, (k, spec, width, res))
                     width, res = spec.out, math.ceil(res / spec.stride)
     last = len(space.blocks)
-    keys[head_key(space, batch, dtype)] = (last, None, space.blocks[-1].width,
-                                           math.ceil(space.block_in_resolution(last - 1) / space.blocks[-1].stride))
+    keys[head_key(space, batch, dtype)] = (
+        last,
+        None,
+        space.blocks[-1].width,
+        math.ceil(space.block_in_resolution(last - 1) / space.blocks[-1].stride),
+    )
     return keys
 
 
 def space_digest(space: SearchSpace) -> str:
-    data = json.dumps({**space.describe(), "fixed": [[b.to_str() for b in s] for s in space.fixed],
-                       "stem": space.stem, "head": space.head, "act": space.act}, sort_keys=True)
+    data = json.dumps(
+        {
+            **space.describe(),
+            "fixed": [[b.to_str() for b in s] for s in space.fixed],
+            "stem": space.stem,
+            "head": space.head,
+            "act": space.act,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -131,8 +207,10 @@ class LatencyTable:
         try:
             return self.entries[key]
         except KeyError:
-            raise BadInput(f"latency table {self.path} has no entry {key!r} "
-                           f"(it was measured for space {self.header.get('space')!r})") from None
+            raise BadInput(
+                f"latency table {self.path} has no entry {key!r} "
+                f"(it was measured for space {self.header.get('space')!r})"
+            ) from None
 
     def raw_path_ms(self, space: SearchSpace, k: int, choice: Choice) -> float:
         keys = layer_keys(space, k, _choice(choice), self.batch, self.dtype)
@@ -143,18 +221,24 @@ class LatencyTable:
         return self.slope * self.raw_path_ms(space, k, choice)
 
     def raw_fixed_ms(self, space: SearchSpace) -> float:
-        return self.entry(stem_key(space, self.batch, self.dtype))["mean"] + \
-            self.entry(head_key(space, self.batch, self.dtype))["mean"]
+        return (
+            self.entry(stem_key(space, self.batch, self.dtype))["mean"]
+            + self.entry(head_key(space, self.batch, self.dtype))["mean"]
+        )
 
     def fixed_latency_ms(self, space: SearchSpace) -> float:
         """Stem, fixed stages, head and classifier, plus the calibration intercept."""
         return self.slope * self.raw_fixed_ms(space) + self.intercept
 
     def predict_ms(self, space: SearchSpace, choices: list[Choice]) -> float:
-        return self.fixed_latency_ms(space) + sum(self.path_latency_ms(space, k, c) for k, c in enumerate(choices))
+        return self.fixed_latency_ms(space) + sum(
+            self.path_latency_ms(space, k, c) for k, c in enumerate(choices)
+        )
 
     def raw_total_ms(self, space: SearchSpace, choices: list[Choice]) -> float:
-        return self.raw_fixed_ms(space) + sum(self.raw_path_ms(space, k, c) for k, c in enumerate(choices))
+        return self.raw_fixed_ms(space) + sum(
+            self.raw_path_ms(space, k, c) for k, c in enumerate(choices)
+        )
 
     def path_cost(self, space: SearchSpace, k: int, choice: Choice, what: str) -> int:
         """Params or MACs ("params" / "macs") of one path, from the same keys."""
@@ -162,8 +246,9 @@ class LatencyTable:
         return sum(int(self.entry(key)[what]) for key in keys)
 
     def fixed_cost(self, space: SearchSpace, what: str) -> int:
-        return int(self.entry(stem_key(space, self.batch, self.dtype))[what]) + \
-            int(self.entry(head_key(space, self.batch, self.dtype))[what])
+        return int(self.entry(stem_key(space, self.batch, self.dtype))[what]) + int(
+            self.entry(head_key(space, self.batch, self.dtype))[what]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"header": self.header, "entries": self.entries, "samples": self.samples}
@@ -173,11 +258,21 @@ class LatencyTable:
         return io.write_json(self.path, self.to_dict())
 
 
-def new_header(space: SearchSpace, device: dict[str, Any], protocol: dict[str, Any]) -> dict[str, Any]:
-    return {"format": LUT_FORMAT, "schema": SCHEMA, "space": space.name, "space_digest": space_digest(space),
-            "resolution": space.resolution, "device": device, "protocol": protocol,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "complete": False, "calibration": None}
+def new_header(
+    space: SearchSpace, device: dict[str, Any], protocol: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "format": LUT_FORMAT,
+        "schema": SCHEMA,
+        "space": space.name,
+        "space_digest": space_digest(space),
+        "resolution": space.resolution,
+        "device": device,
+        "protocol": protocol,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "complete": False,
+        "calibration": None,
+    }
 
 
 def device_mismatch(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
@@ -188,8 +283,12 @@ def device_mismatch(stored: dict[str, Any], current: dict[str, Any]) -> str | No
     return None
 
 
-def load_lut(path: str | Path, force: bool = False, device: dict[str, Any] | None = None,
-             allow_incomplete: bool = False) -> LatencyTable:
+def load_lut(
+    path: str | Path,
+    force: bool = False,
+    device: dict[str, Any] | None = None,
+    allow_incomplete: bool = False,
+) -> LatencyTable:
     """Read a table; refuse a foreign format, an unfinished run, or (given `device`) another device.
 
     Search reads tables for a target that need not be this machine, so the device check happens
@@ -200,11 +299,19 @@ def load_lut(path: str | Path, force: bool = False, device: dict[str, Any] | Non
     if not isinstance(header, dict) or header.get("format") != LUT_FORMAT:
         raise BadInput(f"{path} is not a dnatool latency table")
     if header.get("schema") != SCHEMA:
-        raise BadInput(f"latency table {path} has schema {header.get('schema')!r}; this dnatool reads {SCHEMA}")
+        raise BadInput(
+            f"latency table {path} has schema {header.get('schema')!r}; this dnatool reads {SCHEMA}"
+        )
     if not header.get("complete") and not allow_incomplete:
-        raise BadInput(f"latency table {path} is unfinished; finish it with `dnatool profile ... --resume`")
+        raise BadInput(
+            f"latency table {path} is unfinished; finish it with `dnatool profile ... --resume`"
+        )
     if device is not None and not force:
         reason = device_mismatch(header.get("device", {}), device)
         if reason:
-            raise BadInput(f"latency table {path} was measured elsewhere ({reason}); use --force to use it anyway")
-    return LatencyTable(Path(path), header, dict(data.get("entries", {})), dict(data.get("samples", {})))
+            raise BadInput(
+                f"latency table {path} was measured elsewhere ({reason}); use --force to use it anyway"
+            )
+    return LatencyTable(
+        Path(path), header, dict(data.get("entries", {})), dict(data.get("samples", {}))
+    )

@@ -9,6 +9,7 @@ missing networks.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -40,8 +41,12 @@ class Protocol:
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "statistic": "median", "order": "shuffled",
-                "context": "block paths at their real input shape, minus an empty network of that input"}
+        return {
+            **dataclasses.asdict(self),
+            "statistic": "median",
+            "order": "shuffled",
+            "context": "block paths at their real input shape, minus an empty network of that input",
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Protocol:
@@ -68,20 +73,30 @@ def time_runner(runner: Any, protocol: Protocol) -> Timing:
     while len(times) < protocol.max_reps:
         times += runner.run(protocol.round_reps)
         current = statistics.median(times)
-        if abs(current - previous) <= protocol.rel_tol * previous and sum(times) >= 1e3 * protocol.min_seconds:
+        if (
+            abs(current - previous) <= protocol.rel_tol * previous
+            and sum(times) >= 1e3 * protocol.min_seconds
+        ):
             break
         previous = current
-    return Timing(statistics.median(times), statistics.fmean(times),
-                  statistics.stdev(times) if len(times) > 1 else 0.0, len(times))
+    return Timing(
+        statistics.median(times),
+        statistics.fmean(times),
+        statistics.stdev(times) if len(times) > 1 else 0.0,
+        len(times),
+    )
 
 
 # ---- the networks that are measured -------------------------------------------------------------
+
 
 def _pool() -> nn.Module:
     return nn.AdaptiveAvgPool2d(1)
 
 
-def block_net(space: SearchSpace, k: int, choice: Choice, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
+def block_net(
+    space: SearchSpace, k: int, choice: Choice, batch: int
+) -> tuple[nn.Module, tuple[int, ...]]:
     """One path of block k at its real input shape, its output pooled (tiny output copy)."""
     from dnatool.nn.timm_adapter import build_layers
 
@@ -108,17 +123,23 @@ def _any_model(space: SearchSpace) -> nn.Module:
 
 def stem_net(space: SearchSpace, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
     """conv_stem + bn1 + the fixed stages of timm's EfficientNet, output pooled."""
-    model = _any_model(space)
-    return nn.Sequential(model.conv_stem, model.bn1, *model.blocks[: len(space.fixed)], _pool()), stem_input(space, batch)
+    model = copy.deepcopy(_any_model(space))  # backends move modules to their device: never share
+    return nn.Sequential(
+        model.conv_stem, model.bn1, *model.blocks[: len(space.fixed)], _pool()
+    ), stem_input(space, batch)
 
 
 def head_net(space: SearchSpace, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
     """conv_head + bn2 + global pool + classifier of timm's EfficientNet."""
-    model = _any_model(space)
-    return nn.Sequential(model.conv_head, model.bn2, model.global_pool, model.classifier), head_input(space, batch)
+    model = copy.deepcopy(_any_model(space))
+    return nn.Sequential(
+        model.conv_head, model.bn2, model.global_pool, model.classifier
+    ), head_input(space, batch)
 
 
-def whole_net(space: SearchSpace, choices: list[Choice], batch: int) -> tuple[nn.Module, tuple[int, ...]]:
+def whole_net(
+    space: SearchSpace, choices: list[Choice], batch: int
+) -> tuple[nn.Module, tuple[int, ...]]:
     from dnatool.nn.timm_adapter import build_model
 
     return build_model(space.to_arch(choices)), stem_input(space, batch)
@@ -131,17 +152,25 @@ def empty_net(shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...]]:
 
 # ---- the plan -------------------------------------------------------------------------------------
 
+
 def block_samples(space: SearchSpace, k: int, n: int, rng: np.random.Generator) -> list[Choice]:
     """Distinct paths of block k: one uniform path per op and cell first (coverage), then random."""
     block = space.blocks[k]
-    chosen: list[Choice] = [(c, (op,) * cell.layers) for c, cell in enumerate(block.cells) for op in range(len(block.ops))]
+    chosen: list[Choice] = [
+        (c, (op,) * cell.layers)
+        for c, cell in enumerate(block.cells)
+        for op in range(len(block.ops))
+    ]
     chosen = list(dict.fromkeys(chosen))[:n] if n < len(chosen) else list(dict.fromkeys(chosen))
     seen = set(chosen)
     for _ in range(50 * n):
         if len(chosen) >= min(n, block.size):
             break
         cell = int(rng.integers(len(block.cells)))
-        choice = (cell, tuple(int(v) for v in rng.integers(0, len(block.ops), block.cells[cell].layers)))
+        choice = (
+            cell,
+            tuple(int(v) for v in rng.integers(0, len(block.ops), block.cells[cell].layers)),
+        )
         if choice not in seen:
             seen.add(choice)
             chosen.append(choice)
@@ -152,8 +181,12 @@ def samples_per_block(space: SearchSpace, k: int, protocol: Protocol) -> int:
     from dnatool.profile.lut import layer_keys
 
     block = space.blocks[k]
-    keys = {key for c, cell in enumerate(block.cells) for op in range(len(block.ops))
-            for key in layer_keys(space, k, (c, (op,) * cell.layers))}
+    keys = {
+        key
+        for c, cell in enumerate(block.cells)
+        for op in range(len(block.ops))
+        for key in layer_keys(space, k, (c, (op,) * cell.layers))
+    }
     wanted = protocol.samples_per_block or 2 * len(keys) + 4
     return min(wanted, block.size)
 
@@ -171,27 +204,42 @@ def choices_text(choices: list[Choice]) -> str:
     return json.dumps([[c, list(p)] for c, p in choices], separators=(",", ":"))
 
 
-def plan(space: SearchSpace, protocol: Protocol, batch: int) -> dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]]:
+def plan(
+    space: SearchSpace, protocol: Protocol, batch: int
+) -> dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]]:
     """Every network to measure, by its sample key (stable, so a resumed run finds what is done)."""
     units: dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]] = {
-        "stem": lambda: stem_net(space, batch), "head": lambda: head_net(space, batch),
+        "stem": lambda: stem_net(space, batch),
+        "head": lambda: head_net(space, batch),
         "overhead|stem": lambda: empty_net(stem_input(space, batch)),
         "overhead|head": lambda: empty_net(head_input(space, batch)),
     }
     rng = np.random.default_rng([protocol.seed, 0])
     for k in range(len(space.blocks)):
-        shape = (batch, space.block_in_width(k), space.block_in_resolution(k), space.block_in_resolution(k))
+        shape = (
+            batch,
+            space.block_in_width(k),
+            space.block_in_resolution(k),
+            space.block_in_resolution(k),
+        )
         units[f"overhead|{k}"] = lambda shape=shape: empty_net(shape)
         for choice in block_samples(space, k, samples_per_block(space, k, protocol), rng):
-            units[f"block|{k}|{choice_text(choice)}"] = lambda k=k, choice=choice: block_net(space, k, choice, batch)
+            units[f"block|{k}|{choice_text(choice)}"] = lambda k=k, choice=choice: block_net(
+                space, k, choice, batch
+            )
     for choices in calibration_choices(space, protocol):
-        units[f"net|{choices_text(choices)}"] = lambda choices=choices: whole_net(space, choices, batch)
+        units[f"net|{choices_text(choices)}"] = lambda choices=choices: whole_net(
+            space, choices, batch
+        )
     return units
 
 
 def choice_text(choice: Choice) -> str:
-    return f"{choice[0]}|{''.join(str(op) for op in choice[1])}" if all(op < 10 for op in choice[1]) \
+    return (
+        f"{choice[0]}|{''.join(str(op) for op in choice[1])}"
+        if all(op < 10 for op in choice[1])
         else f"{choice[0]}|{','.join(str(op) for op in choice[1])}"
+    )
 
 
 def parse_choice_text(text: str) -> Choice:
@@ -200,7 +248,9 @@ def parse_choice_text(text: str) -> Choice:
     return int(cell), tuple(int(op) for op in ops)
 
 
-def measure_unit(backend: Any, build: Callable[[], tuple[nn.Module, tuple[int, ...]]], protocol: Protocol) -> Timing:
+def measure_unit(
+    backend: Any, build: Callable[[], tuple[nn.Module, tuple[int, ...]]], protocol: Protocol
+) -> Timing:
     module, shape = build()
     return time_runner(backend.prepare(module, shape), protocol)
 

@@ -24,7 +24,9 @@ from dnatool.utils import io
 CSV_FIELDS = ("key", "mean_ms", "std_ms", "n")
 
 
-def op_module(space: SearchSpace, k: int, spec: Any, width: int, res: int, batch: int) -> tuple[Any, tuple[int, ...]]:
+def op_module(
+    space: SearchSpace, k: int, spec: Any, width: int, res: int, batch: int
+) -> tuple[Any, tuple[int, ...]]:
     """The timm module of one entry and its input shape."""
     from dnatool.nn.timm_adapter import build_op
 
@@ -34,10 +36,15 @@ def op_module(space: SearchSpace, k: int, spec: Any, width: int, res: int, batch
 
 
 def _filename(i: int, key: str) -> str:
-    return f"{i:03d}_" + re.sub(r"[^A-Za-z0-9._-]+", "_", key.split("|")[0] + "_" + key.split("|")[1])[:80]
+    return (
+        f"{i:03d}_"
+        + re.sub(r"[^A-Za-z0-9._-]+", "_", key.split("|")[0] + "_" + key.split("|")[1])[:80]
+    )
 
 
-def export_ops(space: SearchSpace, out_dir: str | Path, batch: int = 1, report: Any = None) -> dict[str, Any]:
+def export_ops(
+    space: SearchSpace, out_dir: str | Path, batch: int = 1, report: Any = None
+) -> dict[str, Any]:
     """Write every op as ONNX (and .pte with executorch) plus manifest.json and a CSV template."""
     from dnatool.nn.timm_adapter import count_macs, count_params
     from dnatool.profile.backends.ort import export_onnx
@@ -52,8 +59,13 @@ def export_ops(space: SearchSpace, out_dir: str | Path, batch: int = 1, report: 
         buffer = _io.BytesIO()
         export_onnx(module, shape, buffer)
         io.write_bytes(out / f"{name}.onnx", buffer.getvalue())
-        record = {"key": key, "onnx": f"{name}.onnx", "input_shape": list(shape),
-                  "params": int(count_params(module)), "macs": int(count_macs(module, (1, *shape[1:])))}
+        record = {
+            "key": key,
+            "onnx": f"{name}.onnx",
+            "input_shape": list(shape),
+            "params": int(count_params(module)),
+            "macs": int(count_macs(module, (1, *shape[1:]))),
+        }
         if pte:
             from dnatool.profile.backends.executorch import pte_bytes
 
@@ -62,10 +74,19 @@ def export_ops(space: SearchSpace, out_dir: str | Path, batch: int = 1, report: 
         ops.append(record)
         if report:
             report("advance", task="export", status=name)
-    manifest = {"format": "dnatool.ops", "space": space.name, "batch": batch, "input_name": "input",
-                "ops": ops, "csv_columns": list(CSV_FIELDS)}
+    manifest = {
+        "format": "dnatool.ops",
+        "space": space.name,
+        "batch": batch,
+        "input_name": "input",
+        "ops": ops,
+        "csv_columns": list(CSV_FIELDS),
+    }
     io.write_json(out / "manifest.json", manifest)
-    io.write_text(out / "measurements.csv", ",".join(CSV_FIELDS) + "\n" + "".join(f"{o['key']},,,\n" for o in ops))
+    io.write_text(
+        out / "measurements.csv",
+        ",".join(CSV_FIELDS) + "\n" + "".join(f"{o['key']},,,\n" for o in ops),
+    )
     return {"dir": str(out), "ops": len(ops), "pte": pte}
 
 
@@ -75,28 +96,50 @@ def _have_executorch() -> bool:
     return XnnpackBackend.missing() is None
 
 
-def import_csv(space: SearchSpace, csv_path: str | Path, out: str | Path, device: str, batch: int = 1,
-               force: bool = False) -> LatencyTable:
+def import_csv(
+    space: SearchSpace,
+    csv_path: str | Path,
+    out: str | Path,
+    device: str,
+    batch: int = 1,
+    force: bool = False,
+) -> LatencyTable:
     """A table from on-device measurements (CSV columns key, mean_ms[, std_ms, n])."""
     rows = _read_csv(Path(csv_path))
     keys = space_keys(space, batch)
     unknown = [key for key in rows if key not in keys]
     if unknown:
-        raise BadInput(f"{csv_path}: key {unknown[0]!r} is not an op of space {space.name!r} at batch {batch}")
+        raise BadInput(
+            f"{csv_path}: key {unknown[0]!r} is not an op of space {space.name!r} at batch {batch}"
+        )
     missing = [key for key in keys if key not in rows]
     if missing:
-        raise BadInput(f"{csv_path}: {len(missing)} op(s) of space {space.name!r} have no measurement, e.g. {missing[0]!r}")
+        raise BadInput(
+            f"{csv_path}: {len(missing)} op(s) of space {space.name!r} have no measurement, e.g. {missing[0]!r}"
+        )
     if Path(out).exists() and not force:
         raise BadInput(f"{out} exists; use --force to overwrite it")
     from dnatool.profile.run import entry_costs
 
-    fingerprint = {"backend": device, "source": f"imported from {Path(csv_path).name}", "batch": batch,
-                   "precision": "fp32", "threads": None, "runtime": "external"}
-    protocol = {"statistic": "as measured on the device", "context": "isolated ops (not calibrated)"}
+    fingerprint = {
+        "backend": device,
+        "source": f"imported from {Path(csv_path).name}",
+        "batch": batch,
+        "precision": "fp32",
+        "threads": None,
+        "runtime": "external",
+    }
+    protocol = {
+        "statistic": "as measured on the device",
+        "context": "isolated ops (not calibrated)",
+    }
     table = LatencyTable(Path(out), new_header(space, fingerprint, protocol))
     costs = entry_costs(space, batch, "fp32")
     table.entries = {key: {**rows[key], **costs[key]} for key in keys}
-    table.header.update(complete=True, calibration={"a": 1.0, "b": 0.0, "method": "none: imported isolated-op timings"})
+    table.header.update(
+        complete=True,
+        calibration={"a": 1.0, "b": 0.0, "method": "none: imported isolated-op timings"},
+    )
     table.save()
     return table
 
@@ -111,8 +154,13 @@ def _read_csv(path: Path) -> dict[str, dict[str, Any]]:
         rows = {}
         for line, row in enumerate(reader, start=2):
             try:
-                rows[row["key"]] = {"mean": float(row["mean_ms"]), "std": float(row.get("std_ms") or 0.0),
-                                    "n": int(row.get("n") or 1)}
+                rows[row["key"]] = {
+                    "mean": float(row["mean_ms"]),
+                    "std": float(row.get("std_ms") or 0.0),
+                    "n": int(row.get("n") or 1),
+                }
             except ValueError:
-                raise BadInput(f"{path}:{line}: mean_ms must be a number, got {row['mean_ms']!r}") from None
+                raise BadInput(
+                    f"{path}:{line}: mean_ms must be a number, got {row['mean_ms']!r}"
+                ) from None
     return rows

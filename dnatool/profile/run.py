@@ -19,7 +19,16 @@ import numpy as np
 from dnatool.arch.space import SearchSpace
 from dnatool.errors import BadInput
 from dnatool.profile import calibrate, measure
-from dnatool.profile.lut import LatencyTable, head_key, layer_keys, load_lut, new_header, space_digest, space_keys, stem_key
+from dnatool.profile.lut import (
+    LatencyTable,
+    head_key,
+    layer_keys,
+    load_lut,
+    new_header,
+    space_digest,
+    space_keys,
+    stem_key,
+)
 from dnatool.profile.measure import Protocol, Report
 
 
@@ -27,22 +36,33 @@ def _noop(event: str, **fields: Any) -> None:
     return None
 
 
-def open_table(out: Path, space: SearchSpace, backend: Any, protocol: Protocol, resume: bool, force: bool) -> LatencyTable:
+def open_table(
+    out: Path, space: SearchSpace, backend: Any, protocol: Protocol, resume: bool, force: bool
+) -> LatencyTable:
     """A fresh table, or the unfinished/finished one at `out` when resuming on the same device."""
     device = backend.fingerprint()
     if out.exists() and resume:
         table = load_lut(out, force=force, device=device, allow_incomplete=True)
         if table.header.get("space_digest") != space_digest(space):
-            raise BadInput(f"{out} was measured for another space ({table.header.get('space')!r}); "
-                           "choose another --out")
+            raise BadInput(
+                f"{out} was measured for another space ({table.header.get('space')!r}); "
+                "choose another --out"
+            )
         return table
     if out.exists() and not force:
         raise BadInput(f"{out} exists; use --resume to complete it or --force to overwrite it")
     return LatencyTable(out, new_header(space, device, protocol.to_dict()))
 
 
-def profile_space(space: SearchSpace, backend: Any, out: str | Path, protocol: Protocol | None = None,
-                  resume: bool = False, force: bool = False, report: Report = _noop) -> dict[str, Any]:
+def profile_space(
+    space: SearchSpace,
+    backend: Any,
+    out: str | Path,
+    protocol: Protocol | None = None,
+    resume: bool = False,
+    force: bool = False,
+    report: Report = _noop,
+) -> dict[str, Any]:
     """Measure what is missing, finalize, and return a summary (measured / reused / seconds)."""
     start = time.perf_counter()
     protocol = protocol or Protocol()
@@ -54,19 +74,34 @@ def profile_space(space: SearchSpace, backend: Any, out: str | Path, protocol: P
     todo = [key for key in units if key not in table.samples]
     np.random.default_rng([protocol.seed, 3]).shuffle(todo)
     report("start", task="profile", total=len(units), done=len(units) - len(todo))
-    report("log", message=f"profile: {len(todo)} networks to measure, {len(units) - len(todo)} already in {out}")
+    report(
+        "log",
+        message=f"profile: {len(todo)} networks to measure, {len(units) - len(todo)} already in {out}",
+    )
     _measure_all(table, space, backend, protocol, units, todo, report)
     finalize(table, space)
     table.save()
     cal = table.header["calibration"]
-    return {"lut": str(table.path), "entries": len(table.entries), "measured": len(todo),
-            "reused": len(units) - len(todo), "seconds": measure.elapsed(start),
-            "calibration": {k: cal[k] for k in ("a", "b", "holdout", "uncalibrated_mape") if k in cal},
-            "drift": table.header.get("drift")}
+    return {
+        "lut": str(table.path),
+        "entries": len(table.entries),
+        "measured": len(todo),
+        "reused": len(units) - len(todo),
+        "seconds": measure.elapsed(start),
+        "calibration": {k: cal[k] for k in ("a", "b", "holdout", "uncalibrated_mape") if k in cal},
+        "drift": table.header.get("drift"),
+    }
 
 
-def _measure_all(table: LatencyTable, space: SearchSpace, backend: Any, protocol: Protocol,
-                 units: dict[str, Any], todo: list[str], report: Report) -> None:
+def _measure_all(
+    table: LatencyTable,
+    space: SearchSpace,
+    backend: Any,
+    protocol: Protocol,
+    units: dict[str, Any],
+    todo: list[str],
+    report: Report,
+) -> None:
     reference = None
     refs = sum(1 for key in table.samples if key.startswith("ref|"))
     for i, key in enumerate(todo + ["<end>"]):
@@ -88,17 +123,29 @@ def finalize(table: LatencyTable, space: SearchSpace) -> None:
     """Samples -> entries (with params / MACs), calibration, drift; mark the table complete."""
     ms = drift_corrected(table.samples)
     entries = _solve_entries(table, space, ms)
-    table.entries = {key: {**entries[key], **costs} for key, costs in entry_costs(space, table.batch, table.dtype).items()}
-    nets = [(json.loads(key.split("|", 1)[1]), ms[key]) for key in table.samples if key.startswith("net|")]
+    table.entries = {
+        key: {**entries[key], **costs}
+        for key, costs in entry_costs(space, table.batch, table.dtype).items()
+    }
+    nets = [
+        (json.loads(key.split("|", 1)[1]), ms[key])
+        for key in table.samples
+        if key.startswith("net|")
+    ]
     raw = [table.raw_total_ms(space, [(c, tuple(p)) for c, p in choices]) for choices, _ in nets]
-    table.header["calibration"] = calibrate.calibrate(raw, [ms for _, ms in nets], seed=table.header["protocol"]["seed"])
+    table.header["calibration"] = calibrate.calibrate(
+        raw, [ms for _, ms in nets], seed=table.header["protocol"]["seed"]
+    )
     refs = [s["ms"] for key, s in table.samples.items() if key.startswith("ref|")]
     if refs:
         med = statistics.median(refs)
-        table.header["drift"] = {"reference_ms": med, "measurements": len(refs),
-                                 "spread": (max(refs) - min(refs)) / med,
-                                 "correction": "each network scaled by reference median / median of the "
-                                               "four reference runs around it"}
+        table.header["drift"] = {
+            "reference_ms": med,
+            "measurements": len(refs),
+            "spread": (max(refs) - min(refs)) / med,
+            "correction": "each network scaled by reference median / median of the "
+            "four reference runs around it",
+        }
     table.header["complete"] = True
 
 
@@ -115,17 +162,28 @@ def drift_corrected(samples: dict[str, dict[str, Any]]) -> dict[str, float]:
     result = {}
     for key, s in samples.items():
         i = s.get("ref", -10)
-        around = [refs[j] for j in range(i - 1, i + 3) if j in refs]  # median: one burst cannot skew it
+        around = [
+            refs[j] for j in range(i - 1, i + 3) if j in refs
+        ]  # median: one burst cannot skew it
         result[key] = s["ms"] * median / statistics.median(around) if around else s["ms"]
     return result
 
 
-def _solve_entries(table: LatencyTable, space: SearchSpace, ms: dict[str, float]) -> dict[str, dict[str, Any]]:
+def _solve_entries(
+    table: LatencyTable, space: SearchSpace, ms: dict[str, float]
+) -> dict[str, dict[str, Any]]:
     samples = table.samples
     entries = {}
-    for name, key in (("stem", stem_key(space, table.batch, table.dtype)), ("head", head_key(space, table.batch, table.dtype))):
+    for name, key in (
+        ("stem", stem_key(space, table.batch, table.dtype)),
+        ("head", head_key(space, table.batch, table.dtype)),
+    ):
         s = samples[name]
-        entries[key] = {"mean": max(ms[name] - ms[f"overhead|{name}"], 0.0), "std": s["std"], "n": s["n"]}
+        entries[key] = {
+            "mean": max(ms[name] - ms[f"overhead|{name}"], 0.0),
+            "std": s["std"],
+            "n": s["n"],
+        }
     for k in range(len(space.blocks)):
         over = ms[f"overhead|{k}"]
         rows, targets = [], []
@@ -150,7 +208,12 @@ def entry_costs(space: SearchSpace, batch: int, dtype: str) -> dict[str, dict[st
         else:
             kind, module = spec.type, build_op(width, spec, space.act)
         shape = (1, width, res, res)
-        costs[key] = {"kind": kind, "block": k, "spec": spec.to_str() if spec else kind,
-                      "params": int(count_params(module)), "macs": int(count_macs(module, shape)),
-                      "input": [batch, width, res, res]}
+        costs[key] = {
+            "kind": kind,
+            "block": k,
+            "spec": spec.to_str() if spec else kind,
+            "params": int(count_params(module)),
+            "macs": int(count_macs(module, shape)),
+            "input": [batch, width, res, res],
+        }
     return costs

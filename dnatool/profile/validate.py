@@ -31,16 +31,22 @@ _BACKENDS: dict[str, Any] = {}
 def backend_for(lut: LatencyTable, force: bool = False) -> Any:
     """The table's backend with its options; RunFailure if missing, BadInput if another device."""
     device = lut.header["device"]
-    options = BackendOptions(threads=int(device.get("threads", 1)), batch=int(device.get("batch", 1)),
-                             precision=str(device.get("precision", "fp32")), mode=str(device.get("mode", "eager")),
-                             clock=str(device.get("clock", "wall")))
+    options = BackendOptions(
+        threads=int(device.get("threads", 1)),
+        batch=int(device.get("batch", 1)),
+        precision=str(device.get("precision", "fp32")),
+        mode=str(device.get("mode", "eager")),
+        clock=str(device.get("clock", "wall")),
+    )
     cache_key = json.dumps([device.get("backend"), options.__dict__])
     if cache_key not in _BACKENDS:
         _BACKENDS[cache_key] = get_backend(str(device.get("backend")), options)
     backend = _BACKENDS[cache_key]
     reason = device_mismatch(device, backend.fingerprint())
     if reason and not force:
-        raise BadInput(f"latency table {lut.path} was measured elsewhere ({reason}); use --force to validate anyway")
+        raise BadInput(
+            f"latency table {lut.path} was measured elsewhere ({reason}); use --force to validate anyway"
+        )
     return backend
 
 
@@ -54,7 +60,9 @@ def measure_arch(lut: LatencyTable, arch: ArchSpec, force: bool = False) -> floa
     return measure.time_runner(runner, Protocol.from_dict(lut.header["protocol"])).median
 
 
-def validation_choices(space: SearchSpace, lut: LatencyTable, n: int, seed: int) -> list[list[Choice]]:
+def validation_choices(
+    space: SearchSpace, lut: LatencyTable, n: int, seed: int
+) -> list[list[Choice]]:
     """N architectures, none of them a calibration network of the table."""
     used = {key.split("|", 1)[1] for key in lut.samples if key.startswith("net|")}
     rng = np.random.default_rng([seed, 4])
@@ -69,24 +77,42 @@ def validation_choices(space: SearchSpace, lut: LatencyTable, n: int, seed: int)
     return result
 
 
-def validate(lut: LatencyTable, n: int, seed: int = 0, force: bool = False, space: SearchSpace | None = None,
-             report: Report = lambda event, **fields: None) -> dict[str, Any]:
+def validate(
+    lut: LatencyTable,
+    n: int,
+    seed: int = 0,
+    force: bool = False,
+    space: SearchSpace | None = None,
+    report: Report = lambda event, **fields: None,
+) -> dict[str, Any]:
     """Measure n sampled networks; write `<lut>.validate.json` and `.png`; return the report."""
     if n < 3:
         raise BadInput("--validate needs at least 3 networks")
     space = space or load_space(str(lut.header["space"]))
     protocol = Protocol.from_dict(lut.header["protocol"])
     backend = backend_for(lut, force)
-    ref_runner = backend.prepare(*measure.whole_net(space, measure.reference_choices(space, protocol), lut.batch))
+    ref_runner = backend.prepare(
+        *measure.whole_net(space, measure.reference_choices(space, protocol), lut.batch)
+    )
     report("start", task="validate", total=n)
     rows, refs = [], [measure.time_runner(ref_runner, protocol).median]
     for i, choices in enumerate(validation_choices(space, lut, n, seed)):
         ms = measure_arch(lut, space.to_arch(choices), force)
         if (i + 1) % protocol.reference_every == 0 or i == n - 1:
             refs.append(measure.time_runner(ref_runner, protocol).median)
-        rows.append({"choices": [[c, list(p)] for c, p in choices], "predicted_ms": lut.predict_ms(space, choices),
-                     "measured_ms": ms, "ref": len(refs) - 1})
-        report("advance", task="validate", status=f"{ms:.3f} ms vs {rows[-1]['predicted_ms']:.3f} predicted")
+        rows.append(
+            {
+                "choices": [[c, list(p)] for c, p in choices],
+                "predicted_ms": lut.predict_ms(space, choices),
+                "measured_ms": ms,
+                "ref": len(refs) - 1,
+            }
+        )
+        report(
+            "advance",
+            task="validate",
+            status=f"{ms:.3f} ms vs {rows[-1]['predicted_ms']:.3f} predicted",
+        )
     return _summarize(lut, rows, refs)
 
 
@@ -94,9 +120,15 @@ def _summarize(lut: LatencyTable, rows: list[dict[str, Any]], refs: list[float])
     pred = [r["predicted_ms"] for r in rows]
     meas = [r["measured_ms"] for r in rows]
     table_ref = (lut.header.get("drift") or {}).get("reference_ms")
-    result: dict[str, Any] = {"samples": len(rows), **calibrate.accuracy(pred, meas), "device": _device_name(lut)}
+    result: dict[str, Any] = {
+        "samples": len(rows),
+        **calibrate.accuracy(pred, meas),
+        "device": _device_name(lut),
+    }
     if table_ref:
-        scale = [table_ref / statistics.median(refs[max(r["ref"] - 1, 0): r["ref"] + 2]) for r in rows]
+        scale = [
+            table_ref / statistics.median(refs[max(r["ref"] - 1, 0) : r["ref"] + 2]) for r in rows
+        ]
         corrected = [m * s for m, s in zip(meas, scale)]
         result["drift_corrected"] = calibrate.accuracy(pred, corrected)
         result["reference_ms"] = {"table": table_ref, "now": statistics.median(refs)}
@@ -109,7 +141,11 @@ def _summarize(lut: LatencyTable, rows: list[dict[str, Any]], refs: list[float])
 def _device_name(lut: LatencyTable) -> str:
     device = lut.header["device"]
     where = device.get("gpu") or device.get("cpu") or ""
-    threads = f", {device.get('threads')} thread(s)" if device.get("backend") in ("ort-cpu", "torch-cpu") else ""
+    threads = (
+        f", {device.get('threads')} thread(s)"
+        if device.get("backend") in ("ort-cpu", "torch-cpu")
+        else ""
+    )
     return f"{device.get('backend')} ({where}{threads}, {device.get('precision')}, batch {device.get('batch')})"
 
 
@@ -126,8 +162,13 @@ def _plot(pred: list[float], meas: list[float], result: dict[str, Any], path: Pa
     for f in (0.9, 1.1):
         ax.plot([lo, hi], [lo * f, hi * f], "k:", lw=0.8)
     ax.scatter(meas, pred, s=14)
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (ms)", ylabel="predicted (ms)",
-           title=f"{result['device']}\n{result['within_10pct']:.0%} within 10%, MAPE {result['mape']:.1%}")
+    ax.set(
+        xlim=(lo, hi),
+        ylim=(lo, hi),
+        xlabel="measured (ms)",
+        ylabel="predicted (ms)",
+        title=f"{result['device']}\n{result['within_10pct']:.0%} within 10%, MAPE {result['mape']:.1%}",
+    )
     ax.title.set_fontsize(8)
     fig.tight_layout()
     buffer = __import__("io").BytesIO()

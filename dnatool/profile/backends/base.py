@@ -59,9 +59,16 @@ def cpu_model() -> str:
 
 
 def base_fingerprint(name: str, options: BackendOptions) -> dict[str, Any]:
-    return {"backend": name, "cpu": cpu_model(), "machine": platform.machine(),
-            "threads": options.threads, "batch": options.batch, "precision": options.precision,
-            "mode": options.mode, "clock": options.clock}
+    return {
+        "backend": name,
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "threads": options.threads,
+        "batch": options.batch,
+        "precision": options.precision,
+        "mode": options.mode,
+        "clock": options.clock,
+    }
 
 
 def clock_fn(options: BackendOptions) -> Callable[[], float]:
@@ -72,5 +79,8 @@ def clock_fn(options: BackendOptions) -> Callable[[], float]:
         return time.thread_time
     from dnatool.errors import BadInput
 
-    raise BadInput(f"--clock {options.clock} needs --threads 1 (thread CPU time of the calling thread)"
-                   if options.clock == "cpu" else f"unknown clock {options.clock!r} (wall or cpu)")
+    raise BadInput(
+        f"--clock {options.clock} needs --threads 1 (thread CPU time of the calling thread)"
+        if options.clock == "cpu"
+        else f"unknown clock {options.clock!r} (wall or cpu)"
+    )

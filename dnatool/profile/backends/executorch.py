@@ -24,7 +24,9 @@ def pte_bytes(module: nn.Module, input_shape: tuple[int, ...]) -> bytes:
 
     example = (torch.randn(*input_shape),)
     exported = torch.export.export(module.eval(), example)
-    program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
+    program = to_edge_transform_and_lower(
+        exported, partitioner=[XnnpackPartitioner()]
+    ).to_executorch()
     return program.buffer
 
 
@@ -61,8 +63,12 @@ class XnnpackBackend:
     def fingerprint(self) -> dict[str, Any]:
         import importlib.metadata
 
-        return {**base_fingerprint(self.name, self.options), "runtime": "executorch",
-                "runtime_version": importlib.metadata.version("executorch"), "provider": "XnnpackPartitioner"}
+        return {
+            **base_fingerprint(self.name, self.options),
+            "runtime": "executorch",
+            "runtime_version": importlib.metadata.version("executorch"),
+            "provider": "XnnpackPartitioner",
+        }
 
     def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> XnnpackRunner:
         from executorch.runtime import Runtime

@@ -18,20 +18,33 @@ from torch import nn
 from dnatool.profile.backends.base import BackendOptions, base_fingerprint, clock_fn
 
 
-def export_onnx(module: nn.Module, input_shape: tuple[int, ...], target: Any, dtype: torch.dtype = torch.float32) -> None:
+def export_onnx(
+    module: nn.Module, input_shape: tuple[int, ...], target: Any, dtype: torch.dtype = torch.float32
+) -> None:
     """Export `module` (eval mode) to ONNX at a fixed input shape (file path or file object)."""
     module = module.eval().to(dtype)
     example = torch.randn(*input_shape, dtype=dtype)
     with torch.no_grad():
-        torch.onnx.export(module, (example,), target, input_names=["input"], output_names=["output"],
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            module,
+            (example,),
+            target,
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 class OrtRunner:
-    def __init__(self, session: Any, input_shape: tuple[int, ...], clock: Any = time.perf_counter) -> None:
+    def __init__(
+        self, session: Any, input_shape: tuple[int, ...], clock: Any = time.perf_counter
+    ) -> None:
         self.session = session
         self.clock = clock
-        self.feed = {"input": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
+        self.feed = {
+            "input": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
+        }
 
     def run(self, n: int) -> list[float]:
         times = []
@@ -62,8 +75,12 @@ class OrtCpuBackend:
     def fingerprint(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        return {**base_fingerprint(self.name, self.options), "runtime": "onnxruntime",
-                "runtime_version": ort.__version__, "provider": "CPUExecutionProvider"}
+        return {
+            **base_fingerprint(self.name, self.options),
+            "runtime": "onnxruntime",
+            "runtime_version": ort.__version__,
+            "provider": "CPUExecutionProvider",
+        }
 
     def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> OrtRunner:
         import onnxruntime as ort

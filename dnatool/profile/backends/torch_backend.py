@@ -21,7 +21,9 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchCpuRunner:
-    def __init__(self, module: nn.Module, input_shape: tuple[int, ...], clock: Any = time.perf_counter) -> None:
+    def __init__(
+        self, module: nn.Module, input_shape: tuple[int, ...], clock: Any = time.perf_counter
+    ) -> None:
         self.module = module.eval()
         self.x = torch.randn(*input_shape)
         self.clock = clock
@@ -39,7 +41,9 @@ class TorchCpuRunner:
 class TorchCudaRunner:
     """Times eager forwards or CUDA-graph replays with one event pair per run."""
 
-    def __init__(self, module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype, graph: bool) -> None:
+    def __init__(
+        self, module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype, graph: bool
+    ) -> None:
         self.module = module.eval().to("cuda", dtype)
         self.x = torch.randn(*input_shape, device="cuda", dtype=dtype)
         self.graph = self._capture() if graph else None
@@ -59,7 +63,10 @@ class TorchCudaRunner:
 
     @torch.inference_mode()
     def run(self, n: int) -> list[float]:
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+        events = [
+            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            for _ in range(n)
+        ]
         for start, end in events:
             start.record()
             if self.graph is not None:
@@ -85,8 +92,12 @@ class TorchCpuBackend:
         return None
 
     def fingerprint(self) -> dict[str, Any]:
-        return {**base_fingerprint(self.name, self.options), "runtime": "torch",
-                "runtime_version": torch.__version__, "provider": "cpu"}
+        return {
+            **base_fingerprint(self.name, self.options),
+            "runtime": "torch",
+            "runtime_version": torch.__version__,
+            "provider": "cpu",
+        }
 
     def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TorchCpuRunner:
         torch.set_num_threads(self.options.threads)
@@ -98,7 +109,9 @@ class TorchCudaBackend:
 
     def __init__(self, options: BackendOptions) -> None:
         if options.precision not in DTYPES:
-            raise BadInput(f"torch-cuda precision must be one of {', '.join(DTYPES)}, not {options.precision!r}")
+            raise BadInput(
+                f"torch-cuda precision must be one of {', '.join(DTYPES)}, not {options.precision!r}"
+            )
         if options.clock != "wall":
             raise BadInput("torch-cuda times with CUDA events; --clock does not apply")
         if options.mode not in ("eager", "graph"):
@@ -111,13 +124,21 @@ class TorchCudaBackend:
 
     def fingerprint(self) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(0)
-        return {**base_fingerprint(self.name, self.options), "gpu": props.name,
-                "driver": _driver_version(), "cuda": torch.version.cuda, "runtime": "torch",
-                "runtime_version": torch.__version__, "provider": "cuda"}
+        return {
+            **base_fingerprint(self.name, self.options),
+            "gpu": props.name,
+            "driver": _driver_version(),
+            "cuda": torch.version.cuda,
+            "runtime": "torch",
+            "runtime_version": torch.__version__,
+            "provider": "cuda",
+        }
 
     def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> TorchCudaRunner:
         torch.backends.cudnn.benchmark = True
-        return TorchCudaRunner(module, input_shape, DTYPES[self.options.precision], self.options.mode == "graph")
+        return TorchCudaRunner(
+            module, input_shape, DTYPES[self.options.precision], self.options.mode == "graph"
+        )
 
 
 def _driver_version() -> str:
@@ -125,8 +146,13 @@ def _driver_version() -> str:
     import subprocess
 
     try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         return done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
     except (OSError, subprocess.SubprocessError):
         return ""

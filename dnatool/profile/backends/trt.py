@@ -37,13 +37,20 @@ class TensorRTRunner:
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             shape = tuple(engine.get_tensor_shape(name))
-            dtype = torch.float16 if engine.get_tensor_dtype(name) == trt.DataType.HALF else torch.float32
+            dtype = (
+                torch.float16
+                if engine.get_tensor_dtype(name) == trt.DataType.HALF
+                else torch.float32
+            )
             self.buffers[name] = torch.randn(*shape, device="cuda", dtype=dtype)
             self.context.set_tensor_address(name, self.buffers[name].data_ptr())
 
     def run(self, n: int) -> list[float]:
         stream = torch.cuda.current_stream()
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+        events = [
+            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            for _ in range(n)
+        ]
         for start, end in events:
             start.record(stream)
             if not self.context.execute_async_v3(stream.cuda_stream):
@@ -58,7 +65,9 @@ class TensorRTBackend:
 
     def __init__(self, options: BackendOptions) -> None:
         if options.precision not in PRECISIONS:
-            raise BadInput(f"trt precision must be fp32 or fp16 (INT8 needs Q/DQ nodes), not {options.precision!r}")
+            raise BadInput(
+                f"trt precision must be fp32 or fp16 (INT8 needs Q/DQ nodes), not {options.precision!r}"
+            )
         import tensorrt as trt
 
         self.options = options
@@ -81,9 +90,14 @@ class TensorRTBackend:
 
         from dnatool.profile.backends.torch_backend import _driver_version
 
-        return {**base_fingerprint(self.name, self.options), "gpu": torch.cuda.get_device_name(0),
-                "driver": _driver_version(), "runtime": "tensorrt", "runtime_version": trt.__version__,
-                "provider": f"strongly-typed, builder_optimization_level={OPT_LEVEL}"}
+        return {
+            **base_fingerprint(self.name, self.options),
+            "gpu": torch.cuda.get_device_name(0),
+            "driver": _driver_version(),
+            "runtime": "tensorrt",
+            "runtime_version": trt.__version__,
+            "provider": f"strongly-typed, builder_optimization_level={OPT_LEVEL}",
+        }
 
     def use_timing_cache(self, path: str | Path) -> None:
         """Share one timing cache file across every engine (and across resumed runs)."""
@@ -102,7 +116,9 @@ class TensorRTBackend:
     def _build(self, onnx_bytes: bytes) -> bytes:
         import tensorrt as trt
 
-        network = self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        network = self.builder.create_network(
+            1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        )
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse(onnx_bytes):
             raise RunFailure(f"TensorRT ONNX parser: {parser.get_error(0)}")
@@ -120,10 +136,19 @@ class TensorRTBackend:
         return bytes(memoryview(serialized))
 
 
-def _export_on_cuda(module: nn.Module, input_shape: tuple[int, ...], target: Any, dtype: torch.dtype) -> None:
+def _export_on_cuda(
+    module: nn.Module, input_shape: tuple[int, ...], target: Any, dtype: torch.dtype
+) -> None:
     """Export on the GPU so fp16 tracing runs where fp16 kernels exist (the graph is fp16 then)."""
     module = module.eval().to("cuda", dtype)
     example = torch.randn(*input_shape, device="cuda", dtype=dtype)
     with torch.no_grad():
-        torch.onnx.export(module, (example,), target, input_names=["input"], output_names=["output"],
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            module,
+            (example,),
+            target,
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=17,
+            dynamo=False,
+        )
