@@ -149,6 +149,7 @@ STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
     ("train", stage_train),
     ("rate", stage_rate),
     ("profile", stage_profile),
+    ("search", stage_search),
     ("retrain", stage_retrain),
     ("export", stage_export),
 ]

@@ -9,6 +9,7 @@ next to this module, or any YAML file with the same schema).
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,15 @@ class SearchSpace:
     fixed: tuple[tuple[BlockSpec, ...], ...]
     blocks: tuple[Block, ...]
     description: str = ""
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        """Spaces key caches (LUT keys, costs) in hot loops: hash the nested tuples once."""
+        return hash((self.name, self.resolution, self.num_classes, self.in_chans, self.stem, self.head,
+                     self.act, self.se, self.fixed, self.blocks))
 
     @property
     def size(self) -> int:
