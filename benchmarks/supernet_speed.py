@@ -53,10 +53,15 @@ def train_speed(space_name: str, teacher_name: str, batch: int, steps: int, devi
         step()
     _sync(device)
     seconds = (time.perf_counter() - began) / steps
-    return {"space": space_name, "teacher": teacher_name, "batch": batch, "seconds_per_step": seconds,
-            "images_per_second": batch / seconds,
-            "imagenet_epoch_hours": 1_281_167 / (batch / seconds) / 3600,
-            "supernet_params_millions": sum(p.numel() for p in supernet.parameters()) / 1e6}
+    return {
+        "space": space_name,
+        "teacher": teacher_name,
+        "batch": batch,
+        "seconds_per_step": seconds,
+        "images_per_second": batch / seconds,
+        "imagenet_epoch_hours": 1_281_167 / (batch / seconds) / 3600,
+        "supernet_params_millions": sum(p.numel() for p in supernet.parameters()) / 1e6,
+    }
 
 
 @torch.no_grad()
@@ -77,8 +82,14 @@ def rate_speed(space_name: str, block_index: int, batch: int, device: str) -> di
     score_batch(cell, x, target, result)
     _sync(device)
     seconds = time.perf_counter() - began
-    return {"block": block_index, "paths": len(result.sums), "batch": batch, "seconds": seconds,
-            "paths_per_second": len(result.sums) / seconds, "layer_evals": result.layer_evals}
+    return {
+        "block": block_index,
+        "paths": len(result.sums),
+        "batch": batch,
+        "seconds": seconds,
+        "paths_per_second": len(result.sums) / seconds,
+        "layer_evals": result.layer_evals,
+    }
 
 
 def main() -> None:
@@ -91,10 +102,12 @@ def main() -> None:
     parser.add_argument("--rate-batch", type=int, default=64)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-              "torch": torch.__version__,
-              "train": train_speed(args.space, args.teacher, args.batch, args.steps, args.device),
-              "rate": rate_speed(args.space, 4, args.rate_batch, args.device)}
+    result = {
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+        "train": train_speed(args.space, args.teacher, args.batch, args.steps, args.device),
+        "rate": rate_speed(args.space, 4, args.rate_batch, args.device),
+    }
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
 

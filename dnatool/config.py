@@ -35,8 +35,12 @@ def find_recipe(ref: str) -> Path:
     raise BadInput(f"recipe {ref!r} not found{hint}")
 
 
-def load_recipe(ref: str | None, cls: type[T], overrides: tuple[str, ...] = (),
-                defaults: dict[str, Any] | None = None) -> T:
+def load_recipe(
+    ref: str | None,
+    cls: type[T],
+    overrides: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+) -> T:
     """YAML recipe (or none) + `key=value` overrides -> a checked instance of `cls`."""
     data: dict[str, Any] = dict(defaults or {})
     if ref is not None:
@@ -90,7 +94,9 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         return tuple(items) if origin is tuple else items
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if hint in (int, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+    if hint in (int, str, bool) and not (
+        isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    ):
         raise BadInput(f"recipe key {key!r} must be {hint.__name__}, got {value!r}")
     if origin is dict and not isinstance(value, dict):
         raise BadInput(f"recipe key {key!r} must be a mapping, got {value!r}")
@@ -99,4 +105,6 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 
 def to_dict(recipe: Any) -> dict[str, Any]:
     """The resolved recipe, JSON-ready, for manifests."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(recipe).items()}
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(recipe).items()
+    }

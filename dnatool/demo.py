@@ -39,7 +39,9 @@ def stage_arch(ctx: DemoContext) -> dict[str, Any]:
     from dnatool.arch.space import load_space
     from dnatool.arch.summary import summarize
 
-    arch = load_space(SPACE).to_arch(load_space(SPACE).sample(np.random.default_rng(SEED)), name="random")
+    arch = load_space(SPACE).to_arch(
+        load_space(SPACE).sample(np.random.default_rng(SEED)), name="random"
+    )
     path = io.write_text(ctx.out / "arch" / "random.json", arch.to_json())
     summary = summarize(arch)
     return {"arch_file": str(path), "params": summary["params"], "macs": summary["macs"]}
@@ -54,7 +56,9 @@ def stage_teacher(ctx: DemoContext) -> dict[str, Any]:
 
     arch = resolve_arch(str(RECIPES_DIR / "arch" / "digits-teacher.json"))
     run = ctx.out / "teacher"
-    metrics = run_retrain(arch, load_retrain_recipe("retrain-tiny"), run, report=ctx.report, resume=True)
+    metrics = run_retrain(
+        arch, load_retrain_recipe("retrain-tiny"), run, report=ctx.report, resume=True
+    )
     return {"run": str(run), "top1": metrics["top1"]}
 
 
@@ -75,8 +79,10 @@ def stage_rate(ctx: DemoContext) -> dict[str, Any]:
     from dnatool.rate.scores import run_rate
 
     summary = run_rate(ctx.results["train"]["run"], ctx.report)
-    return {"paths": {k: v["paths"] for k, v in summary.items()},
-            "best": {k: v["best"][0]["ops"] for k, v in summary.items()}}
+    return {
+        "paths": {k: v["paths"] for k, v in summary.items()},
+        "best": {k: v["best"][0]["ops"] for k, v in summary.items()},
+    }
 
 
 def stage_search(ctx: DemoContext) -> dict[str, Any]:
@@ -85,11 +91,19 @@ def stage_search(ctx: DemoContext) -> dict[str, Any]:
     from dnatool.errors import RunFailure
     from dnatool.search.run import demo_search
 
-    missing = [s for s, key in (("train", "run"), ("profile", "lut")) if key not in ctx.results.get(s, {})]
+    missing = [
+        s for s, key in (("train", "run"), ("profile", "lut")) if key not in ctx.results.get(s, {})
+    ]
     if missing:
-        raise RunFailure(f"demo search needs the results of stage(s) {', '.join(missing)} (a rated run and a LUT)")
-    return demo_search(ctx.results["train"]["run"], ctx.results["profile"]["lut"], ctx.out / "search",
-                       report=ctx.report)
+        raise RunFailure(
+            f"demo search needs the results of stage(s) {', '.join(missing)} (a rated run and a LUT)"
+        )
+    return demo_search(
+        ctx.results["train"]["run"],
+        ctx.results["profile"]["lut"],
+        ctx.out / "search",
+        report=ctx.report,
+    )
 
 
 def stage_retrain(ctx: DemoContext) -> dict[str, Any]:
@@ -103,14 +117,23 @@ def stage_retrain(ctx: DemoContext) -> dict[str, Any]:
     from dnatool.retrain.train import run_retrain
 
     source = ctx.results.get("search", {}).get("arch_file") or ctx.results["arch"]["arch_file"]
-    run, arch, recipe = ctx.out / "retrain", resolve_arch(source), load_retrain_recipe("retrain-tiny")
+    run, arch, recipe = (
+        ctx.out / "retrain",
+        resolve_arch(source),
+        load_retrain_recipe("retrain-tiny"),
+    )
     try:
         metrics = run_retrain(arch, recipe, run, report=ctx.report, resume=True)
     except BadInput:  # an earlier demo's run of another arch or recipe: start over
         shutil.rmtree(run, ignore_errors=True)
         metrics = run_retrain(arch, recipe, run, report=ctx.report)
-    return {"run": str(run), "arch_file": str(source), "top1": metrics["top1"], "top5": metrics["top5"],
-            "teacher_top1": ctx.results.get("teacher", {}).get("top1")}
+    return {
+        "run": str(run),
+        "arch_file": str(source),
+        "top1": metrics["top1"],
+        "top5": metrics["top5"],
+        "teacher_top1": ctx.results.get("teacher", {}).get("top1"),
+    }
 
 
 def stage_export(ctx: DemoContext) -> dict[str, Any]:
@@ -119,8 +142,17 @@ def stage_export(ctx: DemoContext) -> dict[str, Any]:
 
     source = ctx.results.get("retrain", {}).get("run") or ctx.results["arch"]["arch_file"]
     result = export_model(source, ctx.out / "export" / "model.onnx", report=ctx.report)
-    return {key: result[key] for key in ("onnx", "max_abs_diff", "ort_latency_ms",
-                                         "torch_latency_ms", "trained", "report")}
+    return {
+        key: result[key]
+        for key in (
+            "onnx",
+            "max_abs_diff",
+            "ort_latency_ms",
+            "torch_latency_ms",
+            "trained",
+            "report",
+        )
+    }
 
 
 def stage_profile(ctx: DemoContext) -> dict[str, Any]:
@@ -134,8 +166,16 @@ def stage_profile(ctx: DemoContext) -> dict[str, Any]:
     from dnatool.profile.validate import validate
 
     backend = get_backend("ort-cpu", BackendOptions(threads=1, clock="cpu"))
-    quick = Protocol(warmup=2, min_reps=5, max_reps=30, round_reps=5, min_seconds=0.0, samples_per_block=10,
-                     calibration_nets=6, seed=SEED)
+    quick = Protocol(
+        warmup=2,
+        min_reps=5,
+        max_reps=30,
+        round_reps=5,
+        min_seconds=0.0,
+        samples_per_block=10,
+        calibration_nets=6,
+        seed=SEED,
+    )
     path = ctx.out / "profile" / f"{SPACE}_ort-cpu.json"
     profile_space(load_space(SPACE), backend, path, quick, resume=path.exists(), report=ctx.report)
     result = validate(load_lut(path), 6, seed=SEED, report=ctx.report)

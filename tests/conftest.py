@@ -23,10 +23,18 @@ class Result:
     stderr: str
 
 
-def run_cli(*args: str, cwd: str | None = None, env: dict | None = None, timeout: int = 600) -> Result:
+def run_cli(
+    *args: str, cwd: str | None = None, env: dict | None = None, timeout: int = 600
+) -> Result:
     """Run `python -m dnatool ARGS` in a subprocess, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "dnatool", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dnatool", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

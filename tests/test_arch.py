@@ -11,9 +11,17 @@ from dnatool.errors import BadInput
 from dnatool.nn.timm_adapter import build_model, count_macs, count_params
 
 
-@pytest.mark.parametrize("text", ["ir_r2_k3_s2_e6_c24_se0.25", "ds_r1_k3_s1_e1_c16_se0.25",
-                                  "ir_r1_k5_s1_e3_c40", "er_r1_k3_s1_e4_c24_nre_noskip",
-                                  "cn_r1_k1_s1_c320", "ir_r1_k3_a1_p1_s2_e6_c80_se0.25_nhs"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ir_r2_k3_s2_e6_c24_se0.25",
+        "ds_r1_k3_s1_e1_c16_se0.25",
+        "ir_r1_k5_s1_e3_c40",
+        "er_r1_k3_s1_e4_c24_nre_noskip",
+        "cn_r1_k1_s1_c320",
+        "ir_r1_k3_a1_p1_s2_e6_c80_se0.25_nhs",
+    ],
+)
 def test_block_string_round_trip_is_lossless(text):
     spec = parse_block(text)
     assert parse_block(spec.to_str()) == spec
@@ -25,9 +33,17 @@ def test_block_fields_decoded():
     assert spec == BlockSpec(type="ir", repeat=2, kernel=5, stride=2, exp=6.0, out=40, se=0.25)
 
 
-@pytest.mark.parametrize("text,token", [("ir_r2_k3_x9_c24", "'x9'"), ("zz_r1_k3_c8", "'zz'"),
-                                        ("ir_r1_k3_s3_c8", "stride"), ("ir_r1_k3_s1_e6", "c<N>"),
-                                        ("ir_r1_k4_c8", "odd"), ("ir_k3_k5_c8", "'k5'")])
+@pytest.mark.parametrize(
+    "text,token",
+    [
+        ("ir_r2_k3_x9_c24", "'x9'"),
+        ("zz_r1_k3_c8", "'zz'"),
+        ("ir_r1_k3_s3_c8", "stride"),
+        ("ir_r1_k3_s1_e6", "c<N>"),
+        ("ir_r1_k4_c8", "odd"),
+        ("ir_k3_k5_c8", "'k5'"),
+    ],
+)
 def test_strict_parse_names_the_problem(text, token):
     with pytest.raises(BadInput, match=token.replace("<", ".").replace(">", ".")):
         parse_block(text)
@@ -58,18 +74,32 @@ def test_every_arch_form_resolves_to_the_same_network(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "arch.json").write_text(arch.to_json())
-    forms = [json.dumps(EFFICIENTNET_B0), str(tmp_path / "def.json"), str(tmp_path / "search.json"),
-             str(run), arch.to_dict()]
+    forms = [
+        json.dumps(EFFICIENTNET_B0),
+        str(tmp_path / "def.json"),
+        str(tmp_path / "search.json"),
+        str(run),
+        arch.to_dict(),
+    ]
     assert all(resolve_arch(form).arch_def == arch.arch_def for form in forms)
 
 
-@pytest.mark.parametrize("content,message", [
-    ("{not json", "not valid JSON"),
-    ('{"format": "dnatool.arch", "version": 9, "arch_def": []}', "version"),
-    ('{"format": "dnatool.arch", "version": 1, "arch_def": [["ir_r1_k3_c8"]], "colour": 1}', "'colour'"),
-    ('{"format": "dnatool.arch", "version": 1, "arch_def": [["ir_r1_k3_c8"]], "stem": -3}', "stem"),
-    ('{"hello": 1}', "not a dnatool arch"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"format": "dnatool.arch", "version": 9, "arch_def": []}', "version"),
+        (
+            '{"format": "dnatool.arch", "version": 1, "arch_def": [["ir_r1_k3_c8"]], "colour": 1}',
+            "'colour'",
+        ),
+        (
+            '{"format": "dnatool.arch", "version": 1, "arch_def": [["ir_r1_k3_c8"]], "stem": -3}',
+            "stem",
+        ),
+        ('{"hello": 1}', "not a dnatool arch"),
+    ],
+)
 def test_malformed_arch_files_are_refused(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -94,5 +124,7 @@ def test_layers_built_alone_match_the_network_layers():
     model = build_model(arch)
     alone = build_layers(24, list(arch.stages[2]), arch.act)
     assert [type(m) for m in alone] == [type(m) for m in model.blocks[2]]
-    assert [n for n, _ in alone.named_parameters()] == [n for n, _ in model.blocks[2].named_parameters()]
+    assert [n for n, _ in alone.named_parameters()] == [
+        n for n, _ in model.blocks[2].named_parameters()
+    ]
     assert [p.shape for p in alone.parameters()] == [p.shape for p in model.blocks[2].parameters()]

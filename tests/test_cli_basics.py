@@ -8,10 +8,12 @@ import sys
 
 
 def test_help_does_not_import_heavy_runtimes():
-    code = ("import sys, dnatool.cli.main as m\n"
-            "try:\n    m.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [x for x in ('onnxruntime', 'tensorrt', 'mmengine') if x in sys.modules]\n"
-            "print('HEAVY', heavy)")
+    code = (
+        "import sys, dnatool.cli.main as m\n"
+        "try:\n    m.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [x for x in ('onnxruntime', 'tensorrt', 'mmengine') if x in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in proc.stdout
     assert "space" in proc.stdout and "arch" in proc.stdout
@@ -38,7 +40,9 @@ def test_arch_show_efficientnet_b0(cli, tmp_path):
 
 
 def test_arch_show_resolution_changes_macs(cli):
-    small = json.loads(cli("arch", "show", "efficientnet_b0", "--resolution", "112", "--json").stdout)
+    small = json.loads(
+        cli("arch", "show", "efficientnet_b0", "--resolution", "112", "--json").stdout
+    )
     assert small["resolution"] == 112 and small["macs"] < 110e6
 
 

@@ -30,8 +30,15 @@ def exported(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("export")
     arch = _tiny_arch(tmp)
-    result = run_cli("export", arch, "--onnx", str(tmp / "out" / "tiny.onnx"),
-                     "--triton", str(tmp / "repo"), "--json")
+    result = run_cli(
+        "export",
+        arch,
+        "--onnx",
+        str(tmp / "out" / "tiny.onnx"),
+        "--triton",
+        str(tmp / "repo"),
+        "--json",
+    )
     assert result.code == 0, result.stderr
     return tmp, json.loads(result.stdout)
 
@@ -76,7 +83,9 @@ def test_triton_repository_config_parses(exported):
     tmp, _ = exported
     model_dir = tmp / "repo" / "tiny"
     assert (model_dir / "1" / "model.onnx").is_file()
-    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), load_model_config_proto()())
+    config = text_format.Parse(
+        (model_dir / "config.pbtxt").read_text(), load_model_config_proto()()
+    )
     assert config.name == "tiny" and config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 32 and config.HasField("dynamic_batching")
     assert [(t.name, list(t.dims)) for t in config.input] == [("input", [3, 32, 32])]
@@ -131,8 +140,15 @@ def _main(capsys, *argv: str) -> tuple[int, str]:
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
 def test_trt_absent_is_one_line_exit_1(tmp_path, capsys):
-    code, err = _main(capsys, "export", _tiny_arch(tmp_path), "--onnx", str(tmp_path / "m.onnx"),
-                      "--trt", str(tmp_path / "m.plan"))
+    code, err = _main(
+        capsys,
+        "export",
+        _tiny_arch(tmp_path),
+        "--onnx",
+        str(tmp_path / "m.onnx"),
+        "--trt",
+        str(tmp_path / "m.plan"),
+    )
     assert code == 1
     assert err.strip().count("\n") == 0 and "TensorRT is not installed" in err
     assert not (tmp_path / "m.onnx").exists()
@@ -141,8 +157,17 @@ def test_trt_absent_is_one_line_exit_1(tmp_path, capsys):
 @pytest.mark.trt
 @pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT")
 def test_trt_plan_builds_and_matches(tmp_path, cli):
-    result = cli("export", _tiny_arch(tmp_path), "--onnx", str(tmp_path / "m.onnx"),
-                 "--trt", str(tmp_path / "m.plan"), "--triton", str(tmp_path / "repo"), "--json")
+    result = cli(
+        "export",
+        _tiny_arch(tmp_path),
+        "--onnx",
+        str(tmp_path / "m.onnx"),
+        "--trt",
+        str(tmp_path / "m.plan"),
+        "--triton",
+        str(tmp_path / "repo"),
+        "--json",
+    )
     assert result.code == 0, result.stderr
     trt = json.loads(result.stdout)["tensorrt"]
     assert trt["trt_max_abs_diff"] <= 1e-3 and trt["trt_latency_ms"] > 0
@@ -150,16 +175,20 @@ def test_trt_plan_builds_and_matches(tmp_path, cli):
 
 
 def test_bad_inputs_exit_2(tmp_path, capsys):
-    code, err = _main(capsys, "export", str(tmp_path / "nope.json"), "--onnx", str(tmp_path / "m.onnx"))
+    code, err = _main(
+        capsys, "export", str(tmp_path / "nope.json"), "--onnx", str(tmp_path / "m.onnx")
+    )
     assert code == 2 and err.count("\n") == 1
     code, err = _main(capsys, "export", _tiny_arch(tmp_path), "--onnx", str(tmp_path / "m.txt"))
     assert code == 2 and "must end in .onnx" in err
 
 
 def test_cli_modules_do_not_import_runtimes():
-    code = ("import sys, dnatool.cli.main, dnatool.cli.export, dnatool.cli.serve, dnatool.cli.bench, "
-            "dnatool.export.onnx, dnatool.export.tensorrt, dnatool.serve.server; "
-            "print(sorted(m for m in ('onnxruntime', 'tensorrt', 'onnx') if m in sys.modules))")
+    code = (
+        "import sys, dnatool.cli.main, dnatool.cli.export, dnatool.cli.serve, dnatool.cli.bench, "
+        "dnatool.export.onnx, dnatool.export.tensorrt, dnatool.serve.server; "
+        "print(sorted(m for m in ('onnxruntime', 'tensorrt', 'onnx') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -22,7 +22,10 @@ def _cell(layers: int) -> Cell:
 
 def _batches(n: int = 2):
     gen = torch.Generator().manual_seed(1)
-    return [(torch.randn(4, 8, 8, 8, generator=gen), torch.randn(4, 12, 4, 4, generator=gen)) for _ in range(n)]
+    return [
+        (torch.randn(4, 8, 8, 8, generator=gen), torch.randn(4, 12, 4, 4, generator=gen))
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("norm", ["std", "var"])
@@ -33,7 +36,7 @@ def test_prefix_sharing_equals_naive(norm, recal):
     calib = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(2)) if recal else None
     shared = score_cell_shared(cell, batches, norm, calib)
     naive = score_cell_naive(cell, batches, norm, calib)
-    assert len(shared.scores()) == 4 ** 3
+    assert len(shared.scores()) == 4**3
     assert shared.scores() == naive.scores()
     assert shared.layer_evals == 2 * (4 + 16 + 64) and naive.layer_evals == 2 * 3 * 64
 
@@ -52,7 +55,9 @@ def test_recalibration_and_norm_change_scores():
 def test_bench_rate_reports_identical_scores_and_counts(cli):
     import json
 
-    result = cli("bench", "rate", "--layers", "3", "--width", "8", "--size", "4", "--batch", "2", "--json")
+    result = cli(
+        "bench", "rate", "--layers", "3", "--width", "8", "--size", "4", "--batch", "2", "--json"
+    )
     assert result.code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["identical"] is True

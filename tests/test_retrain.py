@@ -32,8 +32,12 @@ def short_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("retrain") / "run"
     events = []
-    metrics = run_retrain(tiny_arch(1), two_epoch_recipe(), out,
-                          report=lambda event, **fields: events.append((event, fields)))
+    metrics = run_retrain(
+        tiny_arch(1),
+        two_epoch_recipe(),
+        out,
+        report=lambda event, **fields: events.append((event, fields)),
+    )
     return out, metrics, events
 
 
@@ -72,7 +76,9 @@ def test_run_files_manifest_and_curves(short_run):
     manifest = runs.read_manifest(out)
     assert manifest["stage"] == "retrain" and manifest["finished"]
     assert manifest["results"]["top1"] == metrics["top1"]
-    assert {"model.pt", "arch.json", "checkpoint.pt", "curves.csv", "curves.png"} <= set(manifest["outputs"])
+    assert {"model.pt", "arch.json", "checkpoint.pt", "curves.csv", "curves.png"} <= set(
+        manifest["outputs"]
+    )
     rows = list(csv.DictReader((out / "curves.csv").open()))
     assert [int(r["epoch"]) for r in rows] == list(range(1, metrics["epochs"] + 1))
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -122,8 +128,13 @@ def test_distillation_from_a_model_run(short_run, tmp_path):
     assert float(kd_loss(logits, torch.randn(4, 10), 2.0)) > 0
     teacher = load_teacher(str(teacher_dir), 10, torch.device("cpu"))
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-    recipe = dataclasses.replace(load_retrain_recipe("retrain-tiny"), epochs=1,
-                                 teacher=str(teacher_dir), kd_alpha=1.0, kd_temperature=2.0)
+    recipe = dataclasses.replace(
+        load_retrain_recipe("retrain-tiny"),
+        epochs=1,
+        teacher=str(teacher_dir),
+        kd_alpha=1.0,
+        kd_temperature=2.0,
+    )
     images, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
     with torch.no_grad():
         pure_kd = RetrainLoss(recipe, teacher)(images, teacher(images), targets)
@@ -139,17 +150,25 @@ def test_distillation_from_a_model_run(short_run, tmp_path):
 def test_recipes_load_and_scale_the_learning_rate():
     paper = load_retrain_recipe("retrain-imagenet")
     assert paper.opt == "rmsproptf" and paper.decay_epochs == 2.4 and paper.decay_rate == 0.97
-    assert paper.ema_decay == 0.9999 and paper.label_smoothing == 0.1 and paper.drop_path_rate == 0.2
+    assert (
+        paper.ema_decay == 0.9999 and paper.label_smoothing == 0.1 and paper.drop_path_rate == 0.2
+    )
     assert paper.epochs == 350 and paper.auto_augment.startswith("rand")
     assert paper.scaled_lr(4096) == pytest.approx(0.256)
     assert paper.scaled_lr(8 * 128) == pytest.approx(0.064)
     assert load_retrain_recipe("retrain-imagenet", ("lr=0.1",)).scaled_lr(64) == 0.1
 
 
-@pytest.mark.parametrize("override, message", [
-    ("batch_size=3", "even"), ("opt=adamx", "unknown opt"), ("epochs=0", "epochs"),
-    ("lr_bse=1", "did you mean 'lr_base'"), ("kd_alpha=2", "kd_alpha"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("batch_size=3", "even"),
+        ("opt=adamx", "unknown opt"),
+        ("epochs=0", "epochs"),
+        ("lr_bse=1", "did you mean 'lr_base'"),
+        ("kd_alpha=2", "kd_alpha"),
+    ],
+)
 def test_bad_recipe_values_are_bad_input(override, message):
     with pytest.raises(BadInput, match=message):
         load_retrain_recipe("retrain-tiny", (override,))
@@ -181,9 +200,21 @@ def test_image_folder_with_randaugment_mixup_and_cutmix(tmp_path):
     from dnatool.retrain.train import run_retrain
 
     root = _image_folder(tmp_path / "images")
-    recipe = load_retrain_recipe("retrain-imagenet", (
-        f"data={root}", "resolution=32", "epochs=1", "batch_size=4", "mixup=0.2", "cutmix=1.0",
-        "reprob=0.25", "workers=0", "warmup_epochs=0", "ema_decay=0.9"))
+    recipe = load_retrain_recipe(
+        "retrain-imagenet",
+        (
+            f"data={root}",
+            "resolution=32",
+            "epochs=1",
+            "batch_size=4",
+            "mixup=0.2",
+            "cutmix=1.0",
+            "reprob=0.25",
+            "workers=0",
+            "warmup_epochs=0",
+            "ema_decay=0.9",
+        ),
+    )
     loaders = build_loaders(recipe, 32)
     transform = loaders.splits.train.dataset.transform
     assert any(isinstance(t, RandAugment) for t in transform.transforms)

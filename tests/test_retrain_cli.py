@@ -36,8 +36,12 @@ def test_sigkill_then_resume_ends_with_all_epochs_and_loadable_files(cli, tmp_pa
 
     arch, out = _arch_file(tmp_path), tmp_path / "run"
     args = ["retrain", arch, "retrain-tiny", "--epochs", "2", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "dnatool", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dnatool", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(out / "checkpoint.pt", proc)
         os.kill(proc.pid, signal.SIGKILL)  # in epoch 2, or while writing epoch 1's files
@@ -66,14 +70,17 @@ def _one_line_error(result):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("args", [
-    ("no-such-arch",),
-    ("efficientnet_b0", "no-such-recipe"),
-    ("efficientnet_b0", "-o", "lr_bse=0.1"),
-    ("efficientnet_b0", "-o", "batch_size=7"),
-    ("efficientnet_b0", "--epochs", "0"),
-    ("efficientnet_b0", "--data", "/no/such/folder"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("no-such-arch",),
+        ("efficientnet_b0", "no-such-recipe"),
+        ("efficientnet_b0", "-o", "lr_bse=0.1"),
+        ("efficientnet_b0", "-o", "batch_size=7"),
+        ("efficientnet_b0", "--epochs", "0"),
+        ("efficientnet_b0", "--data", "/no/such/folder"),
+    ],
+)
 def test_bad_retrain_inputs_exit_2_with_one_line(cli, tmp_path, args):
     _one_line_error(cli("retrain", *args, "--out", str(tmp_path / "run")))
 
@@ -83,9 +90,26 @@ def test_torchrun_ddp_on_cpu_trains_with_gloo_and_rank0_writes(tmp_path):
     """Two CPU processes under torchrun: one JSON object, the global validation split, one run."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     out = tmp_path / "ddp"
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "dnatool", "retrain",
-                           _arch_file(tmp_path), "retrain-tiny", "--epochs", "1", "--out", str(out),
-                           "--json"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            torchrun,
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "dnatool",
+            "retrain",
+            _arch_file(tmp_path),
+            "retrain-tiny",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout

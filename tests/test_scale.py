@@ -45,7 +45,7 @@ def test_round_channels_equals_timm():
     from timm.models._efficientnet_builder import round_channels as timm_round
 
     for channels in range(1, 400):
-        for mult in (0.5, 0.75, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0, 1.1 ** 3):
+        for mult in (0.5, 0.75, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0, 1.1**3):
             assert round_channels(channels, mult) == timm_round(channels, mult), (channels, mult)
 
 
@@ -57,17 +57,27 @@ def test_multi_string_stages_scale_like_timm():
 
     from dnatool.nn.timm_adapter import build_model
 
-    arch_def = [["ds_r1_k3_s1_e1_c16_se0.25"],
-                ["ir_r1_k3_s2_e6_c24_se0.25", "ir_r1_k5_s1_e3_c24_se0.25"],
-                ["ir_r1_k5_s2_e3_c40_se0.25", "ir_r1_k3_s1_e6_c40_se0.25", "ir_r2_k7_s1_e6_c40_se0.25"],
-                ["ir_r1_k3_s2_e6_c84_se0.25", "ir_r1_k3_s1_e3_c84_se0.25", "ir_r1_k5_s1_e6_c84_se0.25",
-                 "ir_r1_k5_s1_e6_c84_se0.25"]]
+    arch_def = [
+        ["ds_r1_k3_s1_e1_c16_se0.25"],
+        ["ir_r1_k3_s2_e6_c24_se0.25", "ir_r1_k5_s1_e3_c24_se0.25"],
+        ["ir_r1_k5_s2_e3_c40_se0.25", "ir_r1_k3_s1_e6_c40_se0.25", "ir_r2_k7_s1_e6_c40_se0.25"],
+        [
+            "ir_r1_k3_s2_e6_c84_se0.25",
+            "ir_r1_k3_s1_e3_c84_se0.25",
+            "ir_r1_k5_s1_e6_c84_se0.25",
+            "ir_r1_k5_s1_e6_c84_se0.25",
+        ],
+    ]
     arch = ArchSpec.from_arch_def(arch_def, stem=24, head=960)
-    for width, depth in ((1.1, 1.2), (1.4, 1.8), (2.0, 3.1), (1.1 ** 2, 1.2 ** 2)):
+    for width, depth in ((1.1, 1.2), (1.4, 1.8), (2.0, 3.1), (1.1**2, 1.2**2)):
         rounder = partial(timm_round, multiplier=width)
         with torch.device("meta"):
-            theirs = EfficientNet(block_args=decode_arch_def(arch_def, depth), stem_size=24,
-                                  num_features=rounder(960), round_chs_fn=rounder)
+            theirs = EfficientNet(
+                block_args=decode_arch_def(arch_def, depth),
+                stem_size=24,
+                num_features=rounder(960),
+                round_chs_fn=rounder,
+            )
             ours = build_model(scale_arch(arch, width, depth, 224))
         assert _shapes(ours) == _shapes(theirs), (width, depth)
 
@@ -84,15 +94,20 @@ def test_phi_scales_all_three():
     zero = scale_phi(b0, 0)
     assert zero.arch_def == b0.arch_def and zero.resolution == 224 and zero.head == 1280
     two = scale_phi(b0, 2)
-    assert two.resolution == round(224 * 1.15 ** 2)
-    assert two.head == round_channels(1280, 1.1 ** 2)
+    assert two.resolution == round(224 * 1.15**2)
+    assert two.head == round_channels(1280, 1.1**2)
     assert [s[-1].out for s in two.stages] == [round_channels(c, 1.21) for c in b0.stage_widths]
     assert sum(b.repeat for b in two.stages[5]) == 6  # ceil(4 * 1.44)
 
 
 def test_tiny_arch_keeps_its_resolution_ratio():
-    arch = ArchSpec.from_arch_def([["ds_r1_k3_s1_e1_c8"], ["ir_r1_k3_s2_e3_c16"]], resolution=32,
-                                  stem=16, head=256, num_classes=10)
+    arch = ArchSpec.from_arch_def(
+        [["ds_r1_k3_s1_e1_c8"], ["ir_r1_k3_s2_e3_c16"]],
+        resolution=32,
+        stem=16,
+        head=256,
+        num_classes=10,
+    )
     scaled = scale_to(arch, "b2")
     assert scaled.resolution == round(32 * 260 / 224) and scaled.num_classes == 10
     assert ArchSpec.from_dict(json.loads(scaled.to_json())) == scaled
@@ -100,8 +115,12 @@ def test_tiny_arch_keeps_its_resolution_ratio():
 
 def test_bad_scale_inputs():
     b0 = resolve_arch("efficientnet_b0")
-    for call in (lambda: scale_to(b0, "b9"), lambda: scale_phi(b0, -1),
-                 lambda: scale_arch(b0, 0, 1, 224), lambda: scale_phi(b0, float("nan"))):
+    for call in (
+        lambda: scale_to(b0, "b9"),
+        lambda: scale_phi(b0, -1),
+        lambda: scale_arch(b0, 0, 1, 224),
+        lambda: scale_phi(b0, float("nan")),
+    ):
         with pytest.raises(BadInput):
             call()
 
@@ -117,8 +136,9 @@ def test_scale_cli_writes_a_loadable_arch(cli, tmp_path):
     assert printed.code == 0 and json.loads(printed.stdout)["resolution"] == 258
 
 
-@pytest.mark.parametrize("args", [("--to", "b9"), ("--phi", "1", "--to", "b1"), (), ("--phi", "x"),
-                                  ("--phi", "-2")])
+@pytest.mark.parametrize(
+    "args", [("--to", "b9"), ("--phi", "1", "--to", "b1"), (), ("--phi", "x"), ("--phi", "-2")]
+)
 def test_scale_cli_bad_input_exits_2_with_one_line(cli, args):
     result = cli("scale", "efficientnet_b0", *args)
     assert result.code == 2, result.stderr

@@ -30,7 +30,9 @@ def random_problem(rng: np.random.Generator, dims: int, ties: bool) -> Problem:
     lo = fixed + sum(c.min(axis=0) for c in costs)
     hi = fixed + sum(c.max(axis=0) for c in costs)
     budget = lo + (hi - lo) * (rng.random(dims) * 1.2 - 0.1)  # some budgets are infeasible
-    return make_problem(scores, costs, fixed, budget, tuple(["latency_ms", "params", "macs"][:dims]))
+    return make_problem(
+        scores, costs, fixed, budget, tuple(["latency_ms", "params", "macs"][:dims])
+    )
 
 
 def keys(solutions):
@@ -88,13 +90,21 @@ def test_merged_front_is_the_whole_space_front():
     for trial in range(60):
         problem = random_problem(rng, 1, ties=trial % 2 == 0)
         front = merge_fronts(problem, 0)
-        got = [(float(front.cost[i]), float(front.score[i]), front.indices(i)) for i in range(len(front))]
+        got = [
+            (float(front.cost[i]), float(front.score[i]), front.indices(i))
+            for i in range(len(front))
+        ]
         assert got == naive_front(problem)
 
 
 def test_budget_below_the_cheapest_architecture_names_the_smallest_cost():
-    problem = make_problem([np.array([1.0, 2.0])], [np.array([[3.0], [5.0]])], np.array([1.0]),
-                           np.array([3.5]), ("latency_ms",))
+    problem = make_problem(
+        [np.array([1.0, 2.0])],
+        [np.array([[3.0], [5.0]])],
+        np.array([1.0]),
+        np.array([3.5]),
+        ("latency_ms",),
+    )
     with pytest.raises(BadInput, match=r"smallest achievable latency_ms is 4 ms"):
         check_feasible(problem)
 

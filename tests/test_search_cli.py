@@ -16,7 +16,16 @@ from dnatool.search.synthetic import (
     write_synthetic_run,
 )
 
-SUMMARY = {"arch", "score", "latency_ms", "params", "macs", "front_size", "evaluated_space_size", "seconds"}
+SUMMARY = {
+    "arch",
+    "score",
+    "latency_ms",
+    "params",
+    "macs",
+    "front_size",
+    "evaluated_space_size",
+    "seconds",
+}
 
 
 @pytest.fixture
@@ -31,8 +40,21 @@ def rated_run(tmp_path):
 def test_search_cli_writes_a_result_every_tool_reads(cli, rated_run, tmp_path):
     run, lut = rated_run
     out = tmp_path / "res" / "search.json"
-    res = cli("search", str(run), "--latency", "350us", "--params", "90k", "--lut", str(lut),
-              "--top", "3", "--out", str(out), "--json")
+    res = cli(
+        "search",
+        str(run),
+        "--latency",
+        "350us",
+        "--params",
+        "90k",
+        "--lut",
+        str(lut),
+        "--top",
+        "3",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert res.code == 0, res.stderr
     summary = json.loads(res.stdout)
     assert SUMMARY <= set(summary)
@@ -51,7 +73,9 @@ def test_infeasible_budget_is_one_line_exit_2(cli, rated_run):
     res = cli("search", str(run), "--latency", "1us", "--lut", str(lut))
     assert res.code == 2
     lines = res.stderr.strip().splitlines()
-    assert lines[-1].startswith("Error: no architecture fits latency_ms <= 0.001 ms: the smallest achievable")
+    assert lines[-1].startswith(
+        "Error: no architecture fits latency_ms <= 0.001 ms: the smallest achievable"
+    )
     assert "Traceback" not in res.stderr
 
 
@@ -65,11 +89,23 @@ def test_dfs_baseline_agrees_with_exact_search():
 
 
 def test_bench_search_json(cli):
-    res = cli("bench", "search", "--space", "tiny", "--fractions", "0.2,0.5", "--dfs-timeout", "20", "--json")
+    res = cli(
+        "bench",
+        "search",
+        "--space",
+        "tiny",
+        "--fractions",
+        "0.2,0.5",
+        "--dfs-timeout",
+        "20",
+        "--json",
+    )
     assert res.code == 0, res.stderr
     data = json.loads(res.stdout)
     assert {"space_size", "exact_seconds", "dfs_seconds", "speedup", "same_optimum"} <= set(data)
-    assert data["space_size"] == 25_600 and data["same_optimum"] is True and data["dfs_finished"] == 2
+    assert (
+        data["space_size"] == 25_600 and data["same_optimum"] is True and data["dfs_finished"] == 2
+    )
     assert data["speedup"] == pytest.approx(data["dfs_seconds"] / data["exact_seconds"])
 
 
@@ -80,7 +116,9 @@ def test_demo_stage_search(rated_run, tmp_path):
     run, lut = rated_run
     with pytest.raises(RunFailure, match="profile"):
         stage_search(DemoContext(out=tmp_path, results={"train": {"run": str(run)}}))
-    ctx = DemoContext(out=tmp_path, results={"train": {"run": str(run)}, "profile": {"lut": str(lut)}})
+    ctx = DemoContext(
+        out=tmp_path, results={"train": {"run": str(run)}, "profile": {"lut": str(lut)}}
+    )
     result = stage_search(ctx)
     assert result["latency_ms"] <= result["budget_ms"]
     assert resolve_arch(result["arch_file"]) == resolve_arch(result["search_json"])

@@ -29,7 +29,9 @@ def quiet(event, **fields):
 
 def choice_costs(space, choices):
     fixed = np.array(C.fixed_params_macs(space))
-    return fixed + sum(C.path_params_macs(space, k, np.array([list(p)]))[0] for k, (_, p) in enumerate(choices))
+    return fixed + sum(
+        C.path_params_macs(space, k, np.array([list(p)]))[0] for k, (_, p) in enumerate(choices)
+    )
 
 
 @pytest.mark.parametrize("name,samples", [("tiny", 2), ("dna-mbconv", 1)])
@@ -39,7 +41,10 @@ def test_fixed_plus_path_costs_equal_the_built_network(name, samples):
     for _ in range(samples):
         choices = space.sample(rng)
         model = build_model(space.to_arch(choices))
-        expected = [count_params(model), count_macs(model, (1, 3, space.resolution, space.resolution))]
+        expected = [
+            count_params(model),
+            count_macs(model, (1, 3, space.resolution, space.resolution)),
+        ]
         assert choice_costs(space, choices).tolist() == expected
 
 
@@ -50,7 +55,9 @@ def test_latency_table_protocol_and_path_latency():
     cells, paths = all_paths(space, 1)
     lat = C.path_latency_ms(table, space, 1, cells, paths)
     i = 7
-    assert lat[i] == table.path_latency_ms(space, 1, (int(cells[i]), tuple(int(p) for p in paths[i] if p >= 0)))
+    assert lat[i] == table.path_latency_ms(
+        space, 1, (int(cells[i]), tuple(int(p) for p in paths[i] if p >= 0))
+    )
     assert len(lat) == space.blocks[1].size
 
 
@@ -70,8 +77,9 @@ def test_search_matches_brute_force_over_the_whole_tiny_space():
     result = search(space, lists, budgets, lut=table, weights=[1.0, 2.0, 0.5], top=4)
     truth = brute_force(build_problem(lists, costs, names, budgets, [1.0, 2.0, 0.5]), 4)
     assert [t["score"] for t in result.top] == [s.score for s in truth]
-    assert result.winner["choices"] == [[lists[k].choice(i)[0], list(lists[k].choice(i)[1])]
-                                        for k, i in enumerate(truth[0].indices)]
+    assert result.winner["choices"] == [
+        [lists[k].choice(i)[0], list(lists[k].choice(i)[1])] for k, i in enumerate(truth[0].indices)
+    ]
     model = build_model(space.to_arch([(c, tuple(p)) for c, p in result.winner["choices"]]))
     assert result.winner["params"] == count_params(model) <= budgets["params"]
     assert result.winner["latency_ms"] <= budgets["latency_ms"]
@@ -81,19 +89,24 @@ def test_search_matches_brute_force_over_the_whole_tiny_space():
 def test_margin_tightens_the_budget_and_weights_change_the_objective():
     space, lists, table = tiny_setup()
     loose = search(space, lists, {"latency_ms": 1e9}, lut=table)
-    tight = search(space, lists, {"latency_ms": loose.front[-1]["latency_ms"]}, lut=table, margin=0.02)
+    tight = search(
+        space, lists, {"latency_ms": loose.front[-1]["latency_ms"]}, lut=table, margin=0.02
+    )
     assert tight.winner["latency_ms"] <= tight.budget["latency_ms"] < tight.requested["latency_ms"]
     weighted = search(space, lists, {"latency_ms": 1e9}, lut=table, weights=[0, 0, 1])
     assert weighted.winner["block_scores"][2] == min(lists[2].scores)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"budgets": {}}, "at least one budget"),
-    ({"budgets": {"latency_ms": 5.0}, "lut": None}, "needs a latency table"),
-    ({"weights": [1.0, 1.0]}, "3 non-negative numbers"),
-    ({"margin": 1.0}, "margin"),
-    ({"budgets": {"params": 10.0}}, "smallest achievable params is"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"budgets": {}}, "at least one budget"),
+        ({"budgets": {"latency_ms": 5.0}, "lut": None}, "needs a latency table"),
+        ({"weights": [1.0, 1.0]}, "3 non-negative numbers"),
+        ({"margin": 1.0}, "margin"),
+        ({"budgets": {"params": 10.0}}, "smallest achievable params is"),
+    ],
+)
 def test_bad_requests_are_one_line_errors(kwargs, message):
     space, lists, table = tiny_setup()
     args = {"budgets": {"params": 1e9}, "lut": table, **kwargs}
@@ -105,7 +118,10 @@ class InverseTable:
     """A tiny in-memory table where small ops are slow: latency and params pull apart."""
 
     def path_latency_ms(self, space, k, choice):
-        return sum(10.0 / (space.blocks[k].ops[op].kernel * space.blocks[k].ops[op].exp) for op in choice[1])
+        return sum(
+            10.0 / (space.blocks[k].ops[op].kernel * space.blocks[k].ops[op].exp)
+            for op in choice[1]
+        )
 
     def fixed_latency_ms(self, space):
         return 1.0
@@ -135,8 +151,11 @@ def test_score_lists_round_trip_and_validation(tmp_path):
     bad_paths[0, 0] = 9
     with pytest.raises(BadInput, match="row 0"):
         check_score_list(ScoreList(good.cells, bad_paths, good.scores), space, 1, "x")
-    twice = ScoreList(np.concatenate([good.cells, good.cells[:1]]), np.concatenate([good.paths, good.paths[:1]]),
-                      np.concatenate([good.scores, good.scores[:1]]))
+    twice = ScoreList(
+        np.concatenate([good.cells, good.cells[:1]]),
+        np.concatenate([good.paths, good.paths[:1]]),
+        np.concatenate([good.scores, good.scores[:1]]),
+    )
     with pytest.raises(BadInput, match="twice"):
         check_score_list(twice, space, 1, "x")
     (tmp_path / "run" / "scores" / "block_2.npz").unlink()

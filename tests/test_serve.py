@@ -30,8 +30,11 @@ def _export_tiny(folder) -> str:
 
 
 def _start(*args: str) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "dnatool", "serve", *args, "--port", "0"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dnatool", "serve", *args, "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in proc.stderr:
         lines.append(line)
@@ -73,8 +76,9 @@ def _infer(client, x: np.ndarray, binary: bool = True, dtype: str = "FP32"):
     return client.infer("tinynet", [tensor], outputs=outputs).as_numpy("logits")
 
 
-def _post(port: int, body: bytes, path: str = "/v2/models/tinynet/infer",
-          headers: dict | None = None) -> tuple[int, dict]:
+def _post(
+    port: int, body: bytes, path: str = "/v2/models/tinynet/infer", headers: dict | None = None
+) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("POST", path, body, headers or {"Content-Type": "application/json"})
     response = conn.getresponse()
@@ -91,7 +95,9 @@ def test_health_and_metadata(server):
     assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 3, 32, 32]}]
     assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
     config = client.get_model_config("tinynet")
-    assert json.loads(config["parameters"]["dnatool.preprocess"]["string_value"])["resolution"] == 32
+    assert (
+        json.loads(config["parameters"]["dnatool.preprocess"]["string_value"])["resolution"] == 32
+    )
     assert not client.is_model_ready("other")
 
 
@@ -120,7 +126,9 @@ def test_concurrent_requests_are_batched_and_correct(server, reference):
         np.testing.assert_allclose(got, reference(x), rtol=0, atol=1e-5)
     after = _stats(server[1])
     assert after["inference_count"] - before["inference_count"] == len(xs)
-    assert after["execution_count"] - before["execution_count"] < len(xs)  # some requests shared a run
+    assert after["execution_count"] - before["execution_count"] < len(
+        xs
+    )  # some requests shared a run
 
 
 def _stats(port: int) -> dict:
@@ -138,7 +146,9 @@ def test_bad_requests_get_4xx_and_server_keeps_serving(server, reference):
     client = _client(port)
     assert _post(port, b"{not json")[0] == 400
     assert _post(port, json.dumps({"inputs": []}).encode())[0] == 400
-    ragged = {"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [1.0]}]}
+    ragged = {
+        "inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [1.0]}]
+    }
     assert _post(port, json.dumps(ragged).encode())[0] == 400
     status, body = _post(port, b"x" * (2 << 20))
     assert status == 413 and "exceeds" in body["error"]
@@ -155,9 +165,19 @@ def test_bad_requests_get_4xx_and_server_keeps_serving(server, reference):
 
 def test_protocol_binary_roundtrip_and_errors():
     x = np.arange(6, dtype=np.float32).reshape(1, 6)
-    head = json.dumps({"inputs": [{"name": "a", "shape": [1, 6], "datatype": "FP32",
-                                   "parameters": {"binary_data_size": 24}}],
-                       "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}).encode()
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "a",
+                    "shape": [1, 6],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 24},
+                }
+            ],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
     request = parse_request(head + x.tobytes(), len(head))
     np.testing.assert_array_equal(request.inputs["a"], x)
     body, header_length = encode_response("m", request, {"y": x * 2})
@@ -167,9 +187,12 @@ def test_protocol_binary_roundtrip_and_errors():
         parse_request(head + x.tobytes()[:20], len(head))
     assert err.value.status == 400
     with pytest.raises(ProtocolError):
-        parse_request(head, 10 ** 6)
+        parse_request(head, 10**6)
     plain = InferRequest(None, {}, None, set(), False)
-    assert json.loads(encode_response("m", plain, {"y": x})[0])["outputs"][0]["data"] == x.ravel().tolist()
+    assert (
+        json.loads(encode_response("m", plain, {"y": x})[0])["outputs"][0]["data"]
+        == x.ravel().tolist()
+    )
 
 
 def test_batcher_queue_bound_gives_503():
@@ -220,7 +243,15 @@ def test_bench_serve_json(cli):
     result = cli("bench", "serve", "--json", "--clients", "4", "--seconds", "1", "--rounds", "1")
     assert result.code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert {"clients", "batched_rps", "unbatched_rps", "ratio", "p50_ms", "p99_ms", "errors"} <= set(data)
+    assert {
+        "clients",
+        "batched_rps",
+        "unbatched_rps",
+        "ratio",
+        "p50_ms",
+        "p99_ms",
+        "errors",
+    } <= set(data)
     assert data["clients"] == 4 and data["errors"] == 0
     assert data["batched_rps"] > 0 and data["unbatched_rps"] > 0
     assert data["ratio"] == pytest.approx(data["batched_rps"] / data["unbatched_rps"], rel=1e-2)

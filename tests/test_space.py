@@ -9,7 +9,11 @@ from dnatool.nn.timm_adapter import build_model
 
 
 def test_paper_space_sizes_are_exact():
-    assert load_space("dna-mbconv").size == 468 * 468 * 1548 * 3888 * 23328 * 6 == 184_509_051_277_344_768
+    assert (
+        load_space("dna-mbconv").size
+        == 468 * 468 * 1548 * 3888 * 23328 * 6
+        == 184_509_051_277_344_768
+    )
     assert load_space("dna-mbconv-small").size == 65_751_654_334_464
 
 
@@ -17,9 +21,22 @@ def test_paper_space_structure():
     space = load_space("dna-mbconv")
     assert [b.width for b in space.blocks] == [24, 40, 80, 112, 192, 320]
     assert [b.stride for b in space.blocks] == [2, 2, 2, 1, 2, 1]
-    assert [[c.layers for c in b.cells] for b in space.blocks] == [[2, 3, 3], [2, 3, 3], [2, 3, 4],
-                                                                    [4, 4, 4], [5, 5, 5], [1]]
-    assert [op.name for op in space.blocks[0].ops] == ["k3_e3", "k3_e6", "k5_e3", "k5_e6", "k7_e3", "k7_e6"]
+    assert [[c.layers for c in b.cells] for b in space.blocks] == [
+        [2, 3, 3],
+        [2, 3, 3],
+        [2, 3, 4],
+        [4, 4, 4],
+        [5, 5, 5],
+        [1],
+    ]
+    assert [op.name for op in space.blocks[0].ops] == [
+        "k3_e3",
+        "k3_e6",
+        "k5_e3",
+        "k5_e6",
+        "k7_e3",
+        "k7_e6",
+    ]
     assert space.fixed[0][0].to_str() == "ds_r1_k3_s1_e1_c16_se0.25"
     assert (space.stem, space.head, space.resolution) == (32, 1280, 224)
     assert [space.block_in_resolution(k) for k in range(6)] == [112, 56, 28, 14, 14, 7]
@@ -40,8 +57,14 @@ def test_sampled_architectures_build_and_run():
 
 def test_to_arch_puts_stride_on_first_layer_only():
     space = load_space("dna-mbconv")
-    arch = space.to_arch([(2, (0, 1, 2)), (0, (3, 4)), (0, (5, 0)), (0, (1, 1, 1, 1)), (0, (2,) * 5), (0, (5,))])
-    assert arch.arch_def[1] == ["ir_r1_k3_s2_e3_c24_se0.25", "ir_r1_k3_s1_e6_c24_se0.25", "ir_r1_k5_s1_e3_c24_se0.25"]
+    arch = space.to_arch(
+        [(2, (0, 1, 2)), (0, (3, 4)), (0, (5, 0)), (0, (1, 1, 1, 1)), (0, (2,) * 5), (0, (5,))]
+    )
+    assert arch.arch_def[1] == [
+        "ir_r1_k3_s2_e3_c24_se0.25",
+        "ir_r1_k3_s1_e6_c24_se0.25",
+        "ir_r1_k5_s1_e3_c24_se0.25",
+    ]
     assert arch.stage_strides == [2, 4, 8, 16, 16, 32, 32]
 
 

@@ -12,7 +12,14 @@ from dnatool.nn.teacher import Teacher, find_cut, load_teacher_model
 def test_b7_cut_matches_the_paper():
     model = timm.create_model("tf_efficientnet_b7")
     cut = find_cut(model, load_space("dna-mbconv"))
-    assert cut.shapes == ((48, 56, 56), (80, 28, 28), (160, 14, 14), (224, 14, 14), (384, 7, 7), (640, 7, 7))
+    assert cut.shapes == (
+        (48, 56, 56),
+        (80, 28, 28),
+        (160, 14, 14),
+        (224, 14, 14),
+        (384, 7, 7),
+        (640, 7, 7),
+    )
 
 
 def test_one_forward_yields_every_target():
@@ -25,7 +32,9 @@ def test_one_forward_yields_every_target():
 
 def test_offline_without_weights_names_the_local_file_option(cli, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = cli("train", "dna-tiny", "-o", "teacher=efficientnet_b0", "--out", str(tmp_path / "r"), env=env)
+    result = cli(
+        "train", "dna-tiny", "-o", "teacher=efficientnet_b0", "--out", str(tmp_path / "r"), env=env
+    )
     assert result.code == 1 and "teacher_weights" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 

@@ -32,8 +32,19 @@ def teacher_run(tmp_path_factory) -> Path:
 
 
 def _train_args(teacher: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "dna-tiny", "--out", str(out), "-o", f"teacher={teacher}", "-o", "max_steps_per_epoch=3",
-            "-o", "rate_per_class=4", *extra]
+    return [
+        "train",
+        "dna-tiny",
+        "--out",
+        str(out),
+        "-o",
+        f"teacher={teacher}",
+        "-o",
+        "max_steps_per_epoch=3",
+        "-o",
+        "rate_per_class=4",
+        *extra,
+    ]
 
 
 def test_train_then_rate_writes_every_artifact(cli, teacher_run, tmp_path):
@@ -57,10 +68,15 @@ def test_train_then_rate_writes_every_artifact(cli, teacher_run, tmp_path):
         with np.load(run / "scores" / f"block_{k}.npz") as data:
             assert data["scores"].shape == (size,) and np.isfinite(data["scores"]).all()
             assert data["paths"].shape[0] == size and (data["cells"] >= 0).all()
-            rows = {(int(c), tuple(int(v) for v in p if v >= 0)) for c, p in zip(data["cells"], data["paths"])}
+            rows = {
+                (int(c), tuple(int(v) for v in p if v >= 0))
+                for c, p in zip(data["cells"], data["paths"])
+            }
             assert len(rows) == size
     again = cli("rate", str(run), "--json")
-    assert again.code == 0 and json.loads(again.stdout)["blocks"] == json.loads(rated.stdout)["blocks"]
+    assert (
+        again.code == 0 and json.loads(again.stdout)["blocks"] == json.loads(rated.stdout)["blocks"]
+    )
 
 
 def test_existing_run_needs_resume(cli, teacher_run, tmp_path):
@@ -72,8 +88,12 @@ def test_existing_run_needs_resume(cli, teacher_run, tmp_path):
 
 def test_killed_training_resumes_to_the_end(teacher_run, tmp_path):
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "dnatool", *_train_args(teacher_run, run, "-o", "epochs=4",
-                                                          "-o", "max_steps_per_epoch=8")]
+    args = [
+        sys.executable,
+        "-m",
+        "dnatool",
+        *_train_args(teacher_run, run, "-o", "epochs=4", "-o", "max_steps_per_epoch=8"),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = run / "supernet" / "block_2.pt"
     deadline = time.time() + 300
@@ -81,8 +101,11 @@ def test_killed_training_resumes_to_the_end(teacher_run, tmp_path):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    epochs = [io.load_checkpoint(run / "supernet" / f"block_{k}.pt", "supernet_block")["epoch"]
-              for k in range(3) if (run / "supernet" / f"block_{k}.pt").exists()]
+    epochs = [
+        io.load_checkpoint(run / "supernet" / f"block_{k}.pt", "supernet_block")["epoch"]
+        for k in range(3)
+        if (run / "supernet" / f"block_{k}.pt").exists()
+    ]
     assert epochs and max(epochs) < 4, "the run must have been killed before the end"
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
@@ -93,13 +116,25 @@ def test_killed_training_resumes_to_the_end(teacher_run, tmp_path):
     assert not list(run.rglob("*.tmp"))
 
 
+def _torchrun(teacher: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dnatool",
+        *_train_args(teacher, run, "-o", "epochs=1", *extra),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
 def test_torchrun_two_processes_agree(teacher_run, tmp_path):
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", "-m", "dnatool",
-                           *_train_args(teacher_run, run, "-o", "epochs=1")],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = _torchrun(teacher_run, run)
     assert proc.returncode == 0, proc.stderr[-2000:]
     ranks = [json.loads((run / "ranks" / f"rank_{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["world"] == 2
@@ -108,10 +143,28 @@ def test_torchrun_two_processes_agree(teacher_run, tmp_path):
     assert proc.stderr.count("supernet trained") == 1, "only rank 0 reports"
 
 
+def test_torchrun_blocks_on_different_ranks(teacher_run, tmp_path):
+    run = tmp_path / "run"
+    proc = _torchrun(teacher_run, run, "-o", "distributed=blocks")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    owned = [
+        sorted(json.loads((run / "ranks" / f"rank_{r}.json").read_text())["checksums"])
+        for r in range(2)
+    ]
+    assert owned == [["0", "2"], ["1"]]
+    for k in range(3):
+        assert (
+            io.load_checkpoint(run / "supernet" / f"block_{k}.pt", "supernet_block")["epoch"] == 1
+        )
+    assert (run / "curves" / "loss.csv").read_text().count("\n") == 1 + 2 + 2 + 1
+
+
 def test_bad_recipe_inputs(cli, tmp_path):
     bad = cli("train", "dna-tiny", "-o", "epohcs=3", "--out", str(tmp_path / "x"))
     assert bad.code == 2 and "did you mean 'epochs'" in bad.stderr
     assert cli("train", "no-such-recipe").code == 2
     assert cli("train", "dna-tiny", "-o", "method=darts", "--out", str(tmp_path / "y")).code == 2
-    missing = cli("train", "dna-tiny", "-o", "teacher=no/such/teacher", "--out", str(tmp_path / "z"))
+    missing = cli(
+        "train", "dna-tiny", "-o", "teacher=no/such/teacher", "--out", str(tmp_path / "z")
+    )
     assert missing.code == 2 and len(missing.stderr.strip().splitlines()) == 1

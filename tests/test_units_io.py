@@ -15,7 +15,9 @@ def test_latency_units(text, ms):
     assert parse_latency_ms(text) == pytest.approx(ms)
 
 
-@pytest.mark.parametrize("text,value", [("5.3M", 5.3e6), ("400M", 4e8), ("1.2G", 1.2e9), ("350000", 3.5e5)])
+@pytest.mark.parametrize(
+    "text,value", [("5.3M", 5.3e6), ("400M", 4e8), ("1.2G", 1.2e9), ("350000", 3.5e5)]
+)
 def test_count_units(text, value):
     assert parse_count(text) == pytest.approx(value)
 

@@ -53,8 +53,10 @@ def resolve_arch(arch: Any, **options: Any) -> ArchSpec:
             return ArchSpec.from_arch_def(json.loads(text), **options)
         except json.JSONDecodeError as exc:
             raise BadInput(f"ARCH string is not valid JSON: {exc}") from None
-    raise BadInput(f"ARCH {text!r} is not a file, a run directory, a JSON arch_def or a built-in name "
-                   f"({', '.join(BUILTIN)})")
+    raise BadInput(
+        f"ARCH {text!r} is not a file, a run directory, a JSON arch_def or a built-in name "
+        f"({', '.join(BUILTIN)})"
+    )
 
 
 def _from_obj(data: Any, what: str, options: dict[str, Any]) -> ArchSpec:

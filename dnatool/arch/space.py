@@ -76,8 +76,20 @@ class SearchSpace:
     @functools.cached_property
     def _hash(self) -> int:
         """Spaces key caches (LUT keys, costs) in hot loops: hash the nested tuples once."""
-        return hash((self.name, self.resolution, self.num_classes, self.in_chans, self.stem, self.head,
-                     self.act, self.se, self.fixed, self.blocks))
+        return hash(
+            (
+                self.name,
+                self.resolution,
+                self.num_classes,
+                self.in_chans,
+                self.stem,
+                self.head,
+                self.act,
+                self.se,
+                self.fixed,
+                self.blocks,
+            )
+        )
 
     @property
     def size(self) -> int:
@@ -86,7 +98,13 @@ class SearchSpace:
 
     def block_in_width(self, k: int) -> int:
         """Student width entering block k (the fixed stages' output for block 0)."""
-        return self.blocks[k - 1].width if k > 0 else self.fixed[-1][-1].out if self.fixed else self.stem
+        return (
+            self.blocks[k - 1].width
+            if k > 0
+            else self.fixed[-1][-1].out
+            if self.fixed
+            else self.stem
+        )
 
     def block_in_resolution(self, k: int, resolution: int | None = None) -> int:
         """Spatial size of block k's input (SAME padding, ceil) at `resolution` (default: the space's)."""
@@ -106,8 +124,14 @@ class SearchSpace:
         cell_index, path = self._check_choice(k, choice)
         block = self.blocks[k]
         return [
-            BlockSpec(type="ir", out=block.width, kernel=block.ops[op].kernel,
-                      stride=block.stride if i == 0 else 1, exp=block.ops[op].exp, se=self.se)
+            BlockSpec(
+                type="ir",
+                out=block.width,
+                kernel=block.ops[op].kernel,
+                stride=block.stride if i == 0 else 1,
+                exp=block.ops[op].exp,
+                se=self.se,
+            )
             for i, op in enumerate(path)
         ]
 
@@ -118,19 +142,33 @@ class SearchSpace:
         block = self.blocks[k]
         if not 0 <= cell_index < len(block.cells):
             raise BadInput(f"cell {cell_index} out of range for block {k} of space {self.name!r}")
-        if len(path) != block.cells[cell_index].layers or any(not 0 <= op < len(block.ops) for op in path):
-            raise BadInput(f"path {list(path)} does not fit cell {cell_index} of block {k} of {self.name!r}")
+        if len(path) != block.cells[cell_index].layers or any(
+            not 0 <= op < len(block.ops) for op in path
+        ):
+            raise BadInput(
+                f"path {list(path)} does not fit cell {cell_index} of block {k} of {self.name!r}"
+            )
         return cell_index, tuple(path)
 
     def to_arch(self, choices: list[Choice], name: str = "searched") -> ArchSpec:
         """The standalone network of one choice per block."""
         if len(choices) != len(self.blocks):
-            raise BadInput(f"space {self.name!r} has {len(self.blocks)} blocks, got {len(choices)} choices")
+            raise BadInput(
+                f"space {self.name!r} has {len(self.blocks)} blocks, got {len(choices)} choices"
+            )
         stages = list(self.fixed) + [tuple(self.layer_blocks(k, c)) for k, c in enumerate(choices)]
         meta = {"space": self.name, "choices": [[c, list(p)] for c, p in choices]}
-        return ArchSpec(stages=tuple(stages), stem=self.stem, head=self.head, act=self.act,
-                        resolution=self.resolution, num_classes=self.num_classes,
-                        in_chans=self.in_chans, name=name, meta=meta)
+        return ArchSpec(
+            stages=tuple(stages),
+            stem=self.stem,
+            head=self.head,
+            act=self.act,
+            resolution=self.resolution,
+            num_classes=self.num_classes,
+            in_chans=self.in_chans,
+            name=name,
+            meta=meta,
+        )
 
     def sample(self, rng: Any) -> list[Choice]:
         """One uniformly random architecture (cells weighted by their number of paths)."""
@@ -138,17 +176,28 @@ class SearchSpace:
         for block in self.blocks:
             weights = [len(block.ops) ** cell.layers for cell in block.cells]
             cell_index = int(rng.choice(len(block.cells), p=[w / sum(weights) for w in weights]))
-            path = tuple(int(v) for v in rng.integers(0, len(block.ops), block.cells[cell_index].layers))
+            path = tuple(
+                int(v) for v in rng.integers(0, len(block.ops), block.cells[cell_index].layers)
+            )
             choices.append((cell_index, path))
         return choices
 
     def describe(self) -> dict[str, Any]:
         """The `space show --json` object (contracts.md)."""
         return {
-            "name": self.name, "size": self.size, "resolution": self.resolution,
-            "blocks": [{"cells": [{"layers": c.layers, "channels": c.channels} for c in b.cells],
-                        "ops": [op.name for op in b.ops], "stride": b.stride, "width": b.width,
-                        "paths": b.size} for b in self.blocks],
+            "name": self.name,
+            "size": self.size,
+            "resolution": self.resolution,
+            "blocks": [
+                {
+                    "cells": [{"layers": c.layers, "channels": c.channels} for c in b.cells],
+                    "ops": [op.name for op in b.ops],
+                    "stride": b.stride,
+                    "width": b.width,
+                    "paths": b.size,
+                }
+                for b in self.blocks
+            ],
         }
 
 
@@ -163,7 +212,11 @@ def load_space(name_or_path: str) -> SearchSpace:
         path = SPACES_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
             close = difflib.get_close_matches(str(name_or_path), list_spaces(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(list_spaces())})"
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f" (known: {', '.join(list_spaces())})"
+            )
             raise BadInput(f"unknown search space {name_or_path!r}{hint}")
     try:
         data = yaml.safe_load(path.read_text())
@@ -175,8 +228,20 @@ def load_space(name_or_path: str) -> SearchSpace:
 def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
     if not isinstance(data, dict):
         raise BadInput(f"search space {source} must be a mapping")
-    allowed = {"name", "description", "resolution", "num_classes", "in_chans", "stem", "head",
-               "act", "se", "fixed", "ops", "blocks"}
+    allowed = {
+        "name",
+        "description",
+        "resolution",
+        "num_classes",
+        "in_chans",
+        "stem",
+        "head",
+        "act",
+        "se",
+        "fixed",
+        "ops",
+        "blocks",
+    }
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise BadInput(f"unknown field {unknown[0]!r} in search space {source}")
@@ -184,10 +249,14 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
         default_ops = _ops(data["ops"])
         blocks = tuple(_block(b, default_ops) for b in data["blocks"])
         return SearchSpace(
-            name=str(data["name"]), description=str(data.get("description", "")),
-            resolution=int(data.get("resolution", 224)), num_classes=int(data.get("num_classes", 1000)),
-            in_chans=int(data.get("in_chans", 3)), stem=int(data.get("stem", 32)),
-            head=int(data.get("head", 1280)), act=str(data.get("act", "swish")),
+            name=str(data["name"]),
+            description=str(data.get("description", "")),
+            resolution=int(data.get("resolution", 224)),
+            num_classes=int(data.get("num_classes", 1000)),
+            in_chans=int(data.get("in_chans", 3)),
+            stem=int(data.get("stem", 32)),
+            head=int(data.get("head", 1280)),
+            act=str(data.get("act", "swish")),
             se=float(data.get("se", 0.25)),
             fixed=tuple(tuple(parse_block(s) for s in stage) for stage in data.get("fixed", [])),
             blocks=blocks,
@@ -205,7 +274,8 @@ def _ops(data: dict[str, Any]) -> tuple[Op, ...]:
 def _block(data: dict[str, Any], default_ops: tuple[Op, ...]) -> Block:
     width = int(data["width"])
     cells = tuple(
-        Cell(layers=int(c), channels=width) if not isinstance(c, dict)
+        Cell(layers=int(c), channels=width)
+        if not isinstance(c, dict)
         else Cell(layers=int(c["layers"]), channels=int(c.get("channels", width)))
         for c in data["cells"]
     )

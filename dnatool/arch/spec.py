@@ -94,8 +94,17 @@ def _parse_token(token: str, text: str) -> tuple[str, Any]:
     if not match or match.group(1) not in _INT_KEYS + _FLOAT_KEYS:
         raise BadInput(f"unknown token {token!r} in block string {text!r}")
     key, raw = match.groups()
-    names = {"r": "repeat", "k": "kernel", "a": "exp_kernel", "p": "pw_kernel", "s": "stride",
-             "c": "out", "gs": "group_size", "e": "exp", "se": "se"}
+    names = {
+        "r": "repeat",
+        "k": "kernel",
+        "a": "exp_kernel",
+        "p": "pw_kernel",
+        "s": "stride",
+        "c": "out",
+        "gs": "group_size",
+        "e": "exp",
+        "se": "se",
+    }
     try:
         value: Any = float(raw) if key in _FLOAT_KEYS else int(raw)
     except ValueError:
@@ -135,16 +144,22 @@ class ArchSpec:
         if not self.stages or any(not stage for stage in self.stages):
             raise BadInput("an architecture needs at least one stage and no empty stage")
         if self.act not in MODEL_ACTIVATIONS:
-            raise BadInput(f"unknown activation {self.act!r} (known: {', '.join(MODEL_ACTIVATIONS)})")
+            raise BadInput(
+                f"unknown activation {self.act!r} (known: {', '.join(MODEL_ACTIVATIONS)})"
+            )
         for stage in self.stages:
             for block in stage[1:]:
                 if block.stride != 1:
-                    raise BadInput(f"only the first block of a stage may have a stride (timm ignores "
-                                   f"{block.to_str()!r}'s s{block.stride})")
+                    raise BadInput(
+                        f"only the first block of a stage may have a stride (timm ignores "
+                        f"{block.to_str()!r}'s s{block.stride})"
+                    )
         for name in ("stem", "head", "resolution", "num_classes", "in_chans"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise BadInput(f"architecture field {name!r} must be a positive integer, got {value!r}")
+                raise BadInput(
+                    f"architecture field {name!r} must be a positive integer, got {value!r}"
+                )
 
     @property
     def arch_def(self) -> list[list[str]]:
@@ -173,10 +188,18 @@ class ArchSpec:
         return cls(stages=stages, **options)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"format": ARCH_FORMAT, "version": ARCH_VERSION, "name": self.name,
-                "resolution": self.resolution, "num_classes": self.num_classes,
-                "in_chans": self.in_chans, "stem": self.stem, "head": self.head, "act": self.act,
-                "arch_def": self.arch_def}
+        data = {
+            "format": ARCH_FORMAT,
+            "version": ARCH_VERSION,
+            "name": self.name,
+            "resolution": self.resolution,
+            "num_classes": self.num_classes,
+            "in_chans": self.in_chans,
+            "stem": self.stem,
+            "head": self.head,
+            "act": self.act,
+            "arch_def": self.arch_def,
+        }
         if self.meta:
             data["meta"] = self.meta
         return data
@@ -188,10 +211,14 @@ class ArchSpec:
     def from_dict(cls, data: Any) -> ArchSpec:
         """Strict: the format tag, a known version, and no unknown fields."""
         if not isinstance(data, dict) or data.get("format") != ARCH_FORMAT:
-            raise BadInput(f"not a dnatool arch file (expected \"format\": \"{ARCH_FORMAT}\")")
+            raise BadInput(f'not a dnatool arch file (expected "format": "{ARCH_FORMAT}")')
         if data.get("version") != ARCH_VERSION:
-            raise BadInput(f"unsupported arch file version {data.get('version')!r} (this dnatool reads {ARCH_VERSION})")
-        known = {"format", "version", "arch_def"} | {f.name for f in dataclasses.fields(cls)} - {"stages"}
+            raise BadInput(
+                f"unsupported arch file version {data.get('version')!r} (this dnatool reads {ARCH_VERSION})"
+            )
+        known = {"format", "version", "arch_def"} | {f.name for f in dataclasses.fields(cls)} - {
+            "stages"
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise BadInput(f"unknown field {unknown[0]!r} in arch file")

@@ -18,9 +18,23 @@ def summarize(arch: ArchSpec, resolution: int | None = None) -> dict[str, Any]:
     stages = []
     for index, (stage, module) in enumerate(zip(arch.arch_def, model.blocks)):
         size = -(-size // arch.stages[index][0].stride)
-        stages.append({"index": index, "blocks": stage, "out_channels": arch.stages[index][-1].out,
-                       "stride": arch.stage_strides[index], "out_size": size,
-                       "params": sum(p.numel() for p in module.parameters())})
-    return {"name": arch.name, "params": sum(p.numel() for p in model.parameters()), "macs": macs,
-            "resolution": res, "stem": arch.stem, "head": arch.head, "num_classes": arch.num_classes,
-            "stages": stages}
+        stages.append(
+            {
+                "index": index,
+                "blocks": stage,
+                "out_channels": arch.stages[index][-1].out,
+                "stride": arch.stage_strides[index],
+                "out_size": size,
+                "params": sum(p.numel() for p in module.parameters()),
+            }
+        )
+    return {
+        "name": arch.name,
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": macs,
+        "resolution": res,
+        "stem": arch.stem,
+        "head": arch.head,
+        "num_classes": arch.num_classes,
+        "stages": stages,
+    }

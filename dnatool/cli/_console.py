@@ -69,11 +69,17 @@ class Reporter:
     def __call__(self, event: str, **fields: Any) -> None:
         if event == "start":
             self.tasks[fields["task"]] = self.bar.add_task(
-                fields["task"], total=fields.get("total"), status="", completed=fields.get("done", 0)
+                fields["task"],
+                total=fields.get("total"),
+                status="",
+                completed=fields.get("done", 0),
             )
         elif event == "advance":
-            self.bar.update(self.tasks[fields["task"]], advance=fields.get("n", 1),
-                            status=fields.get("status", ""))
+            self.bar.update(
+                self.tasks[fields["task"]],
+                advance=fields.get("n", 1),
+                status=fields.get("status", ""),
+            )
         elif event == "log" and self.plain or event == "log" and fields.get("always"):
             info(fields["message"])
         elif event == "log":

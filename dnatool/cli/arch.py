@@ -14,7 +14,12 @@ def arch() -> None:
 
 @arch.command("show")
 @click.argument("arch_ref", metavar="ARCH")
-@click.option("--resolution", type=click.IntRange(min=8), default=None, help="Input size (default: the arch's).")
+@click.option(
+    "--resolution",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Input size (default: the arch's).",
+)
 @json_option
 def show(arch_ref: str, resolution: int | None, as_json: bool) -> None:
     """Params, MACs and stages of ARCH."""
@@ -33,8 +38,16 @@ def show(arch_ref: str, resolution: int | None, as_json: bool) -> None:
     for column in ("stage", "blocks", "out", "stride", "size", "params"):
         table.add_column(column, justify="left" if column == "blocks" else "right")
     for stage in summary["stages"]:
-        table.add_row(str(stage["index"]), "\n".join(stage["blocks"]), str(stage["out_channels"]),
-                      str(stage["stride"]), str(stage["out_size"]), format_count(stage["params"]))
+        table.add_row(
+            str(stage["index"]),
+            "\n".join(stage["blocks"]),
+            str(stage["out_channels"]),
+            str(stage["stride"]),
+            str(stage["out_size"]),
+            format_count(stage["params"]),
+        )
     out.print(table)
-    out.print(f"params {summary['params']:,} ({format_count(summary['params'])})   "
-              f"MACs {summary['macs']:,} ({format_count(summary['macs'])})")
+    out.print(
+        f"params {summary['params']:,} ({format_count(summary['params'])})   "
+        f"MACs {summary['macs']:,} ({format_count(summary['macs'])})"
+    )

@@ -13,11 +13,22 @@ def bench() -> None:
 
 
 @bench.command("search")
-@click.option("--space", "space_name", default="dna-mbconv", show_default=True, help="Search space.")
-@click.option("--fractions", default=",".join(f"{f:g}" for f in (0.55, 0.6, 0.65, 0.7, 0.8, 0.9)),
-              show_default=True, help="Latency budgets as fractions of the [cheapest, costliest] range.")
-@click.option("--dfs-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds each run of the paper's walk may take.")
+@click.option(
+    "--space", "space_name", default="dna-mbconv", show_default=True, help="Search space."
+)
+@click.option(
+    "--fractions",
+    default=",".join(f"{f:g}" for f in (0.55, 0.6, 0.65, 0.7, 0.8, 0.9)),
+    show_default=True,
+    help="Latency budgets as fractions of the [cheapest, costliest] range.",
+)
+@click.option(
+    "--dfs-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds each run of the paper's walk may take.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic data.")
 @json_option
 def search(space_name: str, fractions: str, dfs_timeout: float, seed: int, as_json: bool) -> None:
@@ -38,65 +49,137 @@ def search(space_name: str, fractions: str, dfs_timeout: float, seed: int, as_js
         emit_json(result)
         return
     for row in result["rows"]:
-        dfs = f"{row['dfs_seconds']:.3f} s" if row["dfs_finished"] else f"> {dfs_timeout:g} s (timeout)"
-        out.print(f"budget {row['budget_ms']:.3f} ms: exact {row['exact_seconds'] * 1e3:.1f} ms, dfs {dfs}, "
-                  f"same optimum {row['same_optimum']}")
+        dfs = (
+            f"{row['dfs_seconds']:.3f} s"
+            if row["dfs_finished"]
+            else f"> {dfs_timeout:g} s (timeout)"
+        )
+        out.print(
+            f"budget {row['budget_ms']:.3f} ms: exact {row['exact_seconds'] * 1e3:.1f} ms, dfs {dfs}, "
+            f"same optimum {row['same_optimum']}"
+        )
     bound = " (lower bound: some walks timed out)" if result["speedup_is_lower_bound"] else ""
-    out.print(f"{result['space']}: {result['space_size']:,} architectures; speedup "
-              f"{result['speedup']:.1f}x{bound}; same optimum {result['same_optimum']}")
+    out.print(
+        f"{result['space']}: {result['space_size']:,} architectures; speedup "
+        f"{result['speedup']:.1f}x{bound}; same optimum {result['same_optimum']}"
+    )
     info(result["data"])
 
 
 @bench.command("serve")
-@click.option("--model", "model_ref", default=None,
-              help="An .onnx file, model run or ARCH (default: a random arch of the tiny space).")
-@click.option("--clients", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Concurrent clients, each sending batch-1 requests back to back.")
-@click.option("--seconds", type=click.FloatRange(min=0.5), default=6.0, show_default=True,
-              help="Measured time per mode, split over alternating rounds.")
-@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
-              help="On/off phases alternate this many times (load drift hits both alike).")
+@click.option(
+    "--model",
+    "model_ref",
+    default=None,
+    help="An .onnx file, model run or ARCH (default: a random arch of the tiny space).",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Concurrent clients, each sending batch-1 requests back to back.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.5),
+    default=6.0,
+    show_default=True,
+    help="Measured time per mode, split over alternating rounds.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="On/off phases alternate this many times (load drift hits both alike).",
+)
 @click.option("--max-batch", type=click.IntRange(min=2), default=32, show_default=True)
 @click.option("--max-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="onnxruntime intra-op threads of both servers (0: its default).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="onnxruntime intra-op threads of both servers (0: its default).",
+)
 @json_option
-def serve(model_ref: str | None, clients: int, seconds: float, rounds: int, max_batch: int,
-          max_wait_ms: float, threads: int, as_json: bool) -> None:
+def serve(
+    model_ref: str | None,
+    clients: int,
+    seconds: float,
+    rounds: int,
+    max_batch: int,
+    max_wait_ms: float,
+    threads: int,
+    as_json: bool,
+) -> None:
     """Requests/s and latency of `dnatool serve` with dynamic batching on vs off."""
     from dnatool.cli._console import emit_json, info, out
     from dnatool.serve.bench import bench_serve
 
-    result = bench_serve(model_ref, clients, seconds, rounds, max_batch=max_batch,
-                         max_wait_ms=max_wait_ms, threads=threads,
-                         report=lambda event, **f: info(str(f["message"])) if event == "log" else None)
+    result = bench_serve(
+        model_ref,
+        clients,
+        seconds,
+        rounds,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        threads=threads,
+        report=lambda event, **f: info(str(f["message"])) if event == "log" else None,
+    )
     if as_json:
         emit_json(result)
         return
-    out.print(f"{clients} clients, {result['model']}: batching on {result['batched_rps']:.0f} req/s "
-              f"(p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, mean batch "
-              f"{result['mean_batch']:.1f}), off {result['unbatched_rps']:.0f} req/s: ratio "
-              f"{result['ratio']}x, errors {result['errors']}", highlight=False)
+    out.print(
+        f"{clients} clients, {result['model']}: batching on {result['batched_rps']:.0f} req/s "
+        f"(p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, mean batch "
+        f"{result['mean_batch']:.1f}), off {result['unbatched_rps']:.0f} req/s: ratio "
+        f"{result['ratio']}x, errors {result['errors']}",
+        highlight=False,
+    )
 
 
 @bench.command("rate")
 @click.option("--layers", type=click.IntRange(min=1, max=6), default=4, show_default=True)
-@click.option("--width", type=click.IntRange(min=4), default=16, show_default=True, help="Channels of the cell.")
-@click.option("--size", type=click.IntRange(min=2), default=8, show_default=True, help="Input height and width.")
+@click.option(
+    "--width",
+    type=click.IntRange(min=4),
+    default=16,
+    show_default=True,
+    help="Channels of the cell.",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=2),
+    default=8,
+    show_default=True,
+    help="Input height and width.",
+)
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--bn-recalibrate", is_flag=True, help="Also recalibrate BN per candidate (the released code's way).")
+@click.option(
+    "--bn-recalibrate",
+    is_flag=True,
+    help="Also recalibrate BN per candidate (the released code's way).",
+)
 @json_option
-def rate(layers: int, width: int, size: int, batch: int, bn_recalibrate: bool, as_json: bool) -> None:
+def rate(
+    layers: int, width: int, size: int, batch: int, bn_recalibrate: bool, as_json: bool
+) -> None:
     """Prefix-shared rating against naive per-path evaluation of one cell (DNA's 6 ops)."""
     from dnatool.cli._console import emit_json, out
     from dnatool.rate.bench import bench_rate
 
-    result = bench_rate(layers=layers, width=width, size=size, batch=batch, recalibrate=bn_recalibrate)
+    result = bench_rate(
+        layers=layers, width=width, size=size, batch=batch, recalibrate=bn_recalibrate
+    )
     if as_json:
         emit_json(result)
         return
-    out.print(f"{result['paths']} paths of a {layers}-layer, {result['ops']}-op cell: shared "
-              f"{result['shared_seconds']:.2f} s ({result['shared_layer_evals']} layer evals), naive "
-              f"{result['naive_seconds']:.2f} s ({result['naive_layer_evals']}); speedup "
-              f"{result['speedup']:.2f}x (count predicts {result['predicted_speedup']:.2f}x); "
-              f"identical scores: {result['identical']}")
+    out.print(
+        f"{result['paths']} paths of a {layers}-layer, {result['ops']}-op cell: shared "
+        f"{result['shared_seconds']:.2f} s ({result['shared_layer_evals']} layer evals), naive "
+        f"{result['naive_seconds']:.2f} s ({result['naive_layer_evals']}); speedup "
+        f"{result['speedup']:.2f}x (count predicts {result['predicted_speedup']:.2f}x); "
+        f"identical scores: {result['identical']}"
+    )

@@ -8,8 +8,13 @@ from dnatool.cli._options import json_option
 
 
 @click.command()
-@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
-              help="Where every stage writes its run.")
+@click.option(
+    "--out",
+    default="runs/demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where every stage writes its run.",
+)
 @json_option
 def demo(out: str, as_json: bool) -> None:
     """Run every stage on the `tiny` space and the built-in digits data."""

@@ -9,9 +9,24 @@ import click
 
 from dnatool.cli._options import json_option
 
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "scipy", "onnx", "onnxruntime", "onnxslim",
-            "tensorrt", "executorch", "mmengine", "mmcv", "mmcv-lite", "mmsegmentation", "mmdet",
-            "tritonclient")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "scipy",
+    "onnx",
+    "onnxruntime",
+    "onnxslim",
+    "tensorrt",
+    "executorch",
+    "mmengine",
+    "mmcv",
+    "mmcv-lite",
+    "mmsegmentation",
+    "mmdet",
+    "tritonclient",
+)
 
 
 def _version(package: str) -> str | None:

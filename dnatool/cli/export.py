@@ -11,25 +11,68 @@ from dnatool.cli._options import json_option
 
 @click.command()
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--onnx", "onnx_path", default=None, type=click.Path(dir_okay=False),
-              help="ONNX file to write (export.json goes beside it).")
-@click.option("--trt", "trt_path", type=click.Path(dir_okay=False), default=None,
-              help="TensorRT plan to build (needs TensorRT and a CUDA GPU).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
-              show_default=True, help="TensorRT precision (int8: calibrated on real images).")
-@click.option("--triton", "triton_dir", type=click.Path(file_okay=False), default=None,
-              help="Write a Triton model repository here.")
+@click.option(
+    "--onnx",
+    "onnx_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="ONNX file to write (export.json goes beside it).",
+)
+@click.option(
+    "--trt",
+    "trt_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TensorRT plan to build (needs TensorRT and a CUDA GPU).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="TensorRT precision (int8: calibrated on real images).",
+)
+@click.option(
+    "--triton",
+    "triton_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write a Triton model repository here.",
+)
 @click.option("--name", default=None, help="Triton model name (default: the ONNX file's stem).")
-@click.option("--tolerance", type=float, default=1e-4, show_default=True,
-              help="Largest max-abs-diff torch vs onnxruntime accepted.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Largest batch of the TensorRT profile and Triton's max_batch_size.")
-@click.option("--mmseg-config", type=click.Path(dir_okay=False), default=None,
-              help="Also write an mmseg DeepLabV3+ config (other kinds: dnatool backbone config).")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=1e-4,
+    show_default=True,
+    help="Largest max-abs-diff torch vs onnxruntime accepted.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Largest batch of the TensorRT profile and Triton's max_batch_size.",
+)
+@click.option(
+    "--mmseg-config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write an mmseg DeepLabV3+ config (other kinds: dnatool backbone config).",
+)
 @json_option
-def export(model_ref: str, onnx_path: str, trt_path: str | None, precision: str,
-           triton_dir: str | None, name: str | None, tolerance: float, max_batch: int,
-           mmseg_config: str | None, as_json: bool) -> None:
+def export(
+    model_ref: str,
+    onnx_path: str,
+    trt_path: str | None,
+    precision: str,
+    triton_dir: str | None,
+    name: str | None,
+    tolerance: float,
+    max_batch: int,
+    mmseg_config: str | None,
+    as_json: bool,
+) -> None:
     """Export MODEL (a model run, or an ARCH with random weights) to ONNX, checked against torch."""
     from dnatool.cli._console import Reporter, emit_json, progress
     from dnatool.export.run import export_model
@@ -47,9 +90,17 @@ def export(model_ref: str, onnx_path: str, trt_path: str | None, precision: str,
                 click.echo(f"wrote {written['config']} (channels {written['channels']})")
             return
     with progress() as bar:
-        result = export_model(model_ref, onnx_path, trt_path=trt_path, precision=precision,
-                              triton_dir=triton_dir, triton_name=name, tolerance=tolerance,
-                              max_batch=max_batch, report=Reporter(bar))
+        result = export_model(
+            model_ref,
+            onnx_path,
+            trt_path=trt_path,
+            precision=precision,
+            triton_dir=triton_dir,
+            triton_name=name,
+            tolerance=tolerance,
+            max_batch=max_batch,
+            report=Reporter(bar),
+        )
     if as_json:
         emit_json(result)
         return
@@ -60,22 +111,37 @@ def _print_summary(result: dict[str, Any]) -> None:
     from dnatool.cli._console import info, out
 
     if not result["trained"]:
-        info("[bold yellow]untrained:[/] random initialisation (BatchNorm statistics from a few "
-             "batches); parity and latency only, no accuracy")
-    out.print(f"{result['onnx']}  opset {result['opset']}  {result['onnx_bytes'] / 1e6:.1f} MB  "
-              f"trained={str(result['trained']).lower()}", highlight=False)
-    out.print(f"parity: max abs diff {result['max_abs_diff']:.3g} (tolerance {result['tolerance']:g};"
-              f" random {result['max_abs_diff_random']:.3g}, real {result['max_abs_diff_real']:.3g}"
-              f" on {result['real_inputs']}; |logits| up to {result['output_abs_max']:.3g})",
-              highlight=False)
-    out.print(f"latency (batch 1, median): onnxruntime {result['ort_latency_ms']:.3f} ms, "
-              f"torch eager {result['torch_latency_ms']:.3f} ms", highlight=False)
+        info(
+            "[bold yellow]untrained:[/] random initialisation (BatchNorm statistics from a few "
+            "batches); parity and latency only, no accuracy"
+        )
+    out.print(
+        f"{result['onnx']}  opset {result['opset']}  {result['onnx_bytes'] / 1e6:.1f} MB  "
+        f"trained={str(result['trained']).lower()}",
+        highlight=False,
+    )
+    out.print(
+        f"parity: max abs diff {result['max_abs_diff']:.3g} (tolerance {result['tolerance']:g};"
+        f" random {result['max_abs_diff_random']:.3g}, real {result['max_abs_diff_real']:.3g}"
+        f" on {result['real_inputs']}; |logits| up to {result['output_abs_max']:.3g})",
+        highlight=False,
+    )
+    out.print(
+        f"latency (batch 1, median): onnxruntime {result['ort_latency_ms']:.3f} ms, "
+        f"torch eager {result['torch_latency_ms']:.3f} ms",
+        highlight=False,
+    )
     if "tensorrt" in result:
         trt = result["tensorrt"]
-        out.print(f"tensorrt {trt['precision']}: {trt['plan']}  max abs diff "
-                  f"{trt['trt_max_abs_diff']:.3g}  latency {trt['trt_latency_ms']:.3f} ms",
-                  highlight=False)
+        out.print(
+            f"tensorrt {trt['precision']}: {trt['plan']}  max abs diff "
+            f"{trt['trt_max_abs_diff']:.3g}  latency {trt['trt_latency_ms']:.3f} ms",
+            highlight=False,
+        )
     if "triton" in result:
-        out.print(f"triton repository: {result['triton']['repository']} "
-                  f"({', '.join(result['triton']['models'])})", highlight=False)
+        out.print(
+            f"triton repository: {result['triton']['repository']} "
+            f"({', '.join(result['triton']['models'])})",
+            highlight=False,
+        )
     out.print(f"report: {result['report']}", highlight=False)

@@ -9,11 +9,26 @@ from dnatool.cli._options import json_option
 
 @click.command()
 @click.argument("arch_ref", metavar="ARCH")
-@click.option("--phi", type=float, default=None, help="Compound coefficient: depth 1.2^phi, width 1.1^phi, resolution 1.15^phi.")
-@click.option("--to", "target", default=None, metavar="b0..b7", help="EfficientNet-bK's published width / depth / resolution.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the scaled arch file here.")
+@click.option(
+    "--phi",
+    type=float,
+    default=None,
+    help="Compound coefficient: depth 1.2^phi, width 1.1^phi, resolution 1.15^phi.",
+)
+@click.option(
+    "--to",
+    "target",
+    default=None,
+    metavar="b0..b7",
+    help="EfficientNet-bK's published width / depth / resolution.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="Write the scaled arch file here."
+)
 @json_option
-def scale(arch_ref: str, phi: float | None, target: str | None, out: str | None, as_json: bool) -> None:
+def scale(
+    arch_ref: str, phi: float | None, target: str | None, out: str | None, as_json: bool
+) -> None:
     """Scale ARCH like EfficientNet (channels rounded as timm rounds them, depth rounded up)."""
     from dnatool.arch.resolve import resolve_arch
     from dnatool.arch.summary import summarize
@@ -31,12 +46,21 @@ def scale(arch_ref: str, phi: float | None, target: str | None, out: str | None,
         io.write_text(out, scaled.to_json())
     if as_json:
         summary = summarize(scaled)
-        emit_json({"arch": scaled.to_dict(), "params": summary["params"], "macs": summary["macs"],
-                   "resolution": scaled.resolution, "out": out})
+        emit_json(
+            {
+                "arch": scaled.to_dict(),
+                "params": summary["params"],
+                "macs": summary["macs"],
+                "resolution": scaled.resolution,
+                "out": out,
+            }
+        )
         return
     if out:
         summary = summarize(scaled)
-        info(f"{scaled.name}: {scaled.resolution} px, params {format_count(summary['params'])}, "
-             f"MACs {format_count(summary['macs'])} -> {out}")
+        info(
+            f"{scaled.name}: {scaled.resolution} px, params {format_count(summary['params'])}, "
+            f"MACs {format_count(summary['macs'])} -> {out}"
+        )
     else:
         click.echo(scaled.to_json(), nl=False)

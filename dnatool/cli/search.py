@@ -18,7 +18,9 @@ def parse_margin(text: str) -> float:
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise BadInput(f"bad --margin {text!r}: expected a fraction such as 0.05 or a percentage such as 5%") from None
+        raise BadInput(
+            f"bad --margin {text!r}: expected a fraction such as 0.05 or a percentage such as 5%"
+        ) from None
     return value
 
 
@@ -30,7 +32,9 @@ def parse_weights(text: str | None) -> list[float] | None:
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise BadInput(f"bad --weights {text!r}: expected comma-separated numbers, one per block") from None
+        raise BadInput(
+            f"bad --weights {text!r}: expected comma-separated numbers, one per block"
+        ) from None
 
 
 def parse_budgets(latency: str | None, params: str | None, macs: str | None) -> dict[str, float]:
@@ -51,19 +55,48 @@ def parse_budgets(latency: str | None, params: str | None, macs: str | None) -> 
 @click.option("--latency", help="Latency budget, e.g. 10ms, 800us (needs --lut).")
 @click.option("--params", help="Parameter budget, e.g. 5.3M.")
 @click.option("--macs", help="MACs budget, e.g. 400M.")
-@click.option("--lut", type=click.Path(exists=True, dir_okay=False), help="Latency table from `dnatool profile`.")
+@click.option(
+    "--lut",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Latency table from `dnatool profile`.",
+)
 @click.option("--space", "space_ref", help="Search space (default: the run's recipe.space).")
-@click.option("--weights", help="Per-block score weights lambda_k, comma-separated (default all 1).")
-@click.option("--margin", default="0", show_default=True, help="Search at budget * (1 - P); 0.05 or 5%.")
-@click.option("--top", type=int, default=5, show_default=True, help="How many best architectures to keep.")
-@click.option("--algorithm", type=click.Choice(["exact", "dfs"]), default="exact", show_default=True,
-              help="exact: Pareto fronts / branch-and-bound; dfs: the paper's walk (baseline).")
+@click.option(
+    "--weights", help="Per-block score weights lambda_k, comma-separated (default all 1)."
+)
+@click.option(
+    "--margin", default="0", show_default=True, help="Search at budget * (1 - P); 0.05 or 5%."
+)
+@click.option(
+    "--top", type=int, default=5, show_default=True, help="How many best architectures to keep."
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["exact", "dfs"]),
+    default="exact",
+    show_default=True,
+    help="exact: Pareto fronts / branch-and-bound; dfs: the paper's walk (baseline).",
+)
 @click.option("--verify", is_flag=True, help="Measure the winner on the table's backend.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Result file (default RUN/search.json).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Result file (default RUN/search.json)."
+)
 @json_option
-def search(run: str, latency: str | None, params: str | None, macs: str | None, lut: str | None,
-           space_ref: str | None, weights: str | None, margin: str, top: int, algorithm: str,
-           verify: bool, out: str | None, as_json: bool) -> None:
+def search(
+    run: str,
+    latency: str | None,
+    params: str | None,
+    macs: str | None,
+    lut: str | None,
+    space_ref: str | None,
+    weights: str | None,
+    margin: str,
+    top: int,
+    algorithm: str,
+    verify: bool,
+    out: str | None,
+    as_json: bool,
+) -> None:
     """Find the best architecture of RUN's rated space under the given budgets, exactly."""
     from dnatool.cli._console import Reporter, emit_json, progress
     from dnatool.search import result as R
@@ -71,9 +104,19 @@ def search(run: str, latency: str | None, params: str | None, macs: str | None, 
 
     budgets = parse_budgets(latency, params, macs)
     with progress() as bar:
-        result, path, png = search_run(run, budgets, lut=lut, out=out, space_ref=space_ref,
-                                       report=Reporter(bar), verify=verify, weights=parse_weights(weights),
-                                       top=top, margin=parse_margin(margin), algorithm=algorithm)
+        result, path, png = search_run(
+            run,
+            budgets,
+            lut=lut,
+            out=out,
+            space_ref=space_ref,
+            report=Reporter(bar),
+            verify=verify,
+            weights=parse_weights(weights),
+            top=top,
+            margin=parse_margin(margin),
+            algorithm=algorithm,
+        )
     if as_json:
         emit_json(R.summary(result, str(path)))
         return
@@ -86,13 +129,19 @@ def _print(result: Any, path: Path, png: Path) -> None:
 
     w = result.winner
     lat = f"{w['latency_ms']:.3f} ms  " if w["latency_ms"] is not None else ""
-    out.print(f"winner: score {w['score']:.5f}  {lat}params {format_count(w['params'])}  "
-              f"MACs {format_count(w['macs'])}")
+    out.print(
+        f"winner: score {w['score']:.5f}  {lat}params {format_count(w['params'])}  "
+        f"MACs {format_count(w['macs'])}"
+    )
     for k, (cell, ops) in enumerate(w["choices"]):
         out.print(f"  block {k}: cell {cell} ops {ops}")
     if "verify" in result.extra:
         v = result.extra["verify"]
-        out.print(f"verify: predicted {v['predicted_ms']:.3f} ms, measured {v['measured_ms']:.3f} ms "
-                  f"({100 * v['error']:+.1f}%)")
-    info(f"{result.evaluated_space_size:,} architectures, front of {len(result.front)} points, "
-         f"searched in {result.seconds:.3f} s; wrote {path} and {png}")
+        out.print(
+            f"verify: predicted {v['predicted_ms']:.3f} ms, measured {v['measured_ms']:.3f} ms "
+            f"({100 * v['error']:+.1f}%)"
+        )
+    info(
+        f"{result.evaluated_space_size:,} architectures, front of {len(result.front)} points, "
+        f"searched in {result.seconds:.3f} s; wrote {path} and {png}"
+    )

@@ -7,23 +7,68 @@ import click
 
 @click.command()
 @click.argument("model_ref", metavar="MODEL")
-@click.option("--name", default=None, help="Model name in the URLs (default: the model file's stem).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; anything but loopback exposes an unauthenticated server.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
-              help="TCP port (0: any free port, printed on stderr).")
-@click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Largest dynamic batch in samples; 1 turns batching off.")
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="Longest a request waits for others to join its batch.")
-@click.option("--max-queue", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Requests waiting beyond this are refused with 503.")
-@click.option("--max-request-mb", type=click.FloatRange(min=0.001), default=32.0, show_default=True,
-              help="Largest request body; bigger ones get 413.")
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="onnxruntime intra-op threads (0: its default).")
-def serve(model_ref: str, name: str | None, host: str, port: int, max_batch: int,
-          max_wait_ms: float, max_queue: int, max_request_mb: float, threads: int) -> None:
+@click.option(
+    "--name", default=None, help="Model name in the URLs (default: the model file's stem)."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback exposes an unauthenticated server.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="TCP port (0: any free port, printed on stderr).",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Largest dynamic batch in samples; 1 turns batching off.",
+)
+@click.option(
+    "--max-wait-ms",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Longest a request waits for others to join its batch.",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Requests waiting beyond this are refused with 503.",
+)
+@click.option(
+    "--max-request-mb",
+    type=click.FloatRange(min=0.001),
+    default=32.0,
+    show_default=True,
+    help="Largest request body; bigger ones get 413.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="onnxruntime intra-op threads (0: its default).",
+)
+def serve(
+    model_ref: str,
+    name: str | None,
+    host: str,
+    port: int,
+    max_batch: int,
+    max_wait_ms: float,
+    max_queue: int,
+    max_request_mb: float,
+    threads: int,
+) -> None:
     """Serve MODEL (.onnx, or a model run / ARCH exported on the fly) until SIGINT or SIGTERM."""
     from dnatool.cli._console import info
     from dnatool.serve import resolve_onnx
@@ -33,8 +78,15 @@ def serve(model_ref: str, name: str | None, host: str, port: int, max_batch: int
         info(f"[bold yellow]warning:[/] binding {host}: the server has no authentication")
     onnx_path, default_name = resolve_onnx(model_ref, report=_log)
     limits = Limits(max_body_bytes=int(max_request_mb * (1 << 20)))
-    app = ModelApp(onnx_path, name or default_name, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                   max_queue=max_queue, limits=limits, threads=threads)
+    app = ModelApp(
+        onnx_path,
+        name or default_name,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        limits=limits,
+        threads=threads,
+    )
     if app.metadata.get("dnatool.trained") == "false":
         info("[bold yellow]untrained:[/] this model has random weights")
     serve_forever(app, host, port)

@@ -21,10 +21,14 @@ def list_(as_json: bool) -> None:
 
     spaces = [load_space(name) for name in list_spaces()]
     if as_json:
-        emit_json({"spaces": [{"name": s.name, "size": s.size, "blocks": len(s.blocks)} for s in spaces]})
+        emit_json(
+            {"spaces": [{"name": s.name, "size": s.size, "blocks": len(s.blocks)} for s in spaces]}
+        )
         return
     for s in spaces:
-        out.print(f"{s.name:<18} {s.size:>28,} architectures  {len(s.blocks)} blocks  {s.resolution}px")
+        out.print(
+            f"{s.name:<18} {s.size:>28,} architectures  {len(s.blocks)} blocks  {s.resolution}px"
+        )
 
 
 @space.command("show")
@@ -45,8 +49,14 @@ def show(name: str, as_json: bool) -> None:
     for column in ("block", "width", "stride", "cells (layers)", "ops", "paths"):
         table.add_column(column)
     for k, b in enumerate(s.blocks):
-        table.add_row(str(k), str(b.width), str(b.stride), ", ".join(str(c.layers) for c in b.cells),
-                      " ".join(op.name for op in b.ops), f"{b.size:,}")
+        table.add_row(
+            str(k),
+            str(b.width),
+            str(b.stride),
+            ", ".join(str(c.layers) for c in b.cells),
+            " ".join(op.name for op in b.ops),
+            f"{b.size:,}",
+        )
     out.print(table)
     if s.description:
         out.print(s.description)

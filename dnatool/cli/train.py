@@ -9,12 +9,27 @@ from dnatool.cli._options import json_option
 
 @click.command()
 @click.argument("recipe")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key (repeatable), e.g. -o epochs=5 -o teacher=runs/teacher.")
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Run directory (default runs/<recipe>).")
-@click.option("--resume", is_flag=True, help="Continue a killed run from its last per-block checkpoints.")
+@click.option(
+    "-o",
+    "--override",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe key (repeatable), e.g. -o epochs=5 -o teacher=runs/teacher.",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Run directory (default runs/<recipe>).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue a killed run from its last per-block checkpoints."
+)
 @json_option
-def train(recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, as_json: bool) -> None:
+def train(
+    recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, as_json: bool
+) -> None:
     """Train a block-wise supernet from RECIPE (a YAML file or a shipped name such as dna-tiny)."""
     import os
     from pathlib import Path

@@ -36,28 +36,38 @@ class Splits:
 
     @property
     def preprocess(self) -> dict:
-        return {"mean": list(self.mean), "std": list(self.std), "resolution": self.resolution,
-                "crop_pct": 1.0 if self.source in BUILTIN else 0.875, "interpolation": "bilinear"}
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resolution": self.resolution,
+            "crop_pct": 1.0 if self.source in BUILTIN else 0.875,
+            "interpolation": "bilinear",
+        }
 
 
-def load_splits(source: str, resolution: int, rate_per_class: int = 10, seed: int = 0,
-                augment: bool = True) -> Splits:
+def load_splits(
+    source: str, resolution: int, rate_per_class: int = 10, seed: int = 0, augment: bool = True
+) -> Splits:
     """`digits` or an ImageFolder root with `train/` and `val/` class folders."""
     if source == "digits":
         return _digits(resolution, rate_per_class, seed, augment)
     root = Path(source)
     if not (root / "train").is_dir() or not (root / "val").is_dir():
-        raise BadInput(f"data {source!r} is neither a built-in set ({', '.join(BUILTIN)}) nor a folder "
-                       "with train/ and val/ ImageFolder class folders")
+        raise BadInput(
+            f"data {source!r} is neither a built-in set ({', '.join(BUILTIN)}) nor a folder "
+            "with train/ and val/ ImageFolder class folders"
+        )
     return _image_folder(root, resolution, rate_per_class, seed, augment)
 
 
-def _take_per_class(targets: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _take_per_class(
+    targets: np.ndarray, per_class: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of `per_class` images of every class (held out) and of the rest."""
     rng = np.random.default_rng(seed)
-    held = np.concatenate([
-        rng.permutation(np.flatnonzero(targets == c))[:per_class] for c in np.unique(targets)
-    ])
+    held = np.concatenate(
+        [rng.permutation(np.flatnonzero(targets == c))[:per_class] for c in np.unique(targets)]
+    )
     rest = np.setdiff1d(np.arange(len(targets)), held)
     return np.sort(held), rest
 
@@ -77,7 +87,7 @@ class _Augmented(Dataset):
         size = image.shape[-1]
         padded = torch.nn.functional.pad(image, (self.pad,) * 4, mode="replicate")
         dy, dx = torch.randint(0, 2 * self.pad + 1, (2,), generator=self.generator).tolist()
-        return padded[:, dy:dy + size, dx:dx + size], label
+        return padded[:, dy : dy + size, dx : dx + size], label
 
 
 def _digits(resolution: int, rate_per_class: int, seed: int, augment: bool) -> Splits:
@@ -85,8 +95,9 @@ def _digits(resolution: int, rate_per_class: int, seed: int, augment: bool) -> S
 
     bunch = load_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    images = torch.nn.functional.interpolate(images, size=(resolution, resolution), mode="bilinear",
-                                             align_corners=False).repeat(1, 3, 1, 1)
+    images = torch.nn.functional.interpolate(
+        images, size=(resolution, resolution), mode="bilinear", align_corners=False
+    ).repeat(1, 3, 1, 1)
     mean, std = float(images.mean()), float(images.std())
     images = (images - mean) / std
     labels = torch.tensor(bunch.target, dtype=torch.long)
@@ -95,14 +106,26 @@ def _digits(resolution: int, rate_per_class: int, seed: int, augment: bool) -> S
     full = TensorDataset(images, labels)
     train = Subset(full, train_all[train_rel].tolist())
     if augment:
-        train = _Augmented(TensorDataset(images[train_all[train_rel]], labels[train_all[train_rel]]),
-                           pad=max(1, resolution // 16), seed=seed)
-    return Splits(train=train, rate=Subset(full, train_all[rate_rel].tolist()),
-                  val=Subset(full, val_idx.tolist()), num_classes=10, resolution=resolution,
-                  mean=(mean,) * 3, std=(std,) * 3, source="digits")
+        train = _Augmented(
+            TensorDataset(images[train_all[train_rel]], labels[train_all[train_rel]]),
+            pad=max(1, resolution // 16),
+            seed=seed,
+        )
+    return Splits(
+        train=train,
+        rate=Subset(full, train_all[rate_rel].tolist()),
+        val=Subset(full, val_idx.tolist()),
+        num_classes=10,
+        resolution=resolution,
+        mean=(mean,) * 3,
+        std=(std,) * 3,
+        source="digits",
+    )
 
 
-def _image_folder(root: Path, resolution: int, rate_per_class: int, seed: int, augment: bool) -> Splits:
+def _image_folder(
+    root: Path, resolution: int, rate_per_class: int, seed: int, augment: bool
+) -> Splits:
     from timm.data import create_transform
     from torchvision.datasets import ImageFolder
 
@@ -115,6 +138,13 @@ def _image_folder(root: Path, resolution: int, rate_per_class: int, seed: int, a
     if val.classes != train_aug.classes:
         raise BadInput(f"{root}/val classes differ from {root}/train classes")
     held, rest = _take_per_class(np.array(train_aug.targets), rate_per_class, seed)
-    return Splits(train=Subset(train_aug, rest.tolist()), rate=Subset(train_eval, held.tolist()),
-                  val=val, num_classes=len(train_aug.classes), resolution=resolution,
-                  mean=IMAGENET_MEAN, std=IMAGENET_STD, source=str(root))
+    return Splits(
+        train=Subset(train_aug, rest.tolist()),
+        rate=Subset(train_eval, held.tolist()),
+        val=val,
+        num_classes=len(train_aug.classes),
+        resolution=resolution,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        source=str(root),
+    )

@@ -24,7 +24,9 @@ def random_inputs(in_chans: int, resolution: int, batch: int = 4, seed: int = 0)
     return rng.standard_normal((batch, in_chans, resolution, resolution), dtype=np.float32)
 
 
-def real_inputs(preprocess: dict[str, Any], in_chans: int, count: int = 8) -> tuple[np.ndarray, str]:
+def real_inputs(
+    preprocess: dict[str, Any], in_chans: int, count: int = 8
+) -> tuple[np.ndarray, str]:
     """`count` real images as the model expects them, and a line saying where they came from."""
     resolution = int(preprocess["resolution"])
     if in_chans == 3 and resolution <= DIGITS_MAX_RESOLUTION:
@@ -34,16 +36,20 @@ def real_inputs(preprocess: dict[str, Any], in_chans: int, count: int = 8) -> tu
         images = np.stack([val[i][0].numpy() for i in range(min(count, len(val)))])
         return images.astype(np.float32), f"digits val split via load_splits at {resolution}px"
     return _resized_digits(preprocess, in_chans, resolution, count), (
-        f"sklearn digits resized to {resolution}px, normalised with the model's mean/std")
+        f"sklearn digits resized to {resolution}px, normalised with the model's mean/std"
+    )
 
 
-def _resized_digits(preprocess: dict[str, Any], in_chans: int, resolution: int, count: int) -> np.ndarray:
+def _resized_digits(
+    preprocess: dict[str, Any], in_chans: int, resolution: int, count: int
+) -> np.ndarray:
     import torch
     from sklearn.datasets import load_digits
 
     images = torch.tensor(load_digits().images[:count], dtype=torch.float32).unsqueeze(1) / 16.0
-    images = torch.nn.functional.interpolate(images, size=(resolution, resolution), mode="bilinear",
-                                             align_corners=False).repeat(1, in_chans, 1, 1)
+    images = torch.nn.functional.interpolate(
+        images, size=(resolution, resolution), mode="bilinear", align_corners=False
+    ).repeat(1, in_chans, 1, 1)
     mean = _per_channel(preprocess.get("mean", 0.5), in_chans)
     std = _per_channel(preprocess.get("std", 0.25), in_chans)
     return ((images.numpy() - mean) / std).astype(np.float32)
@@ -56,7 +62,9 @@ def _per_channel(value: Any, channels: int) -> np.ndarray:
     return values.reshape(1, channels, 1, 1)
 
 
-def median_ms(fn: Callable[[], Any], warmup: int = 3, runs: int = 30, budget_s: float = 3.0) -> float:
+def median_ms(
+    fn: Callable[[], Any], warmup: int = 3, runs: int = 30, budget_s: float = 3.0
+) -> float:
     """Median wall time of `fn` in ms after warm-up; stops early (min 5 runs) past the budget."""
     for _ in range(warmup):
         fn()

@@ -44,7 +44,9 @@ def calibrate_untrained(loaded: LoadedModel, batches: int = 4) -> bool:
 
     if loaded.trained:
         return False
-    norms = [m for m in loaded.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [
+        m for m in loaded.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
@@ -73,10 +75,17 @@ def to_onnx_bytes(loaded: LoadedModel, opset: int = OPSET) -> bytes:
     buffer = _io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deliberate
-        torch.onnx.export(model, (dummy,), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
     proto = onnxslim.slim(onnx.load_from_string(buffer.getvalue()))
     _annotate(proto, loaded)
     onnx.checker.check_model(proto, full_check=True)
@@ -105,7 +114,9 @@ def _annotate(proto: Any, loaded: LoadedModel) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name, proto.producer_version = "dnatool", __version__
-    proto.doc_string = f"{loaded.arch.name}: {'trained' if loaded.trained else 'RANDOM INIT (untrained)'}"
+    proto.doc_string = (
+        f"{loaded.arch.name}: {'trained' if loaded.trained else 'RANDOM INIT (untrained)'}"
+    )
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -152,9 +163,14 @@ def parity(loaded: LoadedModel, session: Any) -> dict[str, Any]:
         if got.shape != expected.shape:
             raise RunFailure(f"onnxruntime output shape {got.shape} != torch {expected.shape}")
         diffs[kind] = float(np.max(np.abs(got - expected)))
-    return {"max_abs_diff": max(diffs.values()), "max_abs_diff_random": diffs["random"],
-            "max_abs_diff_real": diffs["real"], "output_abs_max": scale, "real_inputs": real_source,
-            "parity_batches": {"random": len(random_batch), "real": len(real_batch)}}
+    return {
+        "max_abs_diff": max(diffs.values()),
+        "max_abs_diff_random": diffs["random"],
+        "max_abs_diff_real": diffs["real"],
+        "output_abs_max": scale,
+        "real_inputs": real_source,
+        "parity_batches": {"random": len(random_batch), "real": len(real_batch)},
+    }
 
 
 def latency(loaded: LoadedModel, session: Any) -> dict[str, Any]:
@@ -167,13 +183,18 @@ def latency(loaded: LoadedModel, session: Any) -> dict[str, Any]:
     with torch.no_grad():
         torch_ms = median_ms(lambda: model(tensor))
     ort_ms = median_ms(lambda: session.run([OUTPUT_NAME], {INPUT_NAME: sample}))
-    return {"ort_latency_ms": round(ort_ms, 4), "torch_latency_ms": round(torch_ms, 4),
-            "latency_batch": 1, "torch_threads": torch.get_num_threads(),
-            "latency_protocol": "median of up to 30 timed runs after 3 warm-up runs, batch 1"}
+    return {
+        "ort_latency_ms": round(ort_ms, 4),
+        "torch_latency_ms": round(torch_ms, 4),
+        "latency_batch": 1,
+        "torch_threads": torch.get_num_threads(),
+        "latency_protocol": "median of up to 30 timed runs after 3 warm-up runs, batch 1",
+    }
 
 
-def export_onnx(loaded: LoadedModel, path: str | Path, tolerance: float = DEFAULT_TOLERANCE,
-                report: Any = None) -> dict[str, Any]:
+def export_onnx(
+    loaded: LoadedModel, path: str | Path, tolerance: float = DEFAULT_TOLERANCE, report: Any = None
+) -> dict[str, Any]:
     """Export, check parity (refusing above `tolerance`), time, and write `export.json`.
 
     On a parity failure the report is still written (`"passed": false`) but the ONNX file is not,
@@ -191,15 +212,26 @@ def export_onnx(loaded: LoadedModel, path: str | Path, tolerance: float = DEFAUL
     result: dict[str, Any] = {"onnx": str(path), **parity(loaded, session), "tolerance": tolerance}
     result["passed"] = result["max_abs_diff"] <= tolerance
     result["max_rel_diff"] = result["max_abs_diff"] / max(result["output_abs_max"], 1e-12)
-    result.update(trained=loaded.trained, bn_calibrated=calibrated, source=loaded.source, arch=loaded.arch.name,
-                  resolution=loaded.arch.resolution, opset=OPSET, input=INPUT_NAME,
-                  output=OUTPUT_NAME, onnxruntime=ort.__version__,
-                  providers=session.get_providers(), onnx_bytes=len(data))
+    result.update(
+        trained=loaded.trained,
+        bn_calibrated=calibrated,
+        source=loaded.source,
+        arch=loaded.arch.name,
+        resolution=loaded.arch.resolution,
+        opset=OPSET,
+        input=INPUT_NAME,
+        output=OUTPUT_NAME,
+        onnxruntime=ort.__version__,
+        providers=session.get_providers(),
+        onnx_bytes=len(data),
+    )
     report_path = path.parent / REPORT_FILE
     if not result["passed"]:
         io.write_json(report_path, result)
-        raise RunFailure(f"ONNX parity failed: max abs diff {result['max_abs_diff']:.3g} > tolerance "
-                         f"{tolerance:g} (report: {report_path}; {path} was not written)")
+        raise RunFailure(
+            f"ONNX parity failed: max abs diff {result['max_abs_diff']:.3g} > tolerance "
+            f"{tolerance:g} (report: {report_path}; {path} was not written)"
+        )
     say("log", message="export: latency onnxruntime vs torch eager")
     result.update(latency(loaded, session))
     io.write_bytes(path, data)

@@ -13,10 +13,18 @@ from dnatool.errors import BadInput
 from dnatool.utils import io
 
 
-def export_model(model_ref: Any, onnx_path: str | Path, *, trt_path: str | Path | None = None,
-                 precision: str = "fp32", triton_dir: str | Path | None = None,
-                 triton_name: str | None = None, tolerance: float = 1e-4, max_batch: int = 32,
-                 report: Callable[..., None] | None = None) -> dict[str, Any]:
+def export_model(
+    model_ref: Any,
+    onnx_path: str | Path,
+    *,
+    trt_path: str | Path | None = None,
+    precision: str = "fp32",
+    triton_dir: str | Path | None = None,
+    triton_name: str | None = None,
+    tolerance: float = 1e-4,
+    max_batch: int = 32,
+    report: Callable[..., None] | None = None,
+) -> dict[str, Any]:
     """Export MODEL (a model run or an ARCH, random init then) and return the export.json dict."""
     from dnatool.export.onnx import REPORT_FILE, export_onnx
     from dnatool.nn.model_run import load_model
@@ -42,5 +50,7 @@ def export_model(model_ref: Any, onnx_path: str | Path, *, trt_path: str | Path 
         from dnatool.export.triton import write_repository
 
         result["triton"] = write_repository(triton_dir, onnx_path, triton_name, trt_path, max_batch)
-    io.write_json(onnx_path.parent / REPORT_FILE, {k: v for k, v in result.items() if k != "report"})
+    io.write_json(
+        onnx_path.parent / REPORT_FILE, {k: v for k, v in result.items() if k != "report"}
+    )
     return result

@@ -35,8 +35,10 @@ def require_tensorrt() -> Any:
     try:
         import tensorrt as trt
     except ImportError:
-        raise RunFailure("TensorRT is not installed (pip install tensorrt from NVIDIA's index, on a "
-                         "machine with an NVIDIA GPU); no plan was built") from None
+        raise RunFailure(
+            "TensorRT is not installed (pip install tensorrt from NVIDIA's index, on a "
+            "machine with an NVIDIA GPU); no plan was built"
+        ) from None
     import torch
 
     if not torch.cuda.is_available():
@@ -73,9 +75,16 @@ def _fp16_onnx(loaded: LoadedModel) -> bytes:
     buffer = _io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deliberate
-        torch.onnx.export(Half(loaded.model), (dummy,), buffer, dynamo=False, opset_version=OPSET,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        torch.onnx.export(
+            Half(loaded.model),
+            (dummy,),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
     return buffer.getvalue()
 
 
@@ -102,10 +111,16 @@ def _int8_qdq_onnx(loaded: LoadedModel, onnx_path: str | Path, count: int = 64) 
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "int8.onnx"
-        quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8,
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        quantize_static(
+            str(onnx_path),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
         return out.read_bytes()
 
 
@@ -116,8 +131,9 @@ def _load_cache(config: Any, cache_path: Path) -> Any:
     return cache
 
 
-def build_plan(trt: Any, onnx_bytes: bytes, shape: tuple[int, int, int], max_batch: int,
-               cache_path: Path) -> bytes:
+def build_plan(
+    trt: Any, onnx_bytes: bytes, shape: tuple[int, int, int], max_batch: int, cache_path: Path
+) -> bytes:
     """Parse ONNX into a strongly typed network and build a serialized engine (dynamic batch)."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -128,7 +144,9 @@ def build_plan(trt: Any, onnx_bytes: bytes, shape: tuple[int, int, int], max_bat
         raise RunFailure(f"TensorRT could not parse the ONNX model: {errors}")
     config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, (1, *shape), (max(1, max_batch // 2), *shape), (max_batch, *shape))
+    profile.set_shape(
+        INPUT_NAME, (1, *shape), (max(1, max_batch // 2), *shape), (max_batch, *shape)
+    )
     config.add_optimization_profile(profile)
     _load_cache(config, cache_path)
     plan = builder.build_serialized_network(network, config)
@@ -138,7 +156,9 @@ def build_plan(trt: Any, onnx_bytes: bytes, shape: tuple[int, int, int], max_bat
     return bytes(plan)
 
 
-def run_plan(trt: Any, plan: bytes, batch: np.ndarray, timed_runs: int = 0) -> tuple[np.ndarray, float | None]:
+def run_plan(
+    trt: Any, plan: bytes, batch: np.ndarray, timed_runs: int = 0
+) -> tuple[np.ndarray, float | None]:
     """Run an engine on `batch` (torch CUDA buffers); optionally the median of timed runs (ms)."""
     import torch
 
@@ -146,7 +166,9 @@ def run_plan(trt: Any, plan: bytes, batch: np.ndarray, timed_runs: int = 0) -> t
     context = engine.create_execution_context()
     context.set_input_shape(INPUT_NAME, batch.shape)
     x = torch.from_numpy(batch).cuda()
-    y = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda", dtype=torch.float32)
+    y = torch.empty(
+        tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda", dtype=torch.float32
+    )
     context.set_tensor_address(INPUT_NAME, x.data_ptr())
     context.set_tensor_address(OUTPUT_NAME, y.data_ptr())
     stream = torch.cuda.Stream()
@@ -165,21 +187,33 @@ def run_plan(trt: Any, plan: bytes, batch: np.ndarray, timed_runs: int = 0) -> t
     return y.cpu().numpy(), float(np.median(times))
 
 
-def export_tensorrt(loaded: LoadedModel, onnx_path: str | Path, plan_path: str | Path,
-                    precision: str = "fp32", max_batch: int = 32,
-                    timing_cache: str | Path = DEFAULT_TIMING_CACHE) -> dict[str, Any]:
+def export_tensorrt(
+    loaded: LoadedModel,
+    onnx_path: str | Path,
+    plan_path: str | Path,
+    precision: str = "fp32",
+    max_batch: int = 32,
+    timing_cache: str | Path = DEFAULT_TIMING_CACHE,
+) -> dict[str, Any]:
     """Build, write and check a plan: parity vs onnxruntime fp32 on real images, GPU latency."""
     trt = require_tensorrt()
     shape = (loaded.arch.in_chans, loaded.arch.resolution, loaded.arch.resolution)
-    plan = build_plan(trt, precision_onnx(loaded, onnx_path, precision), shape, max_batch,
-                      Path(timing_cache))
+    plan = build_plan(
+        trt, precision_onnx(loaded, onnx_path, precision), shape, max_batch, Path(timing_cache)
+    )
     io.write_bytes(plan_path, plan)
     images, source = real_inputs(loaded.preprocess, loaded.arch.in_chans)
     expected = ort_session(str(onnx_path)).run([OUTPUT_NAME], {INPUT_NAME: images})[0]
     got, _ = run_plan(trt, plan, images)
     _, latency = run_plan(trt, plan, images[:1], timed_runs=50)
     agree = float(np.mean(got.argmax(1) == expected.argmax(1)))
-    return {"plan": str(plan_path), "precision": precision, "tensorrt": trt.__version__,
-            "trt_max_abs_diff": float(np.max(np.abs(got - expected))), "trt_top1_agreement": agree,
-            "trt_latency_ms": round(latency, 4), "trt_parity_inputs": source,
-            "timing_cache": str(timing_cache)}
+    return {
+        "plan": str(plan_path),
+        "precision": precision,
+        "tensorrt": trt.__version__,
+        "trt_max_abs_diff": float(np.max(np.abs(got - expected))),
+        "trt_top1_agreement": agree,
+        "trt_latency_ms": round(latency, 4),
+        "trt_parity_inputs": source,
+        "timing_cache": str(timing_cache),
+    }

@@ -18,8 +18,12 @@ from dnatool.arch.spec import ArchSpec
 from dnatool.utils import io
 
 MODEL_FILE = "model.pt"
-DEFAULT_PREPROCESS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                      "crop_pct": 0.875, "interpolation": "bicubic"}
+DEFAULT_PREPROCESS = {
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "crop_pct": 0.875,
+    "interpolation": "bicubic",
+}
 
 
 @dataclass
@@ -32,14 +36,22 @@ class LoadedModel:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def save_model_run(run_dir: str | Path, model: nn.Module, arch: ArchSpec, preprocess: dict[str, Any],
-                   metrics: dict[str, Any]) -> Path:
+def save_model_run(
+    run_dir: str | Path,
+    model: nn.Module,
+    arch: ArchSpec,
+    preprocess: dict[str, Any],
+    metrics: dict[str, Any],
+) -> Path:
     """Write weights and arch atomically; the manifest is the caller's (utils.runs)."""
     run_dir = Path(run_dir)
     io.write_text(run_dir / RUN_ARCH_FILE, arch.to_json())
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    io.save_checkpoint(run_dir / MODEL_FILE, "model", {
-        "state_dict": state, "arch": arch.to_dict(), "preprocess": preprocess, "metrics": metrics})
+    io.save_checkpoint(
+        run_dir / MODEL_FILE,
+        "model",
+        {"state_dict": state, "arch": arch.to_dict(), "preprocess": preprocess, "metrics": metrics},
+    )
     return run_dir / MODEL_FILE
 
 
@@ -59,7 +71,11 @@ def load_model(ref: Any, **build_options: Any) -> LoadedModel:
         arch = ArchSpec.from_dict(data["arch"])
         model = build_model(arch, **build_options)
         missing, unexpected = model.load_state_dict(data["state_dict"], strict=not build_options)
-        preprocess = {**DEFAULT_PREPROCESS, "resolution": arch.resolution, **data.get("preprocess", {})}
+        preprocess = {
+            **DEFAULT_PREPROCESS,
+            "resolution": arch.resolution,
+            **data.get("preprocess", {}),
+        }
         return LoadedModel(model, arch, preprocess, True, str(path), data.get("metrics", {}))
     arch = resolve_arch(ref)
     preprocess = {**DEFAULT_PREPROCESS, "resolution": arch.resolution}

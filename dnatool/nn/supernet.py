@@ -22,18 +22,34 @@ from dnatool.nn.timm_adapter import build_model, build_op
 class Cell(nn.Module):
     """A chain of layers; layer i holds one module per candidate op."""
 
-    def __init__(self, in_chs: int, width: int, out_chs: int, layers: int, space: SearchSpace, k: int) -> None:
+    def __init__(
+        self, in_chs: int, width: int, out_chs: int, layers: int, space: SearchSpace, k: int
+    ) -> None:
         super().__init__()
         block = space.blocks[k]
         self.layers = nn.ModuleList()
         for i in range(layers):
             layer_in = in_chs if i == 0 else width
             layer_out = out_chs if i == layers - 1 else width
-            self.layers.append(nn.ModuleList([
-                build_op(layer_in, BlockSpec(type="ir", out=layer_out, kernel=op.kernel, exp=op.exp,
-                                             stride=block.stride if i == 0 else 1, se=space.se), space.act)
-                for op in block.ops
-            ]))
+            self.layers.append(
+                nn.ModuleList(
+                    [
+                        build_op(
+                            layer_in,
+                            BlockSpec(
+                                type="ir",
+                                out=layer_out,
+                                kernel=op.kernel,
+                                exp=op.exp,
+                                stride=block.stride if i == 0 else 1,
+                                se=space.se,
+                            ),
+                            space.act,
+                        )
+                        for op in block.ops
+                    ]
+                )
+            )
 
     @property
     def depth(self) -> int:
@@ -64,9 +80,9 @@ class Block(nn.Module):
         self.index = k
         self.stem = _student_stem(space) if k == 0 else None
         width = space.blocks[k].width
-        self.cells = nn.ModuleList([
-            Cell(in_chs, width, out_chs, cell.layers, space, k) for cell in space.blocks[k].cells
-        ])
+        self.cells = nn.ModuleList(
+            [Cell(in_chs, width, out_chs, cell.layers, space, k) for cell in space.blocks[k].cells]
+        )
 
     def forward(self, x: torch.Tensor, choice: Choice) -> torch.Tensor:
         cell, path = choice
@@ -85,14 +101,23 @@ class Supernet(nn.Module):
         if len(teacher_widths) != len(space.blocks):
             raise ValueError(f"{len(teacher_widths)} teacher widths for {len(space.blocks)} blocks")
         in_widths = [space.block_in_width(0), *teacher_widths[:-1]]
-        self.blocks = nn.ModuleList([
-            Block(space, k, in_widths[k], teacher_widths[k]) for k in range(len(space.blocks))
-        ])
+        self.blocks = nn.ModuleList(
+            [Block(space, k, in_widths[k], teacher_widths[k]) for k in range(len(space.blocks))]
+        )
 
 
 def _student_stem(space: SearchSpace) -> nn.Sequential:
     """Stem conv + fixed stages, built by timm exactly as in the final network."""
     fixed = space.fixed or ((BlockSpec(type="cn", out=space.stem, kernel=1),),)
-    model = build_model(ArchSpec(stages=fixed, stem=space.stem, head=space.head, act=space.act,
-                                 resolution=space.resolution, num_classes=1, in_chans=space.in_chans))
+    model = build_model(
+        ArchSpec(
+            stages=fixed,
+            stem=space.stem,
+            head=space.head,
+            act=space.act,
+            resolution=space.resolution,
+            num_classes=1,
+            in_chans=space.in_chans,
+        )
+    )
     return nn.Sequential(model.conv_stem, model.bn1, *(model.blocks if space.fixed else []))

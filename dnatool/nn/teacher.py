@@ -27,8 +27,10 @@ class TeacherCut:
     shapes: tuple[tuple[int, int, int], ...]
 
     def describe(self) -> list[dict]:
-        return [{"block": k, "teacher_stage": s, "shape": list(shape)}
-                for k, (s, shape) in enumerate(zip(self.stages, self.shapes))]
+        return [
+            {"block": k, "teacher_stage": s, "shape": list(shape)}
+            for k, (s, shape) in enumerate(zip(self.stages, self.shapes))
+        ]
 
 
 class Teacher(nn.Module):
@@ -49,7 +51,9 @@ class Teacher(nn.Module):
         return [outputs[s] for s in self.cut.stages]
 
 
-def stage_outputs(model: nn.Module, images: torch.Tensor, last: int | None = None) -> list[torch.Tensor]:
+def stage_outputs(
+    model: nn.Module, images: torch.Tensor, last: int | None = None
+) -> list[torch.Tensor]:
     """Outputs of every stage (`model.blocks[i]`) of an EfficientNet-family model."""
     x = model.bn1(model.conv_stem(images))
     outputs = []
@@ -64,7 +68,9 @@ def stage_outputs(model: nn.Module, images: torch.Tensor, last: int | None = Non
 def find_cut(model: nn.Module, space: SearchSpace, resolution: int | None = None) -> TeacherCut:
     """Match the space's block output strides to the teacher's stages (deepest per stride)."""
     if not all(hasattr(model, name) for name in ("conv_stem", "bn1", "blocks")):
-        raise BadInput("teacher must be a timm EfficientNet-family model (conv_stem, bn1, blocks stages)")
+        raise BadInput(
+            "teacher must be a timm EfficientNet-family model (conv_stem, bn1, blocks stages)"
+        )
     res = resolution or space.resolution
     was_training = model.training
     model.eval()
@@ -78,20 +84,26 @@ def find_cut(model: nn.Module, space: SearchSpace, resolution: int | None = None
     return _assign(outs, by_size, wanted)
 
 
-def _assign(outs: list[torch.Tensor], by_size: dict[int, list[int]], wanted: list[int]) -> TeacherCut:
+def _assign(
+    outs: list[torch.Tensor], by_size: dict[int, list[int]], wanted: list[int]
+) -> TeacherCut:
     stages: list[int] = []
     for size in sorted(set(wanted), reverse=True):
         need = wanted.count(size)
         have = by_size.get(size, [])
         if len(have) < need:
-            raise BadInput(f"teacher has {len(have)} stage(s) with {size}x{size} outputs, the space needs {need}")
+            raise BadInput(
+                f"teacher has {len(have)} stage(s) with {size}x{size} outputs, the space needs {need}"
+            )
         stages += have[-need:]
     stages = sorted(stages)
     shapes = tuple(tuple(int(d) for d in outs[s].shape[1:]) for s in stages)
     return TeacherCut(stages=tuple(stages), shapes=shapes)
 
 
-def load_teacher_model(name: str, weights: str | None = None, pretrained: bool = True) -> tuple[nn.Module, str]:
+def load_teacher_model(
+    name: str, weights: str | None = None, pretrained: bool = True
+) -> tuple[nn.Module, str]:
     """A dnatool model run, or a timm model with weights from a local file or timm's download."""
     import timm
 
@@ -105,18 +117,27 @@ def load_teacher_model(name: str, weights: str | None = None, pretrained: bool =
     if weights is not None:
         if not Path(weights).is_file():
             raise BadInput(f"teacher weights file not found: {weights}")
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
+        model = timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}
+        )
         return model, f"timm {name} with weights {weights}"
     if not pretrained:
         return timm.create_model(name, pretrained=False), f"timm {name} (random init, NOT trained)"
     try:
         return timm.create_model(name, pretrained=True), f"timm {name} (pretrained download)"
     except Exception as exc:  # network / hub errors come in many types
-        raise RunFailure(f"could not get pretrained weights for teacher {name!r} ({type(exc).__name__}); "
-                         "offline? pass a local file with -o teacher_weights=PATH") from None
+        raise RunFailure(
+            f"could not get pretrained weights for teacher {name!r} ({type(exc).__name__}); "
+            "offline? pass a local file with -o teacher_weights=PATH"
+        ) from None
 
 
-def build_teacher(name: str, space: SearchSpace, weights: str | None = None,
-                  pretrained: bool = True, resolution: int | None = None) -> Teacher:
+def build_teacher(
+    name: str,
+    space: SearchSpace,
+    weights: str | None = None,
+    pretrained: bool = True,
+    resolution: int | None = None,
+) -> Teacher:
     model, description = load_teacher_model(name, weights, pretrained)
     return Teacher(model.eval(), find_cut(model, space, resolution), description)

@@ -59,15 +59,20 @@ def build_model(
     )
 
 
-def build_layers(in_chs: int, blocks: Sequence[BlockSpec], act: str, drop_path_rate: float = 0.0) -> nn.Sequential:
+def build_layers(
+    in_chs: int, blocks: Sequence[BlockSpec], act: str, drop_path_rate: float = 0.0
+) -> nn.Sequential:
     """A run of layers (one timm block per BlockSpec) as the builder makes them inside a network.
 
     Same builder arguments as timm's `EfficientNet` (BatchNorm2d, timm's SqueezeExcite), so a layer
     built here has exactly the parameters of the same layer inside `build_model`.
     """
     builder = EfficientNetBuilder(
-        round_chs_fn=keep_channels, act_layer=act_layer(act), norm_layer=nn.BatchNorm2d,
-        se_layer=SqueezeExcite, drop_path_rate=drop_path_rate,
+        round_chs_fn=keep_channels,
+        act_layer=act_layer(act),
+        norm_layer=nn.BatchNorm2d,
+        se_layer=SqueezeExcite,
+        drop_path_rate=drop_path_rate,
     )
     stages = builder(in_chs, decode_arch_def([[b.to_str() for b in blocks]]))
     return stages[0]

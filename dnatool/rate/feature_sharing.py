@@ -58,8 +58,12 @@ def recalibrate(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def score_cell_shared(cell: Cell, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], norm: str = "std",
-                      calibration: torch.Tensor | None = None) -> CellScores:
+def score_cell_shared(
+    cell: Cell,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    norm: str = "std",
+    calibration: torch.Tensor | None = None,
+) -> CellScores:
     """Every path of `cell`, depth-first with prefix sharing, over all `(input, target)` batches."""
     cell.eval()
     result = CellScores()
@@ -69,15 +73,29 @@ def score_cell_shared(cell: Cell, batches: Iterable[tuple[torch.Tensor, torch.Te
 
 
 @torch.no_grad()
-def score_batch(cell: Cell, x: torch.Tensor, target: torch.Tensor, result: CellScores, norm: str = "std",
-                calibration: torch.Tensor | None = None) -> None:
+def score_batch(
+    cell: Cell,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    result: CellScores,
+    norm: str = "std",
+    calibration: torch.Tensor | None = None,
+) -> None:
     """Add one batch's scores of every path of `cell` to `result` (prefix-shared walk)."""
     _visit(cell, 0, (), x, calibration, target, norm, result)
     result.count += x.shape[0]
 
 
-def _visit(cell: Cell, depth: int, prefix: tuple[int, ...], x: torch.Tensor, calib: torch.Tensor | None,
-           target: torch.Tensor, norm: str, result: CellScores) -> None:
+def _visit(
+    cell: Cell,
+    depth: int,
+    prefix: tuple[int, ...],
+    x: torch.Tensor,
+    calib: torch.Tensor | None,
+    target: torch.Tensor,
+    norm: str,
+    result: CellScores,
+) -> None:
     for index, op in enumerate(cell.layers[depth]):
         calib_out = recalibrate(op, calib) if calib is not None else None
         out = op(x)
@@ -97,8 +115,12 @@ def all_paths(cell: Cell) -> Iterator[tuple[int, ...]]:
 
 
 @torch.no_grad()
-def score_cell_naive(cell: Cell, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], norm: str = "std",
-                     calibration: torch.Tensor | None = None) -> CellScores:
+def score_cell_naive(
+    cell: Cell,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    norm: str = "std",
+    calibration: torch.Tensor | None = None,
+) -> CellScores:
     """Every path on its own (L layer evaluations per path): the oracle for the shared walk."""
     cell.eval()
     result = CellScores()

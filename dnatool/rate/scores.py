@@ -40,8 +40,12 @@ def load_block_scores(run: str | Path, k: int) -> dict[str, np.ndarray]:
         return {name: data[name] for name in ("cells", "paths", "scores")}
 
 
-def run_rate(run: str | Path, report: Callable[..., None] | None = None, norm: str | None = None,
-             bn_recalibrate: bool | None = None) -> dict[str, Any]:
+def run_rate(
+    run: str | Path,
+    report: Callable[..., None] | None = None,
+    norm: str | None = None,
+    bn_recalibrate: bool | None = None,
+) -> dict[str, Any]:
     """Rate every block of a trained supernet run; returns the per-block summary."""
     report = report or (lambda event, **fields: None)
     run = Path(run)
@@ -54,18 +58,33 @@ def run_rate(run: str | Path, report: Callable[..., None] | None = None, norm: s
     setup = build_setup(recipe, augment=False)
     device = "cuda" if recipe.device != "cpu" and torch.cuda.is_available() else "cpu"
     setup.teacher.to(device)
-    runs.start_run(run / SCORES_DIR, "rate", {"norm": norm, "bn_recalibrate": recal}, inputs=[run / "manifest.json"])
+    runs.start_run(
+        run / SCORES_DIR,
+        "rate",
+        {"norm": norm, "bn_recalibrate": recal},
+        inputs=[run / "manifest.json"],
+    )
     summary = {}
     for k in range(len(setup.space.blocks)):
         summary[str(k)] = _rate_block(run, setup, k, device, norm, recal, report)
     io.write_json(run / SCORES_DIR / "summary.json", summary)
-    runs.finish_run(run / SCORES_DIR, [f"block_{k}.npz" for k in range(len(setup.space.blocks))] + ["summary.json"],
-                    {"best": {k: v["best"][0] for k, v in summary.items()}})
+    runs.finish_run(
+        run / SCORES_DIR,
+        [f"block_{k}.npz" for k in range(len(setup.space.blocks))] + ["summary.json"],
+        {"best": {k: v["best"][0] for k, v in summary.items()}},
+    )
     return summary
 
 
-def _rate_block(run: Path, setup: Setup, k: int, device: str, norm: str, recal: bool,
-                report: Callable[..., None]) -> dict[str, Any]:
+def _rate_block(
+    run: Path,
+    setup: Setup,
+    k: int,
+    device: str,
+    norm: str,
+    recal: bool,
+    report: Callable[..., None],
+) -> dict[str, Any]:
     checkpoint = io.load_checkpoint(block_checkpoint(run, k), "supernet_block")
     settings = {"epoch": int(checkpoint["epoch"]), "norm": norm, "bn_recalibrate": recal}
     done = _existing(run, k, settings)
@@ -91,7 +110,9 @@ def _rate_block(run: Path, setup: Setup, k: int, device: str, norm: str, recal: 
 
 
 @torch.no_grad()
-def _block_io(setup: Setup, block: torch.nn.Module, k: int, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_io(
+    setup: Setup, block: torch.nn.Module, k: int, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     targets = setup.teacher(images)
     x = block.prepare(images) if k == 0 else targets[k - 1]
     return x, targets[k]
@@ -105,8 +126,15 @@ def _existing(run: Path, k: int, settings: dict[str, Any]) -> dict[str, Any] | N
     return meta if meta.get("settings") == settings else None
 
 
-def _write_block(run: Path, k: int, block: torch.nn.Module, results: list[CellScores], settings: dict[str, Any],
-                 seconds: float, setup: Setup) -> dict[str, Any]:
+def _write_block(
+    run: Path,
+    k: int,
+    block: torch.nn.Module,
+    results: list[CellScores],
+    settings: dict[str, Any],
+    seconds: float,
+    setup: Setup,
+) -> dict[str, Any]:
     cells, paths, scores = [], [], []
     depth = max(cell.depth for cell in block.cells)
     for c, (cell, result) in enumerate(zip(block.cells, results)):
@@ -115,16 +143,30 @@ def _write_block(run: Path, k: int, block: torch.nn.Module, results: list[CellSc
             cells.append(c)
             paths.append(list(path) + [-1] * (depth - len(path)))
             scores.append(per_path[path])
-    arrays = {"cells": np.array(cells, dtype=np.int64), "paths": np.array(paths, dtype=np.int64),
-              "scores": np.array(scores, dtype=np.float64)}
+    arrays = {
+        "cells": np.array(cells, dtype=np.int64),
+        "paths": np.array(paths, dtype=np.int64),
+        "scores": np.array(scores, dtype=np.float64),
+    }
     buffer = _io.BytesIO()
     np.savez(buffer, **arrays)
     io.write_bytes(scores_path(run, k), buffer.getvalue())
     order = np.argsort(arrays["scores"], kind="stable")[:5]
     ops = setup.space.blocks[k].ops
-    meta = {"settings": settings, "paths": len(scores), "seconds": round(seconds, 3),
-            "layer_evals": sum(r.layer_evals for r in results),
-            "best": [{"cell": int(cells[i]), "path": [p for p in paths[i] if p >= 0],
-                      "ops": [ops[p].name for p in paths[i] if p >= 0], "score": scores[i]} for i in order]}
+    meta = {
+        "settings": settings,
+        "paths": len(scores),
+        "seconds": round(seconds, 3),
+        "layer_evals": sum(r.layer_evals for r in results),
+        "best": [
+            {
+                "cell": int(cells[i]),
+                "path": [p for p in paths[i] if p >= 0],
+                "ops": [ops[p].name for p in paths[i] if p >= 0],
+                "score": scores[i],
+            }
+            for i in order
+        ],
+    }
     io.write_json(run / SCORES_DIR / f"block_{k}.json", meta)
     return meta

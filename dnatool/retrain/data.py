@@ -37,13 +37,29 @@ def build_loaders(recipe: RetrainRecipe, resolution: int, rank: int = 0, world: 
     if world > 1:
         from torch.utils.data.distributed import DistributedSampler
 
-        sampler = DistributedSampler(splits.train, num_replicas=world, rank=rank, shuffle=True,
-                                     seed=recipe.seed, drop_last=True)
+        sampler = DistributedSampler(
+            splits.train,
+            num_replicas=world,
+            rank=rank,
+            shuffle=True,
+            seed=recipe.seed,
+            drop_last=True,
+        )
     batch = min(recipe.batch_size, _even_floor(len(splits.train) // world))
-    common = dict(num_workers=recipe.workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=recipe.workers > 0)
-    train = DataLoader(splits.train, batch_size=batch, shuffle=sampler is None, sampler=sampler,
-                       drop_last=True, generator=generator, **common)
+    common = dict(
+        num_workers=recipe.workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=recipe.workers > 0,
+    )
+    train = DataLoader(
+        splits.train,
+        batch_size=batch,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=True,
+        generator=generator,
+        **common,
+    )
     val_part = Subset(splits.val, list(range(rank, len(splits.val), world)))
     val = DataLoader(val_part, batch_size=max(batch, 64), shuffle=False, **common)
     return Loaders(train, val, splits, generator, sampler)
@@ -61,8 +77,14 @@ def _use_train_transform(splits: Splits, recipe: RetrainRecipe, resolution: int)
     while isinstance(base, Subset):
         base = base.dataset
     base.transform = create_transform(  # type: ignore[attr-defined]
-        (3, resolution, resolution), is_training=True, auto_augment=recipe.auto_augment,
-        re_prob=recipe.reprob, mean=splits.mean, std=splits.std, interpolation="random")
+        (3, resolution, resolution),
+        is_training=True,
+        auto_augment=recipe.auto_augment,
+        re_prob=recipe.reprob,
+        mean=splits.mean,
+        std=splits.std,
+        interpolation="random",
+    )
 
 
 def build_mixup(recipe: RetrainRecipe, num_classes: int):
@@ -71,8 +93,13 @@ def build_mixup(recipe: RetrainRecipe, num_classes: int):
         return None
     from timm.data import Mixup
 
-    return Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, prob=recipe.mixup_prob,
-                 label_smoothing=recipe.label_smoothing, num_classes=num_classes)
+    return Mixup(
+        mixup_alpha=recipe.mixup,
+        cutmix_alpha=recipe.cutmix,
+        prob=recipe.mixup_prob,
+        label_smoothing=recipe.label_smoothing,
+        num_classes=num_classes,
+    )
 
 
 def loader_state(loaders: Loaders) -> dict[str, Any]:

@@ -40,15 +40,19 @@ def _timm_teacher(name: str) -> nn.Module:
     try:
         return timm.create_model(bare, pretrained=True)
     except Exception as exc:  # hub unreachable, no weights for this tag, ...
-        raise RunFailure(f"cannot load pretrained weights of timm teacher {bare!r}: {exc}") from None
+        raise RunFailure(
+            f"cannot load pretrained weights of timm teacher {bare!r}: {exc}"
+        ) from None
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
     log_student = F.log_softmax(student_logits / temperature, dim=-1)
     log_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)
     kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
-    return kl * temperature ** 2
+    return kl * temperature**2
 
 
 class RetrainLoss(nn.Module):
@@ -67,7 +71,9 @@ class RetrainLoss(nn.Module):
         self.teacher = teacher
         self.alpha, self.temperature = recipe.kd_alpha, recipe.kd_temperature
 
-    def forward(self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
         loss = self.ce(logits, targets)
         if self.teacher is None or self.alpha == 0:
             return loss

@@ -71,7 +71,9 @@ def _update(trainer: Trainer, images: torch.Tensor, targets: torch.Tensor) -> fl
         loss = trainer.loss(images, logits, targets)
     value = float(loss.detach())
     if not math.isfinite(value):
-        raise RunFailure(f"training diverged: loss is {value} (lower lr or clip_grad in the recipe)")
+        raise RunFailure(
+            f"training diverged: loss is {value} (lower lr or clip_grad in the recipe)"
+        )
     trainer.optimizer.zero_grad(set_to_none=True)
     if trainer.scaler is not None:
         trainer.scaler.scale(loss).backward()
@@ -96,8 +98,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, info: ProcessInfo, channels_last: bool = False,
-             amp: bool = False) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, loader, info: ProcessInfo, channels_last: bool = False, amp: bool = False
+) -> dict[str, float]:
     """Top-1 / top-5 (percent) and mean cross-entropy on the whole validation split."""
     model.eval()
     loss_sum = correct1 = correct5 = seen = 0.0
@@ -115,4 +118,8 @@ def evaluate(model: nn.Module, loader, info: ProcessInfo, channels_last: bool = 
     loss_sum, correct1, correct5, seen = all_sum([loss_sum, correct1, correct5, seen], info)
     if not seen:
         raise RunFailure("the validation split is empty")
-    return {"val_loss": loss_sum / seen, "top1": 100 * correct1 / seen, "top5": 100 * correct5 / seen}
+    return {
+        "val_loss": loss_sum / seen,
+        "top1": 100 * correct1 / seen,
+        "top5": 100 * correct5 / seen,
+    }

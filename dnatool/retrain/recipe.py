@@ -60,22 +60,35 @@ class RetrainRecipe:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 2 and self.batch_size % 2 == 0,
-               f"batch_size must be an even number >= 2 (mixup pairs images), got {self.batch_size}")
+        _check(
+            self.batch_size >= 2 and self.batch_size % 2 == 0,
+            f"batch_size must be an even number >= 2 (mixup pairs images), got {self.batch_size}",
+        )
         _check(self.opt in OPTIMIZERS, f"unknown opt {self.opt!r} (known: {', '.join(OPTIMIZERS)})")
-        _check(self.sched in SCHEDULES, f"unknown sched {self.sched!r} (known: {', '.join(SCHEDULES)})")
+        _check(
+            self.sched in SCHEDULES, f"unknown sched {self.sched!r} (known: {', '.join(SCHEDULES)})"
+        )
         _check(self.resolution is None or self.resolution >= 8, "resolution must be >= 8")
         _check(self.lr is None or self.lr > 0, "lr must be > 0")
         _check(self.lr_base > 0 and self.lr_base_size > 0, "lr_base and lr_base_size must be > 0")
         _check(self.decay_epochs > 0 and 0 < self.decay_rate <= 1, "bad decay_epochs / decay_rate")
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
-        _check(0 <= self.drop_rate < 1 and 0 <= self.drop_path_rate < 1, "drop rates must be in [0, 1)")
+        _check(
+            0 <= self.drop_rate < 1 and 0 <= self.drop_path_rate < 1, "drop rates must be in [0, 1)"
+        )
         _check(0 < self.ema_decay < 1, "ema_decay must be in (0, 1)")
-        _check(0 <= self.kd_alpha <= 1 and self.kd_temperature > 0,
-               "kd_alpha must be in [0, 1] and kd_temperature > 0")
-        _check(min(self.mixup, self.cutmix, self.reprob, self.warmup_epochs) >= 0,
-               "mixup, cutmix, reprob and warmup_epochs must be >= 0")
-        _check(self.workers >= 0 and (self.threads is None or self.threads >= 1), "bad workers / threads")
+        _check(
+            0 <= self.kd_alpha <= 1 and self.kd_temperature > 0,
+            "kd_alpha must be in [0, 1] and kd_temperature > 0",
+        )
+        _check(
+            min(self.mixup, self.cutmix, self.reprob, self.warmup_epochs) >= 0,
+            "mixup, cutmix, reprob and warmup_epochs must be >= 0",
+        )
+        _check(
+            self.workers >= 0 and (self.threads is None or self.threads >= 1),
+            "bad workers / threads",
+        )
 
     def scaled_lr(self, global_batch: int) -> float:
         """The explicit `lr`, or `lr_base` per `lr_base_size` images scaled to the global batch."""

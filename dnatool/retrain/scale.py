@@ -20,13 +20,20 @@ from dnatool.errors import BadInput
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases of the compound rule
 BASE_RESOLUTION = 224
 EFFICIENTNET = {  # name: (width, depth, resolution), timm's efficientnet.py / the paper
-    "b0": (1.0, 1.0, 224), "b1": (1.0, 1.1, 240), "b2": (1.1, 1.2, 260), "b3": (1.2, 1.4, 300),
-    "b4": (1.4, 1.8, 380), "b5": (1.6, 2.2, 456), "b6": (1.8, 2.6, 528), "b7": (2.0, 3.1, 600),
+    "b0": (1.0, 1.0, 224),
+    "b1": (1.0, 1.1, 240),
+    "b2": (1.1, 1.2, 260),
+    "b3": (1.2, 1.4, 300),
+    "b4": (1.4, 1.8, 380),
+    "b5": (1.6, 2.2, 456),
+    "b6": (1.8, 2.6, 528),
+    "b7": (2.0, 3.1, 600),
 }
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
-                   round_limit: float = 0.9) -> int:
+def make_divisible(
+    value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
+) -> int:
     """timm's `make_divisible`: nearest multiple of `divisor`, never more than 10% below."""
     min_value = min_value or divisor
     new = max(min_value, int(value + divisor / 2) // divisor * divisor)
@@ -55,8 +62,9 @@ def scale_stage_depth(repeats: list[int], multiplier: float) -> list[int]:
     return scaled[::-1]
 
 
-def scale_arch(arch: ArchSpec, width: float, depth: float, resolution: int,
-               name: str | None = None) -> ArchSpec:
+def scale_arch(
+    arch: ArchSpec, width: float, depth: float, resolution: int, name: str | None = None
+) -> ArchSpec:
     """`arch` with every width x `width` (timm rounding) and every stage's depth x `depth`."""
     for label, value in (("width", width), ("depth", depth)):
         if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
@@ -64,22 +72,34 @@ def scale_arch(arch: ArchSpec, width: float, depth: float, resolution: int,
     stages = []
     for stage in arch.stages:
         repeats = scale_stage_depth([block.repeat for block in stage], depth)
-        stages.append(tuple(
-            dataclasses.replace(block, repeat=r, out=round_channels(block.out, width))
-            for block, r in zip(stage, repeats, strict=True)))
-    meta: dict[str, Any] = {**arch.meta, "scaled_from": arch.name,
-                            "width_mult": width, "depth_mult": depth}
-    return arch.replace(stages=tuple(stages), stem=round_channels(arch.stem, width),
-                        head=round_channels(arch.head, width), resolution=resolution,
-                        name=name or f"{arch.name}-scaled", meta=meta)
+        stages.append(
+            tuple(
+                dataclasses.replace(block, repeat=r, out=round_channels(block.out, width))
+                for block, r in zip(stage, repeats, strict=True)
+            )
+        )
+    meta: dict[str, Any] = {
+        **arch.meta,
+        "scaled_from": arch.name,
+        "width_mult": width,
+        "depth_mult": depth,
+    }
+    return arch.replace(
+        stages=tuple(stages),
+        stem=round_channels(arch.stem, width),
+        head=round_channels(arch.head, width),
+        resolution=resolution,
+        name=name or f"{arch.name}-scaled",
+        meta=meta,
+    )
 
 
 def scale_phi(arch: ArchSpec, phi: float) -> ArchSpec:
     """Compound scaling: depth 1.2^phi, width 1.1^phi, resolution 1.15^phi (nearest pixel)."""
     if not (isinstance(phi, (int, float)) and math.isfinite(phi)) or phi < 0:
         raise BadInput(f"phi must be a number >= 0, got {phi!r}")
-    resolution = max(1, round(arch.resolution * GAMMA ** phi))
-    return scale_arch(arch, BETA ** phi, ALPHA ** phi, resolution, name=f"{arch.name}-phi{phi:g}")
+    resolution = max(1, round(arch.resolution * GAMMA**phi))
+    return scale_arch(arch, BETA**phi, ALPHA**phi, resolution, name=f"{arch.name}-phi{phi:g}")
 
 
 def scale_to(arch: ArchSpec, target: str) -> ArchSpec:
@@ -91,4 +111,3 @@ def scale_to(arch: ArchSpec, target: str) -> ArchSpec:
     width, depth, published = EFFICIENTNET[key]
     resolution = max(1, round(arch.resolution * published / BASE_RESOLUTION))
     return scale_arch(arch, width, depth, resolution, name=f"{arch.name}-{key}")
-

@@ -42,8 +42,13 @@ def _silent(event: str, **fields: Any) -> None:
     return None
 
 
-def run_retrain(arch: ArchSpec, recipe: RetrainRecipe, out: str | Path, report: Report = _silent,
-                resume: bool = False) -> dict[str, Any]:
+def run_retrain(
+    arch: ArchSpec,
+    recipe: RetrainRecipe,
+    out: str | Path,
+    report: Report = _silent,
+    resume: bool = False,
+) -> dict[str, Any]:
     """Retrain `arch` on `recipe.data`; returns the metrics (top1 / top5 in percent, epochs, ...).
 
     The arch's class count and resolution follow the data and the recipe; under `torchrun` every
@@ -64,11 +69,19 @@ def _check_out(out: Path, resume: bool) -> None:
         raise BadInput(f"--out {out} exists and is not a directory")
     taken = any((out / name).exists() for name in (CHECKPOINT_FILE, "model.pt"))
     if taken and not resume:
-        raise BadInput(f"{out} already holds a retrain run; pass --resume to continue it or choose another --out")
+        raise BadInput(
+            f"{out} already holds a retrain run; pass --resume to continue it or choose another --out"
+        )
 
 
-def _retrain(arch: ArchSpec, recipe: RetrainRecipe, out: Path, report: Report, resume: bool,
-             info: dist.ProcessInfo) -> dict[str, Any]:
+def _retrain(
+    arch: ArchSpec,
+    recipe: RetrainRecipe,
+    out: Path,
+    report: Report,
+    resume: bool,
+    info: dist.ProcessInfo,
+) -> dict[str, Any]:
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed + info.rank)
@@ -84,8 +97,12 @@ def _retrain(arch: ArchSpec, recipe: RetrainRecipe, out: Path, report: Report, r
         start, rows = _restore(state_path, arch, recipe, model, trainer, loaders)
         report("log", message=f"resuming {out} after epoch {start}/{recipe.epochs}")
     if info.is_main:
-        runs.start_run(out, "retrain", recipe={**to_dict(recipe), "arch": arch.to_dict()},
-                       inputs=[recipe.data] + ([recipe.teacher] if recipe.teacher else []))
+        runs.start_run(
+            out,
+            "retrain",
+            recipe={**to_dict(recipe), "arch": arch.to_dict()},
+            inputs=[recipe.data] + ([recipe.teacher] if recipe.teacher else []),
+        )
     _train_epochs(model, trainer, loaders, recipe, out, report, start, rows, arch)
     return _finish(out, model, trainer, arch, recipe, loaders, rows, info)
 
@@ -96,8 +113,9 @@ def _drop_partial_writes(out: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _build_trainer(arch: ArchSpec, recipe: RetrainRecipe, loaders: Loaders,
-                   info: dist.ProcessInfo) -> tuple[nn.Module, Trainer]:
+def _build_trainer(
+    arch: ArchSpec, recipe: RetrainRecipe, loaders: Loaders, info: dist.ProcessInfo
+) -> tuple[nn.Module, Trainer]:
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3
@@ -111,26 +129,65 @@ def _build_trainer(arch: ArchSpec, recipe: RetrainRecipe, loaders: Loaders,
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = recipe.bn_momentum
     channels_last = recipe.channels_last and cuda
-    model = model.to(info.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup) if recipe.model_ema else None
+    model = model.to(
+        info.device, memory_format=torch.channels_last if channels_last else torch.preserve_format
+    )
+    ema = (
+        ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup)
+        if recipe.model_ema
+        else None
+    )
     global_batch = loaders.train.batch_size * info.world
-    optimizer = create_optimizer_v2(model, recipe.opt, lr=recipe.scaled_lr(global_batch),
-                                    weight_decay=recipe.weight_decay, momentum=recipe.momentum,
-                                    eps=recipe.opt_eps)
+    optimizer = create_optimizer_v2(
+        model,
+        recipe.opt,
+        lr=recipe.scaled_lr(global_batch),
+        weight_decay=recipe.weight_decay,
+        momentum=recipe.momentum,
+        eps=recipe.opt_eps,
+    )
     scheduler, _ = create_scheduler_v2(
-        optimizer, recipe.sched, num_epochs=recipe.epochs, decay_epochs=recipe.decay_epochs,
-        decay_rate=recipe.decay_rate, min_lr=recipe.min_lr, warmup_lr=recipe.warmup_lr,
-        warmup_epochs=recipe.warmup_epochs, step_on_epochs=False, updates_per_epoch=len(loaders.train))
-    teacher = load_teacher(recipe.teacher, arch.num_classes, info.device) if recipe.teacher else None
+        optimizer,
+        recipe.sched,
+        num_epochs=recipe.epochs,
+        decay_epochs=recipe.decay_epochs,
+        decay_rate=recipe.decay_rate,
+        min_lr=recipe.min_lr,
+        warmup_lr=recipe.warmup_lr,
+        warmup_epochs=recipe.warmup_epochs,
+        step_on_epochs=False,
+        updates_per_epoch=len(loaders.train),
+    )
+    teacher = (
+        load_teacher(recipe.teacher, arch.num_classes, info.device) if recipe.teacher else None
+    )
     scaler = torch.amp.GradScaler("cuda") if recipe.amp and cuda else None
-    trainer = Trainer(dist.wrap(model, info), RetrainLoss(recipe, teacher), optimizer, scheduler, info,
-                      ema=ema, mixup=build_mixup(recipe, arch.num_classes), scaler=scaler,
-                      clip_grad=recipe.clip_grad, channels_last=channels_last)
+    trainer = Trainer(
+        dist.wrap(model, info),
+        RetrainLoss(recipe, teacher),
+        optimizer,
+        scheduler,
+        info,
+        ema=ema,
+        mixup=build_mixup(recipe, arch.num_classes),
+        scaler=scaler,
+        clip_grad=recipe.clip_grad,
+        channels_last=channels_last,
+    )
     return model, trainer
 
 
-def _train_epochs(model: nn.Module, trainer: Trainer, loaders: Loaders, recipe: RetrainRecipe,
-                  out: Path, report: Report, start: int, rows: list[dict[str, Any]], arch: ArchSpec) -> None:
+def _train_epochs(
+    model: nn.Module,
+    trainer: Trainer,
+    loaders: Loaders,
+    recipe: RetrainRecipe,
+    out: Path,
+    report: Report,
+    start: int,
+    rows: list[dict[str, Any]],
+    arch: ArchSpec,
+) -> None:
     per_epoch = len(loaders.train)
     report("start", task="retrain", total=recipe.epochs * per_epoch, done=start * per_epoch)
     for epoch in range(start, recipe.epochs):
@@ -139,11 +196,18 @@ def _train_epochs(model: nn.Module, trainer: Trainer, loaders: Loaders, recipe: 
         began = time.perf_counter()
 
         def step(loss: float, lr: float, epoch: int = epoch) -> None:
-            report("advance", task="retrain", status=f"epoch {epoch + 1} loss {loss:.3f} lr {lr:.2g}")
+            report(
+                "advance", task="retrain", status=f"epoch {epoch + 1} loss {loss:.3f} lr {lr:.2g}"
+            )
 
         train_loss = train_one_epoch(trainer, loaders.train, epoch, step)
-        row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-               **_validate(model, trainer, loaders), "seconds": time.perf_counter() - began}
+        row = {
+            "epoch": epoch + 1,
+            "lr": trainer.optimizer.param_groups[0]["lr"],
+            "train_loss": train_loss,
+            **_validate(model, trainer, loaders),
+            "seconds": time.perf_counter() - began,
+        }
         rows.append(row)
         if trainer.info.is_main:
             _save_state(out, arch, recipe, model, trainer, loaders, rows)
@@ -157,24 +221,40 @@ def _validate(model: nn.Module, trainer: Trainer, loaders: Loaders) -> dict[str,
     figures = evaluate(model, loaders.val, trainer.info, trainer.channels_last, trainer.amp)
     figures["ema_top1"] = None
     if trainer.ema is not None:
-        ema = evaluate(trainer.ema.module, loaders.val, trainer.info, trainer.channels_last, trainer.amp)
+        ema = evaluate(
+            trainer.ema.module, loaders.val, trainer.info, trainer.channels_last, trainer.amp
+        )
         figures.update(ema_top1=ema["top1"], ema_top5=ema["top5"], ema_val_loss=ema["val_loss"])
     return figures
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     ema = f"  EMA top-1 {row['ema_top1']:.2f}%" if row.get("ema_top1") is not None else ""
-    return (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-            f"top-1 {row['top1']:.2f}%  top-5 {row['top5']:.2f}%{ema}  ({row['seconds']:.1f}s)")
+    return (
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+        f"top-1 {row['top1']:.2f}%  top-5 {row['top5']:.2f}%{ema}  ({row['seconds']:.1f}s)"
+    )
 
 
-def _save_state(out: Path, arch: ArchSpec, recipe: RetrainRecipe, model: nn.Module, trainer: Trainer,
-                loaders: Loaders, rows: list[dict[str, Any]]) -> None:
+def _save_state(
+    out: Path,
+    arch: ArchSpec,
+    recipe: RetrainRecipe,
+    model: nn.Module,
+    trainer: Trainer,
+    loaders: Loaders,
+    rows: list[dict[str, Any]],
+) -> None:
     """Everything needed to continue after this epoch as if never stopped, in one atomic file."""
     payload = {
-        "epoch": rows[-1]["epoch"], "rows": rows, "arch": arch.to_dict(), "recipe": to_dict(recipe),
-        "model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(), "rng": torch.get_rng_state(),
+        "epoch": rows[-1]["epoch"],
+        "rows": rows,
+        "arch": arch.to_dict(),
+        "recipe": to_dict(recipe),
+        "model": model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
         "loader_rng": loader_state(loaders),
         "ema": trainer.ema.module.state_dict() if trainer.ema is not None else None,
         "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
@@ -182,15 +262,23 @@ def _save_state(out: Path, arch: ArchSpec, recipe: RetrainRecipe, model: nn.Modu
     io.save_checkpoint(out / CHECKPOINT_FILE, CHECKPOINT_KIND, payload)
 
 
-def _restore(path: Path, arch: ArchSpec, recipe: RetrainRecipe, model: nn.Module, trainer: Trainer,
-             loaders: Loaders) -> tuple[int, list[dict[str, Any]]]:
+def _restore(
+    path: Path,
+    arch: ArchSpec,
+    recipe: RetrainRecipe,
+    model: nn.Module,
+    trainer: Trainer,
+    loaders: Loaders,
+) -> tuple[int, list[dict[str, Any]]]:
     state = io.load_checkpoint(path, CHECKPOINT_KIND)
     if state["arch"] != arch.to_dict():
         raise BadInput(f"{path} was written for another architecture; use another --out")
     changed = [k for k, v in to_dict(recipe).items() if state["recipe"].get(k) != v]
     if changed:
-        raise BadInput(f"{path} was written with another recipe ({changed[0]}="
-                       f"{state['recipe'].get(changed[0])!r}); resume with the same recipe")
+        raise BadInput(
+            f"{path} was written with another recipe ({changed[0]}="
+            f"{state['recipe'].get(changed[0])!r}); resume with the same recipe"
+        )
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
@@ -206,8 +294,16 @@ def _restore(path: Path, arch: ArchSpec, recipe: RetrainRecipe, model: nn.Module
     return int(state["epoch"]), list(state["rows"])
 
 
-def _finish(out: Path, model: nn.Module, trainer: Trainer, arch: ArchSpec, recipe: RetrainRecipe,
-            loaders: Loaders, rows: list[dict[str, Any]], info: dist.ProcessInfo) -> dict[str, Any]:
+def _finish(
+    out: Path,
+    model: nn.Module,
+    trainer: Trainer,
+    arch: ArchSpec,
+    recipe: RetrainRecipe,
+    loaders: Loaders,
+    rows: list[dict[str, Any]],
+    info: dist.ProcessInfo,
+) -> dict[str, Any]:
     """Write the model run: the EMA weights when the recipe keeps an EMA (what the paper reports)."""
     from dnatool.nn.model_run import save_model_run
     from dnatool.nn.timm_adapter import count_params
@@ -219,10 +315,16 @@ def _finish(out: Path, model: nn.Module, trainer: Trainer, arch: ArchSpec, recip
         "top1": last["ema_top1"] if use_ema else last["top1"],
         "top5": last["ema_top5"] if use_ema else last["top5"],
         "val_loss": last["ema_val_loss"] if use_ema else last["val_loss"],
-        "raw_top1": last["top1"], "ema": use_ema, "epochs": last["epoch"],
-        "params": count_params(final), "resolution": arch.resolution, "data": recipe.data,
-        "val_images": len(loaders.splits.val), "train_seconds": sum(r["seconds"] for r in rows),
-        "teacher": recipe.teacher, "world_size": info.world,
+        "raw_top1": last["top1"],
+        "ema": use_ema,
+        "epochs": last["epoch"],
+        "params": count_params(final),
+        "resolution": arch.resolution,
+        "data": recipe.data,
+        "val_images": len(loaders.splits.val),
+        "train_seconds": sum(r["seconds"] for r in rows),
+        "teacher": recipe.teacher,
+        "world_size": info.world,
     }
     if info.is_main:
         save_model_run(out, final, arch, loaders.splits.preprocess, metrics)

@@ -24,17 +24,24 @@ from dnatool.search.synthetic import LABEL, SyntheticLatencyTable, synthetic_sco
 FRACTIONS = (0.55, 0.6, 0.65, 0.7, 0.8, 0.9)
 
 
-def latency_problems(space_name: str, fractions: Sequence[float], seed: int = 0) -> tuple[int, list[Problem]]:
+def latency_problems(
+    space_name: str, fractions: Sequence[float], seed: int = 0
+) -> tuple[int, list[Problem]]:
     """One single-budget problem per fraction of the [cheapest, costliest] latency range."""
     space = load_space(space_name)
     table = SyntheticLatencyTable(seed=seed)
     lists = synthetic_score_lists(space, seed)
-    lat = [path_latency_ms(table, space, k, lst.cells, lst.paths)[:, None] for k, lst in enumerate(lists)]
+    lat = [
+        path_latency_ms(table, space, k, lst.cells, lst.paths)[:, None]
+        for k, lst in enumerate(lists)
+    ]
     fixed = np.array([table.fixed_latency_ms(space)])
     lo = fixed + sum(c.min() for c in lat)
     hi = fixed + sum(c.max() for c in lat)
     scores = [lst.scores for lst in lists]
-    return space.size, [make_problem(scores, lat, fixed, lo + f * (hi - lo), ("latency_ms",)) for f in fractions]
+    return space.size, [
+        make_problem(scores, lat, fixed, lo + f * (hi - lo), ("latency_ms",)) for f in fractions
+    ]
 
 
 def time_exact(problem: Problem) -> tuple[float, Any]:
@@ -52,9 +59,13 @@ def time_dfs(problem: Problem, timeout: float) -> tuple[float, Any, bool]:
     return time.perf_counter() - start, found, True
 
 
-def bench_search(space_name: str = "dna-mbconv", fractions: Sequence[float] = FRACTIONS,
-                 dfs_timeout: float = 30.0, seed: int = 0,
-                 report: Callable[..., None] | None = None) -> dict[str, Any]:
+def bench_search(
+    space_name: str = "dna-mbconv",
+    fractions: Sequence[float] = FRACTIONS,
+    dfs_timeout: float = 30.0,
+    seed: int = 0,
+    report: Callable[..., None] | None = None,
+) -> dict[str, Any]:
     """Times of both methods summed over the problems, and whether their optima agree."""
     report = report or (lambda event, **fields: None)
     size, problems = latency_problems(space_name, fractions, seed)
@@ -63,18 +74,39 @@ def bench_search(space_name: str = "dna-mbconv", fractions: Sequence[float] = FR
     for fraction, problem in zip(fractions, problems, strict=True):
         exact_s, exact = time_exact(problem)
         dfs_s, dfs, finished = time_dfs(problem, dfs_timeout)
-        same = None if not finished else (dfs is None and exact is None) or (
-            dfs is not None and exact is not None and dfs.key == exact.key)
-        rows.append({"budget_ms": float(problem.budget[0]), "fraction": fraction, "exact_seconds": exact_s,
-                     "dfs_seconds": dfs_s, "dfs_finished": finished, "same_optimum": same,
-                     "score": exact.score if exact else None})
+        same = (
+            None
+            if not finished
+            else (dfs is None and exact is None)
+            or (dfs is not None and exact is not None and dfs.key == exact.key)
+        )
+        rows.append(
+            {
+                "budget_ms": float(problem.budget[0]),
+                "fraction": fraction,
+                "exact_seconds": exact_s,
+                "dfs_seconds": dfs_s,
+                "dfs_finished": finished,
+                "same_optimum": same,
+                "score": exact.score if exact else None,
+            }
+        )
         report("advance", task="bench search")
     exact_total = sum(r["exact_seconds"] for r in rows)
     dfs_total = sum(r["dfs_seconds"] for r in rows)
     finished = [r for r in rows if r["dfs_finished"]]
-    return {"space_size": size, "exact_seconds": exact_total, "dfs_seconds": dfs_total,
-            "speedup": dfs_total / exact_total, "same_optimum": all(r["same_optimum"] for r in finished),
-            "speedup_is_lower_bound": len(finished) < len(rows),
-            "dfs_finished": len(finished), "problems": len(rows),
-            "exact_max_seconds": max(r["exact_seconds"] for r in rows), "space": space_name,
-            "dfs_timeout_seconds": dfs_timeout, "rows": rows, "data": LABEL}
+    return {
+        "space_size": size,
+        "exact_seconds": exact_total,
+        "dfs_seconds": dfs_total,
+        "speedup": dfs_total / exact_total,
+        "same_optimum": all(r["same_optimum"] for r in finished),
+        "speedup_is_lower_bound": len(finished) < len(rows),
+        "dfs_finished": len(finished),
+        "problems": len(rows),
+        "exact_max_seconds": max(r["exact_seconds"] for r in rows),
+        "space": space_name,
+        "dfs_timeout_seconds": dfs_timeout,
+        "rows": rows,
+        "data": LABEL,
+    }

@@ -35,7 +35,7 @@ class _Best:
     def offer(self, solution: Solution) -> None:
         keys = [s.key for s in self.items]
         self.items.insert(bisect.bisect(keys, solution.key), solution)
-        del self.items[self.top:]
+        del self.items[self.top :]
 
 
 def prefilter(problem: Problem, k: int, top: int) -> np.ndarray:
@@ -68,9 +68,13 @@ def branch_and_bound(problem: Problem, top: int = 1) -> list[Solution]:
     cands = [prefilter(problem, k, top) for k in range(problem.blocks)]
     if any(len(c) == 0 for c in cands):
         return []
-    sub = make_problem([problem.scores[k][c] for k, c in enumerate(cands)],
-                       [problem.costs[k][c] for k, c in enumerate(cands)],
-                       problem.fixed, problem.budget, problem.names)
+    sub = make_problem(
+        [problem.scores[k][c] for k, c in enumerate(cands)],
+        [problem.costs[k][c] for k, c in enumerate(cands)],
+        problem.fixed,
+        problem.budget,
+        problem.names,
+    )
     walk = _Walk(sub, cands, top)
     walk.visit(0, 0.0, sub.fixed.astype(np.float64), ())
     return walk.best.items
@@ -93,7 +97,9 @@ class _Walk:
             self._leaves(s, c, picked)
             return
         remaining = self.p.budget - c + self.tol_c
-        bound = s + np.max([front_bound(f[k + 1], remaining[:, d]) for d, f in enumerate(self.fronts)], axis=0)
+        bound = s + np.max(
+            [front_bound(f[k + 1], remaining[:, d]) for d, f in enumerate(self.fronts)], axis=0
+        )
         open_ = np.flatnonzero(bound <= self.best.threshold + self.tol_s)
         for i in open_[np.argsort(bound[open_], kind="stable")]:
             if bound[i] > self.best.threshold + self.tol_s:

@@ -32,8 +32,14 @@ class LatencyTable(Protocol):
 def layer_spec(space: SearchSpace, k: int, op: int, first: bool) -> BlockSpec:
     """The block string of op `op` of block k as the first layer of a cell (stride) or a later one."""
     block = space.blocks[k]
-    return BlockSpec(type="ir", out=block.width, kernel=block.ops[op].kernel,
-                     stride=block.stride if first else 1, exp=block.ops[op].exp, se=space.se)
+    return BlockSpec(
+        type="ir",
+        out=block.width,
+        kernel=block.ops[op].kernel,
+        stride=block.stride if first else 1,
+        exp=block.ops[op].exp,
+        se=space.se,
+    )
 
 
 def layer_input(space: SearchSpace, k: int, first: bool) -> tuple[int, int]:
@@ -65,7 +71,9 @@ def layer_cost(in_chs: int, block: str, act: str, resolution: int) -> tuple[int,
     """(params, MACs) of one timm block at one input size."""
     from dnatool.nn.timm_adapter import build_op
 
-    return meta_counts(lambda: build_op(in_chs, parse_block(block), act), (1, in_chs, resolution, resolution))
+    return meta_counts(
+        lambda: build_op(in_chs, parse_block(block), act), (1, in_chs, resolution, resolution)
+    )
 
 
 def layer_table(space: SearchSpace, k: int) -> np.ndarray:
@@ -74,7 +82,9 @@ def layer_table(space: SearchSpace, k: int) -> np.ndarray:
     for pos, first in enumerate((True, False)):
         in_chs, res = layer_input(space, k, first)
         for op in range(len(space.blocks[k].ops)):
-            table[pos, op] = layer_cost(in_chs, layer_spec(space, k, op, first).to_str(), space.act, res)
+            table[pos, op] = layer_cost(
+                in_chs, layer_spec(space, k, op, first).to_str(), space.act, res
+            )
     return table
 
 
@@ -95,14 +105,21 @@ def fixed_params_macs(space: SearchSpace) -> tuple[int, int]:
 
     choices = [(0, (0,) * block.cells[0].layers) for block in space.blocks]
     arch = space.to_arch(choices)
-    whole = np.array(meta_counts(lambda: build_model(arch), (1, space.in_chans, space.resolution, space.resolution)))
-    searchable = sum(path_params_macs(space, k, np.array([p]))[0] for k, (_, p) in enumerate(choices))
+    whole = np.array(
+        meta_counts(
+            lambda: build_model(arch), (1, space.in_chans, space.resolution, space.resolution)
+        )
+    )
+    searchable = sum(
+        path_params_macs(space, k, np.array([p]))[0] for k, (_, p) in enumerate(choices)
+    )
     fixed = whole - searchable
     return int(fixed[0]), int(fixed[1])
 
 
-def path_latency_ms(table: LatencyTable, space: SearchSpace, k: int, cells: np.ndarray,
-                    paths: np.ndarray) -> np.ndarray:
+def path_latency_ms(
+    table: LatencyTable, space: SearchSpace, k: int, cells: np.ndarray, paths: np.ndarray
+) -> np.ndarray:
     """Latency of every listed path of block k, from the table."""
     out = np.empty(len(cells), dtype=np.float64)
     for i, (cell, row) in enumerate(zip(cells.tolist(), paths.tolist(), strict=True)):

@@ -52,7 +52,11 @@ class _Dfs:
         costs = self.sorted_c[k]
         for i, s in enumerate(self.sorted_s[k]):
             self.steps += 1
-            if self.steps % 8192 == 0 and self.deadline is not None and time.perf_counter() > self.deadline:
+            if (
+                self.steps % 8192 == 0
+                and self.deadline is not None
+                and time.perf_counter() > self.deadline
+            ):
                 raise DfsTimeout
             score = partial + s
             if self.best is not None and score + self.rest_s[k + 1] > self.best.score + self.tol_s:

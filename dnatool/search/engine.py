@@ -52,14 +52,17 @@ class SearchResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def path_costs(space: SearchSpace, lists: list[ScoreList], lut: C.LatencyTable | None,
-               report: Report) -> dict[str, tuple[float, list[np.ndarray]]]:
+def path_costs(
+    space: SearchSpace, lists: list[ScoreList], lut: C.LatencyTable | None, report: Report
+) -> dict[str, tuple[float, list[np.ndarray]]]:
     """Fixed cost and per-path cost arrays for params, MACs and (with a table) latency."""
     report("log", message="search: params and MACs of every op")
     fixed_pm = C.fixed_params_macs(space)
     pm = [C.path_params_macs(space, k, lst.paths).astype(np.float64) for k, lst in enumerate(lists)]
-    out = {"params": (float(fixed_pm[0]), [a[:, 0] for a in pm]),
-           "macs": (float(fixed_pm[1]), [a[:, 1] for a in pm])}
+    out = {
+        "params": (float(fixed_pm[0]), [a[:, 0] for a in pm]),
+        "macs": (float(fixed_pm[1]), [a[:, 1] for a in pm]),
+    }
     if lut is not None:
         report("start", task="latency of every path", total=len(lists))
         lat = []
@@ -70,16 +73,33 @@ def path_costs(space: SearchSpace, lists: list[ScoreList], lut: C.LatencyTable |
     return out
 
 
-def build_problem(lists: list[ScoreList], costs: dict[str, tuple[float, list[np.ndarray]]],
-                  names: list[str], budget: dict[str, float], weights: list[float]) -> Problem:
+def build_problem(
+    lists: list[ScoreList],
+    costs: dict[str, tuple[float, list[np.ndarray]]],
+    names: list[str],
+    budget: dict[str, float],
+    weights: list[float],
+) -> Problem:
     scores = [w * lst.scores for w, lst in zip(weights, lists, strict=True)]
     per_block = [np.stack([costs[n][1][k] for n in names], axis=1) for k in range(len(lists))]
-    return make_problem(scores, per_block, np.array([costs[n][0] for n in names]),
-                        np.array([budget.get(n, np.inf) for n in names]), tuple(names))
+    return make_problem(
+        scores,
+        per_block,
+        np.array([costs[n][0] for n in names]),
+        np.array([budget.get(n, np.inf) for n in names]),
+        tuple(names),
+    )
 
 
-def check_request(space: SearchSpace, budgets: dict[str, float], lut: Any, weights: list[float] | None,
-                  margin: float, top: int, algorithm: str) -> list[float]:
+def check_request(
+    space: SearchSpace,
+    budgets: dict[str, float],
+    lut: Any,
+    weights: list[float] | None,
+    margin: float,
+    top: int,
+    algorithm: str,
+) -> list[float]:
     """Bad combinations are refused before any work; returns the block weights."""
     unknown = sorted(set(budgets) - set(COST_NAMES))
     if unknown:
@@ -117,9 +137,18 @@ def solve(problem: Problem, top: int, algorithm: str) -> list[Solution]:
     return branch_and_bound(problem, top)
 
 
-def search(space: SearchSpace, lists: list[ScoreList], budgets: dict[str, float], *,
-           lut: C.LatencyTable | None = None, weights: list[float] | None = None, top: int = 1,
-           margin: float = 0.0, algorithm: str = "exact", report: Report | None = None) -> SearchResult:
+def search(
+    space: SearchSpace,
+    lists: list[ScoreList],
+    budgets: dict[str, float],
+    *,
+    lut: C.LatencyTable | None = None,
+    weights: list[float] | None = None,
+    top: int = 1,
+    margin: float = 0.0,
+    algorithm: str = "exact",
+    report: Report | None = None,
+) -> SearchResult:
     """The exact best architecture(s) under every budget (each scaled by `1 - margin`)."""
     from dnatool.search.pareto import merge_fronts
 
@@ -139,18 +168,35 @@ def search(space: SearchSpace, lists: list[ScoreList], budgets: dict[str, float]
     axis = "latency_ms" if "latency_ms" in costs else names[0]
     front = merge_fronts(build_problem(lists, costs, [axis], {}, weights), 0)
     seconds = time.perf_counter() - start
-    report("log", message=f"search: {algorithm} solved {problem.size:,} architectures in {seconds:.3f} s")
+    report(
+        "log",
+        message=f"search: {algorithm} solved {problem.size:,} architectures in {seconds:.3f} s",
+    )
     describe = _describer(space, lists, costs, weights)
     front_entries = [describe(front.indices(i)) for i in range(len(front))]
-    return SearchResult(space=space, winner=describe(found[0].indices, arch=True),
-                        top=[describe(s.indices) for s in found], front=front_entries, front_axis=axis,
-                        budget=budget, requested={n: float(budgets[n]) for n in names}, margin=margin,
-                        weights=weights, algorithm=algorithm, seconds=seconds, cost_seconds=cost_seconds,
-                        evaluated_space_size=problem.size)
+    return SearchResult(
+        space=space,
+        winner=describe(found[0].indices, arch=True),
+        top=[describe(s.indices) for s in found],
+        front=front_entries,
+        front_axis=axis,
+        budget=budget,
+        requested={n: float(budgets[n]) for n in names},
+        margin=margin,
+        weights=weights,
+        algorithm=algorithm,
+        seconds=seconds,
+        cost_seconds=cost_seconds,
+        evaluated_space_size=problem.size,
+    )
 
 
-def _describer(space: SearchSpace, lists: list[ScoreList], costs: dict[str, tuple[float, list[np.ndarray]]],
-               weights: list[float]) -> Callable[..., dict[str, Any]]:
+def _describer(
+    space: SearchSpace,
+    lists: list[ScoreList],
+    costs: dict[str, tuple[float, list[np.ndarray]]],
+    weights: list[float],
+) -> Callable[..., dict[str, Any]]:
     """Turns candidate indices into a result entry; totals folded like the solvers fold them."""
 
     def describe(indices: tuple[int, ...], arch: bool = False) -> dict[str, Any]:
@@ -158,8 +204,11 @@ def _describer(space: SearchSpace, lists: list[ScoreList], costs: dict[str, tupl
         score = 0.0
         for w, lst, i in zip(weights, lists, indices, strict=True):
             score = score + w * lst.scores[i]
-        entry: dict[str, Any] = {"choices": [[c, list(p)] for c, p in choices], "score": float(score),
-                                 "block_scores": [float(lst.scores[i]) for lst, i in zip(lists, indices, strict=True)]}
+        entry: dict[str, Any] = {
+            "choices": [[c, list(p)] for c, p in choices],
+            "score": float(score),
+            "block_scores": [float(lst.scores[i]) for lst, i in zip(lists, indices, strict=True)],
+        }
         for name in COST_NAMES:
             if name in costs:
                 total = costs[name][0]

@@ -61,15 +61,24 @@ def check_score_list(lst: ScoreList, space: SearchSpace, k: int, where: str) -> 
     """Shapes, ranges, padding and uniqueness: a bad list is refused with the block and row."""
     block = space.blocks[k]
     cells, paths, scores = lst.cells, lst.paths, lst.scores
-    if cells.ndim != 1 or paths.ndim != 2 or scores.ndim != 1 or not len(cells) == len(paths) == len(scores):
-        raise BadInput(f"{where}: cells (n), paths (n x layers) and scores (n) must have matching lengths")
+    if (
+        cells.ndim != 1
+        or paths.ndim != 2
+        or scores.ndim != 1
+        or not len(cells) == len(paths) == len(scores)
+    ):
+        raise BadInput(
+            f"{where}: cells (n), paths (n x layers) and scores (n) must have matching lengths"
+        )
     if len(cells) == 0:
         raise BadInput(f"{where}: empty score list")
     if not np.issubdtype(cells.dtype, np.integer) or not np.issubdtype(paths.dtype, np.integer):
         raise BadInput(f"{where}: cells and paths must be integer arrays")
     scores = scores.astype(np.float64)
     if not np.isfinite(scores).all():
-        raise BadInput(f"{where}: row {int(np.flatnonzero(~np.isfinite(scores))[0])} has a non-finite score")
+        raise BadInput(
+            f"{where}: row {int(np.flatnonzero(~np.isfinite(scores))[0])} has a non-finite score"
+        )
     if cells.min() < 0 or cells.max() >= len(block.cells):
         raise BadInput(f"{where}: cell index out of range (block {k} has {len(block.cells)} cells)")
     layers = np.array([c.layers for c in block.cells])[cells]
@@ -81,7 +90,9 @@ def check_score_list(lst: ScoreList, space: SearchSpace, k: int, where: str) -> 
     bad = np.where(expected_used, (paths < 0) | (paths >= len(block.ops)), paths != -1).any(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise BadInput(f"{where}: row {row} path {paths[row].tolist()} does not fit cell {int(cells[row])}")
+        raise BadInput(
+            f"{where}: row {row} path {paths[row].tolist()} does not fit cell {int(cells[row])}"
+        )
     rows = np.concatenate([cells[:, None], paths], axis=1)
     if len(np.unique(rows, axis=0)) != len(rows):
         raise BadInput(f"{where}: the same (cell, path) is listed twice")

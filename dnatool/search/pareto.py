@@ -108,5 +108,8 @@ def pareto_winner(problem: Problem) -> tuple[Front, Solution | None]:
     point = front.best_within(float(problem.budget[0]))
     if point is None:
         return front, None
-    return front, Solution(indices=front.indices(point), score=float(front.score[point]),
-                           costs=(float(front.cost[point]),))
+    return front, Solution(
+        indices=front.indices(point),
+        score=float(front.score[point]),
+        costs=(float(front.cost[point]),),
+    )

@@ -65,13 +65,20 @@ class Solution:
         return (self.score, *self.costs, *self.indices)
 
 
-def make_problem(scores: list[np.ndarray], costs: list[np.ndarray], fixed: np.ndarray,
-                 budget: np.ndarray, names: tuple[str, ...]) -> Problem:
+def make_problem(
+    scores: list[np.ndarray],
+    costs: list[np.ndarray],
+    fixed: np.ndarray,
+    budget: np.ndarray,
+    names: tuple[str, ...],
+) -> Problem:
     """Validate shapes once so solvers can trust them."""
     fixed = np.asarray(fixed, dtype=np.float64).reshape(-1)
     budget = np.asarray(budget, dtype=np.float64).reshape(-1)
     if not (len(names) == len(fixed) == len(budget)) or len(scores) != len(costs) or not scores:
-        raise BadInput("search problem: names, fixed costs and budgets must have one entry per quantity")
+        raise BadInput(
+            "search problem: names, fixed costs and budgets must have one entry per quantity"
+        )
     s = tuple(np.ascontiguousarray(x, dtype=np.float64).reshape(-1) for x in scores)
     c = tuple(np.ascontiguousarray(x, dtype=np.float64) for x in costs)
     c = tuple(x[:, None] if x.ndim == 1 and len(names) == 1 else x for x in c)
@@ -102,15 +109,19 @@ def check_feasible(problem: Problem, units: dict[str, str] | None = None) -> Non
     lowest = min_totals(problem)
     for d, name in enumerate(problem.names):
         if lowest[d] > problem.budget[d]:
-            raise BadInput(f"no architecture fits {name} <= {_fmt(name, problem.budget[d])}: "
-                           f"the smallest achievable {name} is {_fmt(name, lowest[d])}")
+            raise BadInput(
+                f"no architecture fits {name} <= {_fmt(name, problem.budget[d])}: "
+                f"the smallest achievable {name} is {_fmt(name, lowest[d])}"
+            )
 
 
 def infeasible_together(problem: Problem) -> BadInput:
     """The error when each budget can be met alone but not all at once."""
     lowest = min_totals(problem)
-    parts = ", ".join(f"{n} <= {_fmt(n, problem.budget[d])} (smallest alone {_fmt(n, lowest[d])})"
-                      for d, n in enumerate(problem.names))
+    parts = ", ".join(
+        f"{n} <= {_fmt(n, problem.budget[d])} (smallest alone {_fmt(n, lowest[d])})"
+        for d, n in enumerate(problem.names)
+    )
     return BadInput(f"no architecture meets all budgets together: {parts}")
 
 

@@ -18,9 +18,17 @@ def load_table(path: str | Path | None) -> Any:
     return load_lut(path)
 
 
-def search_run(run: str | Path, budgets: dict[str, float], *, lut: str | Path | None = None,
-               out: str | Path | None = None, space_ref: str | None = None, report: Report | None = None,
-               verify: bool = False, **options: Any) -> tuple[SearchResult, Path, Path]:
+def search_run(
+    run: str | Path,
+    budgets: dict[str, float],
+    *,
+    lut: str | Path | None = None,
+    out: str | Path | None = None,
+    space_ref: str | None = None,
+    report: Report | None = None,
+    verify: bool = False,
+    **options: Any,
+) -> tuple[SearchResult, Path, Path]:
     """Search RUN's score lists under `budgets`; `options` go to `engine.search`."""
     from dnatool.errors import BadInput
     from dnatool.search import result as R
@@ -53,22 +61,40 @@ def verify_winner(table: Any, arch_dict: dict[str, Any], predicted: float) -> di
     except ImportError as exc:
         raise RunFailure(f"--verify needs dnatool.profile.validate: {exc}") from None
     measured = float(measure_arch(table, ArchSpec.from_dict(arch_dict)))
-    return {"predicted_ms": predicted, "measured_ms": measured, "error": (predicted - measured) / measured}
+    return {
+        "predicted_ms": predicted,
+        "measured_ms": measured,
+        "error": (predicted - measured) / measured,
+    }
 
 
-def demo_search(run: str | Path, lut: str | Path, out_dir: str | Path, report: Report | None = None,
-                fraction: float = 0.5) -> dict[str, Any]:
+def demo_search(
+    run: str | Path,
+    lut: str | Path,
+    out_dir: str | Path,
+    report: Report | None = None,
+    fraction: float = 0.5,
+) -> dict[str, Any]:
     """The demo's search: a latency budget `fraction` of the way from the fastest to the slowest
     architecture on the table (so it is always feasible), the winner also written as an arch file."""
     from dnatool.utils import io
 
     out_dir = Path(out_dir)
     space = run_space(run)
-    loose = search(space, load_score_lists(run, space), {"latency_ms": 1e12}, lut=load_table(lut), top=1)
+    loose = search(
+        space, load_score_lists(run, space), {"latency_ms": 1e12}, lut=load_table(lut), top=1
+    )
     lo, hi = loose.front[0]["latency_ms"], loose.front[-1]["latency_ms"]
     budget = lo + fraction * (hi - lo)
-    res, path, png = search_run(run, {"latency_ms": budget}, lut=lut, out=out_dir / "search.json",
-                                report=report)
+    res, path, png = search_run(
+        run, {"latency_ms": budget}, lut=lut, out=out_dir / "search.json", report=report
+    )
     arch_file = io.write_json(out_dir / "arch.json", res.winner["arch"])
-    return {"search_json": str(path), "arch_file": str(arch_file), "pareto_png": str(png),
-            "budget_ms": budget, "latency_ms": res.winner["latency_ms"], "score": res.winner["score"]}
+    return {
+        "search_json": str(path),
+        "arch_file": str(arch_file),
+        "pareto_png": str(png),
+        "budget_ms": budget,
+        "latency_ms": res.winner["latency_ms"],
+        "score": res.winner["score"],
+    }

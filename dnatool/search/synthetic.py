@@ -38,14 +38,19 @@ def synthetic_scores(space: SearchSpace, k: int, paths: np.ndarray, seed: int = 
     ops = space.blocks[k].ops
     capacity = np.array([math.log(op.kernel**2 * op.exp) for op in ops])
     capacity = (capacity - capacity.min()) / max(np.ptp(capacity), 1e-9) + 0.5
-    per_layer = np.where(paths >= 0, capacity[np.maximum(paths, 0)] * rng.uniform(0.8, 1.2, paths.shape), 0.0)
+    per_layer = np.where(
+        paths >= 0, capacity[np.maximum(paths, 0)] * rng.uniform(0.8, 1.2, paths.shape), 0.0
+    )
     total = per_layer.sum(axis=1) + 0.3 * per_layer[:, 0]
     base = 0.3 + 0.1 * k
-    return base * (0.5 + 0.5 * np.exp(-total / 3.0)) * (1.0 + 0.03 * rng.standard_normal(len(paths)))
+    return (
+        base * (0.5 + 0.5 * np.exp(-total / 3.0)) * (1.0 + 0.03 * rng.standard_normal(len(paths)))
+    )
 
 
-def write_synthetic_run(run_dir: str | Path, space: SearchSpace, seed: int = 0,
-                        space_ref: str | None = None) -> Path:
+def write_synthetic_run(
+    run_dir: str | Path, space: SearchSpace, seed: int = 0, space_ref: str | None = None
+) -> Path:
     """A run directory with SYNTHETIC score lists in `rate`'s format and a manifest naming it."""
     from dnatool.utils.runs import finish_run, start_run
 
@@ -54,10 +59,15 @@ def write_synthetic_run(run_dir: str | Path, space: SearchSpace, seed: int = 0,
     for k in range(len(space.blocks)):
         cells, paths = all_paths(space, k)
         scores = synthetic_scores(space, k, paths, seed)
-        io.atomic_write(run_dir / "scores" / f"block_{k}.npz",
-                        lambda f, c=cells, p=paths, s=scores: np.savez(f, cells=c, paths=p, scores=s,
-                                                                       synthetic=np.array(LABEL)))
-    finish_run(run_dir, [f"scores/block_{k}.npz" for k in range(len(space.blocks))], {"synthetic": True})
+        io.atomic_write(
+            run_dir / "scores" / f"block_{k}.npz",
+            lambda f, c=cells, p=paths, s=scores: np.savez(
+                f, cells=c, paths=p, scores=s, synthetic=np.array(LABEL)
+            ),
+        )
+    finish_run(
+        run_dir, [f"scores/block_{k}.npz" for k in range(len(space.blocks))], {"synthetic": True}
+    )
     return run_dir
 
 
@@ -67,11 +77,15 @@ class SyntheticLatencyTable:
     synthetic = True
     header = {"synthetic": True, "device": "synthetic per-op model", "note": LABEL}
 
-    def __init__(self, macs_per_ms: float = 2.5e7, overhead_ms: float = 0.02, seed: int = 0) -> None:
+    def __init__(
+        self, macs_per_ms: float = 2.5e7, overhead_ms: float = 0.02, seed: int = 0
+    ) -> None:
         self.macs_per_ms, self.overhead_ms, self.seed = macs_per_ms, overhead_ms, seed
         self._cache: dict[tuple, float] = {}
 
-    def layer_ms(self, in_chs: int, out: int, kernel: int, exp: float, stride: int, size: int) -> float:
+    def layer_ms(
+        self, in_chs: int, out: int, kernel: int, exp: float, stride: int, size: int
+    ) -> float:
         key = (in_chs, out, kernel, exp, stride, size)
         if key not in self._cache:
             mid = in_chs * exp
@@ -110,9 +124,19 @@ def write_synthetic_lut(path: str | Path, space: SearchSpace, seed: int = 0) -> 
     from dnatool.profile.lut import LatencyTable, head_key, new_header, space_keys, stem_key
 
     model = SyntheticLatencyTable(seed=seed)
-    device = {"backend": "synthetic", "cpu": "synthetic", "threads": 1, "batch": 1, "precision": "fp32"}
-    header = {**new_header(space, device, {"synthetic": LABEL}), "complete": True, "synthetic": True,
-              "note": LABEL}
+    device = {
+        "backend": "synthetic",
+        "cpu": "synthetic",
+        "threads": 1,
+        "batch": 1,
+        "precision": "fp32",
+    }
+    header = {
+        **new_header(space, device, {"synthetic": LABEL}),
+        "complete": True,
+        "synthetic": True,
+        "note": LABEL,
+    }
     entries = {}
     for key, (_, spec, width, res) in space_keys(space).items():
         if spec is not None:

@@ -23,7 +23,13 @@ def resolve_onnx(model_ref: str, report: Callable[..., None] | None = None) -> t
     from dnatool.export.run import export_model
     from dnatool.nn.model_run import is_model_run
 
-    name = "model" if path.is_dir() and is_model_run(path) else path.stem if path.is_file() else "model"
+    name = (
+        "model"
+        if path.is_dir() and is_model_run(path)
+        else path.stem
+        if path.is_file()
+        else "model"
+    )
     out = Path(tempfile.mkdtemp(prefix="dnatool-serve-")) / f"{name}.onnx"
     export_model(model_ref, out, report=report)
     return out, name

@@ -49,8 +49,9 @@ class DirectRunner:
 class Batcher:
     """Dynamic batching with a bounded queue, a maximum wait and a maximum batch."""
 
-    def __init__(self, run: RunFn, max_batch: int = 32, max_wait_s: float = 0.002,
-                 max_queue: int = 256) -> None:
+    def __init__(
+        self, run: RunFn, max_batch: int = 32, max_wait_s: float = 0.002, max_queue: int = 256
+    ) -> None:
         self.run, self.max_batch, self.max_wait_s = run, max_batch, max_wait_s
         self.queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
         self.batches = 0

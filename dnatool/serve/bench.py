@@ -37,9 +37,26 @@ def _default_model(folder: Path) -> str:
     return str(path)
 
 
-def _start_server(onnx: Path, max_batch: int, max_wait_ms: float, threads: int) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "dnatool", "serve", str(onnx), "--port", "0", "--name", "bench",
-           "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--threads", str(threads)]
+def _start_server(
+    onnx: Path, max_batch: int, max_wait_ms: float, threads: int
+) -> tuple[subprocess.Popen, int]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "dnatool",
+        "serve",
+        str(onnx),
+        "--port",
+        "0",
+        "--name",
+        "bench",
+        "--max-batch",
+        str(max_batch),
+        "--max-wait-ms",
+        str(max_wait_ms),
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -57,15 +74,34 @@ def _start_server(onnx: Path, max_batch: int, max_wait_ms: float, threads: int) 
 def _request_body(shape: tuple[int, ...]) -> tuple[bytes, dict[str, str]]:
     x = np.random.default_rng(0).standard_normal((1, *shape), dtype=np.float32)
     raw = x.tobytes()
-    head = json.dumps({"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
-                                   "parameters": {"binary_data_size": len(raw)}}],
-                       "parameters": {"binary_data_output": True}}).encode()
-    return head + raw, {"Inference-Header-Content-Length": str(len(head)),
-                        "Content-Type": "application/octet-stream"}
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return head + raw, {
+        "Inference-Header-Content-Length": str(len(head)),
+        "Content-Type": "application/octet-stream",
+    }
 
 
-def _client(port: int, body: bytes, headers: dict[str, str], start: float, stop: float,
-            latencies: list[float], errors: list[int]) -> None:
+def _client(
+    port: int,
+    body: bytes,
+    headers: dict[str, str],
+    start: float,
+    stop: float,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     while time.perf_counter() < stop:
         t0 = time.perf_counter()
@@ -92,15 +128,18 @@ def _stats(port: int) -> dict[str, int]:
     return data
 
 
-def _load(port: int, body: bytes, headers: dict[str, str], clients: int, seconds: float,
-          warmup: float) -> dict[str, Any]:
+def _load(
+    port: int, body: bytes, headers: dict[str, str], clients: int, seconds: float, warmup: float
+) -> dict[str, Any]:
     """One phase: N clients for `seconds` after `warmup`; latencies, errors, batches run."""
     latencies: list[float] = []
     errors: list[int] = []
     start = time.perf_counter() + warmup
     stop = start + seconds
-    threads = [threading.Thread(target=_client, args=(port, body, headers, start, stop, latencies, errors))
-               for _ in range(clients)]
+    threads = [
+        threading.Thread(target=_client, args=(port, body, headers, start, stop, latencies, errors))
+        for _ in range(clients)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(max(0.0, start - time.perf_counter()))
@@ -108,25 +147,45 @@ def _load(port: int, body: bytes, headers: dict[str, str], clients: int, seconds
     for thread in threads:
         thread.join()
     after = _stats(port)
-    return {"latencies": latencies, "errors": len(errors), "seconds": seconds,
-            "runs": after["execution_count"] - before["execution_count"],
-            "samples": after["inference_count"] - before["inference_count"]}
+    return {
+        "latencies": latencies,
+        "errors": len(errors),
+        "seconds": seconds,
+        "runs": after["execution_count"] - before["execution_count"],
+        "samples": after["inference_count"] - before["inference_count"],
+    }
 
 
 def _summary(phases: list[dict[str, Any]]) -> dict[str, Any]:
     latencies = np.asarray([t for p in phases for t in p["latencies"]] or [np.nan])
     seconds, runs = sum(p["seconds"] for p in phases), sum(p["runs"] for p in phases)
     count = sum(len(p["latencies"]) for p in phases)
-    return {"rps": count / seconds, "p50_ms": float(np.percentile(latencies, 50)),
-            "p99_ms": float(np.percentile(latencies, 99)), "errors": sum(p["errors"] for p in phases),
-            "mean_batch": sum(p["samples"] for p in phases) / runs if runs else 0.0}
+    return {
+        "rps": count / seconds,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "errors": sum(p["errors"] for p in phases),
+        "mean_batch": sum(p["samples"] for p in phases) / runs if runs else 0.0,
+    }
 
 
-def _measure(onnx: Path, shape: tuple[int, ...], max_batch: int, max_wait_ms: float, threads: int,
-             clients: int, seconds: float, rounds: int, warmup: float) -> tuple[dict, dict]:
+def _measure(
+    onnx: Path,
+    shape: tuple[int, ...],
+    max_batch: int,
+    max_wait_ms: float,
+    threads: int,
+    clients: int,
+    seconds: float,
+    rounds: int,
+    warmup: float,
+) -> tuple[dict, dict]:
     """Both servers up at once; on and off phases alternate so machine load hits both alike."""
     body, headers = _request_body(shape)
-    servers = [_start_server(onnx, max_batch, max_wait_ms, threads), _start_server(onnx, 1, 0.0, threads)]
+    servers = [
+        _start_server(onnx, max_batch, max_wait_ms, threads),
+        _start_server(onnx, 1, 0.0, threads),
+    ]
     phases: list[list[dict[str, Any]]] = [[], []]
     try:
         for _ in range(rounds):
@@ -140,9 +199,17 @@ def _measure(onnx: Path, shape: tuple[int, ...], max_batch: int, max_wait_ms: fl
     return _summary(phases[0]), _summary(phases[1])
 
 
-def bench_serve(model_ref: str | None = None, clients: int = 16, seconds: float = 6.0,
-                rounds: int = 3, warmup: float = 0.5, max_batch: int = 32, max_wait_ms: float = 2.0,
-                threads: int = 0, report: Callable[..., None] | None = None) -> dict[str, Any]:
+def bench_serve(
+    model_ref: str | None = None,
+    clients: int = 16,
+    seconds: float = 6.0,
+    rounds: int = 3,
+    warmup: float = 0.5,
+    max_batch: int = 32,
+    max_wait_ms: float = 2.0,
+    threads: int = 0,
+    report: Callable[..., None] | None = None,
+) -> dict[str, Any]:
     """Batching on vs off on the same ONNX model, same clients, same machine, one run."""
     import os
 
@@ -153,15 +220,32 @@ def bench_serve(model_ref: str | None = None, clients: int = 16, seconds: float 
     with tempfile.TemporaryDirectory(prefix="dnatool-bench-") as tmp:
         onnx, _ = resolve_onnx(model_ref or _default_model(Path(tmp)), report=say)
         shape = ModelApp(onnx, "probe", max_batch=1).sample_shape
-        say("log", message=f"bench serve: {clients} clients, batching on (max {max_batch}, wait "
-                           f"{max_wait_ms} ms) vs off, {rounds} alternating rounds, {seconds:g} s each")
-        on, off = _measure(onnx, shape, max_batch, max_wait_ms, threads, clients, seconds, rounds, warmup)
-    return {"clients": clients, "batched_rps": round(on["rps"], 2), "unbatched_rps": round(off["rps"], 2),
-            "ratio": round(on["rps"] / off["rps"], 3) if off["rps"] else None,
-            "p50_ms": round(on["p50_ms"], 3), "p99_ms": round(on["p99_ms"], 3),
-            "errors": on["errors"] + off["errors"],
-            "unbatched_p50_ms": round(off["p50_ms"], 3), "unbatched_p99_ms": round(off["p99_ms"], 3),
-            "mean_batch": round(on["mean_batch"], 2), "seconds": seconds, "rounds": rounds,
-            "max_batch": max_batch, "max_wait_ms": max_wait_ms, "ort_threads": threads,
-            "model": model_ref or "tiny-space random arch (32px)", "input_shape": [1, *shape],
-            "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
+        say(
+            "log",
+            message=f"bench serve: {clients} clients, batching on (max {max_batch}, wait "
+            f"{max_wait_ms} ms) vs off, {rounds} alternating rounds, {seconds:g} s each",
+        )
+        on, off = _measure(
+            onnx, shape, max_batch, max_wait_ms, threads, clients, seconds, rounds, warmup
+        )
+    return {
+        "clients": clients,
+        "batched_rps": round(on["rps"], 2),
+        "unbatched_rps": round(off["rps"], 2),
+        "ratio": round(on["rps"] / off["rps"], 3) if off["rps"] else None,
+        "p50_ms": round(on["p50_ms"], 3),
+        "p99_ms": round(on["p99_ms"], 3),
+        "errors": on["errors"] + off["errors"],
+        "unbatched_p50_ms": round(off["p50_ms"], 3),
+        "unbatched_p99_ms": round(off["p99_ms"], 3),
+        "mean_batch": round(on["mean_batch"], 2),
+        "seconds": seconds,
+        "rounds": rounds,
+        "max_batch": max_batch,
+        "max_wait_ms": max_wait_ms,
+        "ort_threads": threads,
+        "model": model_ref or "tiny-space random arch (32px)",
+        "input_shape": [1, *shape],
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }

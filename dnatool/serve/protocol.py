@@ -16,8 +16,17 @@ from typing import Any
 
 import numpy as np
 
-DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64,
-          "INT32": np.int32, "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_}
+DTYPES = {
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "FP64": np.float64,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "INT16": np.int16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "BOOL": np.bool_,
+}
 NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
 
 
@@ -48,11 +57,18 @@ def _json(data: bytes) -> Any:
 def parse_request(body: bytes, header_length: int | None) -> InferRequest:
     """Decode a request body into named numpy arrays (shape and size checked)."""
     if header_length is not None and not 0 < header_length <= len(body):
-        raise ProtocolError(400, f"Inference-Header-Content-Length {header_length} is outside the "
-                                 f"body ({len(body)} bytes)")
+        raise ProtocolError(
+            400,
+            f"Inference-Header-Content-Length {header_length} is outside the "
+            f"body ({len(body)} bytes)",
+        )
     split = len(body) if header_length is None else header_length
     header, binary = _json(body[:split]), memoryview(body)[split:]
-    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list) or not header["inputs"]:
+    if (
+        not isinstance(header, dict)
+        or not isinstance(header.get("inputs"), list)
+        or not header["inputs"]
+    ):
         raise ProtocolError(400, "request must be a JSON object with a non-empty 'inputs' list")
     inputs, offset = {}, 0
     for item in header["inputs"]:
@@ -63,27 +79,42 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
     params = header.get("parameters") or {}
     outputs, binary_outputs = _requested_outputs(header.get("outputs"))
     request_id = header.get("id")
-    return InferRequest(str(request_id) if request_id is not None else None, inputs, outputs,
-                        binary_outputs, bool(isinstance(params, dict) and params.get("binary_data_output")))
+    return InferRequest(
+        str(request_id) if request_id is not None else None,
+        inputs,
+        outputs,
+        binary_outputs,
+        bool(isinstance(params, dict) and params.get("binary_data_output")),
+    )
 
 
 def _tensor(item: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise ProtocolError(400, "each input needs a 'name'")
     name, shape, datatype = item["name"], item.get("shape"), item.get("datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise ProtocolError(400, f"input {name!r}: 'shape' must be a list of non-negative integers")
     if datatype not in DTYPES:
-        raise ProtocolError(400, f"input {name!r}: unsupported datatype {datatype!r} "
-                                 f"(supported: {', '.join(DTYPES)})")
+        raise ProtocolError(
+            400,
+            f"input {name!r}: unsupported datatype {datatype!r} (supported: {', '.join(DTYPES)})",
+        )
     dtype, count = np.dtype(DTYPES[datatype]).newbyteorder("<"), math.prod(shape)
     size = (item.get("parameters") or {}).get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size != count * dtype.itemsize or offset + size > len(binary):
-            raise ProtocolError(400, f"input {name!r}: binary_data_size {size!r} does not match "
-                                     f"shape {shape} of {datatype} or the data sent")
-        array = np.frombuffer(binary[offset:offset + size], dtype=dtype).reshape(shape)
+        if (
+            not isinstance(size, int)
+            or size != count * dtype.itemsize
+            or offset + size > len(binary)
+        ):
+            raise ProtocolError(
+                400,
+                f"input {name!r}: binary_data_size {size!r} does not match "
+                f"shape {shape} of {datatype} or the data sent",
+            )
+        array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
         return name, array, offset + size
     return name, _from_json_data(name, item.get("data"), shape, datatype), offset
 
@@ -94,7 +125,9 @@ def _from_json_data(name: str, data: Any, shape: list[int], datatype: str) -> np
     try:
         array = np.asarray(data, dtype=DTYPES[datatype])
     except (TypeError, ValueError, OverflowError):
-        raise ProtocolError(400, f"input {name!r}: 'data' is not a list of {datatype} numbers") from None
+        raise ProtocolError(
+            400, f"input {name!r}: 'data' is not a list of {datatype} numbers"
+        ) from None
     if array.size != math.prod(shape):
         raise ProtocolError(400, f"input {name!r}: {array.size} values do not fill shape {shape}")
     return array.reshape(shape)
@@ -103,19 +136,26 @@ def _from_json_data(name: str, data: Any, shape: list[int], datatype: str) -> np
 def _requested_outputs(outputs: Any) -> tuple[list[str] | None, set[str]]:
     if outputs is None:
         return None, set()
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                for o in outputs):
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
         raise ProtocolError(400, "'outputs' must be a list of objects with a 'name'")
     binary = {o["name"] for o in outputs if (o.get("parameters") or {}).get("binary_data")}
     return [o["name"] for o in outputs], binary
 
 
-def encode_response(model: str, request: InferRequest, outputs: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
+def encode_response(
+    model: str, request: InferRequest, outputs: dict[str, np.ndarray]
+) -> tuple[bytes, int | None]:
     """Response body and, when any output is binary, the JSON header's length."""
     entries, chunks = [], []
     for name, array in outputs.items():
         array = np.ascontiguousarray(array)
-        entry: dict[str, Any] = {"name": name, "datatype": NAMES[array.dtype], "shape": list(array.shape)}
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": NAMES[array.dtype],
+            "shape": list(array.shape),
+        }
         if request.binary_all or name in request.binary_outputs:
             raw = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}

@@ -26,7 +26,9 @@ import numpy as np
 from dnatool import __version__
 from dnatool.serve.protocol import NAMES, ProtocolError, encode_response, parse_request
 
-MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/(ready|infer|config|stats))?/?$")
+MODEL_ROUTE = re.compile(
+    r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/(ready|infer|config|stats))?/?$"
+)
 DRAIN_LIMIT = 64 << 20  # oversized bodies up to this are read and dropped, keeping the connection
 
 
@@ -40,9 +42,17 @@ class Limits:
 class ModelApp:
     """One ONNX model behind the protocol: metadata, validation and inference."""
 
-    def __init__(self, onnx_path: str | Path, name: str, max_batch: int = 32,
-                 max_wait_ms: float = 2.0, max_queue: int = 256, limits: Limits | None = None,
-                 threads: int = 0, spinning: bool = False) -> None:
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        name: str,
+        max_batch: int = 32,
+        max_wait_ms: float = 2.0,
+        max_queue: int = 256,
+        limits: Limits | None = None,
+        threads: int = 0,
+        spinning: bool = False,
+    ) -> None:
         from dnatool.export.onnx import ort_session, read_metadata
         from dnatool.serve.batching import Batcher, DirectRunner
 
@@ -52,8 +62,11 @@ class ModelApp:
         self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.sample_shape = tuple(int(d) for d in self.input.shape[1:])
         self.max_batch, self.max_wait_ms = max_batch, max_wait_ms
-        runner = DirectRunner(self._run) if max_batch <= 1 else Batcher(
-            self._run, max_batch, max_wait_ms / 1000.0, max_queue)
+        runner = (
+            DirectRunner(self._run)
+            if max_batch <= 1
+            else Batcher(self._run, max_batch, max_wait_ms / 1000.0, max_queue)
+        )
         self.runner = runner
         self.ready = True
         self.inflight = self.inference_count = self.execution_count = 0
@@ -68,31 +81,58 @@ class ModelApp:
 
     def model_stats(self) -> dict[str, Any]:
         """Triton's statistics extension, reduced to counts: samples and onnxruntime calls."""
-        return {"model_stats": [{"name": self.name, "version": "1",
-                                 "inference_count": self.inference_count,
-                                 "execution_count": self.execution_count}]}
+        return {
+            "model_stats": [
+                {
+                    "name": self.name,
+                    "version": "1",
+                    "inference_count": self.inference_count,
+                    "execution_count": self.execution_count,
+                }
+            ]
+        }
 
     def model_metadata(self) -> dict[str, Any]:
         def tensor(t: Any) -> dict[str, Any]:
-            return {"name": t.name, "datatype": "FP32",
-                    "shape": [d if isinstance(d, int) else -1 for d in t.shape]}
+            return {
+                "name": t.name,
+                "datatype": "FP32",
+                "shape": [d if isinstance(d, int) else -1 for d in t.shape],
+            }
 
-        return {"name": self.name, "versions": ["1"], "platform": "onnxruntime_onnx",
-                "inputs": [tensor(self.input)], "outputs": [tensor(self.output)]}
+        return {
+            "name": self.name,
+            "versions": ["1"],
+            "platform": "onnxruntime_onnx",
+            "inputs": [tensor(self.input)],
+            "outputs": [tensor(self.output)],
+        }
 
     def model_config(self) -> dict[str, Any]:
         """Triton's model configuration as JSON (what `get_model_config` returns)."""
-        params = {k: {"string_value": v} for k, v in self.metadata.items()
-                  if k in ("dnatool.preprocess", "dnatool.trained", "dnatool.arch")}
+        params = {
+            k: {"string_value": v}
+            for k, v in self.metadata.items()
+            if k in ("dnatool.preprocess", "dnatool.trained", "dnatool.arch")
+        }
         meta = self.model_metadata()
-        return {"name": self.name, "platform": "onnxruntime_onnx",
-                "max_batch_size": self.limits.max_request_batch,
-                "input": [{"name": t["name"], "data_type": "TYPE_FP32", "dims": t["shape"][1:]}
-                          for t in meta["inputs"]],
-                "output": [{"name": t["name"], "data_type": "TYPE_FP32", "dims": t["shape"][1:]}
-                           for t in meta["outputs"]],
-                "dynamic_batching": {"max_queue_delay_microseconds": int(self.max_wait_ms * 1000)}
-                if self.max_batch > 1 else None, "parameters": params}
+        return {
+            "name": self.name,
+            "platform": "onnxruntime_onnx",
+            "max_batch_size": self.limits.max_request_batch,
+            "input": [
+                {"name": t["name"], "data_type": "TYPE_FP32", "dims": t["shape"][1:]}
+                for t in meta["inputs"]
+            ],
+            "output": [
+                {"name": t["name"], "data_type": "TYPE_FP32", "dims": t["shape"][1:]}
+                for t in meta["outputs"]
+            ],
+            "dynamic_batching": {"max_queue_delay_microseconds": int(self.max_wait_ms * 1000)}
+            if self.max_batch > 1
+            else None,
+            "parameters": params,
+        }
 
     def infer(self, body: bytes, header_length: int | None) -> tuple[bytes, int | None]:
         request = parse_request(body, header_length)
@@ -100,23 +140,36 @@ class ModelApp:
         wanted = request.outputs or [self.output.name]
         unknown = [n for n in wanted if n != self.output.name]
         if unknown:
-            raise ProtocolError(400, f"unknown output {unknown[0]!r} (model has {self.output.name!r})")
+            raise ProtocolError(
+                400, f"unknown output {unknown[0]!r} (model has {self.output.name!r})"
+            )
         result = self.runner.submit(x)
         return encode_response(self.name, request, {self.output.name: result})
 
     def _check_input(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if set(inputs) != {self.input.name}:
-            raise ProtocolError(400, f"model {self.name!r} takes exactly one input "
-                                     f"{self.input.name!r}, got {sorted(inputs)}")
+            raise ProtocolError(
+                400,
+                f"model {self.name!r} takes exactly one input "
+                f"{self.input.name!r}, got {sorted(inputs)}",
+            )
         x = inputs[self.input.name]
         if x.dtype != np.float32:
-            raise ProtocolError(400, f"input {self.input.name!r} must be FP32, got {NAMES[x.dtype]}")
+            raise ProtocolError(
+                400, f"input {self.input.name!r} must be FP32, got {NAMES[x.dtype]}"
+            )
         if x.ndim != 1 + len(self.sample_shape) or tuple(x.shape[1:]) != self.sample_shape:
-            raise ProtocolError(400, f"input {self.input.name!r} must have shape "
-                                     f"[N, {', '.join(map(str, self.sample_shape))}], got {list(x.shape)}")
+            raise ProtocolError(
+                400,
+                f"input {self.input.name!r} must have shape "
+                f"[N, {', '.join(map(str, self.sample_shape))}], got {list(x.shape)}",
+            )
         if not 1 <= x.shape[0] <= self.limits.max_request_batch:
-            raise ProtocolError(413 if x.shape[0] else 400, f"batch of {x.shape[0]} is outside "
-                                f"1..{self.limits.max_request_batch} samples per request")
+            raise ProtocolError(
+                413 if x.shape[0] else 400,
+                f"batch of {x.shape[0]} is outside "
+                f"1..{self.limits.max_request_batch} samples per request",
+            )
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def track(self, delta: int) -> None:
@@ -140,8 +193,13 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # access logs would cost more than the tiny requests they describe
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -165,8 +223,12 @@ class Handler(BaseHTTPRequestHandler):
             return None
         name, version, action = match.groups()
         if name != self.app.name or version not in (None, "1"):
-            raise ProtocolError(404, f"unknown model {name!r}" + (f" version {version}" if version else "")
-                                + f" (serving {self.app.name!r}, version 1)")
+            raise ProtocolError(
+                404,
+                f"unknown model {name!r}"
+                + (f" version {version}" if version else "")
+                + f" (serving {self.app.name!r}, version 1)",
+            )
         return f"model/{action or 'metadata'}", name
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
@@ -181,7 +243,10 @@ class Handler(BaseHTTPRequestHandler):
     def _get(self, route: str) -> None:
         app = self.app
         if route == "/v2":
-            self._json(200, {"name": "dnatool", "version": __version__, "extensions": ["binary_tensor_data"]})
+            self._json(
+                200,
+                {"name": "dnatool", "version": __version__, "extensions": ["binary_tensor_data"]},
+            )
         elif route == "/v2/health/live":
             self._json(200, {"live": True})
         elif route in ("/v2/health/ready", "model/ready"):
@@ -215,13 +280,19 @@ class Handler(BaseHTTPRequestHandler):
         try:
             header_length = int(raw) if raw is not None else None
         except ValueError:
-            raise ProtocolError(400, f"Inference-Header-Content-Length {raw!r} is not an integer") from None
+            raise ProtocolError(
+                400, f"Inference-Header-Content-Length {raw!r} is not an integer"
+            ) from None
         out, out_header = self.app.infer(body, header_length)
         if out_header is None:
             self._send(200, out)
         else:
-            self._send(200, out, "application/octet-stream",
-                       {"Inference-Header-Content-Length": str(out_header)})
+            self._send(
+                200,
+                out,
+                "application/octet-stream",
+                {"Inference-Header-Content-Length": str(out_header)},
+            )
 
     def _content_length(self) -> int:
         if self.headers.get("Transfer-Encoding"):
@@ -241,8 +312,11 @@ class Handler(BaseHTTPRequestHandler):
         length = self._content_length()
         if length > self.app.limits.max_body_bytes:
             self._drain_or_close(length)
-            raise ProtocolError(413, f"request body of {length} bytes exceeds the limit of "
-                                     f"{self.app.limits.max_body_bytes} bytes")
+            raise ProtocolError(
+                413,
+                f"request body of {length} bytes exceeds the limit of "
+                f"{self.app.limits.max_body_bytes} bytes",
+            )
         return self.rfile.read(length)
 
     def _drain_or_close(self, length: int) -> None:
@@ -264,8 +338,9 @@ def make_server(app: ModelApp, host: str = "127.0.0.1", port: int = 8000) -> Thr
     return server
 
 
-def serve_forever(app: ModelApp, host: str = "127.0.0.1", port: int = 8000,
-                  drain_timeout_s: float = 10.0) -> None:
+def serve_forever(
+    app: ModelApp, host: str = "127.0.0.1", port: int = 8000, drain_timeout_s: float = 10.0
+) -> None:
     """Serve until SIGINT / SIGTERM, then stop accepting, finish in-flight requests and exit."""
     server = make_server(app, host, port)
     bound_host, bound_port = server.server_address[:2]
@@ -278,10 +353,13 @@ def serve_forever(app: ModelApp, host: str = "127.0.0.1", port: int = 8000,
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    print(f"dnatool serve: model {app.name!r} ready at http://{bound_host}:{bound_port}"
-          f"/v2/models/{app.name} (batching: "
-          f"{'off' if app.max_batch <= 1 else f'max {app.max_batch}, wait {app.max_wait_ms} ms'})",
-          file=sys.stderr, flush=True)
+    print(
+        f"dnatool serve: model {app.name!r} ready at http://{bound_host}:{bound_port}"
+        f"/v2/models/{app.name} (batching: "
+        f"{'off' if app.max_batch <= 1 else f'max {app.max_batch}, wait {app.max_wait_ms} ms'})",
+        file=sys.stderr,
+        flush=True,
+    )
     server.serve_forever(poll_interval=0.1)
     app.ready = False
     _wait_inflight(app, drain_timeout_s)

@@ -24,8 +24,14 @@ class AllCells(nn.Module):
         return [cell(shared, path) for cell, path in zip(self.block.cells, paths, strict=True)]
 
 
-def dna_step(step_module: nn.Module, block: Block, x: torch.Tensor, target: torch.Tensor,
-             generator: torch.Generator, optimizer: torch.optim.Optimizer) -> list[float]:
+def dna_step(
+    step_module: nn.Module,
+    block: Block,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+) -> list[float]:
     """One optimiser step of one block over all its cells; returns each cell's loss.
 
     `step_module` is `AllCells(block)` or its DDP wrapper; paths come from `generator`, so every

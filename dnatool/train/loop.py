@@ -31,12 +31,20 @@ class BlockTrainer:
         recipe = setup.recipe
         self.k, self.block = k, setup.supernet.blocks[k].to(device)
         lr = recipe.block_lr(k, len(setup.space.blocks))
-        self.optimizer = torch.optim.Adam(self.block.parameters(), lr=lr, weight_decay=recipe.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=recipe.lr_decay)
+        self.optimizer = torch.optim.Adam(
+            self.block.parameters(), lr=lr, weight_decay=recipe.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            self.optimizer, gamma=recipe.lr_decay
+        )
         self.generator = torch.Generator().manual_seed(recipe.seed * 1000 + k)
         self.epoch, self.history = 0, []
         step = AllCells(self.block)
-        self.step_module = step if recipe.distributed == "blocks" else wrap(step, dist, find_unused_parameters=True)
+        self.step_module = (
+            step
+            if recipe.distributed == "blocks"
+            else wrap(step, dist, find_unused_parameters=True)
+        )
         self._sums: list[float] = [0.0] * len(self.block.cells)
         self._count = 0
 
@@ -48,16 +56,23 @@ class BlockTrainer:
 
     def end_epoch(self) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
-        self.history += [[self.epoch, c, s / max(1, self._count), lr] for c, s in enumerate(self._sums)]
+        self.history += [
+            [self.epoch, c, s / max(1, self._count), lr] for c, s in enumerate(self._sums)
+        ]
         self._sums, self._count = [0.0] * len(self.block.cells), 0
         self.scheduler.step()
         self.epoch += 1
 
     def state(self) -> dict[str, Any]:
-        return {"block": self.k, "epoch": self.epoch, "history": self.history,
-                "state_dict": {k: v.detach().cpu() for k, v in self.block.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "generator": self.generator.get_state()}
+        return {
+            "block": self.k,
+            "epoch": self.epoch,
+            "history": self.history,
+            "state_dict": {k: v.detach().cpu() for k, v in self.block.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+        }
 
     def load(self, data: dict[str, Any]) -> None:
         self.block.load_state_dict(data["state_dict"])
@@ -78,16 +93,24 @@ def _loader(setup: Setup, dist: ProcessInfo, epoch: int) -> DataLoader:
     recipe = setup.recipe
     data = setup.splits.train
     if dist.distributed and recipe.distributed == "data":
-        sampler = DistributedSampler(data, num_replicas=dist.world, rank=dist.rank, seed=recipe.seed)
+        sampler = DistributedSampler(
+            data, num_replicas=dist.world, rank=dist.rank, seed=recipe.seed
+        )
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(data, generator=torch.Generator().manual_seed(recipe.seed + epoch))
-    return DataLoader(data, batch_size=recipe.batch_size, sampler=sampler, num_workers=recipe.workers,
-                      drop_last=len(data) >= recipe.batch_size * 2)
+    return DataLoader(
+        data,
+        batch_size=recipe.batch_size,
+        sampler=sampler,
+        num_workers=recipe.workers,
+        drop_last=len(data) >= recipe.batch_size * 2,
+    )
 
 
-def run_train(recipe: TrainRecipe, out: str | Path, report: Report | None = None,
-              resume: bool = False) -> dict[str, Any]:
+def run_train(
+    recipe: TrainRecipe, out: str | Path, report: Report | None = None, resume: bool = False
+) -> dict[str, Any]:
     """Train every block of the supernet; returns the final per-block losses."""
     report = report or (lambda event, **fields: None)
     out = Path(out)
@@ -98,24 +121,45 @@ def run_train(recipe: TrainRecipe, out: str | Path, report: Report | None = None
         teardown(dist)
 
 
-def _train(recipe: TrainRecipe, out: Path, report: Report, resume: bool, dist: ProcessInfo,
-           device: torch.device) -> dict[str, Any]:
+def _train(
+    recipe: TrainRecipe,
+    out: Path,
+    report: Report,
+    resume: bool,
+    dist: ProcessInfo,
+    device: torch.device,
+) -> dict[str, Any]:
     existing = sorted((out / "supernet").glob("block_*.pt"))
     if existing and not resume:
-        raise BadInput(f"{out} already holds supernet checkpoints: pass --resume or choose another --out")
+        raise BadInput(
+            f"{out} already holds supernet checkpoints: pass --resume or choose another --out"
+        )
     setup = build_setup(recipe)
     setup.teacher.to(device)
-    trainers = {k: BlockTrainer(setup, k, device, dist)
-                for k in owned_blocks(len(setup.space.blocks), dist, recipe.distributed)}
+    trainers = {
+        k: BlockTrainer(setup, k, device, dist)
+        for k in owned_blocks(len(setup.space.blocks), dist, recipe.distributed)
+    }
     for k, trainer in trainers.items():
         if block_checkpoint(out, k).is_file():
             trainer.load(io.load_checkpoint(block_checkpoint(out, k), "supernet_block"))
     if dist.is_main:
-        runs.start_run(out, "train", to_dict(recipe), inputs=[recipe.data] if Path(recipe.data).is_file() else [])
+        runs.start_run(
+            out,
+            "train",
+            to_dict(recipe),
+            inputs=[recipe.data] if Path(recipe.data).is_file() else [],
+        )
         write_teacher_cut(out, setup.teacher)
-    report("log", message=f"teacher: {setup.teacher.name}; cut: "
-           + ", ".join(f"block {c['block']} <- stage {c['teacher_stage']} {'x'.join(map(str, c['shape']))}"
-                       for c in setup.teacher.cut.describe()), always=True)
+    report(
+        "log",
+        message=f"teacher: {setup.teacher.name}; cut: "
+        + ", ".join(
+            f"block {c['block']} <- stage {c['teacher_stage']} {'x'.join(map(str, c['shape']))}"
+            for c in setup.teacher.cut.describe()
+        ),
+        always=True,
+    )
     start = min(t.epoch for t in trainers.values())
     steps = _steps_per_epoch(setup, dist)
     report("start", task="train", total=steps * (recipe.epochs - start))
@@ -138,8 +182,15 @@ def _steps_per_epoch(setup: Setup, dist: ProcessInfo) -> int:
     return min(steps, cap) if cap else steps
 
 
-def _epoch(setup: Setup, trainers: dict[int, BlockTrainer], dist: ProcessInfo, device: torch.device, epoch: int,
-           steps: int, report: Report) -> None:
+def _epoch(
+    setup: Setup,
+    trainers: dict[int, BlockTrainer],
+    dist: ProcessInfo,
+    device: torch.device,
+    epoch: int,
+    steps: int,
+    report: Report,
+) -> None:
     active = {k: t for k, t in trainers.items() if t.epoch == epoch}
     for t in active.values():
         t.block.train()
@@ -157,20 +208,33 @@ def _epoch(setup: Setup, trainers: dict[int, BlockTrainer], dist: ProcessInfo, d
     report("log", message=f"epoch {epoch + 1}/{setup.recipe.epochs} done")
 
 
-def _final(out: Path, setup: Setup, trainers: dict[int, BlockTrainer], dist: ProcessInfo, seconds: float) -> dict[str, Any]:
+def _final(
+    out: Path, setup: Setup, trainers: dict[int, BlockTrainer], dist: ProcessInfo, seconds: float
+) -> dict[str, Any]:
     if dist.distributed:
         _write_rank_checksums(out, dist, trainers)
-    results = {"epochs": setup.recipe.epochs, "seconds": round(seconds, 2),
-               "final_loss": {str(k): [h[2] for h in t.history if h[0] == t.epoch - 1] for k, t in trainers.items()}}
+    results = {
+        "epochs": setup.recipe.epochs,
+        "seconds": round(seconds, 2),
+        "final_loss": {
+            str(k): [h[2] for h in t.history if h[0] == t.epoch - 1] for k, t in trainers.items()
+        },
+    }
     if dist.is_main:
         outputs = [str(block_checkpoint(Path("."), k)) for k in range(len(setup.space.blocks))]
-        runs.finish_run(out, outputs + ["teacher.json", "curves/loss.csv", "curves/loss.png"], results)
+        runs.finish_run(
+            out, outputs + ["teacher.json", "curves/loss.csv", "curves/loss.png"], results
+        )
     return results
 
 
 def _write_rank_checksums(run: Path, dist: ProcessInfo, trainers: dict[int, BlockTrainer]) -> None:
     """Each rank records a checksum of its blocks' weights, so a test can prove ranks agree."""
-    sums = {str(k): float(sum(p.detach().double().abs().sum() for p in t.block.parameters()))
-            for k, t in trainers.items()}
-    io.write_json(run / "ranks" / f"rank_{dist.rank}.json",
-                  {"rank": dist.rank, "world": dist.world, "checksums": sums})
+    sums = {
+        str(k): float(sum(p.detach().double().abs().sum() for p in t.block.parameters()))
+        for k, t in trainers.items()
+    }
+    io.write_json(
+        run / "ranks" / f"rank_{dist.rank}.json",
+        {"rank": dist.rank, "world": dist.world, "checksums": sums},
+    )

@@ -39,12 +39,19 @@ class TrainRecipe:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise BadInput(f"training method {self.method!r} is not implemented (available: {', '.join(METHODS)})")
-        choices = {"distributed": ("data", "blocks"), "score_norm": ("std", "var"),
-                   "device": ("auto", "cpu", "cuda")}
+            raise BadInput(
+                f"training method {self.method!r} is not implemented (available: {', '.join(METHODS)})"
+            )
+        choices = {
+            "distributed": ("data", "blocks"),
+            "score_norm": ("std", "var"),
+            "device": ("auto", "cpu", "cuda"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise BadInput(f"recipe key {name!r} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise BadInput(
+                    f"recipe key {name!r} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         for name in ("epochs", "batch_size", "rate_per_class", "rate_batch_size"):
             if getattr(self, name) < 1:
                 raise BadInput(f"recipe key {name!r} must be >= 1")

@@ -32,8 +32,12 @@ class Setup:
 def build_setup(recipe: TrainRecipe, augment: bool = True) -> Setup:
     space = load_space(recipe.space)
     resolution = recipe.resolution or space.resolution
-    splits = load_splits(recipe.data, resolution, recipe.rate_per_class, recipe.seed, augment=augment)
-    teacher = build_teacher(recipe.teacher, space, recipe.teacher_weights, recipe.teacher_pretrained, resolution)
+    splits = load_splits(
+        recipe.data, resolution, recipe.rate_per_class, recipe.seed, augment=augment
+    )
+    teacher = build_teacher(
+        recipe.teacher, space, recipe.teacher_weights, recipe.teacher_pretrained, resolution
+    )
     supernet = Supernet(space, [shape[0] for shape in teacher.cut.shapes])
     return Setup(recipe, space, splits, teacher, supernet)
 
@@ -43,4 +47,6 @@ def block_checkpoint(run: Path, k: int) -> Path:
 
 
 def write_teacher_cut(run: Path, teacher: Teacher) -> None:
-    io.write_json(Path(run) / TEACHER_FILE, {"teacher": teacher.name, "cut": teacher.cut.describe()})
+    io.write_json(
+        Path(run) / TEACHER_FILE, {"teacher": teacher.name, "cut": teacher.cut.describe()}
+    )

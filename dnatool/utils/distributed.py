@@ -79,7 +79,9 @@ def barrier(info: ProcessInfo) -> None:
         dist.barrier()
 
 
-def wrap(model: torch.nn.Module, info: ProcessInfo, find_unused_parameters: bool = False) -> torch.nn.Module:
+def wrap(
+    model: torch.nn.Module, info: ProcessInfo, find_unused_parameters: bool = False
+) -> torch.nn.Module:
     """DistributedDataParallel around `model` under torchrun; the model itself otherwise.
 
     Supernet steps use only the sampled path's ops, hence `find_unused_parameters` there.
@@ -89,4 +91,6 @@ def wrap(model: torch.nn.Module, info: ProcessInfo, find_unused_parameters: bool
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+    return DistributedDataParallel(
+        model, device_ids=ids, find_unused_parameters=find_unused_parameters
+    )

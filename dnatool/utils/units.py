@@ -15,7 +15,9 @@ def parse_latency_ms(text: str) -> float:
     """Milliseconds from `10ms`, `800us`, `1.5s` (a bare number means milliseconds)."""
     match = re.fullmatch(_NUMBER + r"\s*(s|ms|us|µs|ns)?", str(text).strip())
     if not match:
-        raise BadInput(f"bad latency {text!r}: expected a number with a unit, e.g. 10ms, 800us, 1.5s")
+        raise BadInput(
+            f"bad latency {text!r}: expected a number with a unit, e.g. 10ms, 800us, 1.5s"
+        )
     value = float(match.group(1)) * _TIME_MS[match.group(2) or "ms"]
     if value <= 0:
         raise BadInput(f"bad latency {text!r}: must be positive")
@@ -26,7 +28,9 @@ def parse_count(text: str) -> float:
     """A count from `5.3M`, `400M`, `1.2G`, `350000`, `12k`."""
     match = re.fullmatch(_NUMBER + r"\s*([kKMGBT]?)", str(text).strip())
     if not match:
-        raise BadInput(f"bad count {text!r}: expected a number with an optional k/M/G suffix, e.g. 5.3M")
+        raise BadInput(
+            f"bad count {text!r}: expected a number with an optional k/M/G suffix, e.g. 5.3M"
+        )
     value = float(match.group(1)) * _COUNT[match.group(2)]
     if value <= 0:
         raise BadInput(f"bad count {text!r}: must be positive")
