@@ -255,3 +255,19 @@ def test_tensorrt_backend_builds_and_times():
             torch.nn.Conv2d(8, 8, 3), (1, 8, 32, 32)
         )
         assert all(t > 0 for t in runner.run(5))
+
+
+def test_search_verify_measures_the_winner_on_the_tables_backend(resumed, cli, tmp_path):
+    from dnatool.arch.space import load_space
+    from dnatool.search.synthetic import write_synthetic_run
+
+    lut, _, _ = resumed
+    run = write_synthetic_run(tmp_path / "run", load_space("tiny"), seed=1)
+    out = tmp_path / "search.json"
+    result = cli(
+        "search", str(run), "--lut", str(lut), "--latency", "1s", "--verify", "--out", str(out)
+    )
+    assert result.code == 0, result.stderr
+    verify = json.loads(out.read_text())["verify"]
+    assert verify["measured_ms"] > 0 and verify["predicted_ms"] > 0
+    assert verify["error"] == pytest.approx(verify["predicted_ms"] / verify["measured_ms"] - 1)

@@ -30,7 +30,6 @@ SUMMARY = {
 
 @pytest.fixture
 def rated_run(tmp_path):
-    pytest.importorskip("dnatool.profile.lut")
     space = load_space("tiny")
     run = write_synthetic_run(tmp_path / "run", space, seed=3)
     lut = write_synthetic_lut(tmp_path / "lut.json", space, seed=3)
