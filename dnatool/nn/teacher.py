@@ -104,7 +104,8 @@ def _assign(
 def load_teacher_model(
     name: str, weights: str | None = None, pretrained: bool = True
 ) -> tuple[nn.Module, str]:
-    """A dnatool model run, or a timm model with weights from a local file or timm's download."""
+    """A dnatool model run, or a timm model (`name`, `timm:name`, `name.tag`) with weights from a
+    local file or timm's download; the one teacher loader of training and retraining (KD)."""
     import timm
 
     from dnatool.nn.model_run import is_model_run, load_model
@@ -112,22 +113,23 @@ def load_teacher_model(
     if is_model_run(name) or Path(name).suffix == ".pt" and Path(name).is_file():
         loaded = load_model(name)
         return loaded.model, f"dnatool model run {loaded.source}"
-    if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
+    bare = name.removeprefix("timm:")
+    if not timm.is_model(bare.split(".")[0]):
         raise BadInput(f"teacher {name!r} is neither a dnatool model run nor a timm model name")
     if weights is not None:
         if not Path(weights).is_file():
             raise BadInput(f"teacher weights file not found: {weights}")
         model = timm.create_model(
-            name, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}
+            bare, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}
         )
-        return model, f"timm {name} with weights {weights}"
+        return model, f"timm {bare} with weights {weights}"
     if not pretrained:
-        return timm.create_model(name, pretrained=False), f"timm {name} (random init, NOT trained)"
+        return timm.create_model(bare, pretrained=False), f"timm {bare} (random init, NOT trained)"
     try:
-        return timm.create_model(name, pretrained=True), f"timm {name} (pretrained download)"
+        return timm.create_model(bare, pretrained=True), f"timm {bare} (pretrained download)"
     except Exception as exc:  # network / hub errors come in many types
         raise RunFailure(
-            f"could not get pretrained weights for teacher {name!r} ({type(exc).__name__}); "
+            f"could not get pretrained weights for teacher {bare!r} ({type(exc).__name__}); "
             "offline? pass a local file with -o teacher_weights=PATH"
         ) from None
 

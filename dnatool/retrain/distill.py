@@ -11,38 +11,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnatool.errors import BadInput, RunFailure
+from dnatool.errors import BadInput
 from dnatool.retrain.recipe import RetrainRecipe
 
 
-def load_teacher(ref: str, num_classes: int, device: torch.device) -> nn.Module:
+def load_teacher(
+    ref: str, num_classes: int, device: torch.device, weights: str | None = None
+) -> nn.Module:
     """A frozen teacher in eval mode that predicts the same classes as the data."""
-    from dnatool.nn.model_run import is_model_run, load_model
+    from dnatool.nn.teacher import load_teacher_model
 
-    if is_model_run(ref) or str(ref).endswith(".pt"):
-        loaded = load_model(ref)
-        model, classes = loaded.model, loaded.arch.num_classes
-    else:
-        model = _timm_teacher(ref)
-        classes = model.num_classes
+    model, _ = load_teacher_model(ref, weights)
+    classes = model.num_classes
     if classes != num_classes:
         raise BadInput(f"teacher {ref} predicts {classes} classes but the data has {num_classes}")
     model.eval().requires_grad_(False)
     return model.to(device)
-
-
-def _timm_teacher(name: str) -> nn.Module:
-    import timm
-
-    bare = name.removeprefix("timm:")
-    if not timm.list_models(bare) and not timm.list_models(bare.split(".")[0]):
-        raise BadInput(f"teacher {name!r} is neither a dnatool model run nor a timm model name")
-    try:
-        return timm.create_model(bare, pretrained=True)
-    except Exception as exc:  # hub unreachable, no weights for this tag, ...
-        raise RunFailure(
-            f"cannot load pretrained weights of timm teacher {bare!r}: {exc}"
-        ) from None
 
 
 def kd_loss(
