@@ -94,6 +94,28 @@ def test_model_run_config_embeds_arch_and_checkpoint(tmp_path):
     assert backbone["init_cfg"] == dict(type="Pretrained", checkpoint=str(run / "model.pt"))
 
 
+def _backbone_entry(kind: str, checkpoint: str | None = None) -> dict:
+    return _variables(render_config(SMALL_ARCH, kind, checkpoint=checkpoint))["model"]["backbone"]
+
+
+@pytest.mark.parametrize("kind", ["retinanet", "faster_rcnn"])
+def test_detector_freezes_the_stem_only_with_pretrained_weights(kind, tmp_path):
+    random = _backbone_entry(kind)
+    assert "init_cfg" not in random
+    assert random["frozen_stages"] == -1 and random["norm_eval"] is False
+    weights = str(tmp_path / "model.pt")
+    pretrained = _backbone_entry(kind, checkpoint=weights)
+    assert pretrained["init_cfg"] == dict(type="Pretrained", checkpoint=weights)
+    assert pretrained["frozen_stages"] == 1 and pretrained["norm_eval"] is True
+
+
+@pytest.mark.parametrize("kind", ["deeplabv3plus", "aspp", "upernet"])
+def test_segmentor_backbone_always_trains_whole(kind, tmp_path):
+    for checkpoint in (None, str(tmp_path / "model.pt")):
+        backbone = _backbone_entry(kind, checkpoint=checkpoint)
+        assert backbone["frozen_stages"] == -1 and backbone["norm_eval"] is False
+
+
 def test_pyformat_round_trips():
     value = dict(a=[1, (2,), {"x-y": 3.5}], b=dict(c=None, d="s" * 120, e=(1, 2)), f=[], g=True)
     assert _variables(f"v = {pyformat(value)}")["v"] == value

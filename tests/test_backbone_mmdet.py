@@ -71,7 +71,12 @@ def test_shipped_config_trains_a_step_and_predicts(path):
     cfg = cpu_config(path)
     model = _build(cfg)
     assert list(model.backbone.out_channels) == list(cfg.model.neck.in_channels)
-    assert model.backbone.frozen_stages == 1 and model.backbone.norm_eval
+    # no init_cfg in the shipped configs: a random backbone must train whole, BatchNorm included
+    assert "init_cfg" not in cfg.model.backbone
+    assert model.backbone.frozen_stages == -1 and not model.backbone.norm_eval
+    assert all(p.requires_grad for p in model.backbone.parameters())
+    model.train()
+    assert all(m.training for m in model.backbone.modules())
     preds = _train_step_and_predict(model)
     assert len(preds) == 2
     boxes = preds[0].pred_instances.bboxes

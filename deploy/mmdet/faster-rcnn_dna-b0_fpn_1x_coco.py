@@ -16,8 +16,8 @@ model = dict(
         type='dnatool.DNABackbone',
         arch='efficientnet_b0',
         out_indices=(1, 2, 3, 4),
-        frozen_stages=1,
-        norm_eval=True,
+        frozen_stages=-1,
+        norm_eval=False,
     ),
     neck=dict(type='FPN', in_channels=[24, 40, 112, 320], out_channels=256, num_outs=5),
     rpn_head=dict(

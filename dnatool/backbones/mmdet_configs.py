@@ -2,7 +2,9 @@
 
 Follows mmdet's `_base_` files (`retinanet_r50_fpn`, `faster-rcnn_r50_fpn`, `coco_detection`,
 `schedule_1x`), with the FPN `in_channels`, anchor strides and RoI feature strides computed from
-the backbone levels. As mmdet's ResNet configs: stem and first stage frozen, BatchNorm in eval.
+the backbone levels. With a checkpoint (`init_cfg` Pretrained), as mmdet's ResNet configs: stem
+and first stage frozen, BatchNorm in eval. Without one the backbone starts from random weights, so
+every stage trains and BatchNorm keeps updating (freezing a random stem would cripple the detector).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ def _fpn_strides(bb: Any, start_level: int, num_outs: int = 5) -> list[int]:
     return [strides[0] * 2**i for i in range(num_outs)]
 
 
+def _freezing(bb: Any) -> dict[str, Any]:
+    """mmdet's pretrained-backbone freezing only when there are weights to keep."""
+    if bb.checkpoint:
+        return dict(frozen_stages=1, norm_eval=True)
+    return dict(frozen_stages=-1, norm_eval=False)
+
+
 def _detector(
     kind: str, bb: Any, neck: dict, heads: dict, size_divisor: int = 32
 ) -> dict[str, Any]:
@@ -37,7 +46,7 @@ def _detector(
             bgr_to_rgb=True,
             pad_size_divisor=size_divisor,
         ),
-        backbone=backbone_dict(bb, frozen_stages=1, norm_eval=True),
+        backbone=backbone_dict(bb, **_freezing(bb)),
         neck=neck,
         **heads,
     )
