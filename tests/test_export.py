@@ -25,7 +25,7 @@ def _tiny_arch(tmp_path, name: str = "tiny_random") -> str:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """One CLI export of a random tiny-space arch, with a Triton repository."""
+    """One CLI export of a random tiny-space arch, with a Triton repository and an mmseg config."""
     from conftest import run_cli
 
     tmp = tmp_path_factory.mktemp("export")
@@ -37,6 +37,8 @@ def exported(tmp_path_factory):
         str(tmp / "out" / "tiny.onnx"),
         "--triton",
         str(tmp / "repo"),
+        "--mmseg-config",
+        str(tmp / "seg.py"),
         "--json",
     )
     assert result.code == 0, result.stderr
@@ -54,6 +56,30 @@ def test_export_parity_report_and_marking(exported):
     report = json.loads((tmp / "out" / "export.json").read_text())
     for key in ("onnx", "max_abs_diff", "ort_latency_ms", "torch_latency_ms", "trained", "sha256"):
         assert report[key] == result[key]
+
+
+def test_onnx_and_mmseg_config_are_both_reported(exported):
+    from dnatool.backbones.configs import render_config
+
+    tmp, result = exported
+    written = result["mmseg_config"]
+    assert written["config"] == str(tmp / "seg.py") and written["kind"] == "deeplabv3plus"
+    arch = json.loads((tmp / "tiny_random.json").read_text())
+    assert (tmp / "seg.py").read_text() == render_config(arch, "deeplabv3plus")
+    assert written["channels"] and len(written["channels"]) == len(written["strides"])
+    assert result["passed"] and result["onnx"] == str(tmp / "out" / "tiny.onnx")
+
+
+def test_text_output_names_the_mmseg_config(tmp_path, capsys):
+    from dnatool.cli.main import main
+
+    config = tmp_path / "seg.py"
+    args = ["export", _tiny_arch(tmp_path), "--onnx", str(tmp_path / "m.onnx")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--mmseg-config", str(config)])
+    assert exit_info.value.code == 0
+    stdout = capsys.readouterr().out
+    assert f"wrote {config} (deeplabv3plus)" in stdout and "parity: max abs diff" in stdout
 
 
 def test_onnx_file_is_checked_dynamic_and_annotated(exported):

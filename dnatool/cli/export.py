@@ -77,17 +77,18 @@ def export(
     from dnatool.cli._console import Reporter, emit_json, progress
     from dnatool.export.run import export_model
 
-    if mmseg_config or onnx_path is None:
+    if mmseg_config is None and onnx_path is None:
+        raise click.UsageError("give --onnx FILE and/or --mmseg-config FILE")
+    written = None
+    if mmseg_config is not None:
         from dnatool.backbones.configs import export_mmseg_config
 
-        if mmseg_config is None:
-            raise click.UsageError("give --onnx FILE and/or --mmseg-config FILE")
         written = export_mmseg_config(model_ref, mmseg_config)
         if onnx_path is None:
             if as_json:
                 emit_json(written)
             else:
-                click.echo(f"wrote {written['config']} (channels {written['channels']})")
+                _print_config(written)
             return
     with progress() as bar:
         result = export_model(
@@ -101,10 +102,23 @@ def export(
             max_batch=max_batch,
             report=Reporter(bar),
         )
+    if written is not None:
+        result["mmseg_config"] = written
     if as_json:
         emit_json(result)
         return
     _print_summary(result)
+
+
+def _print_config(written: dict[str, Any]) -> None:
+    from dnatool.cli._console import out
+
+    out.print(
+        f"wrote {written['config']} ({written['kind']}): backbone levels "
+        f"{written['out_indices']}, channels {written['channels']}, strides {written['strides']}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _print_summary(result: dict[str, Any]) -> None:
@@ -119,17 +133,20 @@ def _print_summary(result: dict[str, Any]) -> None:
         f"{result['onnx']}  opset {result['opset']}  {result['onnx_bytes'] / 1e6:.1f} MB  "
         f"trained={str(result['trained']).lower()}",
         highlight=False,
+        soft_wrap=True,
     )
     out.print(
         f"parity: max abs diff {result['max_abs_diff']:.3g} (tolerance {result['tolerance']:g};"
         f" random {result['max_abs_diff_random']:.3g}, real {result['max_abs_diff_real']:.3g}"
         f" on {result['real_inputs']}; |logits| up to {result['output_abs_max']:.3g})",
         highlight=False,
+        soft_wrap=True,
     )
     out.print(
         f"latency (batch 1, median): onnxruntime {result['ort_latency_ms']:.3f} ms, "
         f"torch eager {result['torch_latency_ms']:.3f} ms",
         highlight=False,
+        soft_wrap=True,
     )
     if "tensorrt" in result:
         trt = result["tensorrt"]
@@ -137,11 +154,15 @@ def _print_summary(result: dict[str, Any]) -> None:
             f"tensorrt {trt['precision']}: {trt['plan']}  max abs diff "
             f"{trt['trt_max_abs_diff']:.3g}  latency {trt['trt_latency_ms']:.3f} ms",
             highlight=False,
+            soft_wrap=True,
         )
     if "triton" in result:
         out.print(
             f"triton repository: {result['triton']['repository']} "
             f"({', '.join(result['triton']['models'])})",
             highlight=False,
+            soft_wrap=True,
         )
-    out.print(f"report: {result['report']}", highlight=False)
+    if "mmseg_config" in result:
+        _print_config(result["mmseg_config"])
+    out.print(f"report: {result['report']}", highlight=False, soft_wrap=True)
