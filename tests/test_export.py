@@ -119,6 +119,61 @@ def test_triton_repository_config_parses(exported):
     assert config.input[0].data_type == config.output[0].data_type == 11  # TYPE_FP32
 
 
+def _spy(monkeypatch, module, name: str, calls: list) -> None:
+    """Record (model bytes, node count, kwargs) of every call, then run the real function."""
+    real = getattr(module, name)
+
+    def spy(proto, *args, **kwargs):
+        calls.append((proto.SerializeToString(), len(proto.graph.node), kwargs))
+        out = real(proto, *args, **kwargs)
+        if name == "slim":
+            calls.append((out.SerializeToString(), len(out.graph.node), "result"))
+        return out
+
+    monkeypatch.setattr(module, name, spy)
+
+
+def test_export_slims_then_checks_and_infers_shapes_of_the_written_model(tmp_path, monkeypatch):
+    import io
+    import warnings
+
+    import onnx
+    import onnxslim
+    import torch
+
+    from dnatool.export.onnx import export_onnx
+    from dnatool.nn.model_run import load_model
+
+    checks, inferences, slims = [], [], []
+    _spy(monkeypatch, onnx.checker, "check_model", checks)
+    _spy(monkeypatch, onnx.shape_inference, "infer_shapes", inferences)
+    _spy(monkeypatch, onnxslim, "slim", slims)
+    loaded = load_model(_tiny_arch(tmp_path))
+    report = export_onnx(loaded, tmp_path / "m.onnx")
+    final = (tmp_path / "m.onnx").read_bytes()
+    assert any(data == final and kw.get("full_check") for data, _, kw in checks)
+    assert any(
+        data == final and kw.get("strict_mode") and kw.get("check_type")
+        for data, _, kw in inferences
+    )
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as export
+        torch.onnx.export(
+            loaded.model.eval(),
+            (torch.zeros(1, 3, 32, 32),),
+            buffer,
+            dynamo=False,
+            opset_version=report["opset"],
+        )
+    raw_nodes = len(onnx.load_from_string(buffer.getvalue()).graph.node)
+    assert report["onnx_nodes_exported"] == raw_nodes == slims[0][1]
+    assert slims[-1][2] == "result" and slims[-1][1] == report["onnx_nodes"]
+    # the raw TorchScript graph carries Identity nodes (dropout at eval) that onnxslim removes
+    assert report["onnx_nodes"] == len(onnx.load_from_string(final).graph.node) < raw_nodes
+    print(f"onnxslim: {raw_nodes} -> {report['onnx_nodes']} nodes")
+
+
 def test_parity_failure_refuses_the_file(tmp_path):
     from dnatool.errors import RunFailure
     from dnatool.export.onnx import export_onnx
@@ -162,6 +217,18 @@ def _main(capsys, *argv: str) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exit_info:
         main(list(argv))
     return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_parity_failure_is_one_line_exit_1(tmp_path, capsys):
+    target = tmp_path / "m.onnx"
+    args = ["export", _tiny_arch(tmp_path), "--onnx", str(target), "--tolerance", "1e-15"]
+    code, err = _main(capsys, *args, "--json")
+    assert code == 1
+    last = err.strip().splitlines()[-1]  # progress lines come first on stderr
+    assert last.startswith("Error: ONNX parity failed") and "Traceback" not in err
+    assert not target.exists()
+    report = json.loads((tmp_path / "export.json").read_text())
+    assert report["passed"] is False and report["max_abs_diff"] > report["tolerance"] == 1e-15
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")

@@ -66,6 +66,11 @@ def calibrate_untrained(loaded: LoadedModel, batches: int = 4) -> bool:
 
 def to_onnx_bytes(loaded: LoadedModel, opset: int = OPSET) -> bytes:
     """Exported, simplified, annotated and checked ONNX model bytes."""
+    return export_graph(loaded, opset)[0]
+
+
+def export_graph(loaded: LoadedModel, opset: int = OPSET) -> tuple[bytes, dict[str, int]]:
+    """ONNX bytes as `to_onnx_bytes`, and the node counts before and after onnxslim."""
     import onnx
     import onnxslim
     import torch
@@ -86,11 +91,14 @@ def to_onnx_bytes(loaded: LoadedModel, opset: int = OPSET) -> bytes:
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             do_constant_folding=True,
         )
-    proto = onnxslim.slim(onnx.load_from_string(buffer.getvalue()))
+    exported = onnx.load_from_string(buffer.getvalue())
+    nodes = {"onnx_nodes_exported": len(exported.graph.node)}
+    proto = onnxslim.slim(exported)
     _annotate(proto, loaded)
     onnx.checker.check_model(proto, full_check=True)
     onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
-    return proto.SerializeToString()
+    nodes["onnx_nodes"] = len(proto.graph.node)
+    return proto.SerializeToString(), nodes
 
 
 def _annotate(proto: Any, loaded: LoadedModel) -> None:
@@ -206,7 +214,7 @@ def export_onnx(
     path = Path(path)
     calibrated = calibrate_untrained(loaded)
     say("log", message=f"export: tracing {loaded.arch.name} to ONNX (opset {OPSET})")
-    data = to_onnx_bytes(loaded)
+    data, nodes = export_graph(loaded)
     session = ort_session(data)
     say("log", message="export: parity torch vs onnxruntime")
     result: dict[str, Any] = {"onnx": str(path), **parity(loaded, session), "tolerance": tolerance}
@@ -224,6 +232,7 @@ def export_onnx(
         onnxruntime=ort.__version__,
         providers=session.get_providers(),
         onnx_bytes=len(data),
+        **nodes,
     )
     report_path = path.parent / REPORT_FILE
     if not result["passed"]:
