@@ -19,6 +19,7 @@ from dnatool.search.synthetic import (
     SyntheticLatencyTable,
     all_paths,
     synthetic_score_lists,
+    write_synthetic_lut,
     write_synthetic_run,
 )
 
@@ -59,6 +60,45 @@ def test_latency_table_protocol_and_path_latency():
         space, 1, (int(cells[i]), tuple(int(p) for p in paths[i] if p >= 0))
     )
     assert len(lat) == space.blocks[1].size
+
+
+def per_path_latency(table, space, k, cells, paths):
+    return [
+        table.path_latency_ms(space, k, (int(c), tuple(int(op) for op in row if op >= 0)))
+        for c, row in zip(cells, paths, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("name,per_block", [("tiny", None), ("dna-mbconv-small", 300)])
+def test_vectorised_path_latency_equals_the_table_path_by_path(name, per_block, tmp_path):
+    """Per-layer arrays summed along the paths give exactly the table's own per-path figure."""
+    from dnatool.profile.lut import load_lut
+
+    space = load_space(name)
+    lut = load_lut(write_synthetic_lut(tmp_path / "lut.json", space, seed=5))
+    lut.header["calibration"] = {"a": 0.87, "b": 0.3}  # a slope scales every layer
+    rng = np.random.default_rng(0)
+    for table in (SyntheticLatencyTable(seed=5), lut):
+        assert callable(getattr(table, "layer_latency_ms", None))
+        for k in range(len(space.blocks)):
+            cells, paths = all_paths(space, k)
+            if per_block and len(cells) > per_block:
+                rows = rng.choice(len(cells), per_block, replace=False)
+                cells, paths = cells[rows], paths[rows]
+            got = C.path_latency_ms(table, space, k, cells, paths)
+            assert got.tolist() == per_path_latency(table, space, k, cells, paths)
+
+
+def test_vectorised_path_latency_names_a_missing_entry(tmp_path):
+    from dnatool.profile.lut import layer_keys, load_lut
+
+    space = load_space("tiny")
+    lut = load_lut(write_synthetic_lut(tmp_path / "lut.json", space))
+    key = layer_keys(space, 1, (0, (0, 2)))[1]
+    del lut.entries[key]
+    cells, paths = all_paths(space, 1)
+    with pytest.raises(BadInput, match="has no entry"):
+        C.path_latency_ms(lut, space, 1, cells, paths)
 
 
 def tiny_setup():

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dnatool.arch.space import Choice, SearchSpace
 from dnatool.arch.spec import BlockSpec
 from dnatool.errors import BadInput
@@ -91,6 +93,26 @@ def layer_keys(
         keys.append(block_key(block, width, res, space.act, batch, dtype))
         width, res = block.out, math.ceil(res / block.stride)
     return tuple(keys)
+
+
+def block_layer_keys(
+    space: SearchSpace, k: int, batch: int = 1, dtype: str = "fp32"
+) -> tuple[tuple[str, ...], tuple[str | None, ...]]:
+    """Per op of block k, its key as the first layer of a cell and as a later layer.
+
+    A layer's key depends only on its op and on whether it opens its cell (stride, input shape),
+    so the uniform paths of the deepest cell, read through `layer_keys`, name every key of the
+    block; the later-layer key is None when no cell of block k has a second layer.
+    """
+    block = space.blocks[k]
+    deepest = max(range(len(block.cells)), key=lambda c: block.cells[c].layers)
+    depth = block.cells[deepest].layers
+    first, later = [], []
+    for op in range(len(block.ops)):
+        keys = layer_keys(space, k, (deepest, (op,) * depth), batch, dtype)
+        first.append(keys[0])
+        later.append(keys[1] if depth > 1 else None)
+    return tuple(first), tuple(later)
 
 
 def stem_key(space: SearchSpace, batch: int = 1, dtype: str = "fp32") -> str:
@@ -217,8 +239,22 @@ class LatencyTable:
         return sum(self.entry(key)["mean"] for key in keys)
 
     def path_latency_ms(self, space: SearchSpace, k: int, choice: Choice) -> float:
-        """Calibrated latency of one path of block k (includes the slope, not the intercept)."""
-        return self.slope * self.raw_path_ms(space, k, choice)
+        """Calibrated latency of one path of block k (includes the slope, not the intercept).
+
+        Summed layer by layer in path order, each layer scaled by the slope, so that the sums of
+        `layer_latency_ms` along a path give the same float.
+        """
+        keys = layer_keys(space, k, _choice(choice), self.batch, self.dtype)
+        return sum(self.slope * self.entry(key)["mean"] for key in keys)
+
+    def layer_latency_ms(self, space: SearchSpace, k: int) -> np.ndarray:
+        """float64 (2, n_ops): calibrated latency of each op of block k as the first layer of a
+        cell / as a later layer (NaN when no cell has one), from `block_layer_keys`."""
+        rows = block_layer_keys(space, k, self.batch, self.dtype)
+        return np.array(
+            [[self.slope * self.entry(key)["mean"] if key else math.nan for key in row] for row in rows],
+            dtype=np.float64,
+        )
 
     def raw_fixed_ms(self, space: SearchSpace) -> float:
         return (

@@ -22,7 +22,10 @@ from dnatool.arch.spec import BlockSpec, parse_block
 
 @runtime_checkable
 class LatencyTable(Protocol):
-    """What search needs from a latency table (`dnatool.profile.lut.load_lut`)."""
+    """What search needs from a latency table (`dnatool.profile.lut.load_lut`).
+
+    Optional: `layer_latency_ms(space, k) -> (2, n_ops)` array, the fast path of `path_latency_ms`.
+    """
 
     def path_latency_ms(self, space: SearchSpace, k: int, choice: Choice) -> float: ...
 
@@ -120,7 +123,26 @@ def fixed_params_macs(space: SearchSpace) -> tuple[int, int]:
 def path_latency_ms(
     table: LatencyTable, space: SearchSpace, k: int, cells: np.ndarray, paths: np.ndarray
 ) -> np.ndarray:
-    """Latency of every listed path of block k, from the table."""
+    """Latency of every listed path of block k, from the table.
+
+    A table with `layer_latency_ms(space, k)` (the (2, n_ops) latency of each op as a cell's
+    first / later layer) is summed along the paths in array form, layer by layer in path order
+    (the same float as its `path_latency_ms`); any other table is asked path by path.
+    """
+    per_layer = getattr(table, "layer_latency_ms", None)
+    if per_layer is None:
+        return _latency_path_by_path(table, space, k, cells, paths)
+    layers = np.asarray(per_layer(space, k), dtype=np.float64)
+    paths = np.asarray(paths, dtype=np.int64)
+    total = layers[0][paths[:, 0]]
+    for column in paths[:, 1:].T:
+        total = total + np.where(column >= 0, layers[1][np.maximum(column, 0)], 0.0)
+    return total
+
+
+def _latency_path_by_path(
+    table: LatencyTable, space: SearchSpace, k: int, cells: np.ndarray, paths: np.ndarray
+) -> np.ndarray:
     out = np.empty(len(cells), dtype=np.float64)
     for i, (cell, row) in enumerate(zip(cells.tolist(), paths.tolist(), strict=True)):
         out[i] = table.path_latency_ms(space, k, (cell, tuple(op for op in row if op >= 0)))

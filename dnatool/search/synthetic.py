@@ -96,12 +96,32 @@ class SyntheticLatencyTable:
             self._cache[key] = (self.overhead_ms + macs * penalty / self.macs_per_ms) * jitter
         return self._cache[key]
 
-    def path_latency_ms(self, space: SearchSpace, k: int, choice: Choice) -> float:
-        in_chs, size, total = space.block_in_width(k), space.block_in_resolution(k), 0.0
+    def path_layers_ms(self, space: SearchSpace, k: int, choice: Choice) -> list[float]:
+        """Latency of each layer of one path of block k, in order."""
+        in_chs, size, out = space.block_in_width(k), space.block_in_resolution(k), []
         for layer in space.layer_blocks(k, choice):
-            total += self.layer_ms(in_chs, layer.out, layer.kernel, layer.exp, layer.stride, size)
+            out.append(
+                self.layer_ms(in_chs, layer.out, layer.kernel, layer.exp, layer.stride, size)
+            )
             in_chs, size = layer.out, math.ceil(size / layer.stride)
+        return out
+
+    def path_latency_ms(self, space: SearchSpace, k: int, choice: Choice) -> float:
+        total = 0.0
+        for ms in self.path_layers_ms(space, k, choice):
+            total += ms
         return total
+
+    def layer_latency_ms(self, space: SearchSpace, k: int) -> np.ndarray:
+        """float64 (2, n_ops): each op of block k as a cell's first layer / a later layer (NaN
+        when no cell has one), read from the uniform paths of the deepest cell."""
+        block = space.blocks[k]
+        deepest = max(range(len(block.cells)), key=lambda c: block.cells[c].layers)
+        depth = block.cells[deepest].layers
+        out = np.full((2, len(block.ops)), np.nan)
+        for op in range(len(block.ops)):
+            out[: min(depth, 2), op] = self.path_layers_ms(space, k, (deepest, (op,) * depth))[:2]
+        return out
 
     def fixed_latency_ms(self, space: SearchSpace) -> float:
         return 1.5 * (space.resolution / 224) ** 2 + 10 * self.overhead_ms
