@@ -5,10 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -29,7 +31,9 @@ def _export_tiny(folder) -> str:
     return str(path)
 
 
-def _start(*args: str) -> tuple[subprocess.Popen, int]:
+def _start(*args: str) -> tuple[subprocess.Popen, int, str]:
+    """Start `dnatool serve ARGS --port 0`; (process, port, host) from its ready line, which
+    prints the address of the bound socket."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dnatool", "serve", *args, "--port", "0"],
         stderr=subprocess.PIPE,
@@ -39,16 +43,17 @@ def _start(*args: str) -> tuple[subprocess.Popen, int]:
     for line in proc.stderr:
         lines.append(line)
         if "ready at http://" in line:
-            port = int(line.split("ready at http://")[1].split("/")[0].rsplit(":", 1)[1])
-            return proc, port
+            host, port = line.split("ready at http://")[1].split("/")[0].rsplit(":", 1)
+            return proc, int(port), host
     raise AssertionError(f"server did not start: {''.join(lines)}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """A served tiny model: (onnx path, port, process, bound host); no --host given."""
     onnx_path = _export_tiny(tmp_path_factory.mktemp("serve"))
-    proc, port = _start(onnx_path, "--max-request-mb", "1", "--max-wait-ms", "20")
-    yield onnx_path, port, proc
+    proc, port, host = _start(onnx_path, "--max-request-mb", "1", "--max-wait-ms", "20")
+    yield onnx_path, port, proc, host
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
 
@@ -85,6 +90,10 @@ def _post(
     status, data = response.status, json.loads(response.read())
     conn.close()
     return status, data
+
+
+def test_binds_loopback_unless_told_otherwise(server):
+    assert server[3] == "127.0.0.1"
 
 
 def test_health_and_metadata(server):
@@ -137,6 +146,84 @@ def _stats(port: int) -> dict:
     data = json.loads(conn.getresponse().read())["model_stats"][0]
     conn.close()
     return data
+
+
+def _batch_counts(stats: dict) -> dict[int, int]:
+    return {b["batch_size"]: b["compute_infer"]["count"] for b in stats["batch_stats"]}
+
+
+def test_lone_request_waits_at_most_max_wait(server, reference):
+    """--max-wait-ms 20, --max-batch 32: a lone request runs alone instead of waiting for more."""
+    before = _stats(server[1])
+    x = np.random.default_rng(5).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    start = time.monotonic()
+    status, body = _post(server[1], json.dumps(_json_request(x)).encode())
+    elapsed = time.monotonic() - start
+    assert status == 200
+    got = np.array(body["outputs"][0]["data"], np.float32).reshape(body["outputs"][0]["shape"])
+    np.testing.assert_allclose(got, reference(x), rtol=0, atol=1e-5)
+    assert elapsed < 2.0  # generous: 20 ms of waiting, not until 32 samples arrive
+    after = _stats(server[1])
+    ran = Counter(_batch_counts(after))
+    ran.subtract(_batch_counts(before))
+    assert +ran == {1: 1} and after["execution_count"] - before["execution_count"] == 1
+
+
+def _json_request(x: np.ndarray) -> dict:
+    return {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.ravel().tolist(),
+            }
+        ]
+    }
+
+
+def test_too_many_samples_per_request_get_413(server, reference):
+    x = np.zeros((65, 3, 32, 32), np.float32)  # 65 x 12 KB: under --max-request-mb 1
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ]
+        }
+    ).encode()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(head)),
+    }
+    status, body = _post(server[1], head + x.tobytes(), headers=headers)
+    assert status == 413 and "1..64 samples per request" in body["error"]
+    y = np.random.default_rng(6).standard_normal((64, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(_infer(_client(server[1]), y), reference(y), rtol=0, atol=1e-5)
+    assert server[2].poll() is None
+
+
+def _raw_exchange(port: int, request: bytes) -> tuple[int, dict]:
+    """Send raw request bytes, read one response (the server closes after these refusals)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+def test_chunked_or_unsized_bodies_get_411(server, reference):
+    path = "POST /v2/models/tinynet/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    status, body = _raw_exchange(server[1], f"{path}Transfer-Encoding: chunked\r\n\r\n".encode())
+    assert status == 411 and "chunked" in body["error"]
+    status, body = _raw_exchange(server[1], f"{path}\r\n".encode())
+    assert status == 411 and "Content-Length required" in body["error"]
+    x = np.random.default_rng(7).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(_infer(_client(server[1]), x), reference(x), rtol=0, atol=1e-5)
 
 
 def test_bad_requests_get_4xx_and_server_keeps_serving(server, reference):
@@ -220,7 +307,7 @@ def test_serve_arch_on_the_fly_and_graceful_shutdown(tmp_path):
     space = load_space("tiny")
     arch = tmp_path / "fly.json"
     arch.write_text(space.to_arch(space.sample(np.random.default_rng(4))).to_json())
-    proc, port = _start(str(arch), "--max-batch", "1")
+    proc, port, _ = _start(str(arch), "--max-batch", "1")
     client = _client(port)
     assert client.get_model_metadata("fly")["name"] == "fly"
     out = client.infer("fly", [_input(np.zeros((1, 3, 32, 32), np.float32))]).as_numpy("logits")
@@ -228,6 +315,44 @@ def test_serve_arch_on_the_fly_and_graceful_shutdown(tmp_path):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     assert "stopped" in proc.stderr.read()
+
+
+def test_sigterm_finishes_requests_in_flight_and_exits_0(server, reference):
+    """Requests held by a long batching wait when SIGTERM arrives are all answered."""
+    proc, port, _ = _start(server[0], "--max-wait-ms", "3000", "--max-batch", "32")
+    rng = np.random.default_rng(8)
+    xs = [rng.standard_normal((1, 3, 32, 32), dtype=np.float32) for _ in range(4)]
+    sent = [threading.Event() for _ in xs]
+    answers: list = [None] * len(xs)
+
+    def work(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("POST", "/v2/models/tinynet/infer", json.dumps(_json_request(xs[i])))
+        sent[i].set()
+        response = conn.getresponse()
+        answers[i] = (response.status, json.loads(response.read()), time.monotonic())
+        conn.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for thread in threads:
+        thread.start()
+    assert all(event.wait(30) for event in sent)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # accepted after the four
+    conn.request("GET", "/v2/health/live")
+    assert conn.getresponse().status == 200
+    conn.close()
+    time.sleep(0.3)  # let the handler threads queue their requests in the batcher
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert proc.wait(timeout=30) == 0
+    assert "stopped" in proc.stderr.read()
+    for x, (status, body, answered) in zip(xs, answers, strict=True):
+        assert status == 200 and answered > signalled  # pending when the signal came
+        out = body["outputs"][0]
+        got = np.array(out["data"], np.float32).reshape(out["shape"])
+        np.testing.assert_allclose(got, reference(x), rtol=0, atol=1e-5)
 
 
 def _input(x: np.ndarray):

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -70,6 +71,7 @@ class ModelApp:
         self.runner = runner
         self.ready = True
         self.inflight = self.inference_count = self.execution_count = 0
+        self.batch_sizes: Counter[int] = Counter()
         self._lock = threading.Lock()
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -77,17 +79,25 @@ class ModelApp:
         with self._lock:
             self.inference_count += len(x)
             self.execution_count += 1
+            self.batch_sizes[len(x)] += 1
         return out
 
     def model_stats(self) -> dict[str, Any]:
-        """Triton's statistics extension, reduced to counts: samples and onnxruntime calls."""
+        """Triton's statistics extension as counts: samples, runs, and runs per batch size."""
+        with self._lock:
+            batches = sorted(self.batch_sizes.items())
+            inferences, executions = self.inference_count, self.execution_count
         return {
             "model_stats": [
                 {
                     "name": self.name,
                     "version": "1",
-                    "inference_count": self.inference_count,
-                    "execution_count": self.execution_count,
+                    "inference_count": inferences,
+                    "execution_count": executions,
+                    "batch_stats": [
+                        {"batch_size": size, "compute_infer": {"count": count}}
+                        for size, count in batches
+                    ],
                 }
             ]
         }
