@@ -146,3 +146,61 @@ def test_importing_dnatool_profile_imports_no_runtime():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _csv(tmp_path, tiny, bad_row: str | None = None):
+    """A measurements CSV with every op of `tiny`; `bad_row` replaces the second data row."""
+    rows = [f"{key},0.5,0.01,20" for key in space_keys(tiny)]
+    if bad_row is not None:
+        rows[1] = bad_row.format(key=list(space_keys(tiny))[1])
+    path = tmp_path / "phone.csv"
+    path.write_text("key,mean_ms,std_ms,n\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ("{key},-0.5,0.01,20", "phone.csv:3: mean_ms must be a finite number >= 0 (ms), got '-0.5'"),
+        ("{key},nan,0.01,20", "phone.csv:3: mean_ms must be a finite number >= 0 (ms), got 'nan'"),
+        ("{key},inf,0.01,20", "phone.csv:3: mean_ms must be a finite number >= 0 (ms), got 'inf'"),
+        ("{key},,0.01,20", "phone.csv:3: mean_ms must be a finite number >= 0 (ms), got ''"),
+        ("{key},0.5,-1,20", "phone.csv:3: std_ms must be a finite number >= 0 (ms), got '-1'"),
+        ("{key},0.5,nan,20", "phone.csv:3: std_ms must be a finite number >= 0 (ms), got 'nan'"),
+        ("{key},0.5,0.01,0", "phone.csv:3: n must be a whole number >= 1, got '0'"),
+        ("{key},0.5,0.01,2.5", "phone.csv:3: n must be a whole number >= 1, got '2.5'"),
+        ("{key},0.5,0.01,many", "phone.csv:3: n must be a whole number >= 1, got 'many'"),
+    ],
+)
+def test_import_names_the_bad_row_column_and_value(tmp_path, tiny, row, message):
+    from dnatool.profile.ops_io import import_csv
+
+    with pytest.raises(BadInput) as info:
+        import_csv(tiny, _csv(tmp_path, tiny, row), tmp_path / "t.json", "phone")
+    assert str(info.value).endswith(message)
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_import_refuses_a_key_listed_twice(tmp_path, tiny):
+    from dnatool.profile.ops_io import import_csv
+
+    path = _csv(tmp_path, tiny)
+    path.write_text(path.read_text() + f"{next(iter(space_keys(tiny)))},0.7,0,1\n")
+    with pytest.raises(BadInput, match="listed twice"):
+        import_csv(tiny, path, tmp_path / "t.json", "phone")
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory, tiny):
+    """A table built from on-device measurements (`--import`); n written as 20.0 by a spreadsheet."""
+    from dnatool.profile.ops_io import import_csv
+
+    folder = tmp_path_factory.mktemp("imported")
+    path = _csv(folder, tiny, "{key},0.5,0.01,20.0")
+    return import_csv(tiny, path, folder / "phone.json", "phone")
+
+
+def test_import_keeps_what_was_measured(imported, tiny):
+    entry = imported.entries[list(space_keys(tiny))[1]]
+    assert entry["mean"] == 0.5 and entry["std"] == 0.01 and entry["n"] == 20
+    assert isinstance(entry["n"], int)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -151,16 +152,36 @@ def _read_csv(path: Path) -> dict[str, dict[str, Any]]:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"key", "mean_ms"} <= set(reader.fieldnames):
             raise BadInput(f"{path} needs the columns key and mean_ms (optional std_ms, n)")
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for line, row in enumerate(reader, start=2):
-            try:
-                rows[row["key"]] = {
-                    "mean": float(row["mean_ms"]),
-                    "std": float(row.get("std_ms") or 0.0),
-                    "n": int(row.get("n") or 1),
-                }
-            except ValueError:
-                raise BadInput(
-                    f"{path}:{line}: mean_ms must be a number, got {row['mean_ms']!r}"
-                ) from None
+            where = f"{path}:{line}"
+            if row["key"] in rows:
+                raise BadInput(f"{where}: key {row['key']!r} is listed twice")
+            rows[row["key"]] = {
+                "mean": _milliseconds(where, "mean_ms", row["mean_ms"]),
+                "std": _milliseconds(where, "std_ms", row.get("std_ms") or "0"),
+                "n": _count(where, row.get("n") or "1"),
+            }
     return rows
+
+
+def _milliseconds(where: str, column: str, text: str | None) -> float:
+    """A finite, non-negative number of milliseconds, or BadInput naming row, column and value."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise BadInput(f"{where}: {column} must be a finite number >= 0 (ms), got {text!r}")
+    return value
+
+
+def _count(where: str, text: str) -> int:
+    """A whole number of timed runs >= 1 (`50` or `50.0`), or BadInput naming row, column, value."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value.is_integer() and value >= 1):
+        raise BadInput(f"{where}: n must be a whole number >= 1, got {text!r}")
+    return int(value)
