@@ -204,3 +204,41 @@ def test_import_keeps_what_was_measured(imported, tiny):
     entry = imported.entries[list(space_keys(tiny))[1]]
     assert entry["mean"] == 0.5 and entry["std"] == 0.01 and entry["n"] == 20
     assert isinstance(entry["n"], int)
+
+
+def test_tables_dnatool_cannot_measure_on_end_in_one_line(imported, tiny, tmp_path, monkeypatch):
+    """Imported and synthetic tables are bad input (exit 2); a missing runtime is a failure (1)."""
+    from dnatool.profile.backends.torch_backend import TorchCudaBackend
+    from dnatool.profile.validate import validate
+    from dnatool.search.synthetic import write_synthetic_lut
+
+    with pytest.raises(BadInput, match="on-device measurements of backend 'phone'"):
+        validate(load_lut(imported.path), 3, space=tiny)
+    synthetic = load_lut(write_synthetic_lut(tmp_path / "syn.json", tiny))
+    with pytest.raises(BadInput, match="is for backend 'synthetic', which dnatool cannot measure"):
+        validate(synthetic, 3, space=tiny)
+    monkeypatch.setattr(TorchCudaBackend, "missing", staticmethod(lambda: "no CUDA device"))
+    synthetic.header["device"] = {**synthetic.header["device"], "backend": "torch-cuda"}
+    with pytest.raises(RunFailure, match="backend torch-cuda is not available here: no CUDA"):
+        validate(synthetic, 3, space=tiny)
+
+
+def test_validate_cli_on_an_imported_table_is_one_line_exit_2(imported, cli):
+    result = cli("profile", "--lut", str(imported.path), "--validate", "3")
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"Error: latency table {imported.path} holds on-device measurements of backend 'phone' "
+        "(imported from phone.csv); dnatool cannot measure on that device"
+    ]
+
+
+def test_validate_refuses_a_device_other_than_the_tables(tiny, tmp_path, cli):
+    from dnatool.search.synthetic import write_synthetic_lut
+
+    path = write_synthetic_lut(tmp_path / "cpu.json", tiny)
+    data = json.loads(path.read_text())
+    data["header"]["device"]["backend"] = "torch-cpu"
+    path.write_text(json.dumps(data))
+    result = cli("profile", "--device", "ort-cpu", "--lut", str(path), "--validate", "3")
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--device ort-cpu but" in result.stderr and "'torch-cpu'" in result.stderr

@@ -135,7 +135,7 @@ def profile(
     if validate_n is not None or lut_path:
         if not (validate_n and lut_path):
             raise BadInput("--validate N and --lut LUT go together")
-        return _validate(lut_path, validate_n, seed, force, as_json)
+        return _validate(lut_path, device, validate_n, seed, force, as_json)
     if export_dir:
         return _export(space_name, export_dir, batch, as_json)
     if not device:
@@ -238,14 +238,23 @@ def _measure(
     )
 
 
-def _validate(lut_path: str, n: int, seed: int, force: bool, as_json: bool) -> None:
+def _validate(
+    lut_path: str, device: str | None, n: int, seed: int, force: bool, as_json: bool
+) -> None:
+    """Measure on the table's backend; a --device naming another backend is refused, not ignored
+    (--force covers another machine or runtime version, not another backend)."""
     from dnatool.cli._console import Reporter, emit_json, info, progress
+    from dnatool.errors import BadInput
     from dnatool.profile.lut import load_lut
     from dnatool.profile.validate import validate
 
-    lut = load_lut(
-        lut_path, force=True
-    )  # the device check happens in validate, against this machine
+    lut = load_lut(lut_path, force=True)  # the device check happens in validate, on this machine
+    backend = lut.header["device"].get("backend")
+    if device is not None and device != backend:
+        raise BadInput(
+            f"--device {device} but {lut_path} was measured on {backend!r}: validation measures "
+            f"on the table's backend; drop --device or pass --device {backend}"
+        )
     with progress() as bar:
         result = validate(lut, n, seed=seed, force=force, report=Reporter(bar))
     if as_json:

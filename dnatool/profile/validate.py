@@ -18,9 +18,9 @@ import numpy as np
 
 from dnatool.arch.space import Choice, SearchSpace, load_space
 from dnatool.arch.spec import ArchSpec
-from dnatool.errors import BadInput
+from dnatool.errors import BadInput, RunFailure
 from dnatool.profile import calibrate, measure
-from dnatool.profile.backends import BackendOptions, get_backend
+from dnatool.profile.backends import BACKENDS, BackendOptions, get_backend
 from dnatool.profile.lut import LatencyTable, device_mismatch
 from dnatool.profile.measure import Protocol, Report
 from dnatool.utils import io
@@ -28,26 +28,71 @@ from dnatool.utils import io
 _BACKENDS: dict[str, Any] = {}
 
 
-def backend_for(lut: LatencyTable, force: bool = False) -> Any:
-    """The table's backend with its options; RunFailure if missing, BadInput if another device."""
+def table_backend(lut: LatencyTable) -> Any:
+    """The table's backend with the table's options, whatever machine this is.
+
+    BadInput (exit 2) for a table dnatool cannot measure on: imported on-device measurements or a
+    backend it does not know. RunFailure (exit 1) when the backend's runtime or device is
+    missing here. Both name the backend in one line.
+    """
     device = lut.header["device"]
+    name = str(device.get("backend"))
+    if device.get("runtime") == "external":
+        raise BadInput(
+            f"latency table {lut.path} holds on-device measurements of backend {name!r} "
+            f"({device.get('source', 'imported')}); dnatool cannot measure on that device"
+        )
+    if name not in BACKENDS:
+        raise BadInput(
+            f"latency table {lut.path} is for backend {name!r}, which dnatool cannot measure on "
+            f"(it measures on {', '.join(BACKENDS)})"
+        )
     options = BackendOptions(
-        threads=int(device.get("threads", 1)),
-        batch=int(device.get("batch", 1)),
-        precision=str(device.get("precision", "fp32")),
-        mode=str(device.get("mode", "eager")),
-        clock=str(device.get("clock", "wall")),
+        threads=int(device.get("threads") or 1),
+        batch=int(device.get("batch") or 1),
+        precision=str(device.get("precision") or "fp32"),
+        mode=str(device.get("mode") or "eager"),
+        clock=str(device.get("clock") or "wall"),
     )
-    cache_key = json.dumps([device.get("backend"), options.__dict__])
+    cache_key = json.dumps([name, options.__dict__])
     if cache_key not in _BACKENDS:
-        _BACKENDS[cache_key] = get_backend(str(device.get("backend")), options)
-    backend = _BACKENDS[cache_key]
-    reason = device_mismatch(device, backend.fingerprint())
+        _BACKENDS[cache_key] = get_backend(name, options)
+    return _BACKENDS[cache_key]
+
+
+def backend_for(lut: LatencyTable, force: bool = False) -> Any:
+    """`table_backend`, refused (BadInput) when this machine is not the table's unless forced."""
+    backend = table_backend(lut)
+    reason = device_mismatch(lut.header["device"], backend.fingerprint())
     if reason and not force:
         raise BadInput(
             f"latency table {lut.path} was measured elsewhere ({reason}); use --force to validate anyway"
         )
     return backend
+
+
+def unavailable_reason(lut: LatencyTable) -> str | None:
+    """One line saying why the table cannot be measured against on this machine (None if it can)."""
+    try:
+        backend = table_backend(lut)
+    except (BadInput, RunFailure) as exc:
+        return str(exc)
+    reason = device_mismatch(lut.header["device"], backend.fingerprint())
+    return f"latency table {lut.path} was measured elsewhere ({reason})" if reason else None
+
+
+def reference_runner(lut: LatencyTable, space: SearchSpace, force: bool = False) -> Any:
+    """The table's reference network (the one its drift is made of), ready to time."""
+    protocol = Protocol.from_dict(lut.header["protocol"])
+    return backend_for(lut, force).prepare(
+        *measure.whole_net(space, measure.reference_choices(space, protocol), lut.batch)
+    )
+
+
+def reference_ms(lut: LatencyTable, space: SearchSpace, force: bool = False) -> float:
+    """Median latency (ms) of the table's reference network, measured now."""
+    protocol = Protocol.from_dict(lut.header["protocol"])
+    return measure.time_runner(reference_runner(lut, space, force), protocol).median
 
 
 def measure_arch(lut: LatencyTable, arch: ArchSpec, force: bool = False) -> float:
@@ -90,10 +135,7 @@ def validate(
         raise BadInput("--validate needs at least 3 networks")
     space = space or load_space(str(lut.header["space"]))
     protocol = Protocol.from_dict(lut.header["protocol"])
-    backend = backend_for(lut, force)
-    ref_runner = backend.prepare(
-        *measure.whole_net(space, measure.reference_choices(space, protocol), lut.batch)
-    )
+    ref_runner = reference_runner(lut, space, force)
     report("start", task="validate", total=n)
     rows, refs = [], [measure.time_runner(ref_runner, protocol).median]
     for i, choices in enumerate(validation_choices(space, lut, n, seed)):
