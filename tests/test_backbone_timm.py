@@ -60,7 +60,7 @@ def test_levels_match_timm_feature_info(arch, output_stride):
 
 
 def test_features_from_model_run_match_feature_info(model_run):
-    run, spec, _ = model_run
+    run, spec, reference = model_run
     indices = default_out_indices(feature_levels(spec))
     model = timm.create_model(
         "dnatool_model",
@@ -78,6 +78,11 @@ def test_features_from_model_run_match_feature_info(model_run):
     assert model.feature_info.channels() == [16, 24, 44, 48]
     assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
     assert model.pretrained_cfg["input_size"] == (3, 64, 64)
+    # with no weights source in its pretrained_cfg timm only warns and keeps random weights
+    torch.testing.assert_close(model.conv_stem.weight, reference.conv_stem.weight, rtol=0, atol=0)
+    torch.testing.assert_close(
+        model.blocks[2][1].conv_pw.weight, reference.blocks[2][1].conv_pw.weight, rtol=0, atol=0
+    )
 
 
 def test_registered_name_loads_the_retrained_weights(model_run):
