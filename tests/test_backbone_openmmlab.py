@@ -57,11 +57,14 @@ def test_every_arch_form_gives_the_same_levels(model_run, tmp_path):
     run, spec = model_run
     arch_file = tmp_path / "arch.json"
     arch_file.write_text(spec.to_json())
+    arch_def_file = tmp_path / "arch_def.json"  # a timm arch_def list, not a dnatool arch file
+    arch_def_file.write_text(json.dumps(SMALL_ARCH))
     search = tmp_path / "search.json"
     search.write_text(json.dumps({"winner": {"arch": spec.to_dict()}}))
     forms = [
         SMALL_ARCH,
         str(arch_file),
+        str(arch_def_file),
         str(search),
         str(run),
         spec.to_dict(),
