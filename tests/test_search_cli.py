@@ -87,6 +87,58 @@ def test_dfs_baseline_agrees_with_exact_search():
         assert dfs.winner == exact.winner
 
 
+def test_dfs_algorithm_as_in_the_readme(cli, rated_run, tmp_path):
+    """`--algorithm dfs` without --top: the walk's single answer, equal to the exact winner."""
+    from dnatool.profile.lut import load_lut
+
+    run, lut = rated_run
+    out = tmp_path / "dfs.json"
+    res = cli(
+        "search",
+        str(run),
+        "--latency",
+        "350us",
+        "--lut",
+        str(lut),
+        "--algorithm",
+        "dfs",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert res.code == 0, res.stderr
+    data = json.loads(out.read_text())
+    assert data["algorithm"] == "dfs" and len(data["top"]) == 1
+    space = load_space("tiny")
+    exact = search(
+        space, synthetic_score_lists(space, seed=3), {"latency_ms": 0.35}, lut=load_lut(lut)
+    )
+    assert data["winner"] == exact.winner
+
+
+def test_margin_as_a_percentage(cli, rated_run, tmp_path):
+    run, lut = rated_run
+    out = tmp_path / "margin.json"
+    res = cli(
+        "search",
+        str(run),
+        "--latency",
+        "400us",
+        "--lut",
+        str(lut),
+        "--margin",
+        "5%",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert res.code == 0, res.stderr
+    data = json.loads(out.read_text())
+    assert data["margin"] == 0.05 and data["requested_budget"]["latency_ms"] == 0.4
+    assert data["budget"]["latency_ms"] == pytest.approx(0.4 * 0.95)
+    assert json.loads(res.stdout)["latency_ms"] <= 0.4 * 0.95
+
+
 def test_bench_search_json(cli):
     res = cli(
         "bench",

@@ -37,6 +37,11 @@ def parse_weights(text: str | None) -> list[float] | None:
         ) from None
 
 
+def default_top(algorithm: str) -> int:
+    """The paper's walk finds one architecture; the exact search keeps five by default."""
+    return 1 if algorithm == "dfs" else 5
+
+
 def parse_budgets(latency: str | None, params: str | None, macs: str | None) -> dict[str, float]:
     from dnatool.utils.units import parse_count, parse_latency_ms
 
@@ -68,7 +73,10 @@ def parse_budgets(latency: str | None, params: str | None, macs: str | None) -> 
     "--margin", default="0", show_default=True, help="Search at budget * (1 - P); 0.05 or 5%."
 )
 @click.option(
-    "--top", type=int, default=5, show_default=True, help="How many best architectures to keep."
+    "--top",
+    type=int,
+    default=None,
+    help="How many best architectures to keep [default: 5; 1 with --algorithm dfs].",
 )
 @click.option(
     "--algorithm",
@@ -91,7 +99,7 @@ def search(
     space_ref: str | None,
     weights: str | None,
     margin: str,
-    top: int,
+    top: int | None,
     algorithm: str,
     verify: bool,
     out: str | None,
@@ -113,7 +121,7 @@ def search(
             report=Reporter(bar),
             verify=verify,
             weights=parse_weights(weights),
-            top=top,
+            top=default_top(algorithm) if top is None else top,
             margin=parse_margin(margin),
             algorithm=algorithm,
         )
