@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from dnatool.arch.space import load_space
 from dnatool.profile.lut import load_lut
 
 pytest.importorskip("onnxruntime")
@@ -110,8 +111,6 @@ def test_resume_after_kill_measures_only_missing_networks(resumed):
 
 
 def test_table_header_entries_and_interface(resumed):
-    from dnatool.arch.space import load_space
-
     out, _, summary = resumed
     table, space = load_lut(out), load_space("tiny")
     header = table.header
@@ -258,7 +257,6 @@ def test_tensorrt_backend_builds_and_times():
 
 
 def test_search_verify_measures_the_winner_on_the_tables_backend(resumed, cli, tmp_path):
-    from dnatool.arch.space import load_space
     from dnatool.search.synthetic import write_synthetic_run
 
     lut, _, _ = resumed
@@ -271,3 +269,25 @@ def test_search_verify_measures_the_winner_on_the_tables_backend(resumed, cli, t
     verify = json.loads(out.read_text())["verify"]
     assert verify["measured_ms"] > 0 and verify["predicted_ms"] > 0
     assert verify["error"] == pytest.approx(verify["predicted_ms"] / verify["measured_ms"] - 1)
+    table_ref = load_lut(lut).header["drift"]["reference_ms"]
+    assert verify["reference_ms"]["table"] == table_ref and verify["reference_ms"]["now"] > 0
+    assert verify["drift"] == pytest.approx(verify["reference_ms"]["now"] / table_ref)
+    corrected = verify["measured_ms"] / verify["drift"]
+    assert verify["drift_corrected_error"] == pytest.approx(verify["predicted_ms"] / corrected - 1)
+    assert "reference network" in result.stdout
+
+
+def test_search_verify_with_an_imported_table_is_skipped_with_the_reason(resumed, cli, tmp_path):
+    """`--import`ed tables crashed --verify (TypeError); now the search stands, verify says why."""
+    from dnatool.search.synthetic import write_synthetic_run
+
+    lut, _, _ = resumed
+    data = json.loads(lut.read_text())
+    data["header"]["device"] = {"backend": "phone", "runtime": "external", "threads": None}
+    phone = tmp_path / "phone.json"
+    phone.write_text(json.dumps(data))
+    run = write_synthetic_run(tmp_path / "run", load_space("tiny"), seed=1)
+    result = cli("search", str(run), "--lut", str(phone), "--latency", "1s", "--verify", "--json")
+    assert result.code == 0, result.stderr
+    assert "backend 'phone'" in json.loads(result.stdout)["verify"]["skipped"]
+    assert "verify skipped" in result.stderr and (run / "search.json").is_file()

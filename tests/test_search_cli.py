@@ -139,6 +139,48 @@ def test_margin_as_a_percentage(cli, rated_run, tmp_path):
     assert json.loads(res.stdout)["latency_ms"] <= 0.4 * 0.95
 
 
+def test_verify_without_the_backend_still_writes_the_result(cli, rated_run, tmp_path):
+    """The SYNTHETIC table's backend cannot run anywhere: search.json, the plot and the summary
+    are written, verify says why it was skipped (stderr too), and the exit code is 0."""
+    run, lut = rated_run
+    out = tmp_path / "v" / "search.json"
+    res = cli(
+        "search",
+        str(run),
+        "--latency",
+        "350us",
+        "--lut",
+        str(lut),
+        "--verify",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert res.code == 0, res.stderr
+    skipped = json.loads(res.stdout)["verify"]["skipped"]
+    assert "backend 'synthetic'" in skipped and "\n" not in skipped
+    assert json.loads(out.read_text())["verify"] == {"skipped": skipped}
+    assert f"verify skipped: {skipped}" in " ".join(res.stderr.split())
+    assert (out.parent / "pareto.png").is_file()
+
+
+def test_verify_with_a_missing_runtime_is_skipped(rated_run, tmp_path, monkeypatch):
+    """A torch-cuda table on a machine without CUDA: the search stands, verify names the reason."""
+    from dnatool.profile.backends.torch_backend import TorchCudaBackend
+    from dnatool.search.run import search_run
+
+    run, lut = rated_run
+    data = json.loads(lut.read_text())
+    data["header"]["device"]["backend"] = "torch-cuda"
+    (tmp_path / "cuda.json").write_text(json.dumps(data))
+    monkeypatch.setattr(TorchCudaBackend, "missing", staticmethod(lambda: "no CUDA device"))
+    res, path, _ = search_run(
+        run, {"latency_ms": 0.35}, lut=tmp_path / "cuda.json", out=tmp_path / "s.json", verify=True
+    )
+    expected = {"skipped": "backend torch-cuda is not available here: no CUDA device"}
+    assert res.extra["verify"] == expected and json.loads(path.read_text())["verify"] == expected
+
+
 def test_bench_search_json(cli):
     res = cli(
         "bench",

@@ -106,7 +106,7 @@ def search(
     as_json: bool,
 ) -> None:
     """Find the best architecture of RUN's rated space under the given budgets, exactly."""
-    from dnatool.cli._console import Reporter, emit_json, progress
+    from dnatool.cli._console import Reporter, emit_json, info, progress
     from dnatool.search import result as R
     from dnatool.search.run import search_run
 
@@ -125,6 +125,9 @@ def search(
             margin=parse_margin(margin),
             algorithm=algorithm,
         )
+    skipped = result.extra.get("verify", {}).get("skipped")
+    if skipped:
+        info(f"verify skipped: {skipped}")
     if as_json:
         emit_json(R.summary(result, str(path)))
         return
@@ -143,11 +146,17 @@ def _print(result: Any, path: Path, png: Path) -> None:
     )
     for k, (cell, ops) in enumerate(w["choices"]):
         out.print(f"  block {k}: cell {cell} ops {ops}")
-    if "verify" in result.extra:
-        v = result.extra["verify"]
+    v = result.extra.get("verify", {})
+    if "measured_ms" in v:
+        drift = (
+            f"; reference network {v['drift']:.2f}x its time in the table, "
+            f"{100 * v['drift_corrected_error']:+.1f}% with that divided out"
+            if "drift" in v
+            else ""
+        )
         out.print(
             f"verify: predicted {v['predicted_ms']:.3f} ms, measured {v['measured_ms']:.3f} ms "
-            f"({100 * v['error']:+.1f}%)"
+            f"({100 * v['error']:+.1f}%){drift}"
         )
     info(
         f"{result.evaluated_space_size:,} architectures, front of {len(result.front)} points, "

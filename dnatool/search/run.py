@@ -39,7 +39,9 @@ def search_run(
     space = run_space(run, space_ref)
     res = search(space, load_score_lists(run, space), budgets, lut=table, report=report, **options)
     if verify:
-        res.extra["verify"] = verify_winner(table, res.winner["arch"], res.winner["latency_ms"])
+        res.extra["verify"] = verify_winner(
+            table, space, res.winner["arch"], res.winner["latency_ms"]
+        )
     inputs: dict[str, Any] = {"run": str(run), "space": space_ref or space.name}
     if lut is not None:
         from dnatool.utils.io import file_sha256
@@ -51,21 +53,38 @@ def search_run(
     return res, path, png
 
 
-def verify_winner(table: Any, arch_dict: dict[str, Any], predicted: float) -> dict[str, Any]:
-    """Measure the winner's whole network on the table's backend; predicted against measured."""
-    from dnatool.arch.spec import ArchSpec
-    from dnatool.errors import RunFailure
+def verify_winner(
+    table: Any, space: Any, arch_dict: dict[str, Any], predicted: float
+) -> dict[str, Any]:
+    """Measure the winner's whole network on the table's backend: predicted against measured.
 
-    try:
-        from dnatool.profile.validate import measure_arch
-    except ImportError as exc:
-        raise RunFailure(f"--verify needs dnatool.profile.validate: {exc}") from None
-    measured = float(measure_arch(table, ArchSpec.from_dict(arch_dict)))
-    return {
+    The table's reference network is measured again beside it: `drift` (now / when the table was
+    made) shows a loaded machine, and `drift_corrected_error` divides it out. When the backend
+    cannot measure here (runtime or device missing, imported or synthetic table, another
+    machine) the answer is `{"skipped": reason}`: the search result stands without it.
+    """
+    from dnatool.arch.spec import ArchSpec
+    from dnatool.profile import validate as V
+
+    reason = V.unavailable_reason(table)
+    if reason:
+        return {"skipped": reason}
+    measured = float(V.measure_arch(table, ArchSpec.from_dict(arch_dict)))
+    result: dict[str, Any] = {
         "predicted_ms": predicted,
         "measured_ms": measured,
         "error": (predicted - measured) / measured,
     }
+    table_ref = (table.header.get("drift") or {}).get("reference_ms")
+    if table_ref:
+        now = V.reference_ms(table, space)
+        drift = now / table_ref
+        result.update(
+            reference_ms={"table": table_ref, "now": now},
+            drift=drift,
+            drift_corrected_error=(predicted - measured / drift) / (measured / drift),
+        )
+    return result
 
 
 def demo_search(
