@@ -181,6 +181,16 @@ def test_verify_with_a_missing_runtime_is_skipped(rated_run, tmp_path, monkeypat
     assert res.extra["verify"] == expected and json.loads(path.read_text())["verify"] == expected
 
 
+def test_bench_search_says_when_no_walk_finished(monkeypatch):
+    """With no finished walk nothing was compared: same_optimum is None, not all([]) == True."""
+    from dnatool.search import bench
+
+    monkeypatch.setattr(bench, "time_dfs", lambda problem, timeout: (timeout, None, False))
+    result = bench.bench_search("tiny", [0.3, 0.6], dfs_timeout=1.0)
+    assert result["same_optimum"] is None and result["dfs_finished"] == 0
+    assert result["speedup_is_lower_bound"] is True
+
+
 def test_bench_search_json(cli):
     res = cli(
         "bench",

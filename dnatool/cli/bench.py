@@ -56,12 +56,17 @@ def search(space_name: str, fractions: str, dfs_timeout: float, seed: int, as_js
         )
         out.print(
             f"budget {row['budget_ms']:.3f} ms: exact {row['exact_seconds'] * 1e3:.1f} ms, dfs {dfs}, "
-            f"same optimum {row['same_optimum']}"
+            f"same optimum {'n/a' if row['same_optimum'] is None else row['same_optimum']}"
         )
     bound = " (lower bound: some walks timed out)" if result["speedup_is_lower_bound"] else ""
+    same = (
+        "n/a (no walk finished within --dfs-timeout, nothing to compare)"
+        if result["same_optimum"] is None
+        else result["same_optimum"]
+    )
     out.print(
         f"{result['space']}: {result['space_size']:,} architectures; speedup "
-        f"{result['speedup']:.1f}x{bound}; same optimum {result['same_optimum']}"
+        f"{result['speedup']:.1f}x{bound}; same optimum {same}"
     )
     info(result["data"])
 
