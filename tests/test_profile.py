@@ -81,8 +81,28 @@ def test_calibration_fits_line_robustly_and_reports_held_out_accuracy():
     measured[4] *= 2.0  # one network measured during a load burst
     cal = calibrate.calibrate(raw, measured, seed=0)
     assert cal["a"] == pytest.approx(0.6, rel=1e-6) and cal["b"] == pytest.approx(3.0, rel=1e-6)
-    assert cal["holdout_networks"] == 6 and 0.0 <= cal["holdout"]["within_10pct"] <= 1.0
+    held_out = np.random.default_rng(0).permutation(18)[:6]  # the seeded third
+    assert cal["holdout_networks"] == 6
+    assert cal["holdout"]["within_10pct"] == pytest.approx(5 / 6 if 4 in held_out else 1.0)
     assert cal["fit"]["within_5pct"] == pytest.approx(17 / 18)
+    clean = calibrate.calibrate(raw, 0.6 * raw + 3.0, seed=0)["holdout"]
+    assert clean["within_5pct"] == 1.0 and clean["mape"] == pytest.approx(0.0, abs=1e-9)
+    skewed = calibrate.calibrate(raw, np.where(raw > 15, 1.3, 1.0) * raw, seed=1)["holdout"]
+    assert skewed["mape"] > 0.02  # a table that is off on held-out networks says so
+
+
+def test_drift_correction_rescales_to_median_conditions():
+    """Networks measured while the machine was slow are scaled back; one burst changes nothing."""
+    from dnatool.profile.run import drift_corrected
+
+    refs = {f"ref|{i}": {"ms": ms} for i, ms in enumerate([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])}
+    samples = {**refs, "fast": {"ms": 1.0, "ref": 1}, "slow": {"ms": 2.0, "ref": 4}}
+    corrected = drift_corrected(samples)
+    assert corrected["fast"] == corrected["slow"] == pytest.approx(1.5)  # median reference: 1.5
+    assert corrected["ref|3"] == 2.0  # reference runs themselves are kept as measured
+    burst = {f"ref|{i}": {"ms": ms} for i, ms in enumerate([1.0, 1.0, 5.0, 1.0, 1.0])}
+    assert drift_corrected({**burst, "net": {"ms": 3.0, "ref": 2}})["net"] == pytest.approx(3.0)
+    assert drift_corrected({"net": {"ms": 3.0, "ref": 0}}) == {"net": 3.0}  # no references
 
 
 def test_accuracy_figures():
@@ -158,26 +178,30 @@ def _csv(tmp_path, tiny, bad_row: str | None = None):
     return path
 
 
+MS = "must be a finite number >= 0 (ms)"
+COUNT = "must be a whole number >= 1"
+
+
 @pytest.mark.parametrize(
-    "row,message",
+    "row,column,value,rule",
     [
-        ("{key},-0.5,0.01,20", "phone.csv:3: mean_ms must be a finite number >= 0 (ms), got '-0.5'"),
-        ("{key},nan,0.01,20", "phone.csv:3: mean_ms must be a finite number >= 0 (ms), got 'nan'"),
-        ("{key},inf,0.01,20", "phone.csv:3: mean_ms must be a finite number >= 0 (ms), got 'inf'"),
-        ("{key},,0.01,20", "phone.csv:3: mean_ms must be a finite number >= 0 (ms), got ''"),
-        ("{key},0.5,-1,20", "phone.csv:3: std_ms must be a finite number >= 0 (ms), got '-1'"),
-        ("{key},0.5,nan,20", "phone.csv:3: std_ms must be a finite number >= 0 (ms), got 'nan'"),
-        ("{key},0.5,0.01,0", "phone.csv:3: n must be a whole number >= 1, got '0'"),
-        ("{key},0.5,0.01,2.5", "phone.csv:3: n must be a whole number >= 1, got '2.5'"),
-        ("{key},0.5,0.01,many", "phone.csv:3: n must be a whole number >= 1, got 'many'"),
+        ("{key},-0.5,0.01,20", "mean_ms", "-0.5", MS),
+        ("{key},nan,0.01,20", "mean_ms", "nan", MS),
+        ("{key},inf,0.01,20", "mean_ms", "inf", MS),
+        ("{key},,0.01,20", "mean_ms", "", MS),
+        ("{key},0.5,-1,20", "std_ms", "-1", MS),
+        ("{key},0.5,nan,20", "std_ms", "nan", MS),
+        ("{key},0.5,0.01,0", "n", "0", COUNT),
+        ("{key},0.5,0.01,2.5", "n", "2.5", COUNT),
+        ("{key},0.5,0.01,many", "n", "many", COUNT),
     ],
 )
-def test_import_names_the_bad_row_column_and_value(tmp_path, tiny, row, message):
+def test_import_names_the_bad_row_column_and_value(tmp_path, tiny, row, column, value, rule):
     from dnatool.profile.ops_io import import_csv
 
     with pytest.raises(BadInput) as info:
         import_csv(tiny, _csv(tmp_path, tiny, row), tmp_path / "t.json", "phone")
-    assert str(info.value).endswith(message)
+    assert str(info.value).endswith(f"phone.csv:3: {column} {rule}, got {value!r}")
     assert not (tmp_path / "t.json").exists()
 
 
