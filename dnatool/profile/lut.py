@@ -252,7 +252,10 @@ class LatencyTable:
         cell / as a later layer (NaN when no cell has one), from `block_layer_keys`."""
         rows = block_layer_keys(space, k, self.batch, self.dtype)
         return np.array(
-            [[self.slope * self.entry(key)["mean"] if key else math.nan for key in row] for row in rows],
+            [
+                [self.slope * self.entry(key)["mean"] if key else math.nan for key in row]
+                for row in rows
+            ],
             dtype=np.float64,
         )
 
