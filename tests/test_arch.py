@@ -28,6 +28,29 @@ def test_block_string_round_trip_is_lossless(text):
     assert spec.to_str() == parse_block(spec.to_str()).to_str()
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ir_r1_k3_s1_e1.2345678_c24_se0.123456789",
+        "ir_r1_k3_s1_e4.000001_c24_se0.0000015",
+        "ir_r1_k3_s1_e6.0_c24_se0.250",
+    ],
+)
+def test_fractional_values_survive_the_round_trip(text):
+    """`:g` formatting kept 6 digits: e1.2345678 came back as e1.23457."""
+    spec = parse_block(text)
+    again = parse_block(spec.to_str())
+    exp, se = (float(t.lstrip("es")) for t in text.split("_")[4:7:2])
+    assert (again.exp, again.se) == (spec.exp, spec.se) == (exp, se)
+
+
+def test_canonical_numbers_stay_short():
+    assert parse_block("ir_r1_k3_s1_e6.0_c24_se0.250").to_str() == "ir_r1_k3_s1_e6_c24_se0.25"
+    assert "_e1.2345678_" in parse_block("ir_r1_k3_s1_e1.2345678_c24").to_str()
+    arch = ArchSpec.from_arch_def([["ir_r1_k3_s2_e1.2345678_c24_se0.123456789"]])
+    assert ArchSpec.from_dict(json.loads(arch.to_json())) == arch
+
+
 def test_block_fields_decoded():
     spec = parse_block("ir_r2_k5_s2_e6_c40_se0.25")
     assert spec == BlockSpec(type="ir", repeat=2, kernel=5, stride=2, exp=6.0, out=40, se=0.25)
@@ -128,3 +151,38 @@ def test_layers_built_alone_match_the_network_layers():
         n for n, _ in model.blocks[2].named_parameters()
     ]
     assert [p.shape for p in alone.parameters()] == [p.shape for p in model.blocks[2].parameters()]
+
+
+def test_arch_def_object_carries_stem_and_head(cli, tmp_path):
+    """contracts.md: an arch_def may carry stem/head widths, as `{"arch_def", "stem", "head"}`."""
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps({"arch_def": EFFICIENTNET_B0, "stem": 48, "head": 1536}))
+    arch = resolve_arch(str(path))
+    assert (arch.stem, arch.head, arch.arch_def) == (48, 1536, EFFICIENTNET_B0)
+    model = build_model(arch)
+    assert model.conv_stem.out_channels == 48 and model.conv_head.out_channels == 1536
+    inline = json.dumps({"arch_def": EFFICIENTNET_B0, "stem": 48, "head": 1536})
+    for ref in (str(path), inline):
+        shown = json.loads(cli("arch", "show", ref, "--json").stdout)
+        assert shown["params"] == count_params(model) != 5_288_548
+
+
+@pytest.mark.parametrize("key", ["foo", "stages", "format_"])
+def test_unknown_keys_beside_an_arch_def_are_named(tmp_path, key):
+    path = tmp_path / "def.json"
+    path.write_text(json.dumps({"arch_def": EFFICIENTNET_B0, key: 1}))
+    with pytest.raises(BadInput, match=f"unknown field '{key}'"):
+        resolve_arch(str(path))
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [("name", 7, "'name' must be a string"), ("meta", [1], "'meta' must be an object")],
+)
+def test_name_and_meta_types_are_checked(tmp_path, field, value, message):
+    with pytest.raises(BadInput, match=message):
+        ArchSpec.from_arch_def(EFFICIENTNET_B0, **{field: value})
+    data = {**ArchSpec.from_arch_def(EFFICIENTNET_B0).to_dict(), field: value}
+    (tmp_path / "arch.json").write_text(json.dumps(data))
+    with pytest.raises(BadInput, match=message):
+        resolve_arch(str(tmp_path / "arch.json"))

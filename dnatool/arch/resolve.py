@@ -1,8 +1,9 @@
 """Every ARCH form of contracts.md turned into one ArchSpec.
 
-Accepted: an ArchSpec or arch dict; a timm arch_def list (or its JSON text); a path to a dnatool
-arch file, a timm arch_def JSON file, a `search.json` (its winner), or a run directory holding an
-`arch.json` (trained model runs); a built-in name such as `efficientnet_b0`.
+Accepted: an ArchSpec or arch dict; a timm arch_def list, or an object holding one with ArchSpec
+options (`{"arch_def": [...], "stem": 48, "head": 1536}`), either also as JSON text; a path to a
+dnatool arch file, a timm arch_def JSON file (list or object), a `search.json` (its winner), or a
+run directory holding an `arch.json` (trained model runs); a built-in name (`efficientnet_b0`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dnatool.arch.spec import ARCH_FORMAT, ArchSpec
+from dnatool.arch.spec import ARCH_FORMAT, ArchSpec, check_fields
 from dnatool.errors import BadInput
 
 RUN_ARCH_FILE = "arch.json"
@@ -39,7 +40,16 @@ def resolve_arch(arch: Any, **options: Any) -> ArchSpec:
     text = str(arch)
     if text in BUILTIN:
         return ArchSpec.from_arch_def(BUILTIN[text], name=text, **options)
-    path = Path(text)
+    if text.lstrip().startswith(("[", "{")):  # before any path check: too long for a file name
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"ARCH string is not valid JSON: {exc}") from None
+        return _from_obj(data, "ARCH string", options)
+    return _from_path(Path(text), options)
+
+
+def _from_path(path: Path, options: dict[str, Any]) -> ArchSpec:
     if path.is_dir():
         return _from_dir(path, options)
     if path.is_file():
@@ -48,13 +58,8 @@ def resolve_arch(arch: Any, **options: Any) -> ArchSpec:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadInput(f"arch file {path} is not valid JSON: {exc}") from None
         return _from_obj(data, f"arch file {path}", options)
-    if text.lstrip().startswith("["):
-        try:
-            return ArchSpec.from_arch_def(json.loads(text), **options)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"ARCH string is not valid JSON: {exc}") from None
     raise BadInput(
-        f"ARCH {text!r} is not a file, a run directory, a JSON arch_def or a built-in name "
+        f"ARCH {str(path)!r} is not a file, a run directory, a JSON arch_def or a built-in name "
         f"({', '.join(BUILTIN)})"
     )
 
@@ -70,6 +75,7 @@ def _from_obj(data: Any, what: str, options: dict[str, Any]) -> ArchSpec:
     if isinstance(winner.get("arch"), dict):
         return ArchSpec.from_dict(winner["arch"])
     if isinstance(data.get("arch_def"), list):
+        check_fields(set(data), what)
         extra = {k: v for k, v in data.items() if k != "arch_def"}
         return ArchSpec.from_arch_def(data["arch_def"], **{**extra, **options})
     raise BadInput(f"{what} is not a dnatool arch, a search result or an arch_def")

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from dnatool.errors import BadInput
@@ -58,7 +59,10 @@ class BlockSpec:
 
 
 def _num(value: float) -> str:
-    return f"{value:g}"
+    """Shortest text that reads back as the same float, positional (`6`, `0.25`, `1.2345678`):
+    the block grammar has no exponents, and `:g` would round to 6 significant digits."""
+    text = format(Decimal(repr(float(value))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _act_code(act: str) -> str:
@@ -154,6 +158,10 @@ class ArchSpec:
                         f"only the first block of a stage may have a stride (timm ignores "
                         f"{block.to_str()!r}'s s{block.stride})"
                     )
+        if not isinstance(self.name, str):
+            raise BadInput(f"architecture field 'name' must be a string, got {self.name!r}")
+        if not isinstance(self.meta, dict):
+            raise BadInput(f"architecture field 'meta' must be an object, got {self.meta!r}")
         for name in ("stem", "head", "resolution", "num_classes", "in_chans"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -184,6 +192,7 @@ class ArchSpec:
         """From a list of stages of block strings, with stem/head/act/resolution as options."""
         if not isinstance(arch_def, list) or not all(isinstance(s, list) for s in arch_def):
             raise BadInput("an arch_def must be a list of stages, each a list of block strings")
+        check_fields(set(options) | {"arch_def"}, "arch options")
         stages = tuple(tuple(parse_block(text) for text in stage) for stage in arch_def)
         return cls(stages=stages, **options)
 
@@ -216,12 +225,7 @@ class ArchSpec:
             raise BadInput(
                 f"unsupported arch file version {data.get('version')!r} (this dnatool reads {ARCH_VERSION})"
             )
-        known = {"format", "version", "arch_def"} | {f.name for f in dataclasses.fields(cls)} - {
-            "stages"
-        }
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BadInput(f"unknown field {unknown[0]!r} in arch file")
+        check_fields(set(data) - {"format", "version"}, "arch file")
         if "arch_def" not in data:
             raise BadInput("arch file has no 'arch_def'")
         options = {k: v for k, v in data.items() if k not in ("format", "version", "arch_def")}
@@ -229,3 +233,13 @@ class ArchSpec:
 
     def replace(self, **changes: Any) -> ArchSpec:
         return dataclasses.replace(self, **changes)
+
+
+def check_fields(keys: set[Any], what: str) -> None:
+    """Refuse keys that are neither `arch_def` nor an ArchSpec option, naming the first."""
+    known = {"arch_def"} | {f.name for f in dataclasses.fields(ArchSpec)} - {"stages"}
+    unknown = sorted(str(key) for key in keys - known)
+    if unknown:
+        raise BadInput(
+            f"unknown field {unknown[0]!r} in {what} (known: {', '.join(sorted(known))})"
+        )
