@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_help_does_not_import_heavy_runtimes():
     code = (
@@ -61,8 +63,38 @@ def test_bad_inputs_exit_2_with_one_line(cli, tmp_path):
     _one_line_error(cli("space", "show", "no-such-space"))
     _one_line_error(cli("arch", "show", "efficientnet_b0", "--resolution", "abc"))
     _one_line_error(cli("no-such-command"))
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"arch_def": [["ir_r1_k3_s1_e6_c24"]], "foo": 1}))
+    result = cli("arch", "show", str(extra))
+    _one_line_error(result)
+    assert "unknown field 'foo'" in result.stderr
 
 
-def test_doctor_json(cli):
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--latency", "10parsecs", "bad latency '10parsecs'"),
+        ("--latency", "1e400ms", "bad latency '1e400ms': too large"),
+        ("--params", "5.3X", "bad count '5.3X'"),
+        ("--macs", "1e400", "bad count '1e400': too large"),
+        ("--params", "-2M", "bad count '-2M'"),
+    ],
+)
+def test_bad_units_on_the_command_line(cli, tmp_path, option, value, message):
+    """Budgets are parsed before the run directory is read: an empty folder is enough."""
+    result = cli("search", str(tmp_path), option, value)
+    _one_line_error(result)
+    assert message in result.stderr
+
+
+def test_doctor_json_reports_backend_availability(cli):
+    """ort-cpu and torch-cpu run on any machine; TensorRT is not installed here, and says why."""
     data = json.loads(cli("doctor", "--json").stdout)
     assert data["packages"]["torch"] and data["packages"]["timm"]
+    backends = data["backends"]
+    assert set(backends) >= {"ort-cpu", "torch-cpu", "torch-cuda", "trt", "xnnpack"}
+    assert backends["ort-cpu"] == "ok" and backends["torch-cpu"] == "ok"
+    if data["packages"]["tensorrt"] is None:
+        assert "TensorRT is not installed" in backends["trt"]
+    if not data["cuda"]:
+        assert backends["torch-cuda"] != "ok" and "CUDA" in backends["torch-cuda"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from dnatool.errors import BadInput
@@ -18,10 +19,9 @@ def parse_latency_ms(text: str) -> float:
         raise BadInput(
             f"bad latency {text!r}: expected a number with a unit, e.g. 10ms, 800us, 1.5s"
         )
-    value = float(match.group(1)) * _TIME_MS[match.group(2) or "ms"]
-    if value <= 0:
-        raise BadInput(f"bad latency {text!r}: must be positive")
-    return value
+    return _positive_finite(
+        float(match.group(1)) * _TIME_MS[match.group(2) or "ms"], f"bad latency {text!r}"
+    )
 
 
 def parse_count(text: str) -> float:
@@ -31,9 +31,15 @@ def parse_count(text: str) -> float:
         raise BadInput(
             f"bad count {text!r}: expected a number with an optional k/M/G suffix, e.g. 5.3M"
         )
-    value = float(match.group(1)) * _COUNT[match.group(2)]
+    return _positive_finite(float(match.group(1)) * _COUNT[match.group(2)], f"bad count {text!r}")
+
+
+def _positive_finite(value: float, what: str) -> float:
+    """`1e400` reads as inf and `1e-400` as 0: neither is a budget a user means."""
+    if not math.isfinite(value):
+        raise BadInput(f"{what}: too large (not a finite number)")
     if value <= 0:
-        raise BadInput(f"bad count {text!r}: must be positive")
+        raise BadInput(f"{what}: must be positive")
     return value
 
 
