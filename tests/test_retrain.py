@@ -76,6 +76,7 @@ def test_run_files_manifest_and_curves(short_run):
     manifest = runs.read_manifest(out)
     assert manifest["stage"] == "retrain" and manifest["finished"]
     assert manifest["results"]["top1"] == metrics["top1"]
+    assert metrics["amp"] is False and metrics["channels_last"] is False  # the tiny recipe's
     assert {"model.pt", "arch.json", "checkpoint.pt", "curves.csv", "curves.png"} <= set(
         manifest["outputs"]
     )
@@ -120,7 +121,6 @@ def test_interrupted_run_resumes_to_the_same_weights(short_run, tmp_path):
 
 def test_distillation_from_a_model_run(short_run, tmp_path):
     from dnatool.retrain.distill import RetrainLoss, kd_loss, load_teacher
-    from dnatool.retrain.train import run_retrain
 
     teacher_dir = short_run[0]
     logits = torch.randn(4, 10)
@@ -129,22 +129,37 @@ def test_distillation_from_a_model_run(short_run, tmp_path):
     teacher = load_teacher(str(teacher_dir), 10, torch.device("cpu"))
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     recipe = dataclasses.replace(
-        load_retrain_recipe("retrain-tiny"),
-        epochs=1,
-        teacher=str(teacher_dir),
-        kd_alpha=1.0,
-        kd_temperature=2.0,
+        load_retrain_recipe("retrain-tiny"), teacher=str(teacher_dir), kd_alpha=1.0
     )
     images, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
     with torch.no_grad():
         pure_kd = RetrainLoss(recipe, teacher)(images, teacher(images), targets)
     assert float(pure_kd) == pytest.approx(0.0, abs=1e-5)
-    metrics = run_retrain(tiny_arch(2), recipe, tmp_path / "kd")
-    assert metrics["teacher"] == str(teacher_dir) and metrics["epochs"] == 1
     with pytest.raises(BadInput, match="classes"):
         load_teacher(str(teacher_dir), 5, torch.device("cpu"))
     with pytest.raises(BadInput, match="timm model name"):
         load_teacher("no_such_timm_model_xyz", 10, torch.device("cpu"))
+
+
+def test_distillation_changes_training_and_alpha_zero_does_not(short_run, tmp_path):
+    """Same seed, one epoch: the KD term moves the weights; with kd_alpha 0 the teacher is inert."""
+    from dnatool.retrain.train import run_retrain
+    from dnatool.utils import io
+
+    teacher = str(short_run[0])
+    base = dataclasses.replace(load_retrain_recipe("retrain-tiny"), epochs=1)
+    runs = {
+        "plain": base,
+        "kd": dataclasses.replace(base, teacher=teacher, kd_alpha=0.5, kd_temperature=2.0),
+        "alpha0": dataclasses.replace(base, teacher=teacher, kd_alpha=0.0),
+    }
+    weights, metrics = {}, {}
+    for name, recipe in runs.items():
+        metrics[name] = run_retrain(tiny_arch(2), recipe, tmp_path / name)
+        weights[name] = io.load_checkpoint(tmp_path / name / "model.pt", "model")["state_dict"]
+    assert metrics["kd"]["teacher"] == teacher and metrics["plain"]["teacher"] is None
+    assert all(torch.equal(weights["alpha0"][k], weights["plain"][k]) for k in weights["plain"])
+    assert not all(torch.equal(weights["kd"][k], weights["plain"][k]) for k in weights["plain"])
 
 
 def test_recipes_load_and_scale_the_learning_rate():
@@ -174,8 +189,34 @@ def test_bad_recipe_values_are_bad_input(override, message):
         load_retrain_recipe("retrain-tiny", (override,))
 
 
-def test_default_recipe_is_the_papers():
-    assert RetrainRecipe().opt == "rmsproptf" and RetrainRecipe().lr is None
+def test_imagenet_recipe_drives_the_papers_optimizer_and_schedule():
+    """recipes/retrain-imagenet.yaml as timm builds it: TF RMSprop, 0.256 per 4096, x0.97 / 2.4 ep."""
+    from timm.optim import RMSpropTF
+
+    from dnatool.config import RECIPES_DIR
+    from dnatool.retrain.train import _build_trainer
+    from dnatool.utils.distributed import ProcessInfo
+
+    recipe = load_retrain_recipe(str(RECIPES_DIR / "retrain-imagenet.yaml"), ("warmup_epochs=0",))
+    loaders = type("Loaders", (), {"train": _Batches(batch_size=4096, batches=100)})()
+    arch = tiny_arch(0).replace(num_classes=10)
+    _, trainer = _build_trainer(arch, recipe, loaders, ProcessInfo(0, 1, 0, torch.device("cpu")))
+    assert isinstance(trainer.optimizer, RMSpropTF) and trainer.ema is not None
+    group = trainer.optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(0.256)  # one global batch of 4096 images
+    assert (group["alpha"], group["momentum"], group["eps"]) == (0.9, 0.9, 1e-3)
+    assert trainer.ema.decay == 0.9999 and recipe.epochs == 350
+    for update, expected in ((239, 0.256), (240, 0.256 * 0.97), (480, 0.256 * 0.97**2)):
+        trainer.scheduler.step_update(num_updates=update)
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+
+
+class _Batches(list):
+    """Stands in for a DataLoader where only its batch size and length matter."""
+
+    def __init__(self, batch_size: int, batches: int) -> None:
+        super().__init__(range(batches))
+        self.batch_size = batch_size
 
 
 def _image_folder(root, per_class=14, size=40):
@@ -224,3 +265,27 @@ def test_image_folder_with_randaugment_mixup_and_cutmix(tmp_path):
     loaded = load_model(tmp_path / "run")
     assert loaded.arch.num_classes == 2 and loaded.preprocess["crop_pct"] == 0.875
     assert loaded.preprocess["mean"] == [0.485, 0.456, 0.406]
+
+
+@pytest.mark.gpu
+def test_cuda_retrain_uses_amp_and_channels_last(tmp_path):
+    """One short epoch on CUDA: float16 autocast with a GradScaler, NHWC weights, a finite loss."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    import math
+
+    from dnatool.retrain.train import run_retrain
+    from dnatool.utils import io
+
+    recipe = dataclasses.replace(
+        load_retrain_recipe("retrain-tiny"), epochs=1, amp=True, channels_last=True
+    )
+    metrics = run_retrain(tiny_arch(0), recipe, tmp_path / "run")
+    assert (metrics["device"], metrics["amp"], metrics["channels_last"]) == ("cuda", True, True)
+    state = io.load_checkpoint(tmp_path / "run" / "checkpoint.pt", "retrain-state")
+    assert state["scaler"] and state["scaler"]["scale"] > 0
+    stem = state["model"]["conv_stem.weight"]
+    assert stem.is_contiguous(memory_format=torch.channels_last) and not stem.is_contiguous()
+    row = state["rows"][-1]
+    assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])
+    assert 0 <= metrics["top1"] <= 100

@@ -85,6 +85,28 @@ def test_bad_retrain_inputs_exit_2_with_one_line(cli, tmp_path, args):
     _one_line_error(cli("retrain", *args, "--out", str(tmp_path / "run")))
 
 
+def test_retrain_with_a_teacher_run_from_the_command_line(cli, tmp_path):
+    """`--teacher RUN` distils from a trained model run and records it in the metrics and manifest."""
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.nn.model_run import DEFAULT_PREPROCESS, load_model, save_model_run
+    from dnatool.nn.timm_adapter import build_model
+    from dnatool.utils import runs
+
+    arch, teacher = _arch_file(tmp_path), tmp_path / "teacher"
+    spec = resolve_arch(arch).replace(num_classes=10, resolution=32)
+    save_model_run(teacher, build_model(spec), spec, DEFAULT_PREPROCESS, {})
+    common = ["retrain", arch, "retrain-tiny", "--epochs", "1", "--json"]
+    result = cli(*common, "--out", str(tmp_path / "student"), "--teacher", str(teacher))
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["teacher"] == str(teacher)
+    assert load_model(tmp_path / "student").metrics["teacher"] == str(teacher)
+    inputs = runs.read_manifest(tmp_path / "student")["inputs"]
+    assert any(str(teacher) in json.dumps(entry) for entry in inputs)
+    bad = cli(*common, "--out", str(tmp_path / "bad"), "--teacher", str(tmp_path / "no-such-run"))
+    _one_line_error(bad)
+    assert "no-such-run" in bad.stderr
+
+
 @pytest.mark.slow
 def test_torchrun_ddp_on_cpu_trains_with_gloo_and_rank0_writes(tmp_path):
     """Two CPU processes under torchrun: one JSON object, the global validation split, one run."""

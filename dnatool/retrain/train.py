@@ -158,9 +158,7 @@ def _build_trainer(
         step_on_epochs=False,
         updates_per_epoch=len(loaders.train),
     )
-    teacher = (
-        load_teacher(recipe.teacher, arch.num_classes, info.device) if recipe.teacher else None
-    )
+    teacher = _teacher(recipe, arch, info) if recipe.teacher else None
     scaler = torch.amp.GradScaler("cuda") if recipe.amp and cuda else None
     trainer = Trainer(
         dist.wrap(model, info),
@@ -175,6 +173,14 @@ def _build_trainer(
         channels_last=channels_last,
     )
     return model, trainer
+
+
+def _teacher(recipe: RetrainRecipe, arch: ArchSpec, info: dist.ProcessInfo) -> nn.Module:
+    """Loaded without touching the seeded generators (building a model draws from them), so
+    a teacher with `kd_alpha` 0 trains exactly the network trained without one."""
+    cuda = [info.device] if info.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        return load_teacher(recipe.teacher or "", arch.num_classes, info.device)
 
 
 def _train_epochs(
@@ -325,6 +331,9 @@ def _finish(
         "train_seconds": sum(r["seconds"] for r in rows),
         "teacher": recipe.teacher,
         "world_size": info.world,
+        "device": info.device.type,
+        "amp": trainer.amp,
+        "channels_last": trainer.channels_last,
     }
     if info.is_main:
         save_model_run(out, final, arch, loaders.splits.preprocess, metrics)
