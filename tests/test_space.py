@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -76,5 +78,22 @@ def test_bad_choices_and_unknown_spaces():
         load_space("tinyy")
 
 
-def test_builtin_spaces_listed():
-    assert set(list_spaces()) >= {"dna-mbconv", "dna-mbconv-small", "tiny"}
+def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
+    """What `dnatool space list` prints (plain and --json) is every space and its exact size."""
+    expected = {
+        "dna-mbconv": 184_509_051_277_344_768,
+        "dna-mbconv-small": 65_751_654_334_464,
+        "tiny": 25_600,
+    }
+    assert set(list_spaces()) >= set(expected)
+    listed = json.loads(cli("space", "list", "--json").stdout)["spaces"]
+    assert {s["name"]: s["size"] for s in listed if s["name"] in expected} == expected
+    assert {s["name"]: s["blocks"] for s in listed if s["name"] in expected} == {
+        "dna-mbconv": 6,
+        "dna-mbconv-small": 6,
+        "tiny": 3,
+    }
+    lines = cli("space", "list").stdout.splitlines()
+    for name, size in expected.items():
+        line = next(line for line in lines if line.split()[0] == name)
+        assert f"{size:,}" in line
