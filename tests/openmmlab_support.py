@@ -100,8 +100,9 @@ def write_voc(
 ) -> Path:
     """A tiny VOC2012 layout: JPEGImages, SegmentationClass (palette PNG), ImageSets/Segmentation.
 
-    Images hold bright rectangles on a dark background and masks mark them with class 1..3
-    (255 borders ignored), so a few training steps can learn something real.
+    Images hold red, green or blue rectangles (classes 1..3) on a dark background, two per image,
+    with each rectangle's top row marked 255 (ignored): a segmentor can learn them in about a
+    hundred CPU iterations, while predicting background everywhere scores mAcc 25.
     """
     from PIL import Image
 
