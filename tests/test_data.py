@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dnatool.data import load_splits
@@ -41,6 +42,38 @@ def test_digits_splits_are_disjoint_and_balanced():
     assert len(splits.train) == 1797 - 50 - 360
     labels = [int(splits.rate[i][1]) for i in range(len(splits.rate))]
     assert np.bincount(labels).tolist() == [5] * 10
+    plain = load_splits("digits", resolution=32, rate_per_class=5, augment=False)
+    train, rate, val = (set(s.indices) for s in (plain.train, plain.rate, plain.val))
+    assert not train & rate and not train & val and not rate & val
+    assert len(train | rate | val) == 1797
+    assert plain.rate.indices == splits.rate.indices and plain.val.indices == splits.val.indices
+    assert torch.equal(plain.train[0][0], splits.train.base[0][0])
+
+
+def _constant_folder(root, value: int):
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(3):
+                pixels = np.full((20, 24, 3), value, dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_is_normalised_as_the_teacher_was_trained(tmp_path):
+    root = _constant_folder(tmp_path, 204)
+    lite0 = {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "crop_pct": 1.0}
+    splits = load_splits(str(root), resolution=16, rate_per_class=1, preprocess=lite0)
+    assert splits.preprocess == {**lite0, "resolution": 16}
+    image, _ = splits.rate[0]
+    assert torch.allclose(image, torch.full((3, 16, 16), (204 / 255 - 0.5) / 0.5), atol=1e-5)
+    resize = splits.rate.dataset.transform.transforms[0]
+    assert resize.interpolation.value == "bicubic"
+    default = load_splits(str(root), resolution=16, rate_per_class=1)
+    assert default.preprocess["mean"] == [0.485, 0.456, 0.406]
+    assert default.preprocess["crop_pct"] == 0.875
+    image, _ = default.rate[0]
+    assert torch.allclose(image[0], torch.full((16, 16), (204 / 255 - 0.485) / 0.229), atol=1e-5)
 
 
 def test_unknown_data_source(tmp_path):

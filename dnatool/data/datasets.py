@@ -3,12 +3,16 @@
 The rating split is taken out of the training images (DNA: 50 images per class), so rating never
 sees the validation images that retraining reports on. `digits` is scikit-learn's bundled set of
 1797 real 8x8 handwritten digits, upsampled to the requested resolution and made 3-channel.
+An ImageFolder is normalised the way the teacher was trained (`preprocess`: mean, std,
+interpolation, crop_pct, e.g. from `timm.data.resolve_data_config`), ImageNet's by default.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +23,8 @@ from dnatool.errors import BadInput
 BUILTIN = ("digits",)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP_PCT = 0.875
+DEFAULT_INTERPOLATION = "bilinear"
 
 
 @dataclass
@@ -33,6 +39,8 @@ class Splits:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     source: str
+    crop_pct: float = DEFAULT_CROP_PCT
+    interpolation: str = DEFAULT_INTERPOLATION
 
     @property
     def preprocess(self) -> dict:
@@ -40,15 +48,24 @@ class Splits:
             "mean": list(self.mean),
             "std": list(self.std),
             "resolution": self.resolution,
-            "crop_pct": 1.0 if self.source in BUILTIN else 0.875,
-            "interpolation": "bilinear",
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
         }
 
 
 def load_splits(
-    source: str, resolution: int, rate_per_class: int = 10, seed: int = 0, augment: bool = True
+    source: str,
+    resolution: int,
+    rate_per_class: int = 10,
+    seed: int = 0,
+    augment: bool = True,
+    preprocess: Mapping[str, Any] | None = None,
 ) -> Splits:
-    """`digits` or an ImageFolder root with `train/` and `val/` class folders."""
+    """`digits` or an ImageFolder root with `train/` and `val/` class folders.
+
+    `preprocess` (mean, std, interpolation, crop_pct; any subset) applies to an ImageFolder; the
+    digits are always standardised by their own mean and std, as their teachers were trained.
+    """
     if source == "digits":
         return _digits(resolution, rate_per_class, seed, augment)
     root = Path(source)
@@ -57,7 +74,7 @@ def load_splits(
             f"data {source!r} is neither a built-in set ({', '.join(BUILTIN)}) nor a folder "
             "with train/ and val/ ImageFolder class folders"
         )
-    return _image_folder(root, resolution, rate_per_class, seed, augment)
+    return _image_folder(root, resolution, rate_per_class, seed, augment, dict(preprocess or {}))
 
 
 def _take_per_class(
@@ -120,18 +137,30 @@ def _digits(resolution: int, rate_per_class: int, seed: int, augment: bool) -> S
         mean=(mean,) * 3,
         std=(std,) * 3,
         source="digits",
+        crop_pct=1.0,
     )
 
 
 def _image_folder(
-    root: Path, resolution: int, rate_per_class: int, seed: int, augment: bool
+    root: Path,
+    resolution: int,
+    rate_per_class: int,
+    seed: int,
+    augment: bool,
+    preprocess: dict[str, Any],
 ) -> Splits:
     from timm.data import create_transform
     from torchvision.datasets import ImageFolder
 
+    norm = {
+        "mean": tuple(float(v) for v in preprocess.get("mean", IMAGENET_MEAN)),
+        "std": tuple(float(v) for v in preprocess.get("std", IMAGENET_STD)),
+        "interpolation": str(preprocess.get("interpolation", DEFAULT_INTERPOLATION)),
+    }
+    crop_pct = float(preprocess.get("crop_pct", DEFAULT_CROP_PCT))
     size = (3, resolution, resolution)
-    train_tf = create_transform(size, is_training=augment, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    eval_tf = create_transform(size, is_training=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    train_tf = create_transform(size, is_training=augment, crop_pct=crop_pct, **norm)
+    eval_tf = create_transform(size, is_training=False, crop_pct=crop_pct, **norm)
     train_aug = ImageFolder(str(root / "train"), transform=train_tf)
     train_eval = ImageFolder(str(root / "train"), transform=eval_tf)
     val = ImageFolder(str(root / "val"), transform=eval_tf)
@@ -144,7 +173,9 @@ def _image_folder(
         val=val,
         num_classes=len(train_aug.classes),
         resolution=resolution,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        mean=norm["mean"],
+        std=norm["std"],
         source=str(root),
+        crop_pct=crop_pct,
+        interpolation=norm["interpolation"],
     )
