@@ -7,6 +7,7 @@ import torch
 
 from dnatool.arch.space import load_space
 from dnatool.nn.supernet import Cell
+from dnatool.rate.bench import bench_rate
 from dnatool.rate.feature_sharing import score_cell_naive, score_cell_shared
 
 
@@ -41,6 +42,19 @@ def test_prefix_sharing_equals_naive(norm, recal):
     assert shared.layer_evals == 2 * (4 + 16 + 64) and naive.layer_evals == 2 * 3 * 64
 
 
+def test_bn_recalibration_is_computed_once_per_prefix_across_batches():
+    cell = _cell(3)
+    batches = _batches(3)
+    calib = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(2))
+    shared = score_cell_shared(cell, batches, "std", calib)
+    naive = score_cell_naive(cell, batches, "std", calib)
+    assert shared.scores() == naive.scores()
+    assert shared.recalibrations == 4 + 16 + 64
+    assert naive.recalibrations == 3 * 3 * 64
+    other = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(3))
+    assert score_cell_shared(cell, batches, "std", other).scores() != shared.scores()
+
+
 def test_recalibration_and_norm_change_scores():
     cell = _cell(2)
     batches = _batches(1)
@@ -52,15 +66,24 @@ def test_recalibration_and_norm_change_scores():
     assert all(abs(var[p] * spread.item() ** 2 - plain[p] * spread.item()) < 1e-4 for p in plain)
 
 
-def test_bench_rate_reports_identical_scores_and_counts(cli):
+def test_bench_rate_default_cell_has_identical_scores_and_the_predicted_counts():
+    data = bench_rate(width=4, size=2, batch=1, repeats=1)
+    assert data["identical"] is True
+    assert (data["layers"], data["ops"], data["paths"]) == (4, 6, 1296)
+    assert (data["shared_layer_evals"], data["naive_layer_evals"]) == (1554, 5184)
+
+
+def test_bench_rate_json_reports_warm_medians(cli):
     import json
 
     result = cli(
-        "bench", "rate", "--layers", "3", "--width", "8", "--size", "4", "--batch", "2", "--json"
+        "bench", "rate", "--layers", "2", "--width", "4", "--size", "2", "--batch", "1", "--json"
     )
     assert result.code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["identical"] is True
-    assert (data["layers"], data["ops"], data["paths"]) == (3, 6, 216)
-    assert (data["shared_layer_evals"], data["naive_layer_evals"]) == (6 + 36 + 216, 3 * 216)
-    assert data["speedup"] > 0 and set(data) >= {"speedup", "identical", "layers", "ops", "paths"}
+    assert set(data) >= {"speedup", "identical", "layers", "ops", "paths"}
+    assert data["identical"] is True and (data["layers"], data["paths"]) == (2, 36)
+    repeats = data["setup"]["repeats"]
+    assert repeats >= 3 and len(data["shared_runs"]) == len(data["naive_runs"]) == repeats
+    assert data["shared_seconds"] == sorted(data["shared_runs"])[repeats // 2]
+    assert data["speedup"] == data["naive_seconds"] / data["shared_seconds"]
