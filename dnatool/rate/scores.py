@@ -2,7 +2,10 @@
 
 Writes `RUN/scores/block_{k}.npz` (arrays `cells`, `paths` padded with -1, `scores`; lower is
 better) and `RUN/scores/summary.json`; a block whose file exists for the same checkpoint and
-settings is skipped, so a killed rating resumes per block.
+settings is skipped, so a killed rating resumes per block. Rating a training run that has not
+finished (blocks at fewer epochs than the recipe's, or at different epochs) goes on, since a look
+at a run in progress is useful, but warns on stderr with every block's epoch and records it:
+`trained_epochs` / `training_finished` per block and a `warning` in `scores/manifest.json`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,14 @@ def run_rate(
     norm = norm or recipe.score_norm
     recal = recipe.bn_recalibrate if bn_recalibrate is None else bn_recalibrate
     setup = build_setup(recipe, augment=False)
+    checkpoints = [
+        io.load_checkpoint(block_checkpoint(run, k), "supernet_block")
+        for k in range(len(setup.space.blocks))
+    ]
+    epochs = [int(c["epoch"]) for c in checkpoints]
+    warning = unfinished_warning(manifest, recipe.epochs, epochs)
+    if warning:
+        report("log", message=f"warning: {warning}", always=True)
     device = "cuda" if recipe.device != "cpu" and torch.cuda.is_available() else "cpu"
     setup.teacher.to(device)
     runs.start_run(
@@ -65,27 +76,40 @@ def run_rate(
         inputs=[run / "manifest.json"],
     )
     summary = {}
-    for k in range(len(setup.space.blocks)):
-        summary[str(k)] = _rate_block(run, setup, k, device, norm, recal, report)
+    for k, checkpoint in enumerate(checkpoints):
+        meta = _rate_block(run, setup, k, checkpoint, device, norm, recal, report)
+        summary[str(k)] = {**meta, "trained_epochs": epochs[k], "training_finished": not warning}
     io.write_json(run / SCORES_DIR / "summary.json", summary)
     runs.finish_run(
         run / SCORES_DIR,
         [f"block_{k}.npz" for k in range(len(setup.space.blocks))] + ["summary.json"],
-        {"best": {k: v["best"][0] for k, v in summary.items()}},
+        {"best": {k: v["best"][0] for k, v in summary.items()}, "warning": warning},
     )
     return summary
+
+
+def unfinished_warning(manifest: dict[str, Any], recipe_epochs: int, epochs: list[int]) -> str:
+    """One line naming every block's epoch when the training run is unfinished, else ''."""
+    if manifest.get("finished") and min(epochs) >= recipe_epochs and len(set(epochs)) == 1:
+        return ""
+    state = "finished" if manifest.get("finished") else "not finished"
+    per_block = ", ".join(f"block {k} {e}" for k, e in enumerate(epochs))
+    return (
+        f"rating an unfinished training run (manifest {state}; epochs of {recipe_epochs}: "
+        f"{per_block}): scores of blocks trained for fewer epochs are not comparable"
+    )
 
 
 def _rate_block(
     run: Path,
     setup: Setup,
     k: int,
+    checkpoint: dict[str, Any],
     device: str,
     norm: str,
     recal: bool,
     report: Callable[..., None],
 ) -> dict[str, Any]:
-    checkpoint = io.load_checkpoint(block_checkpoint(run, k), "supernet_block")
     settings = {"epoch": int(checkpoint["epoch"]), "norm": norm, "bn_recalibrate": recal}
     done = _existing(run, k, settings)
     if done is not None:
