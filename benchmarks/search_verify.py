@@ -41,6 +41,8 @@ def along_front(run: Path, lut: Path, budgets: int) -> dict:
             run, {"latency_ms": float(budget)}, lut=lut, out=run / f"search_{i}.json", verify=True
         )
         v = res.extra["verify"]
+        if "skipped" in v:
+            raise SystemExit(f"cannot measure on this table's backend here: {v['skipped']}")
         rows.append({"budget_ms": float(budget), **v})
         print(
             f"budget {budget:.3f} ms: predicted {v['predicted_ms']:.3f} ms, "

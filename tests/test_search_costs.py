@@ -99,6 +99,59 @@ def test_vectorised_path_latency_names_a_missing_entry(tmp_path):
         C.path_latency_ms(lut, space, 1, cells, paths)
 
 
+def counted_lut(path, space):
+    """A SYNTHETIC table whose entries carry params / MACs, as `dnatool profile` writes them."""
+    import json
+
+    from dnatool.profile.lut import load_lut
+    from dnatool.profile.run import entry_costs
+
+    data = json.loads(write_synthetic_lut(path, space, seed=2).read_text())
+    for key, cost in entry_costs(space, 1, "fp32").items():
+        data["entries"][key].update(params=cost["params"], macs=cost["macs"])
+    path.write_text(json.dumps(data))
+    return load_lut(path)
+
+
+@pytest.mark.parametrize("name", ["tiny", "dna-mbconv-small"])
+def test_table_params_macs_equal_the_counted_ones(name, tmp_path):
+    """A latency search reads params / MACs from the table (no torch): they must be the counts."""
+    space = load_space(name)
+    lut = counted_lut(tmp_path / "lut.json", space)
+    assert lut.fixed_costs(space) == C.fixed_params_macs(space)
+    for k in range(len(space.blocks)):
+        rows = 2 if max(cell.layers for cell in space.blocks[k].cells) > 1 else 1
+        np.testing.assert_array_equal(
+            lut.layer_costs(space, k)[:rows], C.layer_table(space, k)[:rows]
+        )
+
+
+def test_search_with_table_counts_equals_search_with_counted_costs(tmp_path):
+    from dnatool.profile.lut import load_lut
+
+    space = load_space("tiny")
+    lists = synthetic_score_lists(space, seed=4)
+    counted = counted_lut(tmp_path / "counted.json", space)
+    plain = load_lut(write_synthetic_lut(tmp_path / "plain.json", space, seed=2))
+    assert plain.layer_costs(space, 0) is None and plain.fixed_costs(space) is None
+    budget = {
+        "latency_ms": float(
+            np.median(
+                [
+                    r["latency_ms"]
+                    for r in search(
+                        space, lists, {"latency_ms": 1e9}, lut=plain, top=1, report=quiet
+                    ).front
+                ]
+            )
+        )
+    }
+    budget["params"] = 1e12
+    a = search(space, lists, budget, lut=counted, top=5, report=quiet)
+    b = search(space, lists, budget, lut=plain, top=5, report=quiet)
+    assert a.winner == b.winner and a.top == b.top and a.front == b.front
+
+
 def tiny_setup():
     space = load_space("tiny")
     return space, synthetic_score_lists(space, seed=1), SyntheticLatencyTable(seed=1)

@@ -259,6 +259,32 @@ class LatencyTable:
             dtype=np.float64,
         )
 
+    def layer_costs(self, space: SearchSpace, k: int) -> np.ndarray | None:
+        """int64 (2, n_ops, 2): [first / later layer][op][params, MACs] of block k from the
+        entries (the layout of `search.costs.layer_table`), or None when an entry has no counts
+        (SYNTHETIC tables). Search then needs neither torch nor timm to count them."""
+        rows = block_layer_keys(space, k, self.batch, self.dtype)
+        out = np.zeros((2, len(rows[0]), 2), dtype=np.int64)
+        for pos, row in enumerate(rows):
+            for op, key in enumerate(row):
+                if key is None:
+                    continue
+                entry = self.entry(key)
+                if "params" not in entry or "macs" not in entry:
+                    return None
+                out[pos, op] = entry["params"], entry["macs"]
+        return out
+
+    def fixed_costs(self, space: SearchSpace) -> tuple[int, int] | None:
+        """(params, MACs) of the stem, fixed stages and head from the entries, or None."""
+        entries = [
+            self.entry(stem_key(space, self.batch, self.dtype)),
+            self.entry(head_key(space, self.batch, self.dtype)),
+        ]
+        if any("params" not in e or "macs" not in e for e in entries):
+            return None
+        return sum(int(e["params"]) for e in entries), sum(int(e["macs"]) for e in entries)
+
     def raw_fixed_ms(self, space: SearchSpace) -> float:
         return (
             self.entry(stem_key(space, self.batch, self.dtype))["mean"]

@@ -91,9 +91,12 @@ def layer_table(space: SearchSpace, k: int) -> np.ndarray:
     return table
 
 
-def path_params_macs(space: SearchSpace, k: int, paths: np.ndarray) -> np.ndarray:
-    """int64 (n, 2) params and MACs of paths (rows of op indices padded with -1) of block k."""
-    table = layer_table(space, k)
+def path_params_macs(
+    space: SearchSpace, k: int, paths: np.ndarray, table: np.ndarray | None = None
+) -> np.ndarray:
+    """int64 (n, 2) params and MACs of paths (rows of op indices padded with -1) of block k,
+    from `table` (the `layer_table` layout, e.g. a latency table's `layer_costs`) or counted."""
+    table = layer_table(space, k) if table is None else table
     paths = np.asarray(paths, dtype=np.int64)
     total = table[0][paths[:, 0]]
     later = paths[:, 1:]

@@ -52,13 +52,32 @@ class SearchResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def table_params_macs(
+    space: SearchSpace, lut: Any
+) -> tuple[tuple[int, int] | None, list[np.ndarray | None]]:
+    """Params and MACs stored in the latency table under the same keys as its latencies (so
+    a latency search needs no torch), or (None, []) when the table has no counts."""
+    if lut is None or not hasattr(lut, "layer_costs"):
+        return None, []
+    fixed = lut.fixed_costs(space)
+    layers = [lut.layer_costs(space, k) for k in range(len(space.blocks))]
+    if fixed is None or any(layer is None for layer in layers):
+        return None, []
+    return fixed, layers
+
+
 def path_costs(
     space: SearchSpace, lists: list[ScoreList], lut: C.LatencyTable | None, report: Report
 ) -> dict[str, tuple[float, list[np.ndarray]]]:
     """Fixed cost and per-path cost arrays for params, MACs and (with a table) latency."""
-    report("log", message="search: params and MACs of every op")
-    fixed_pm = C.fixed_params_macs(space)
-    pm = [C.path_params_macs(space, k, lst.paths).astype(np.float64) for k, lst in enumerate(lists)]
+    fixed_pm, layers = table_params_macs(space, lut)
+    if fixed_pm is None:
+        report("log", message="search: params and MACs of every op")
+        fixed_pm, layers = C.fixed_params_macs(space), [None] * len(lists)
+    pm = [
+        C.path_params_macs(space, k, lst.paths, layers[k]).astype(np.float64)
+        for k, lst in enumerate(lists)
+    ]
     out = {
         "params": (float(fixed_pm[0]), [a[:, 0] for a in pm]),
         "macs": (float(fixed_pm[1]), [a[:, 1] for a in pm]),
