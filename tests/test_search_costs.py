@@ -267,3 +267,21 @@ def test_paper_space_latency_budgets_are_answered_exactly():
     top = branch_and_bound(problems[0], 5)
     assert top[0].key == time_exact(problems[0])[1].key
     assert [s.key for s in top] == sorted(s.key for s in top) and len(top) == 5
+
+
+def test_latency_search_on_a_counted_table_imports_neither_torch_nor_timm(tmp_path):
+    """What keeps `dnatool search --lut` fast: the table's counts replace timm's modules."""
+    import subprocess
+    import sys
+
+    space = load_space("tiny")
+    counted_lut(tmp_path / "lut.json", space)
+    write_synthetic_run(tmp_path / "run", space, seed=1)
+    code = (
+        "import sys; from dnatool.search.run import search_run; "
+        f"search_run({str(tmp_path / 'run')!r}, {{'latency_ms': 1e9}}, "
+        f"lut={str(tmp_path / 'lut.json')!r}); "
+        "print(sorted(m for m in ('torch', 'timm') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
