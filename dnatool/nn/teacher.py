@@ -9,8 +9,9 @@ deepest ones are used, matching the space's blocks in order (tf_efficientnet_b7 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,11 +35,18 @@ class TeacherCut:
 
 
 class Teacher(nn.Module):
-    """Wraps a timm EfficientNet-family model; `forward(x)` returns the cut stage outputs."""
+    """Wraps a timm EfficientNet-family model; `forward(x)` returns the cut stage outputs.
 
-    def __init__(self, model: nn.Module, cut: TeacherCut, name: str) -> None:
+    `preprocess` (mean, std, interpolation, crop_pct) is how the teacher's images were normalised
+    in its own training: the student's data must be fed the same way, or its targets are off.
+    """
+
+    def __init__(
+        self, model: nn.Module, cut: TeacherCut, name: str, preprocess: dict | None = None
+    ) -> None:
         super().__init__()
         self.model, self.cut, self.name = model, cut, name
+        self.preprocess = dict(preprocess or model_preprocess(model))
         self.requires_grad_(False)
 
     def train(self, mode: bool = True) -> Teacher:
@@ -101,21 +109,68 @@ def _assign(
     return TeacherCut(stages=tuple(stages), shapes=shapes)
 
 
-def load_teacher_model(
-    name: str, weights: str | None = None, pretrained: bool = True
-) -> tuple[nn.Module, str]:
+@dataclass
+class LoadedTeacher:
+    """A teacher network, where it came from, and the preprocessing it was trained with."""
+
+    model: nn.Module
+    description: str
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+
+def model_preprocess(model: nn.Module) -> dict[str, Any]:
+    """mean / std / interpolation / crop_pct of a timm model (`timm.data.resolve_data_config`)."""
+    from timm.data import resolve_data_config
+
+    config = resolve_data_config({}, model=model)
+    return {
+        "mean": [float(v) for v in config["mean"]],
+        "std": [float(v) for v in config["std"]],
+        "interpolation": str(config["interpolation"]),
+        "crop_pct": float(config["crop_pct"]),
+    }
+
+
+def _is_dnatool_model(name: str) -> bool:
+    """A model run directory or a dnatool `.pt` file (rather than a timm model name)."""
+    from dnatool.nn.model_run import is_model_run
+
+    return is_model_run(name) or Path(name).suffix == ".pt" and Path(name).is_file()
+
+
+def teacher_file(name: str, weights: str | None = None) -> Path | None:
+    """The file holding the teacher's weights (hashed into the run's manifest); None for timm's
+    download, which the recipe names."""
+    from dnatool.nn.model_run import MODEL_FILE
+
+    if _is_dnatool_model(name):
+        path = Path(name)
+        return path if path.is_file() else path / MODEL_FILE
+    return Path(weights) if weights is not None and Path(weights).is_file() else None
+
+
+def load_teacher(name: str, weights: str | None = None, pretrained: bool = True) -> LoadedTeacher:
     """A dnatool model run, or a timm model (`name`, `timm:name`, `name.tag`) with weights from a
     local file or timm's download; the one teacher loader of training and retraining (KD)."""
     import timm
 
-    from dnatool.nn.model_run import is_model_run, load_model
+    from dnatool.nn.model_run import load_model
 
-    if is_model_run(name) or Path(name).suffix == ".pt" and Path(name).is_file():
+    if _is_dnatool_model(name):
         loaded = load_model(name)
-        return loaded.model, f"dnatool model run {loaded.source}"
+        preprocess = {k: loaded.preprocess[k] for k in ("mean", "std", "interpolation", "crop_pct")}
+        return LoadedTeacher(loaded.model, f"dnatool model run {loaded.source}", preprocess)
     bare = name.removeprefix("timm:")
     if not timm.is_model(bare.split(".")[0]):
         raise BadInput(f"teacher {name!r} is neither a dnatool model run nor a timm model name")
+    model, description = _timm_teacher(bare, weights, pretrained)
+    return LoadedTeacher(model, description, model_preprocess(model))
+
+
+def _timm_teacher(bare: str, weights: str | None, pretrained: bool) -> tuple[nn.Module, str]:
+    """A timm model from a local weights file, timm's download, or (on request) random init."""
+    import timm
+
     if weights is not None:
         if not Path(weights).is_file():
             raise BadInput(f"teacher weights file not found: {weights}")
@@ -134,6 +189,14 @@ def load_teacher_model(
         ) from None
 
 
+def load_teacher_model(
+    name: str, weights: str | None = None, pretrained: bool = True
+) -> tuple[nn.Module, str]:
+    """`load_teacher` as (model, description), for callers that need no preprocessing."""
+    loaded = load_teacher(name, weights, pretrained)
+    return loaded.model, loaded.description
+
+
 def build_teacher(
     name: str,
     space: SearchSpace,
@@ -141,5 +204,6 @@ def build_teacher(
     pretrained: bool = True,
     resolution: int | None = None,
 ) -> Teacher:
-    model, description = load_teacher_model(name, weights, pretrained)
-    return Teacher(model.eval(), find_cut(model, space, resolution), description)
+    loaded = load_teacher(name, weights, pretrained)
+    model = loaded.model.eval()
+    return Teacher(model, find_cut(model, space, resolution), loaded.description, loaded.preprocess)

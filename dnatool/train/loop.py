@@ -3,6 +3,7 @@ block after every epoch (atomic), `resume` continues a killed run, events go to 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,12 +17,14 @@ from dnatool.errors import BadInput
 from dnatool.train.curves import write_curves
 from dnatool.train.dna import AllCells, dna_step
 from dnatool.train.recipe import TrainRecipe
+from dnatool.train.resume import check_run_dir, check_world, train_inputs
 from dnatool.train.setup import Setup, block_checkpoint, build_setup, write_teacher_cut
 from dnatool.utils import io, runs
 from dnatool.utils.distributed import ProcessInfo, barrier, teardown, wrap
 from dnatool.utils.distributed import setup as setup_process
 
 Report = Callable[..., None]
+SEEN_RECORDED = 256  # sample indices of the first epoch kept per rank in RUN/ranks/
 
 
 class BlockTrainer:
@@ -85,11 +88,15 @@ class BlockTrainer:
 def owned_blocks(num_blocks: int, dist: ProcessInfo, mode: str) -> list[int]:
     """All blocks (data parallel) or block k on rank k % world (blocks on different ranks)."""
     if mode == "blocks" and dist.distributed:
+        if dist.world > num_blocks:
+            raise BadInput(f"distributed=blocks needs at most {num_blocks} processes")
         return [k for k in range(num_blocks) if k % dist.world == dist.rank]
     return list(range(num_blocks))
 
 
-def _loader(setup: Setup, dist: ProcessInfo, epoch: int) -> DataLoader:
+def _loader(setup: Setup, dist: ProcessInfo, epoch: int) -> tuple[DataLoader, list[int]]:
+    """This process's loader for `epoch` and its sample order: a DistributedSampler shard in
+    data-parallel mode, the whole seeded permutation otherwise (every block rank sees all)."""
     recipe = setup.recipe
     data = setup.splits.train
     if dist.distributed and recipe.distributed == "data":
@@ -99,24 +106,33 @@ def _loader(setup: Setup, dist: ProcessInfo, epoch: int) -> DataLoader:
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(data, generator=torch.Generator().manual_seed(recipe.seed + epoch))
-    return DataLoader(
+    order = list(sampler)
+    loader = DataLoader(
         data,
         batch_size=recipe.batch_size,
-        sampler=sampler,
+        sampler=order,
         num_workers=recipe.workers,
         drop_last=len(data) >= recipe.batch_size * 2,
     )
+    return loader, order
 
 
 def run_train(
     recipe: TrainRecipe, out: str | Path, report: Report | None = None, resume: bool = False
 ) -> dict[str, Any]:
-    """Train every block of the supernet; returns the final per-block losses."""
+    """Train every block of the supernet; returns the final per-block losses.
+
+    The process layout and the run directory are checked before any process group or model is
+    set up, so every rank refuses a bad setup alike, with one line.
+    """
     report = report or (lambda event, **fields: None)
     out = Path(out)
+    check_world(recipe, int(os.environ.get("WORLD_SIZE", "1")))
+    inputs = train_inputs(recipe)
+    check_run_dir(out, recipe, inputs, resume)
     dist = setup_process(recipe.device)
     try:
-        return _train(recipe, out, report, resume, dist, dist.device)
+        return _train(recipe, out, report, list(inputs.values()), dist, dist.device)
     finally:
         teardown(dist)
 
@@ -125,15 +141,10 @@ def _train(
     recipe: TrainRecipe,
     out: Path,
     report: Report,
-    resume: bool,
+    inputs: list[Path],
     dist: ProcessInfo,
     device: torch.device,
 ) -> dict[str, Any]:
-    existing = sorted((out / "supernet").glob("block_*.pt"))
-    if existing and not resume:
-        raise BadInput(
-            f"{out} already holds supernet checkpoints: pass --resume or choose another --out"
-        )
     setup = build_setup(recipe)
     setup.teacher.to(device)
     trainers = {
@@ -144,40 +155,79 @@ def _train(
         if block_checkpoint(out, k).is_file():
             trainer.load(io.load_checkpoint(block_checkpoint(out, k), "supernet_block"))
     if dist.is_main:
-        runs.start_run(
-            out,
-            "train",
-            to_dict(recipe),
-            inputs=[recipe.data] if Path(recipe.data).is_file() else [],
+        runs.start_run(out, "train", to_dict(recipe), inputs=inputs)
+        write_teacher_cut(out, setup)
+    _report_setup(setup, report)
+    start = global_start_epoch(trainers, dist, recipe.epochs)
+    if start >= recipe.epochs:
+        report(
+            "log", message=f"every block has trained {recipe.epochs} epochs already", always=True
         )
-        write_teacher_cut(out, setup.teacher)
-    report(
-        "log",
-        message=f"teacher: {setup.teacher.name}; cut: "
-        + ", ".join(
-            f"block {c['block']} <- stage {c['teacher_stage']} {'x'.join(map(str, c['shape']))}"
-            for c in setup.teacher.cut.describe()
-        ),
-        always=True,
-    )
-    start = min(t.epoch for t in trainers.values())
+    elif start > 0:
+        report("log", message=f"resuming at epoch {start + 1}/{recipe.epochs}", always=True)
     steps = _steps_per_epoch(setup, dist)
-    report("start", task="train", total=steps * (recipe.epochs - start))
-    began = time.time()
+    report("start", task="train", total=steps * max(0, recipe.epochs - start))
+    began, seen = time.time(), None
     for epoch in range(start, recipe.epochs):
-        _epoch(setup, trainers, dist, device, epoch, steps, report)
-        for k, trainer in trainers.items():
-            if trainer.epoch == epoch + 1:
-                io.save_checkpoint(block_checkpoint(out, k), "supernet_block", trainer.state())
+        order = _epoch(setup, trainers, dist, device, epoch, steps, report)
+        seen = seen or order
+        save_epoch(out, trainers, dist, recipe.distributed, epoch)
         barrier(dist)
         if dist.is_main:
             write_curves(out, len(setup.space.blocks))
-    results = _final(out, setup, trainers, dist, time.time() - began)
-    return results
+    return _final(out, setup, trainers, dist, time.time() - began, start, seen)
+
+
+def _report_setup(setup: Setup, report: Report) -> None:
+    """One line: the teacher, its cut, and how the images are normalised."""
+    cut = ", ".join(
+        f"block {c['block']} <- stage {c['teacher_stage']} {'x'.join(map(str, c['shape']))}"
+        for c in setup.teacher.cut.describe()
+    )
+    pre = setup.splits.preprocess
+    mean, std = ([round(v, 4) for v in pre[key]] for key in ("mean", "std"))
+    report(
+        "log",
+        message=f"teacher: {setup.teacher.name}; cut: {cut}; data mean {mean}, std {std}, "
+        f"{pre['interpolation']}, crop {pre['crop_pct']}",
+        always=True,
+    )
+
+
+def global_start_epoch(trainers: dict[int, BlockTrainer], dist: ProcessInfo, epochs: int) -> int:
+    """The first epoch some block of some rank still has to train (all ranks agree on it).
+
+    Every rank then walks the same epochs and so meets the same barriers, however far each of
+    its blocks got before a kill; a block already past an epoch sits it out.
+    """
+    local = min((t.epoch for t in trainers.values()), default=epochs)
+    if not dist.distributed:
+        return local
+    import torch.distributed as tdist
+
+    value = torch.tensor([local], dtype=torch.int64, device=dist.device)
+    tdist.all_reduce(value, op=tdist.ReduceOp.MIN)
+    return int(value.item())
+
+
+def save_epoch(
+    out: Path, trainers: dict[int, BlockTrainer], dist: ProcessInfo, mode: str, epoch: int
+) -> list[int]:
+    """Checkpoint the blocks that just finished `epoch`; returns their indices.
+
+    Blocks mode: each rank writes the blocks it owns. Data parallel: the ranks hold identical
+    weights, so only rank 0 writes (the caller's barrier holds the others until it is done).
+    """
+    if dist.distributed and mode == "data" and not dist.is_main:
+        return []
+    done = [k for k, t in trainers.items() if t.epoch == epoch + 1]
+    for k in done:
+        io.save_checkpoint(block_checkpoint(out, k), "supernet_block", trainers[k].state())
+    return done
 
 
 def _steps_per_epoch(setup: Setup, dist: ProcessInfo) -> int:
-    steps = len(_loader(setup, dist, 0))
+    steps = len(_loader(setup, dist, 0)[0])
     cap = setup.recipe.max_steps_per_epoch
     return min(steps, cap) if cap else steps
 
@@ -190,11 +240,17 @@ def _epoch(
     epoch: int,
     steps: int,
     report: Report,
-) -> None:
+) -> list[int] | None:
+    """Train the blocks still at `epoch` for one epoch; returns the sample indices fed (the first
+    SEEN_RECORDED of them), or None when every block of this process is past `epoch`."""
     active = {k: t for k, t in trainers.items() if t.epoch == epoch}
+    if not active:
+        report("advance", task="train", n=steps, status=f"epoch {epoch + 1} already done")
+        return None
     for t in active.values():
         t.block.train()
-    for step, (images, _) in enumerate(_loader(setup, dist, epoch)):
+    loader, order = _loader(setup, dist, epoch)
+    for step, (images, _) in enumerate(loader):
         if step >= steps:
             break
         images = images.to(device, non_blocking=True)
@@ -206,15 +262,23 @@ def _epoch(
     for t in active.values():
         t.end_epoch()
     report("log", message=f"epoch {epoch + 1}/{setup.recipe.epochs} done")
+    return order[: min(SEEN_RECORDED, steps * setup.recipe.batch_size)]
 
 
 def _final(
-    out: Path, setup: Setup, trainers: dict[int, BlockTrainer], dist: ProcessInfo, seconds: float
+    out: Path,
+    setup: Setup,
+    trainers: dict[int, BlockTrainer],
+    dist: ProcessInfo,
+    seconds: float,
+    start: int,
+    seen: list[int] | None,
 ) -> dict[str, Any]:
     if dist.distributed:
-        _write_rank_checksums(out, dist, trainers)
+        _write_rank_record(out, dist, trainers, seen)
     results = {
         "epochs": setup.recipe.epochs,
+        "start_epoch": start,
         "seconds": round(seconds, 2),
         "final_loss": {
             str(k): [h[2] for h in t.history if h[0] == t.epoch - 1] for k, t in trainers.items()
@@ -228,13 +292,16 @@ def _final(
     return results
 
 
-def _write_rank_checksums(run: Path, dist: ProcessInfo, trainers: dict[int, BlockTrainer]) -> None:
-    """Each rank records a checksum of its blocks' weights, so a test can prove ranks agree."""
+def _write_rank_record(
+    run: Path, dist: ProcessInfo, trainers: dict[int, BlockTrainer], seen: list[int] | None
+) -> None:
+    """Each rank records a checksum of its blocks' weights and the first training samples it fed
+    in its first epoch, so a test (or a user) can check that ranks agree and how data was split."""
     sums = {
         str(k): float(sum(p.detach().double().abs().sum() for p in t.block.parameters()))
         for k, t in trainers.items()
     }
     io.write_json(
         run / "ranks" / f"rank_{dist.rank}.json",
-        {"rank": dist.rank, "world": dist.world, "checksums": sums},
+        {"rank": dist.rank, "world": dist.world, "checksums": sums, "first_samples": seen or []},
     )

@@ -30,23 +30,37 @@ class Setup:
 
 
 def build_setup(recipe: TrainRecipe, augment: bool = True) -> Setup:
+    """The teacher comes first: an ImageFolder is normalised the way the teacher was trained."""
     space = load_space(recipe.space)
     resolution = recipe.resolution or space.resolution
-    splits = load_splits(
-        recipe.data, resolution, recipe.rate_per_class, recipe.seed, augment=augment
-    )
     teacher = build_teacher(
         recipe.teacher, space, recipe.teacher_weights, recipe.teacher_pretrained, resolution
+    )
+    splits = load_splits(
+        recipe.data,
+        resolution,
+        recipe.rate_per_class,
+        recipe.seed,
+        augment=augment,
+        preprocess=teacher.preprocess,
     )
     supernet = Supernet(space, [shape[0] for shape in teacher.cut.shapes])
     return Setup(recipe, space, splits, teacher, supernet)
 
 
 def block_checkpoint(run: Path, k: int) -> Path:
+    """Where block k's checkpoint lives in a training run."""
     return Path(run) / SUPERNET_DIR / f"block_{k}.pt"
 
 
-def write_teacher_cut(run: Path, teacher: Teacher) -> None:
+def write_teacher_cut(run: Path, setup: Setup) -> None:
+    """The teacher, its cut and the data preprocessing actually used (`RUN/teacher.json`)."""
     io.write_json(
-        Path(run) / TEACHER_FILE, {"teacher": teacher.name, "cut": teacher.cut.describe()}
+        Path(run) / TEACHER_FILE,
+        {
+            "teacher": setup.teacher.name,
+            "cut": setup.teacher.cut.describe(),
+            "teacher_preprocess": setup.teacher.preprocess,
+            "preprocess": setup.splits.preprocess,
+        },
     )
