@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -107,6 +108,40 @@ def test_budget_below_the_cheapest_architecture_names_the_smallest_cost():
     )
     with pytest.raises(BadInput, match=r"smallest achievable latency_ms is 4 ms"):
         check_feasible(problem)
+
+
+def test_a_budget_equal_to_the_cheapest_architecture_is_feasible():
+    """`--latency` set to the front's fastest point (or to the smallest cost an infeasible budget
+    names) must find that architecture, even when float sums depend on their order."""
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        blocks = int(rng.integers(2, 7))
+        costs = [
+            rng.random((int(rng.integers(1, 5)), 1)) * 10 ** rng.uniform(-3, 3)
+            for _ in range(blocks)
+        ]
+        scores = [rng.random(len(c)) for c in costs]
+        problem = make_problem(
+            scores, costs, rng.random(1) * 7.3, np.array([np.inf]), ("latency_ms",)
+        )
+        cheapest = min(
+            problem.totals(ix)[1][0] for ix in itertools.product(*(range(len(c)) for c in costs))
+        )
+        tight = make_problem(scores, costs, problem.fixed, np.array([cheapest]), ("latency_ms",))
+        check_feasible(tight)
+        found = brute_force(tight, 1)
+        assert found and found[0].costs[0] == cheapest
+        assert keys(branch_and_bound(tight, 1)) == keys(found)
+        assert pareto_winner(tight)[1].key == found[0].key
+        too_tight = make_problem(
+            scores, costs, problem.fixed, np.array([cheapest / 2]), ("latency_ms",)
+        )
+        with pytest.raises(BadInput, match=r"smallest achievable latency_ms is (\S+) ms") as err:
+            check_feasible(too_tight)
+        typed = float(re.search(r"is (\S+) ms", str(err.value)).group(1))
+        check_feasible(
+            make_problem(scores, costs, problem.fixed, np.array([typed]), ("latency_ms",))
+        )
 
 
 def test_problem_shapes_are_checked():

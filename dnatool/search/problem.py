@@ -100,8 +100,12 @@ def tolerances(problem: Problem) -> tuple[float, np.ndarray]:
 
 
 def min_totals(problem: Problem) -> np.ndarray:
-    """Smallest achievable value of each cost, each on its own."""
-    return problem.fixed + sum(c.min(axis=0) for c in problem.costs)
+    """Smallest achievable value of each cost, each on its own, folded as `totals` folds it (so
+    a budget equal to the fastest front point is feasible, to the last bit)."""
+    total = problem.fixed.astype(np.float64)
+    for c in problem.costs:
+        total = total + c.min(axis=0)
+    return total
 
 
 def check_feasible(problem: Problem, units: dict[str, str] | None = None) -> None:
@@ -111,7 +115,7 @@ def check_feasible(problem: Problem, units: dict[str, str] | None = None) -> Non
         if lowest[d] > problem.budget[d]:
             raise BadInput(
                 f"no architecture fits {name} <= {_fmt(name, problem.budget[d])}: "
-                f"the smallest achievable {name} is {_fmt(name, lowest[d])}"
+                f"the smallest achievable {name} is {_fmt(name, lowest[d], up=True)}"
             )
 
 
@@ -119,15 +123,21 @@ def infeasible_together(problem: Problem) -> BadInput:
     """The error when each budget can be met alone but not all at once."""
     lowest = min_totals(problem)
     parts = ", ".join(
-        f"{n} <= {_fmt(n, problem.budget[d])} (smallest alone {_fmt(n, lowest[d])})"
+        f"{n} <= {_fmt(n, problem.budget[d])} (smallest alone {_fmt(n, lowest[d], up=True)})"
         for d, n in enumerate(problem.names)
     )
     return BadInput(f"no architecture meets all budgets together: {parts}")
 
 
-def _fmt(name: str, value: float) -> str:
+def _fmt(name: str, value: float, up: bool = False) -> str:
+    """`up`: a smallest achievable cost is rounded up, so that typing it back as the budget fits."""
     if name == "latency_ms":
+        if up and value > 0:
+            scale = 10.0 ** (3 - math.floor(math.log10(value)))
+            value = math.ceil(value * scale) / scale
         return f"{value:.4g} ms"
     from dnatool.utils.units import format_count
 
+    if up:
+        return f"{math.ceil(value)} ({format_count(value)})"
     return format_count(value)
