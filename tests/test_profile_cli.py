@@ -182,13 +182,14 @@ def test_table_from_another_device_is_refused(resumed, cli, tmp_path):
 def test_export_ops_then_import_csv(resumed, cli, tmp_path):
     out, _, _ = resumed
     result = cli(
-        "profile", "--space", "tiny", "--export-ops", str(tmp_path / "ops"), "--json"
-    )  # writes 26 ONNX files
+        "profile", "--space", "tiny", "--export-ops", str(tmp_path / "ops"), "--no-pte", "--json"
+    )  # writes 26 ONNX files (the .pte twins: tests/test_profile_xnnpack.py)
     assert result.code == 0, result.stderr
     manifest = json.loads((tmp_path / "ops" / "manifest.json").read_text())
     assert len(manifest["ops"]) == 26 and all(
         (tmp_path / "ops" / op["onnx"]).is_file() for op in manifest["ops"]
     )
+    assert not list((tmp_path / "ops").glob("*.pte")) and "pte" not in manifest["ops"][0]
     measured = load_lut(out).entries
     lines = ["key,mean_ms,std_ms,n"] + [
         f"{op['key']},{measured[op['key']]['mean'] + 0.01},0.001,50" for op in manifest["ops"]

@@ -96,6 +96,12 @@ DEVICES = ("ort-cpu", "torch-cpu", "torch-cuda", "trt", "xnnpack")
     help="Write every op as ONNX (+ .pte) with a manifest.",
 )
 @click.option(
+    "--pte/--no-pte",
+    default=None,
+    help="With --export-ops: also lower every op to an ExecuTorch/XNNPACK .pte (a few seconds "
+    "per op) [default: when the mobile extra is installed].",
+)
+@click.option(
     "--import",
     "import_csv",
     type=click.Path(dir_okay=False),
@@ -119,6 +125,7 @@ def profile(
     validate_n: int | None,
     seed: int,
     export_dir: str | None,
+    pte: bool | None,
     import_csv: str | None,
     as_json: bool,
 ) -> None:
@@ -137,7 +144,7 @@ def profile(
             raise BadInput("--validate N and --lut LUT go together")
         return _validate(lut_path, device, validate_n, seed, force, as_json)
     if export_dir:
-        return _export(space_name, export_dir, batch, as_json)
+        return _export(space_name, export_dir, batch, pte, as_json)
     if not device:
         raise BadInput("--device is required (one of " + ", ".join(DEVICES) + ")")
     if import_csv:
@@ -273,12 +280,12 @@ def _validate(
     info(f"plot: {result['plot']}")
 
 
-def _export(space_name: str, export_dir: str, batch: int, as_json: bool) -> None:
+def _export(space_name: str, export_dir: str, batch: int, pte: bool | None, as_json: bool) -> None:
     from dnatool.arch.space import load_space
     from dnatool.cli._console import emit_json, info
     from dnatool.profile.ops_io import export_ops
 
-    result = export_ops(load_space(space_name), export_dir, batch)
+    result = export_ops(load_space(space_name), export_dir, batch, pte=pte)
     if as_json:
         emit_json(result)
         return

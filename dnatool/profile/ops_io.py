@@ -44,15 +44,26 @@ def _filename(i: int, key: str) -> str:
 
 
 def export_ops(
-    space: SearchSpace, out_dir: str | Path, batch: int = 1, report: Any = None
+    space: SearchSpace,
+    out_dir: str | Path,
+    batch: int = 1,
+    report: Any = None,
+    pte: bool | None = None,
 ) -> dict[str, Any]:
-    """Write every op as ONNX (and .pte with executorch) plus manifest.json and a CSV template."""
+    """Write every op as ONNX (and .pte: `pte` True, or None when executorch is installed) plus
+    manifest.json and a CSV template."""
     from dnatool.nn.timm_adapter import count_macs, count_params
+    from dnatool.profile.backends.executorch import XnnpackBackend
     from dnatool.profile.backends.ort import export_onnx
 
     out = Path(out_dir)
     keys = space_keys(space, batch)
-    pte = _have_executorch()
+    missing = XnnpackBackend.missing()
+    if pte and missing:
+        from dnatool.errors import RunFailure
+
+        raise RunFailure(f"--pte: {missing}")
+    pte = missing is None if pte is None else pte
     ops = []
     for i, (key, (k, spec, width, res)) in enumerate(keys.items()):
         module, shape = op_module(space, k, spec, width, res, batch)
@@ -89,12 +100,6 @@ def export_ops(
         ",".join(CSV_FIELDS) + "\n" + "".join(f"{o['key']},,,\n" for o in ops),
     )
     return {"dir": str(out), "ops": len(ops), "pte": pte}
-
-
-def _have_executorch() -> bool:
-    from dnatool.profile.backends.executorch import XnnpackBackend
-
-    return XnnpackBackend.missing() is None
 
 
 def import_csv(

@@ -7,14 +7,14 @@ Export path as documented by ExecuTorch 1.x: `torch.export` -> `to_edge_transfor
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from dnatool.errors import BadInput
-from dnatool.profile.backends.base import BackendOptions, base_fingerprint
+from dnatool.profile.backends.base import BackendOptions, base_fingerprint, clock_fn
 
 
 def pte_bytes(module: nn.Module, input_shape: tuple[int, ...]) -> bytes:
@@ -31,17 +31,36 @@ def pte_bytes(module: nn.Module, input_shape: tuple[int, ...]) -> bytes:
 
 
 class XnnpackRunner:
-    def __init__(self, method: Any, input_shape: tuple[int, ...]) -> None:
-        self.method = method
+    """Times `forward` of a loaded program. The runner owns the program: a method outlives
+    neither it nor its buffer (executing a method of a freed program crashes the process)."""
+
+    def __init__(
+        self, program: Any, input_shape: tuple[int, ...], clock: Callable[[], float]
+    ) -> None:
+        self.program = program
+        self.method = program.load_method("forward")
         self.x = torch.randn(*input_shape)
+        self.clock = clock
 
     def run(self, n: int) -> list[float]:
         times = []
         for _ in range(n):
-            start = time.perf_counter()
+            start = self.clock()
             self.method.execute([self.x])
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((self.clock() - start) * 1e3)
         return times
+
+
+def set_threads(threads: int) -> int:
+    """Size ExecuTorch's shared CPU threadpool (XNNPACK runs on it); returns the count it has.
+
+    Its default is one thread per core; `--threads` must hold here as it does for onnxruntime.
+    """
+    from executorch.extension.pybindings import portable_lib
+
+    if portable_lib._threadpool_get_thread_count() != threads:
+        portable_lib._unsafe_reset_threadpool(threads)
+    return int(portable_lib._threadpool_get_thread_count())
 
 
 class XnnpackBackend:
@@ -73,5 +92,12 @@ class XnnpackBackend:
     def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> XnnpackRunner:
         from executorch.runtime import Runtime
 
+        got = set_threads(self.options.threads)
+        if got != self.options.threads:
+            from dnatool.errors import RunFailure
+
+            raise RunFailure(
+                f"ExecuTorch's threadpool has {got} threads, not {self.options.threads}"
+            )
         program = Runtime.get().load_program(pte_bytes(module, input_shape))
-        return XnnpackRunner(program.load_method("forward"), input_shape)
+        return XnnpackRunner(program, input_shape, clock_fn(self.options))

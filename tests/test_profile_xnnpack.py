@@ -1,0 +1,75 @@
+"""The `xnnpack` backend and the phone artifacts: ExecuTorch programs lowered to XNNPACK, run on
+this host (the `mobile` extra, installed by `make install`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dnatool.arch.space import load_space
+from dnatool.nn.timm_adapter import build_model
+from dnatool.profile.backends import BackendOptions, get_backend
+
+pytest.importorskip("executorch")
+
+
+def tiny_arch():
+    space = load_space("tiny")
+    return space.to_arch([(0, tuple(range(block.cells[0].layers))) for block in space.blocks])
+
+
+def test_xnnpack_program_computes_what_torch_computes():
+    """What is timed is the network itself: the lowered program's output equals torch's."""
+    from executorch.runtime import Runtime
+
+    from dnatool.profile.backends.executorch import pte_bytes
+
+    torch.manual_seed(0)
+    model = build_model(tiny_arch()).eval()
+    x = torch.randn(1, 3, 32, 32)
+    program = Runtime.get().load_program(pte_bytes(model, tuple(x.shape)))
+    (got,) = program.load_method("forward").execute([x])
+    with torch.no_grad():
+        want = model(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_xnnpack_backend_times_with_the_requested_threads():
+    from executorch.extension.pybindings import portable_lib
+
+    backend = get_backend("xnnpack", BackendOptions(threads=1))
+    fingerprint = backend.fingerprint()
+    assert fingerprint["runtime"] == "executorch" and fingerprint["threads"] == 1
+    runner = backend.prepare(build_model(tiny_arch()), (1, 3, 32, 32))
+    assert portable_lib._threadpool_get_thread_count() == 1
+    times = runner.run(20)
+    assert len(times) == 20 and all(t > 0 for t in times)
+    # a second program loaded later keeps the first one's method valid (the runner owns it)
+    other = backend.prepare(build_model(tiny_arch()), (1, 3, 32, 32))
+    assert len(runner.run(3)) == 3 and len(other.run(3)) == 3
+
+
+@pytest.mark.slow
+def test_exported_op_programs_match_their_onnx_twins(cli, tmp_path):
+    """`--export-ops` with the mobile extra: every op also as .pte, computing what its ONNX does
+    (slow: lowering 26 ops takes about a minute)."""
+    import onnxruntime as ort
+    from executorch.runtime import Runtime
+
+    result = cli("profile", "--space", "tiny", "--export-ops", str(tmp_path / "ops"), "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["pte"] is True
+    manifest = json.loads((tmp_path / "ops" / "manifest.json").read_text())
+    assert all((tmp_path / "ops" / op["pte"]).is_file() for op in manifest["ops"])
+    rng = np.random.default_rng(0)
+    for op in manifest["ops"][:: max(1, len(manifest["ops"]) // 4)]:
+        x = rng.standard_normal(op["input_shape"]).astype(np.float32)
+        session = ort.InferenceSession(str(tmp_path / "ops" / op["onnx"]))
+        (want,) = session.run(None, {manifest["input_name"]: x})
+        program = Runtime.get().load_program((tmp_path / "ops" / op["pte"]).read_bytes())
+        (got,) = program.load_method("forward").execute([torch.from_numpy(x)])
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-4, err_msg=op["key"])
