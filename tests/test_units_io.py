@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import os
+import random
 
 import pytest
 import torch
@@ -58,9 +58,15 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     torch.save({"w": torch.ones(1)}, tmp_path / "foreign.pt")
     with pytest.raises(BadInput, match="not a dnatool checkpoint"):
         io.load_checkpoint(tmp_path / "foreign.pt")
-    (tmp_path / "junk.pt").write_bytes(os.urandom(64))
+    # corrupt files fail in many places inside the unpickler (IndexError, KeyError,
+    # UnicodeDecodeError, ...): every one must be the same one-line refusal
+    for seed in range(400):
+        (tmp_path / "junk.pt").write_bytes(random.Random(seed).randbytes(64))
+        with pytest.raises(BadInput, match="not a loadable checkpoint"):
+            io.load_checkpoint(tmp_path / "junk.pt")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(BadInput, match="not a loadable checkpoint"):
-        io.load_checkpoint(tmp_path / "junk.pt")
+        io.load_checkpoint(tmp_path / "cut.pt")
 
 
 def test_manifest_records_stage_inputs_and_results(tmp_path):

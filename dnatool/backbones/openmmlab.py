@@ -29,7 +29,7 @@ from dnatool.backbones.levels import check_out_indices, check_output_stride, fea
 from dnatool.backbones.timm_models import checkpoint_filter_fn, model_kwargs, plain_arch
 from dnatool.errors import BadInput
 from dnatool.nn.model_run import MODEL_FILE
-from dnatool.utils.io import CHECKPOINT_FORMAT
+from dnatool.utils.io import CHECKPOINT_FORMAT, torch_load
 
 MODELS = Registry(
     "model", parent=MMENGINE_MODELS, scope="dnatool", locations=["dnatool.backbones.openmmlab"]
@@ -136,7 +136,7 @@ def load_backbone_state(
     else:
         path = Path(source)
         path = path / MODEL_FILE if path.is_dir() else path
-        data = _load_local(path)
+        data = torch_load(path)
     if not isinstance(data, dict):
         raise BadInput(f"checkpoint {source} does not hold a state_dict")
     if data.get("format") == CHECKPOINT_FORMAT and data.get("kind") != "model":
@@ -148,15 +148,3 @@ def load_backbone_state(
         if not state:
             raise BadInput(f"checkpoint {source} has no key starting with prefix {prefix!r}")
     return state
-
-
-def _load_local(path: Path) -> Any:
-    import pickle
-
-    if not path.is_file():
-        raise BadInput(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"{path} is not a loadable checkpoint: {first}") from None

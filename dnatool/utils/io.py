@@ -65,9 +65,10 @@ def save_checkpoint(path: str | os.PathLike, kind: str, payload: dict[str, Any])
     return atomic_write(path, lambda handle: torch.save(data, handle))
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
-    """torch.load with weights_only=True; refuse files that are not dnatool checkpoints."""
-    import pickle
+def torch_load(path: str | os.PathLike) -> Any:
+    """`torch.load(weights_only=True)` of any file; whatever a corrupt or foreign file makes the
+    unpickler raise becomes one BadInput line."""
+    import warnings
 
     import torch
 
@@ -75,10 +76,17 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[st
     if not path.is_file():
         raise BadInput(f"checkpoint not found: {path}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt file can fail anywhere inside the unpickler
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"{path} is not a loadable checkpoint: {first}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """torch.load with weights_only=True; refuse files that are not dnatool checkpoints."""
+    data = torch_load(path)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise BadInput(f"{path} is not a dnatool checkpoint")
     if kind is not None and data.get("kind") != kind:
