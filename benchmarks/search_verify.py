@@ -23,14 +23,12 @@ import numpy as np
 
 from dnatool.arch.space import load_space
 from dnatool.search.engine import search
-from dnatool.search.inputs import load_score_lists
+from dnatool.search.inputs import load_score_lists, run_space
 from dnatool.search.run import load_table, search_run
 from dnatool.search.synthetic import write_synthetic_run
 
 
 def along_front(run: Path, lut: Path, budgets: int) -> dict:
-    from dnatool.search.inputs import run_space
-
     space = run_space(run)
     table = load_table(lut)
     loose = search(space, load_score_lists(run, space), {"latency_ms": 1e12}, lut=table, top=1)

@@ -311,9 +311,11 @@ class LatencyTable:
         return sum(int(self.entry(key)[what]) for key in keys)
 
     def fixed_cost(self, space: SearchSpace, what: str) -> int:
-        return int(self.entry(stem_key(space, self.batch, self.dtype))[what]) + int(
-            self.entry(head_key(space, self.batch, self.dtype))[what]
-        )
+        """Params or MACs ("params" / "macs") of the stem, fixed stages and head."""
+        costs = self.fixed_costs(space)
+        if costs is None:
+            raise BadInput(f"latency table {self.path} stores no params / MACs")
+        return costs[("params", "macs").index(what)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"header": self.header, "entries": self.entries, "samples": self.samples}

@@ -96,12 +96,20 @@ def path_params_macs(
 ) -> np.ndarray:
     """int64 (n, 2) params and MACs of paths (rows of op indices padded with -1) of block k,
     from `table` (the `layer_table` layout, e.g. a latency table's `layer_costs`) or counted."""
-    table = layer_table(space, k) if table is None else table
+    return sum_along_paths(layer_table(space, k) if table is None else table, paths)
+
+
+def sum_along_paths(layers: np.ndarray, paths: np.ndarray) -> np.ndarray:
+    """Per-layer values `layers[first / later][op, ...]` summed along each path (rows of op
+    indices padded with -1), one layer at a time in path order, so a float sum is the same fold
+    as the table's own per-path figure."""
     paths = np.asarray(paths, dtype=np.int64)
-    total = table[0][paths[:, 0]]
-    later = paths[:, 1:]
-    valid = (later >= 0)[..., None]
-    return total + np.where(valid, table[1][np.maximum(later, 0)], 0).sum(axis=1)
+    total = layers[0][paths[:, 0]]
+    for column in paths[:, 1:].T:
+        later = layers[1][np.maximum(column, 0)]
+        mask = (column >= 0).reshape(-1, *([1] * (later.ndim - 1)))
+        total = total + np.where(mask, later, 0)
+    return total
 
 
 @functools.lru_cache(maxsize=16)
@@ -135,12 +143,7 @@ def path_latency_ms(
     per_layer = getattr(table, "layer_latency_ms", None)
     if per_layer is None:
         return _latency_path_by_path(table, space, k, cells, paths)
-    layers = np.asarray(per_layer(space, k), dtype=np.float64)
-    paths = np.asarray(paths, dtype=np.int64)
-    total = layers[0][paths[:, 0]]
-    for column in paths[:, 1:].T:
-        total = total + np.where(column >= 0, layers[1][np.maximum(column, 0)], 0.0)
-    return total
+    return sum_along_paths(np.asarray(per_layer(space, k), dtype=np.float64), paths)
 
 
 def _latency_path_by_path(
