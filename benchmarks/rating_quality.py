@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from dnatool.rate.ranking import arch_score, rank_correlations
-from dnatool.rate.scores import load_block_scores
+from dnatool.rate.score_lists import load_score_lists, run_space
 from dnatool.retrain.recipe import load_retrain_recipe
 from dnatool.retrain.train import run_retrain
-from dnatool.search.run import run_space
 from dnatool.utils import io
 
 
@@ -46,7 +45,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/rating_quality")
     args = parser.parse_args()
     space = run_space(args.run)
-    lists = [load_block_scores(args.run, k) for k in range(len(space.blocks))]
+    lists = load_score_lists(args.run, space)
     recipe = load_retrain_recipe(args.recipe, (f"epochs={args.epochs}",))
     rows = []
     for i, (choices, score) in enumerate(

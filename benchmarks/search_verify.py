@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from dnatool.arch.space import load_space
+from dnatool.rate.score_lists import load_score_lists, run_space
 from dnatool.search.engine import search
-from dnatool.search.inputs import load_score_lists, run_space
 from dnatool.search.run import load_table, search_run
 from dnatool.search.synthetic import write_synthetic_run
 

@@ -108,3 +108,24 @@ def to_dict(recipe: Any) -> dict[str, Any]:
     return {
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(recipe).items()
     }
+
+
+def resumable(default: Any) -> Any:
+    """A recipe field that `--resume` may change (it does not change what was already learnt):
+    declared on the field, so resume checks never keep their own list of key names."""
+    return dataclasses.field(default=default, metadata={"resumable": True})
+
+
+def resumable_keys(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
+
+
+def resume_conflict(cls: type, old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first non-resumable key whose value differs between a run's recorded recipe and the
+    new one, as a readable phrase (None when the run may be resumed)."""
+    allowed = resumable_keys(cls)
+    for key in sorted(set(old) | set(new)):
+        if key not in allowed and old.get(key) != new.get(key):
+            may = f"only {', '.join(allowed)} may change" if allowed else "nothing may change"
+            return f"{key} was {old.get(key)!r}, now {new.get(key)!r} ({may})"
+    return None

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from dnatool.utils import io
+from dnatool.utils.events import quiet
 
-SPACE = "tiny"
+SPACE = "tiny-w"
 SEED = 0
 
 
 @dataclass
 class DemoContext:
     out: Path
-    report: Callable[..., None] = lambda event, **fields: None
+    report: Callable[..., None] = quiet
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -29,7 +30,13 @@ def stage_space(ctx: DemoContext) -> dict[str, Any]:
     from dnatool.arch.space import load_space
 
     space = load_space(SPACE)
-    return {"space": space.name, "size": space.size, "blocks": len(space.blocks)}
+    return {
+        "space": space.name,
+        "size": space.size,
+        "distinct": space.distinct,
+        "coupled": space.coupled,
+        "blocks": len(space.blocks),
+    }
 
 
 def stage_arch(ctx: DemoContext) -> dict[str, Any]:
@@ -37,7 +44,7 @@ def stage_arch(ctx: DemoContext) -> dict[str, Any]:
     import numpy as np
 
     from dnatool.arch.space import load_space
-    from dnatool.arch.summary import summarize
+    from dnatool.nn.summary import summarize
 
     arch = load_space(SPACE).to_arch(
         load_space(SPACE).sample(np.random.default_rng(SEED)), name="random"
@@ -63,12 +70,12 @@ def stage_teacher(ctx: DemoContext) -> dict[str, Any]:
 
 
 def stage_train(ctx: DemoContext) -> dict[str, Any]:
-    """DNA supernet of the tiny space, distilled block by block from the teacher."""
+    """DNA supernet of the tiny-w space (cells of different widths), distilled block by block from the teacher."""
     from dnatool.config import load_recipe
     from dnatool.train.loop import run_train
     from dnatool.train.recipe import TrainRecipe
 
-    recipe = load_recipe("dna-tiny", TrainRecipe, (f"teacher={ctx.results['teacher']['run']}",))
+    recipe = load_recipe("dna-tiny-w", TrainRecipe, (f"teacher={ctx.results['teacher']['run']}",))
     run = ctx.out / "supernet"
     results = run_train(recipe, run, ctx.report, resume=True)
     return {"run": str(run), "final_loss": results["final_loss"]}
@@ -218,7 +225,7 @@ STAGES: list[tuple[str, Callable[[DemoContext], dict[str, Any]]]] = [
 
 def run_demo(out: str | Path, report: Callable[..., None] | None = None) -> dict[str, Any]:
     """Run every stage in order; the summary is also written to `out/demo.json`."""
-    ctx = DemoContext(out=Path(out), report=report or (lambda event, **fields: None))
+    ctx = DemoContext(out=Path(out), report=report or quiet)
     for name, stage in STAGES:
         ctx.report("log", message=f"demo: {name} ...", always=True)
         ctx.results[name] = stage(ctx)

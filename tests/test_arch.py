@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import timm
@@ -93,7 +94,8 @@ def test_arch_file_round_trip_through_json(tmp_path):
 def test_every_arch_form_resolves_to_the_same_network(tmp_path):
     arch = resolve_arch(EFFICIENTNET_B0)
     (tmp_path / "def.json").write_text(json.dumps(EFFICIENTNET_B0))
-    (tmp_path / "search.json").write_text(json.dumps({"winner": {"arch": arch.to_dict()}}))
+    result = {"format": "dnatool.search", "winner": {"arch": arch.to_dict()}}
+    (tmp_path / "search.json").write_text(json.dumps(result))
     run = tmp_path / "run"
     run.mkdir()
     (run / "arch.json").write_text(arch.to_json())
@@ -186,3 +188,136 @@ def test_name_and_meta_types_are_checked(tmp_path, field, value, message):
     (tmp_path / "arch.json").write_text(json.dumps(data))
     with pytest.raises(BadInput, match=message):
         resolve_arch(str(tmp_path / "arch.json"))
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("ir_r1_k3_s1_e6_c99999999999", "width c99999999999 is out of range (1..8192)"),
+        ("ir_r1_k3_s1_e6_c0", "width c0 is out of range (1..8192)"),
+        ("ir_r1_k3_s1_e6_c8193", "width c8193 is out of range (1..8192)"),
+        ("ir_r0_k3_s1_e6_c8", "repeat r0 is out of range (1..64)"),
+        ("ir_r65_k3_s1_e6_c8", "repeat r65 is out of range (1..64)"),
+        ("ir_r1_k33_s1_e6_c8", "kernel k33 is out of range (odd, 1..31)"),
+        ("ir_r1_k4_s1_e6_c8", "kernel k4 is out of range (odd, 1..31)"),
+        ("ir_r1_k0_s1_e6_c8", "kernel k0 is out of range (odd, 1..31)"),
+        ("ir_r1_k3_a0_s1_e6_c8", "kernel a0 is out of range (odd, 1..31)"),
+        ("ir_r1_k3_p0_s1_e6_c8", "kernel p0 is out of range (odd, 1..31)"),
+        ("ir_r1_k3_p2_s1_e6_c8", "kernel p2 is out of range (odd, 1..31)"),
+        ("ir_r1_k3_a33_s1_e6_c8", "kernel a33 is out of range (odd, 1..31)"),
+        ("ir_r1_k3_s3_e6_c8", "stride s3 is out of range (1 or 2)"),
+        ("ir_r1_k3_s0_e6_c8", "stride s0 is out of range (1 or 2)"),
+        ("ir_r1_k3_s1_e0_c8", "expansion e0 is out of range (> 0 and <= 64)"),
+        ("ir_r1_k3_s1_e0.0_c8", "expansion e0.0 is out of range (> 0 and <= 64)"),
+        ("ir_r1_k3_s1_e64.5_c8", "expansion e64.5 is out of range (> 0 and <= 64)"),
+        ("ir_r1_k3_s1_e6_c8_se1.5", "SE ratio se1.5 is out of range (0..1)"),
+        ("ir_r1_k3_s1_e6_c8_gs0", "group size gs0 is out of range (>= 1)"),
+    ],
+)
+def test_impossible_block_values_are_refused_with_the_bound(text, message):
+    with pytest.raises(BadInput) as caught:
+        parse_block(text)
+    assert str(caught.value) == f"block {text!r}: {message}"
+    with pytest.raises(BadInput, match=re.escape(message)):
+        resolve_arch([[text]])
+
+
+@pytest.mark.parametrize(
+    "text,in_chs,message",
+    [
+        ("ir_r1_k3_s1_e6_c24_gs1000", 32, "group size gs1000 is out of range"),
+        ("ir_r1_k3_s1_e6_c24_gs5", 32, "divide the 192 channels"),
+        ("ir_r2_k3_s1_e6_c16_gs64", 32, "divide the 96 channels"),  # the second repeat: 16 in
+        ("cn_r1_k3_s1_e1_c1_gs4", 32, "split a 32 -> 1 conv"),
+        ("er_r1_k3_s1_e6_c40_gs2", 16, "split a 16 -> 96 conv"),
+        ("ir_r1_k3_s1_e6_c16_se0.01", 32, "SE ratio se0.01 is out of range"),
+        ("ds_r1_k3_s1_e1_c16_se0.01", 32, "squeezes 32 channels to 0"),
+    ],
+)
+def test_group_size_and_se_are_checked_against_the_input_width(text, in_chs, message):
+    """These values depend on the width entering the block: timm would assert or divide by zero."""
+    parse_block(text)  # within the standalone bounds
+    with pytest.raises(BadInput, match=re.escape(message)) as caught:
+        ArchSpec.from_arch_def([[text]], stem=in_chs)
+    assert str(caught.value).startswith(f"block {text!r}: ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ir_r1_k3_s1_e6_c8192_se1_gs8",
+        "ir_r64_k31_a31_p31_s2_e64_c8_se0.5",
+        "uir_r1_k3_a3_p3_s2_e4_c24_gs8",
+        "er_r1_k3_s1_e4_c32_gs8_se0.25",
+        "cn_r1_k3_s1_c64_gs8",
+        "ds_r1_k3_s1_e1_c16_se1",
+    ],
+)
+def test_values_at_the_bounds_build_in_timm(text):
+    import torch
+
+    arch = ArchSpec.from_arch_def([[text]], stem=32, resolution=8, head=8192)
+    assert parse_block(parse_block(text).to_str()) == parse_block(text)
+    with torch.device("meta"):
+        model = build_model(arch).eval()
+    model(torch.zeros(1, 3, 8, 8, device="meta"))
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("resolution", 1, "'resolution': 1 is out of range (8..4096)"),
+        ("resolution", 4097, "'resolution': 4097 is out of range (8..4096)"),
+        ("stem", 0, "'stem': 0 is out of range (1..8192)"),
+        ("head", 10**12, "'head': 1000000000000 is out of range (1..8192)"),
+        ("in_chans", 9000, "'in_chans': 9000 is out of range (1..8192)"),
+        ("num_classes", 0, "'num_classes': 0 is out of range (1..1000000)"),
+        ("stem", 3.5, "'stem' must be an integer"),
+        ("head", True, "'head' must be an integer"),
+    ],
+)
+def test_impossible_arch_fields_are_refused(field, value, message):
+    with pytest.raises(BadInput, match=re.escape(message)):
+        ArchSpec.from_arch_def(EFFICIENTNET_B0, **{field: value})
+
+
+def test_scaling_past_the_bounds_is_refused():
+    from dnatool.arch.scale import scale_phi
+
+    with pytest.raises(BadInput, match=r"out of range \(1\.\.8192\)"):
+        scale_phi(resolve_arch("efficientnet_b0"), 40)
+
+
+def test_cli_refuses_an_absurd_width_in_one_line(cli):
+    result = cli("arch", "show", '[["ir_r1_k3_s1_e6_c99999999999"]]')
+    assert result.code == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "Error: block 'ir_r1_k3_s1_e6_c99999999999': width c99999999999 is out of range (1..8192)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "arch_ref",
+    [
+        '{"arch_def": [["ir_r1_k3_s1_e6_c24"]], "resolution": 1}',
+        '[["ir_r1_k3_a0_s1_e6_c24"]]',
+        '[["ir_r1_k3_s1_e6_c24_gs1000"]]',
+    ],
+)
+def test_cli_refuses_impossible_values_before_building(cli, arch_ref):
+    result = cli("arch", "show", arch_ref)
+    assert result.code == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "out of range" in lines[0], result.stderr
+
+
+def test_a_search_result_is_read_only_with_its_format_tag(tmp_path):
+    arch = resolve_arch(EFFICIENTNET_B0)
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps({"winner": {"arch": arch.to_dict()}}))
+    with pytest.raises(BadInput, match="not a dnatool search result"):
+        resolve_arch(str(path))
+    path.write_text(json.dumps({"format": "dnatool.search", "winner": {"score": 1.0}}))
+    with pytest.raises(BadInput, match="winner has no arch"):
+        resolve_arch(str(path))

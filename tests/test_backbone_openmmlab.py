@@ -60,7 +60,7 @@ def test_every_arch_form_gives_the_same_levels(model_run, tmp_path):
     arch_def_file = tmp_path / "arch_def.json"  # a timm arch_def list, not a dnatool arch file
     arch_def_file.write_text(json.dumps(SMALL_ARCH))
     search = tmp_path / "search.json"
-    search.write_text(json.dumps({"winner": {"arch": spec.to_dict()}}))
+    search.write_text(json.dumps({"format": "dnatool.search", "winner": {"arch": spec.to_dict()}}))
     forms = [
         SMALL_ARCH,
         str(arch_file),

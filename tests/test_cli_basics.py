@@ -26,8 +26,11 @@ def test_space_show_json_reports_exact_size(cli):
     assert result.code == 0
     data = json.loads(result.stdout)
     assert data["size"] == 184_509_051_277_344_768
-    assert [len(b["cells"]) for b in data["blocks"]] == [3, 3, 3, 3, 3, 1]
-    assert set(data["blocks"][0]) >= {"cells", "ops", "stride"}
+    assert data["distinct"] == 5_944_078_575_009_792
+    # the declared cells {2,3,3} ... {5,5,5}: identical ones are one cell with a count
+    assert [sum(c["count"] for c in b["cells"]) for b in data["blocks"]] == [3, 3, 3, 3, 3, 1]
+    assert [len(b["cells"]) for b in data["blocks"]] == [2, 2, 3, 1, 1, 1]
+    assert set(data["blocks"][0]) >= {"cells", "ops", "stride", "widths", "in_widths", "paths"}
 
 
 def test_arch_show_efficientnet_b0(cli, tmp_path):
@@ -48,6 +51,15 @@ def test_arch_show_resolution_changes_macs(cli):
     assert small["resolution"] == 112 and small["macs"] < 110e6
 
 
+def test_arch_show_counts_the_largest_arch_without_allocating(cli):
+    """Counted on the meta device: ~0.6 T parameters would need terabytes if they were allocated."""
+    arch = {"arch_def": [["ir_r64_k31_s1_e64_c8192"]], "resolution": 4096, "head": 8192}
+    result = cli("arch", "show", json.dumps(arch), "--json")
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["params"] == 573_135_155_080 and data["macs"] > 10**18
+
+
 def _one_line_error(result):
     assert result.code == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -62,6 +74,8 @@ def test_bad_inputs_exit_2_with_one_line(cli, tmp_path):
     _one_line_error(cli("arch", "show", '[["ir_r1_k3_s1_e6_c24_zz3"]]'))
     _one_line_error(cli("space", "show", "no-such-space"))
     _one_line_error(cli("arch", "show", "efficientnet_b0", "--resolution", "abc"))
+    _one_line_error(cli("arch", "show", "efficientnet_b0", "--resolution", "5000"))
+    _one_line_error(cli("arch", "show", '[["ir_r1_k3_s1_e6_c99999999999"]]'))
     _one_line_error(cli("no-such-command"))
     extra = tmp_path / "extra.json"
     extra.write_text(json.dumps({"arch_def": [["ir_r1_k3_s1_e6_c24"]], "foo": 1}))

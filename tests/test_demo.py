@@ -17,7 +17,7 @@ REUSED = [
     "teacher/checkpoint.pt",
     "supernet/supernet/block_0.pt",
     "supernet/scores/block_0.npz",
-    "profile/tiny_ort-cpu.json",
+    "profile/tiny-w_ort-cpu.json",
     "retrain/checkpoint.pt",
 ]
 

@@ -45,7 +45,7 @@ def test_key_function_covers_the_space_and_separates_configurations(tiny):
 
 def test_entry_costs_add_up_to_the_whole_network(tiny):
     """Params and MACs per key sum to timm's standalone network (same modules, same keys)."""
-    from dnatool.arch.summary import summarize
+    from dnatool.nn.summary import summarize
     from dnatool.profile.run import entry_costs
 
     costs = entry_costs(tiny, 1, "fp32")

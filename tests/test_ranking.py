@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dnatool.rate.ranking import arch_score, rank_correlations
+from dnatool.rate.score_lists import ScoreList
 
 
 def test_perfect_and_reversed_rankings():
@@ -20,12 +21,12 @@ def test_perfect_and_reversed_rankings():
 
 def test_arch_score_sums_the_chosen_rows():
     lists = [
-        {
-            "cells": np.array([0, 0, 1]),
-            "paths": np.array([[0, -1], [1, -1], [0, 1]]),
-            "scores": np.array([0.5, 0.25, 0.125]),
-        },
-        {"cells": np.array([0, 0]), "paths": np.array([[0], [1]]), "scores": np.array([1.0, 2.0])},
+        ScoreList(
+            cells=np.array([0, 0, 1]),
+            paths=np.array([[0, -1], [1, -1], [0, 1]]),
+            scores=np.array([0.5, 0.25, 0.125]),
+        ),
+        ScoreList(np.array([0, 0]), np.array([[0], [1]]), np.array([1.0, 2.0])),
     ]
     assert arch_score(lists, [(1, (0, 1)), (0, (1,))]) == pytest.approx(2.125)
     assert arch_score(lists, [(0, (1,)), (0, (0,))], weights=[2.0, 1.0]) == pytest.approx(1.5)

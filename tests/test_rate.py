@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dnatool.arch.space import Cell as SpaceCell
 from dnatool.arch.space import load_space
 from dnatool.nn.supernet import Cell
 from dnatool.rate.bench import bench_rate
@@ -13,7 +14,8 @@ from dnatool.rate.feature_sharing import score_cell_naive, score_cell_shared
 
 def _cell(layers: int) -> Cell:
     torch.manual_seed(0)
-    cell = Cell(in_chs=8, width=8, out_chs=12, layers=layers, space=load_space("tiny"), k=1)
+    space = load_space("tiny").with_cells(1, (SpaceCell(layers, 8),))
+    cell = Cell(space, 1, 0, in_chs=8, out_chs=12)
     for module in cell.modules():  # trained-looking BN statistics, so recalibration changes scores
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)

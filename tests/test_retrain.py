@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -289,3 +290,23 @@ def test_cuda_retrain_uses_amp_and_channels_last(tmp_path):
     row = state["rows"][-1]
     assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])
     assert 0 <= metrics["top1"] <= 100
+
+
+def test_a_model_run_whose_arch_copies_disagree_is_refused(short_run, tmp_path):
+    """export / serve read model.pt's arch, configs read arch.json: an edited copy is refused."""
+    import shutil
+
+    from dnatool.backbones.configs import backbone_for
+    from dnatool.errors import BadInput
+    from dnatool.nn.model_run import load_model
+
+    out, _, _ = short_run
+    run = tmp_path / "edited"
+    shutil.copytree(out, run)
+    arch = json.loads((run / "arch.json").read_text())
+    arch["head"] = arch["head"] + 8
+    (run / "arch.json").write_text(json.dumps(arch))
+    with pytest.raises(BadInput, match="hold different architectures"):
+        load_model(run)
+    with pytest.raises(BadInput, match="hold different architectures"):
+        backbone_for(str(run))

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from dnatool.arch.resolve import resolve_arch
+from dnatool.arch.scale import round_channels, scale_arch, scale_phi, scale_stage_depth, scale_to
 from dnatool.arch.spec import ArchSpec
 from dnatool.errors import BadInput
-from dnatool.retrain.scale import round_channels, scale_arch, scale_phi, scale_stage_depth, scale_to
 
 
 def _shapes(model: torch.nn.Module) -> list[tuple[int, ...]]:

@@ -8,11 +8,11 @@ import pytest
 from dnatool.arch.space import load_space
 from dnatool.errors import BadInput
 from dnatool.nn.timm_adapter import build_model, count_macs, count_params
+from dnatool.rate.score_lists import ScoreList, check_score_list, load_score_lists, run_space
 from dnatool.search import costs as C
 from dnatool.search.bnb import branch_and_bound
 from dnatool.search.brute import brute_force
 from dnatool.search.engine import build_problem, path_costs, search
-from dnatool.search.inputs import ScoreList, check_score_list, load_score_lists, run_space
 from dnatool.search.synthetic import (
     SyntheticLatencyTable,
     all_paths,
@@ -27,13 +27,20 @@ def quiet(event, **fields):
 
 
 def choice_costs(space, choices):
-    fixed = np.array(C.fixed_params_macs(space))
+    """Fixed part after the chosen last width + each path's cost on the width it receives."""
+    widths = space.chain_widths(choices)
+    fixed = np.array(C.fixed_params_macs(space, widths[-1]))
     return fixed + sum(
-        C.path_params_macs(space, k, np.array([list(p)]))[0] for k, (_, p) in enumerate(choices)
+        C.path_params_macs(space, k, np.array([c]), np.array([list(p)]))[
+            space.in_widths(k).index(widths[k]), 0
+        ]
+        for k, (c, p) in enumerate(choices)
     )
 
 
-@pytest.mark.parametrize("name,samples", [("tiny", 2), ("dna-mbconv", 1)])
+@pytest.mark.parametrize(
+    "name,samples", [("tiny", 2), ("dna-mbconv", 1), ("tiny-w", 4), ("dna-mbconv-w", 1)]
+)
 def test_fixed_plus_path_costs_equal_the_built_network(name, samples):
     space = load_space(name)
     rng = np.random.default_rng(3)
@@ -54,20 +61,22 @@ def test_latency_table_protocol_and_path_latency():
     cells, paths = all_paths(space, 1)
     lat = C.path_latency_ms(table, space, 1, cells, paths)
     i = 7
-    assert lat[i] == table.path_latency_ms(
+    assert lat[0, i] == table.path_latency_ms(
         space, 1, (int(cells[i]), tuple(int(p) for p in paths[i] if p >= 0))
     )
-    assert len(lat) == space.blocks[1].size
+    assert lat.shape == (1, space.blocks[1].paths)
 
 
-def per_path_latency(table, space, k, cells, paths):
+def per_path_latency(table, space, k, cells, paths, width=None):
     return [
-        table.path_latency_ms(space, k, (int(c), tuple(int(op) for op in row if op >= 0)))
+        table.path_latency_ms(space, k, (int(c), tuple(int(op) for op in row if op >= 0)), width)
         for c, row in zip(cells, paths, strict=True)
     ]
 
 
-@pytest.mark.parametrize("name,per_block", [("tiny", None), ("dna-mbconv-small", 300)])
+@pytest.mark.parametrize(
+    "name,per_block", [("tiny", None), ("dna-mbconv-small", 300), ("tiny-w", None)]
+)
 def test_vectorised_path_latency_equals_the_table_path_by_path(name, per_block, tmp_path):
     """Per-layer arrays summed along the paths give exactly the table's own per-path figure."""
     from dnatool.profile.lut import load_lut
@@ -84,7 +93,9 @@ def test_vectorised_path_latency_equals_the_table_path_by_path(name, per_block, 
                 rows = rng.choice(len(cells), per_block, replace=False)
                 cells, paths = cells[rows], paths[rows]
             got = C.path_latency_ms(table, space, k, cells, paths)
-            assert got.tolist() == per_path_latency(table, space, k, cells, paths)
+            assert got.shape == (len(space.in_widths(k)), len(cells))
+            for state, width in enumerate(space.in_widths(k)):
+                assert got[state].tolist() == per_path_latency(table, space, k, cells, paths, width)
 
 
 def test_vectorised_path_latency_names_a_missing_entry(tmp_path):
@@ -113,17 +124,16 @@ def counted_lut(path, space):
     return load_lut(path)
 
 
-@pytest.mark.parametrize("name", ["tiny", "dna-mbconv-small"])
+@pytest.mark.parametrize("name", ["tiny", "dna-mbconv-small", "tiny-w"])
 def test_table_params_macs_equal_the_counted_ones(name, tmp_path):
     """A latency search reads params / MACs from the table (no torch): they must be the counts."""
     space = load_space(name)
     lut = counted_lut(tmp_path / "lut.json", space)
-    assert lut.fixed_costs(space) == C.fixed_params_macs(space)
+    for width in space.in_widths(len(space.blocks)):
+        assert lut.fixed_costs(space, width) == C.fixed_params_macs(space, width)
     for k in range(len(space.blocks)):
-        rows = 2 if max(cell.layers for cell in space.blocks[k].cells) > 1 else 1
-        np.testing.assert_array_equal(
-            lut.layer_costs(space, k)[:rows], C.layer_table(space, k)[:rows]
-        )
+        for got, counted in zip(lut.layer_costs(space, k), C.layer_table(space, k), strict=True):
+            np.testing.assert_array_equal(got, counted)
 
 
 def test_search_with_table_counts_equals_search_with_counted_costs(tmp_path):
@@ -161,12 +171,12 @@ def test_search_matches_brute_force_over_the_whole_tiny_space():
     space, lists, table = tiny_setup()
     costs = path_costs(space, lists, table, quiet)
     names = ["latency_ms", "params", "macs"]
-    full = build_problem(lists, costs, names, {}, [1.0] * 3)
+    full = build_problem(space, lists, costs, names, {}, [1.0] * 3)
     lo = full.fixed + sum(c.min(axis=0) for c in full.costs)
     hi = full.fixed + sum(c.max(axis=0) for c in full.costs)
     budgets = dict(zip(names, lo + 0.4 * (hi - lo), strict=True))
     result = search(space, lists, budgets, lut=table, weights=[1.0, 2.0, 0.5], top=4)
-    truth = brute_force(build_problem(lists, costs, names, budgets, [1.0, 2.0, 0.5]), 4)
+    truth = brute_force(build_problem(space, lists, costs, names, budgets, [1.0, 2.0, 0.5]), 4)
     assert [t["score"] for t in result.top] == [s.score for s in truth]
     assert result.winner["choices"] == [
         [lists[k].choice(i)[0], list(lists[k].choice(i)[1])] for k, i in enumerate(truth[0].indices)
@@ -205,17 +215,17 @@ def test_bad_requests_are_one_line_errors(kwargs, message):
         search(space, lists, args.pop("budgets"), **args)
 
 
-class InverseTable:
-    """A tiny in-memory table where small ops are slow: latency and params pull apart."""
+class InverseTable(SyntheticLatencyTable):
+    """An in-memory table where small ops are slow: latency and params pull apart."""
 
-    def path_latency_ms(self, space, k, choice):
-        return sum(
-            10.0 / (space.blocks[k].ops[op].kernel * space.blocks[k].ops[op].exp)
-            for op in choice[1]
-        )
+    def _layer_ms(self, layer):
+        return 10.0 / (layer.spec.kernel * layer.spec.exp)
 
-    def fixed_latency_ms(self, space):
-        return 1.0
+    def stem_latency_ms(self, space):
+        return 0.5
+
+    def head_latency_ms(self, space, width=None):
+        return 0.5
 
 
 def test_budgets_feasible_alone_but_not_together():
@@ -223,10 +233,10 @@ def test_budgets_feasible_alone_but_not_together():
     table = InverseTable()
     costs = path_costs(space, lists, table, quiet)
     names = ["latency_ms", "params"]
-    lo = build_problem(lists, costs, names, {}, [1.0] * 3)
+    lo = build_problem(space, lists, costs, names, {}, [1.0] * 3)
     lowest = lo.fixed + sum(c.min(axis=0) for c in lo.costs)
     budgets = dict(zip(names, lowest, strict=True))
-    assert not brute_force(build_problem(lists, costs, names, budgets, [1.0] * 3))
+    assert not brute_force(build_problem(space, lists, costs, names, budgets, [1.0] * 3))
     with pytest.raises(BadInput, match="all budgets together"):
         search(space, lists, budgets, lut=table)
 
@@ -236,7 +246,7 @@ def test_score_lists_round_trip_and_validation(tmp_path):
     write_synthetic_run(tmp_path / "run", space, seed=2)
     assert run_space(tmp_path / "run").name == "tiny"
     lists = load_score_lists(tmp_path / "run", space)
-    assert [len(lst.scores) for lst in lists] == [b.size for b in space.blocks]
+    assert [len(lst.scores) for lst in lists] == [b.paths for b in space.blocks]
     good = lists[1]
     bad_paths = good.paths.copy()
     bad_paths[0, 0] = 9
@@ -285,3 +295,98 @@ def test_latency_search_on_a_counted_table_imports_neither_torch_nor_timm(tmp_pa
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_search_over_the_whole_coupled_tiny_w_space_equals_brute_force():
+    """tiny-w: block 1, block 2 and the head take the previous block's width. The exact search
+    (DP over the interface widths, and top-K / several budgets) equals brute force over all
+    110,592 architectures, and the winner's params are those of the built network."""
+    from dnatool.search.coupled import CoupledProblem, coupled_brute_force
+
+    space = load_space("tiny-w")
+    lists = synthetic_score_lists(space, seed=3)
+    table = SyntheticLatencyTable(seed=3)
+    costs = path_costs(space, lists, table, quiet)
+    names = ["latency_ms", "params", "macs"]
+    full = build_problem(space, lists, costs, names, {}, [1.0] * 3)
+    assert isinstance(full, CoupledProblem) and full.size == space.distinct
+    lo = full.fixed + sum(c.min(axis=(0, 1)) for c in full.costs)
+    hi = full.fixed + sum(c.max(axis=(0, 1)) for c in full.costs)
+    for fraction in (0.35, 0.5, 0.8):
+        budget = float(lo[0] + fraction * (hi[0] - lo[0]))
+        single = search(space, lists, {"latency_ms": budget}, lut=table)
+        truth = coupled_brute_force(
+            build_problem(space, lists, costs, ["latency_ms"], {"latency_ms": budget}, [1.0] * 3)
+        )[0]
+        assert single.winner["score"] == truth.score
+        assert single.winner["latency_ms"] == truth.costs[0] <= budget
+        chosen = [(c, tuple(p)) for c, p in single.winner["choices"]]
+        assert table.fixed_latency_ms(space, space.chain_widths(chosen)[-1]) + sum(
+            table.path_latency_ms(space, k, c, space.chain_widths(chosen)[k])
+            for k, c in enumerate(chosen)
+        ) == pytest.approx(truth.costs[0], rel=1e-12)
+    budgets = dict(zip(names, lo + 0.5 * (hi - lo), strict=True))
+    result = search(space, lists, budgets, lut=table, weights=[1.0, 2.0, 0.5], top=4)
+    truth = coupled_brute_force(
+        build_problem(space, lists, costs, names, budgets, [1.0, 2.0, 0.5]), 4
+    )
+    assert [t["score"] for t in result.top] == [s.score for s in truth]
+    model = build_model(space.to_arch([(c, tuple(p)) for c, p in result.winner["choices"]]))
+    assert result.winner["params"] == count_params(model) <= budgets["params"]
+    assert result.extra["coupled"] and result.evaluated_space_size == 110_592
+
+
+def test_a_table_for_another_space_is_refused_in_one_line(tmp_path, cli):
+    space = load_space("tiny-w")
+    write_synthetic_run(tmp_path / "run", space, seed=1)
+    other = write_synthetic_lut(tmp_path / "tiny.json", load_space("tiny"))
+    result = cli("search", str(tmp_path / "run"), "--latency", "10ms", "--lut", str(other))
+    assert result.code == 2
+    assert "measured for space 'tiny'" in result.stderr and "not for 'tiny-w'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bench_search_on_the_coupled_paper_space_matches_the_walk():
+    """dna-mbconv-w (2.4e16 architectures, widths coupled between blocks 3, 4, 5 and the head):
+    the exact DP agrees with the paper's walk extended to coupled costs (times: bench search)."""
+    from dnatool.search.bench import bench_search
+
+    result = bench_search("dna-mbconv-w", fractions=(0.6, 0.8), dfs_timeout=60)
+    assert result["space_size"] == 23_776_314_300_039_168
+    assert result["dfs_finished"] == 2 and result["same_optimum"] is True
+
+
+def test_a_coupled_latency_search_imports_only_numpy_and_arch(tmp_path):
+    """The search itself (engine.search on a counted table, coupled tiny-w) needs no torch, timm,
+    matplotlib or scipy, and of dnatool only arch/, search/, the score-list and table owners."""
+    import subprocess
+    import sys
+
+    space = load_space("tiny-w")
+    counted_lut(tmp_path / "lut.json", space)
+    write_synthetic_run(tmp_path / "run", space, seed=1)
+    code = (
+        "import sys\n"
+        "from dnatool.profile.lut import load_lut\n"
+        "from dnatool.rate.score_lists import load_score_lists, run_space\n"
+        "from dnatool.search.engine import search\n"
+        f"space = run_space({str(tmp_path / 'run')!r})\n"
+        f"lists = load_score_lists({str(tmp_path / 'run')!r}, space)\n"
+        f"result = search(space, lists, {{'latency_ms': 1e9}}, lut=load_lut({str(tmp_path / 'lut.json')!r}))\n"
+        "assert result.extra['coupled'] and result.winner['params'] > 0\n"
+        "heavy = sorted(m for m in ('torch', 'timm', 'matplotlib', 'scipy') if m in sys.modules)\n"
+        "ours = sorted({m.split('.')[1] for m in sys.modules if m.startswith('dnatool.')})\n"
+        "print(heavy, ours)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    heavy, ours = out.stdout.strip().splitlines()[-1].split("] [")
+    assert heavy == "["
+    assert set(ours.strip("]").replace("'", "").split(", ")) <= {
+        "arch",
+        "errors",
+        "profile",
+        "rate",
+        "search",
+        "utils",
+        "config",
+    }

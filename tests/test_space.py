@@ -21,16 +21,18 @@ def test_paper_space_sizes_are_exact():
 
 def test_paper_space_structure():
     space = load_space("dna-mbconv")
-    assert [b.width for b in space.blocks] == [24, 40, 80, 112, 192, 320]
+    assert [b.widths for b in space.blocks] == [(24,), (40,), (80,), (112,), (192,), (320,)]
     assert [b.stride for b in space.blocks] == [2, 2, 2, 1, 2, 1]
-    assert [[c.layers for c in b.cells] for b in space.blocks] == [
-        [2, 3, 3],
-        [2, 3, 3],
-        [2, 3, 4],
-        [4, 4, 4],
-        [5, 5, 5],
-        [1],
+    # the declared cells {2,3,3} ... {5,5,5}: identical ones are merged and counted
+    assert [[(c.layers, c.count) for c in b.cells] for b in space.blocks] == [
+        [(2, 1), (3, 2)],
+        [(2, 1), (3, 2)],
+        [(2, 1), (3, 1), (4, 1)],
+        [(4, 3)],
+        [(5, 3)],
+        [(1, 1)],
     ]
+    assert not space.coupled
     assert [op.name for op in space.blocks[0].ops] == [
         "k3_e3",
         "k3_e6",
@@ -60,7 +62,7 @@ def test_sampled_architectures_build_and_run():
 def test_to_arch_puts_stride_on_first_layer_only():
     space = load_space("dna-mbconv")
     arch = space.to_arch(
-        [(2, (0, 1, 2)), (0, (3, 4)), (0, (5, 0)), (0, (1, 1, 1, 1)), (0, (2,) * 5), (0, (5,))]
+        [(1, (0, 1, 2)), (0, (3, 4)), (0, (5, 0)), (0, (1, 1, 1, 1)), (0, (2,) * 5), (0, (5,))]
     )
     assert arch.arch_def[1] == [
         "ir_r1_k3_s2_e3_c24_se0.25",
@@ -83,7 +85,9 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
     expected = {
         "dna-mbconv": 184_509_051_277_344_768,
         "dna-mbconv-small": 65_751_654_334_464,
+        "dna-mbconv-w": 23_776_314_300_039_168,
         "tiny": 25_600,
+        "tiny-w": 110_592,
     }
     assert set(list_spaces()) >= set(expected)
     listed = json.loads(cli("space", "list", "--json").stdout)["spaces"]
@@ -91,9 +95,124 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
     assert {s["name"]: s["blocks"] for s in listed if s["name"] in expected} == {
         "dna-mbconv": 6,
         "dna-mbconv-small": 6,
+        "dna-mbconv-w": 6,
         "tiny": 3,
+        "tiny-w": 3,
     }
     lines = cli("space", "list").stdout.splitlines()
     for name, size in expected.items():
         line = next(line for line in lines if line.split()[0] == name)
         assert f"{size:,}" in line
+
+
+def _independent_counts(data: dict) -> tuple[int, int]:
+    """(declared, distinct) architectures of a space's YAML, counted straight from the file by
+    enumerating each block's declared cells, with no dnatool code."""
+    declared = distinct = 1
+    for block in data["blocks"]:
+        ops = data["ops"]
+        n_ops = len(ops["kernels"]) * len(ops["expansions"])
+        cells = [
+            (c, block["width"]) if isinstance(c, int) else (c["layers"], c["width"])
+            for c in block["cells"]
+        ]
+        declared *= sum(n_ops**layers for layers, _ in cells)
+        distinct *= sum(n_ops**layers for layers, _ in set(cells))
+    return declared, distinct
+
+
+@pytest.mark.parametrize("name", ["dna-mbconv", "dna-mbconv-small", "dna-mbconv-w", "tiny-w"])
+def test_sizes_equal_an_independent_count(name, cli):
+    import yaml
+
+    from dnatool.arch.space import SPACES_DIR
+
+    declared, distinct = _independent_counts(
+        yaml.safe_load((SPACES_DIR / f"{name}.yaml").read_text())
+    )
+    shown = json.loads(cli("space", "show", name, "--json").stdout)
+    assert (shown["size"], shown["distinct"]) == (declared, distinct)
+    space = load_space(name)
+    assert (space.size, space.distinct) == (declared, distinct)
+
+
+def test_dna_mbconv_distinct_count_removes_the_31x_duplication():
+    space = load_space("dna-mbconv")
+    assert space.distinct == 252 * 252 * 1548 * 1296 * 7776 * 6 == 5_944_078_575_009_792
+    assert round(space.size / space.distinct, 2) == 31.04
+
+
+def test_width_spaces_are_coupled_with_their_interface_widths():
+    wide = load_space("dna-mbconv-w")
+    assert wide.coupled and wide.distinct == wide.size == 23_776_314_300_039_168
+    assert [wide.in_widths(k) for k in range(7)] == [
+        (16,),
+        (24,),
+        (40,),
+        (80,),
+        (96, 112),
+        (160, 192),
+        (320,),
+    ]
+    tiny = load_space("tiny-w")
+    assert [tiny.in_widths(k) for k in range(4)] == [(8,), (16, 24), (24, 32), (40, 48)]
+    with pytest.raises(BadInput, match="several input widths"):
+        tiny.block_in_width(1)
+    # the first layer of a block takes the previous block's width; later layers the cell's own
+    layers = tiny.path_layers(1, (1, (0, 3)), in_width=24)
+    assert [(la.in_width, la.in_res, la.out_width, la.out_res) for la in layers] == [
+        (24, 8, 32, 4),
+        (32, 4, 32, 4),
+    ]
+    with pytest.raises(BadInput, match="cannot enter block 1"):
+        tiny.path_layers(1, (1, (0, 3)), in_width=40)
+    assert tiny.chain_widths([(2, (0, 0)), (1, (0, 0)), (0, (1, 1))]) == [8, 24, 32, 40]
+
+
+def test_width_space_architectures_build_and_run_with_their_widths():
+    import torch
+
+    space = load_space("tiny-w")
+    choices = [(2, (0, 1)), (1, (2, 3)), (1, (0, 0))]
+    arch = space.to_arch(choices)
+    assert [stage[-1].split("_c")[1].split("_")[0] for stage in arch.arch_def[1:]] == [
+        "24",
+        "32",
+        "48",
+    ]
+    assert build_model(arch).eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_v1_files_keep_loading_and_v2_rules(tmp_path):
+    from dnatool.arch.space import space_from_dict
+
+    v1 = {
+        "name": "v1",
+        "ops": {"kernels": [3], "expansions": [3]},
+        "blocks": [{"width": 16, "stride": 2, "cells": [1, {"layers": 2, "channels": 16}, 2]}],
+    }
+    space = space_from_dict(v1)
+    assert space.version == 1 and space.size == 3 and space.distinct == 2
+    with pytest.raises(BadInput, match="version: 2"):
+        space_from_dict(
+            {**v1, "blocks": [{"width": 16, "stride": 2, "cells": [{"layers": 2, "channels": 24}]}]}
+        )
+    v2 = {
+        **v1,
+        "version": 2,
+        "blocks": [{"stride": 2, "cells": [{"layers": 1, "width": 8}, {"layers": 1, "width": 16}]}],
+    }
+    assert space_from_dict(v2).blocks[0].widths == (8, 16)
+    with pytest.raises(BadInput, match="needs a `width`"):
+        space_from_dict({**v2, "blocks": [{"stride": 2, "cells": [{"layers": 1}]}]})
+    with pytest.raises(BadInput, match="version 3"):
+        space_from_dict({**v2, "version": 3})
+    with pytest.raises(BadInput, match="unknown op type 'vit'"):
+        space_from_dict({**v2, "ops": {"type": "vit"}})
+    with pytest.raises(BadInput, match="unknown block field 'depth'"):
+        space_from_dict({**v2, "blocks": [{"stride": 2, "depth": 3, "cells": [1]}]})
+    path = tmp_path / "mine.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(v2))
+    assert load_space(str(path)).name == "v1"

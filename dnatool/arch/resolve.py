@@ -15,6 +15,8 @@ from typing import Any
 from dnatool.arch.spec import ARCH_FORMAT, ArchSpec, check_fields
 from dnatool.errors import BadInput
 
+SEARCH_FORMAT = "dnatool.search"  # search.json's tag (written by dnatool.search.result)
+
 RUN_ARCH_FILE = "arch.json"
 
 EFFICIENTNET_B0 = [
@@ -71,9 +73,18 @@ def _from_obj(data: Any, what: str, options: dict[str, Any]) -> ArchSpec:
         raise BadInput(f"{what} holds neither an arch object nor an arch_def list")
     if data.get("format") == ARCH_FORMAT:
         return ArchSpec.from_dict(data)
-    winner = data.get("winner") if isinstance(data.get("winner"), dict) else data
-    if isinstance(winner.get("arch"), dict):
+    if "winner" in data:
+        if data.get("format") != SEARCH_FORMAT:
+            raise BadInput(
+                f"{what} has a winner but is not a dnatool search result "
+                f"(format {data.get('format')!r}, expected {SEARCH_FORMAT!r})"
+            )
+        winner = data["winner"]
+        if not isinstance(winner, dict) or not isinstance(winner.get("arch"), dict):
+            raise BadInput(f"{what}: the search result's winner has no arch")
         return ArchSpec.from_dict(winner["arch"])
+    if isinstance(data.get("arch"), dict):
+        return ArchSpec.from_dict(data["arch"])
     if isinstance(data.get("arch_def"), list):
         check_fields(set(data), what)
         extra = {k: v for k, v in data.items() if k != "arch_def"}

@@ -1,15 +1,24 @@
-"""Search spaces: blocks -> cells (depth, width) -> layers -> candidate ops.
+"""Search spaces: blocks -> cells (depth, width) -> layers -> candidate ops; all their geometry.
 
 The DNA space (CVPR 2020, Sec. 4.1) cuts an EfficientNet-like network into blocks; each block holds
-several cells that differ in depth, each layer of a cell picks one MBConv op. A choice for block k
-is `(cell_index, path)` with `path` one op index per layer. Spaces are YAML data (`spaces/*.yaml`
-next to this module, or any YAML file with the same schema).
+several cells "with different channel numbers / layer counts", each layer of a cell picks one
+candidate op. A choice for block k is `(cell_index, path)` with `path` one op index per layer.
+Spaces are YAML data (`spaces/*.yaml` next to this module, or any YAML file of the same schema).
+
+This module owns the geometry, once: `layer_spec` (op -> layer), `path_layers` (the width /
+resolution walk), `head_input`, and the interface states `in_widths(k)`: with cells of different
+widths, block k+1's first layer depends on block k's choice, and search solves that coupling.
+Identical declared cells are merged (one module, trained and scored once); `size` keeps the
+paper's count and `distinct` counts distinct networks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,43 +26,72 @@ from typing import Any
 
 import yaml
 
+from dnatool.arch.ops import Op, out_resolution, parse_ops
 from dnatool.arch.spec import ArchSpec, BlockSpec, parse_block
 from dnatool.errors import BadInput
 
 SPACES_DIR = Path(__file__).with_name("spaces")
+SCHEMA_VERSIONS = (1, 2)
 Choice = tuple[int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
-class Op:
-    """One candidate op of a layer: an inverted-residual MBConv with kernel and expansion."""
-
-    kernel: int
-    exp: float
-
-    @property
-    def name(self) -> str:
-        return f"k{self.kernel}_e{self.exp:g}"
-
-
-@dataclass(frozen=True)
 class Cell:
+    """A cell: `layers` layers of width `width`; `count` declared cells it stands for (identical
+    cells are merged into one, so each distinct network is trained and scored once)."""
+
     layers: int
-    channels: int
+    width: int
+    count: int = 1
 
 
 @dataclass(frozen=True)
 class Block:
-    """A searchable block: student width and first-layer stride, its cells and candidate ops."""
+    """A searchable block: first-layer stride, its distinct cells and candidate ops."""
 
-    width: int
     stride: int
     cells: tuple[Cell, ...]
     ops: tuple[Op, ...]
 
     @property
-    def size(self) -> int:
+    def paths(self) -> int:
+        """Distinct paths: every path of every distinct cell."""
         return sum(len(self.ops) ** cell.layers for cell in self.cells)
+
+    @property
+    def size(self) -> int:
+        """Paths as the paper counts them, each declared (possibly identical) cell separately."""
+        return sum(cell.count * len(self.ops) ** cell.layers for cell in self.cells)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The output widths the block can end in: the interface states of the next block."""
+        return tuple(sorted({cell.width for cell in self.cells}))
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a path with its geometry: the block string, input width and input size."""
+
+    spec: BlockSpec
+    in_width: int
+    in_res: int
+
+    @property
+    def out_width(self) -> int:
+        return self.spec.out
+
+    @property
+    def out_res(self) -> int:
+        return out_resolution(self.in_res, self.spec.stride)
+
+
+@dataclass(frozen=True)
+class LayerGrid:
+    """Every distinct layer of one block (`SearchSpace.layer_grid`)."""
+
+    first: tuple[tuple[tuple[Layer, ...], ...], ...]
+    later: tuple[tuple[Layer, ...] | None, ...]
 
 
 @dataclass(frozen=True)
@@ -69,6 +107,7 @@ class SearchSpace:
     fixed: tuple[tuple[BlockSpec, ...], ...]
     blocks: tuple[Block, ...]
     description: str = ""
+    version: int = 2
 
     def __hash__(self) -> int:
         return self._hash
@@ -93,47 +132,123 @@ class SearchSpace:
 
     @property
     def size(self) -> int:
-        """Number of architectures: the product over blocks of the paths of all cells."""
+        """Number of architectures as the paper counts them (identical cells counted apart)."""
         return math.prod(block.size for block in self.blocks)
 
+    @property
+    def distinct(self) -> int:
+        """Number of distinct architectures: what is trained, rated and searched."""
+        return math.prod(block.paths for block in self.blocks)
+
+    @property
+    def coupled(self) -> bool:
+        """True when a block's (or the head's) input width depends on the previous choice."""
+        return any(len(self.in_widths(k)) > 1 for k in range(1, len(self.blocks) + 1))
+
+    def in_widths(self, k: int) -> tuple[int, ...]:
+        """The widths that can enter block k (k = len(blocks): the head): its interface states."""
+        if k == 0:
+            return (self.fixed[-1][-1].out if self.fixed else self.stem,)
+        return self.blocks[k - 1].widths
+
     def block_in_width(self, k: int) -> int:
-        """Student width entering block k (the fixed stages' output for block 0)."""
-        return (
-            self.blocks[k - 1].width
-            if k > 0
-            else self.fixed[-1][-1].out
-            if self.fixed
-            else self.stem
-        )
+        """THE width entering block k when there is only one (refused on a coupled interface)."""
+        widths = self.in_widths(k)
+        if len(widths) != 1:
+            raise BadInput(
+                f"block {k} of space {self.name!r} has several input widths {list(widths)}; "
+                "give the previous block's choice"
+            )
+        return widths[0]
 
     def block_in_resolution(self, k: int, resolution: int | None = None) -> int:
-        """Spatial size of block k's input (SAME padding, ceil) at `resolution` (default: the space's)."""
-        size = math.ceil((resolution or self.resolution) / 2)
+        """Spatial size of block k's input (k = len(blocks): the head's) at `resolution`."""
+        size = out_resolution(resolution or self.resolution, 2)
         for stage in self.fixed:
             for block in stage:
-                size = math.ceil(size / block.stride)
+                size = out_resolution(size, block.stride)
         for block in self.blocks[:k]:
-            size = math.ceil(size / block.stride)
+            size = out_resolution(size, block.stride)
         return size
 
     def block_out_resolution(self, k: int, resolution: int | None = None) -> int:
-        return math.ceil(self.block_in_resolution(k, resolution) / self.blocks[k].stride)
+        return self.block_in_resolution(k + 1, resolution)
+
+    def layer_spec(self, k: int, cell: int, op: int, first: bool) -> BlockSpec:
+        """THE op -> layer mapping: op `op` of block k in cell `cell`, opening it or not."""
+        block = self.blocks[k]
+        return block.ops[op].layer(
+            out=block.cells[cell].width, stride=block.stride if first else 1, se=self.se
+        )
+
+    def layer(self, k: int, cell: int, op: int, first: bool, in_width: int | None = None) -> Layer:
+        """One layer with its input: the first layer of a cell takes the block's input (width
+        `in_width`, one of `in_widths(k)`), a later one the cell's own width after the stride."""
+        res = self.block_in_resolution(k)
+        spec = self.layer_spec(k, cell, op, first)
+        if first:
+            return Layer(spec, self.resolve_in_width(k, in_width), res)
+        block = self.blocks[k]
+        return Layer(spec, block.cells[cell].width, out_resolution(res, block.stride))
+
+    def path_layers(self, k: int, choice: Choice, in_width: int | None = None) -> tuple[Layer, ...]:
+        """THE width / resolution walk: the layers of one path of block k with their inputs."""
+        cell_index, path = self._check_choice(k, choice)
+        return self._walk(k, cell_index, path, self.resolve_in_width(k, in_width))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 (spaces are immutable and few)
+    def _walk(self, k: int, cell: int, path: tuple[int, ...], width: int) -> tuple[Layer, ...]:
+        return tuple(self.layer(k, cell, op, i == 0, width) for i, op in enumerate(path))
+
+    def layer_grid(self, k: int) -> LayerGrid:
+        """Every distinct layer of block k: `first[s][c][op]` opens cell c on input state s
+        (`in_widths(k)[s]`), `later[c][op]` follows inside cell c (None for one-layer cells).
+        A layer's cost depends on nothing else, so per-path costs are sums over this grid."""
+        block = self.blocks[k]
+        ops = range(len(block.ops))
+        first = tuple(
+            tuple(
+                tuple(self.layer(k, c, op, True, w) for op in ops) for c in range(len(block.cells))
+            )
+            for w in self.in_widths(k)
+        )
+        later = tuple(
+            tuple(self.layer(k, c, op, False) for op in ops) if cell.layers > 1 else None
+            for c, cell in enumerate(block.cells)
+        )
+        return LayerGrid(first, later)
 
     def layer_blocks(self, k: int, choice: Choice) -> list[BlockSpec]:
         """The block strings of one path of block k, one per layer (stride on the first)."""
         cell_index, path = self._check_choice(k, choice)
-        block = self.blocks[k]
-        return [
-            BlockSpec(
-                type="ir",
-                out=block.width,
-                kernel=block.ops[op].kernel,
-                stride=block.stride if i == 0 else 1,
-                exp=block.ops[op].exp,
-                se=self.se,
+        return [self.layer_spec(k, cell_index, op, i == 0) for i, op in enumerate(path)]
+
+    def out_width(self, k: int, choice: Choice) -> int:
+        """The width block k ends in under `choice` (its cell's width)."""
+        return self.blocks[k].cells[self._check_choice(k, choice)[0]].width
+
+    def chain_widths(self, choices: list[Choice]) -> list[int]:
+        """Input width of every block and, last, of the head, for one architecture."""
+        widths = [self.in_widths(0)[0]]
+        for k, choice in enumerate(choices):
+            widths.append(self.out_width(k, choice))
+        return widths
+
+    def head_input(self, width: int | None = None) -> tuple[int, int]:
+        """THE head input: (width, size) after the last block."""
+        last = len(self.blocks)
+        return self.resolve_in_width(last, width), self.block_in_resolution(last)
+
+    def resolve_in_width(self, k: int, in_width: int | None) -> int:
+        """`in_width` checked against block k's interface states (None: the only one there is)."""
+        if in_width is None:
+            return self.block_in_width(k)
+        if in_width not in self.in_widths(k):
+            raise BadInput(
+                f"width {in_width} cannot enter block {k} of space {self.name!r} "
+                f"(possible: {list(self.in_widths(k))})"
             )
-            for i, op in enumerate(path)
-        ]
+        return in_width
 
     def _check_choice(self, k: int, choice: Choice) -> Choice:
         if not 0 <= k < len(self.blocks):
@@ -171,7 +286,7 @@ class SearchSpace:
         )
 
     def sample(self, rng: Any) -> list[Choice]:
-        """One uniformly random architecture (cells weighted by their number of paths)."""
+        """One uniformly random distinct architecture (cells weighted by their number of paths)."""
         choices = []
         for block in self.blocks:
             weights = [len(block.ops) ** cell.layers for cell in block.cells]
@@ -182,21 +297,52 @@ class SearchSpace:
             choices.append((cell_index, path))
         return choices
 
+    def with_cells(self, k: int, cells: tuple[Cell, ...]) -> SearchSpace:
+        """This space with block k's cells replaced (benchmarks and tests of one cell)."""
+        blocks = list(self.blocks)
+        blocks[k] = dataclasses.replace(blocks[k], cells=tuple(cells))
+        return dataclasses.replace(self, blocks=tuple(blocks))
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """A short hash of everything that shapes the networks (tables and runs record it)."""
+        data = json.dumps(
+            {
+                **self.describe(),
+                "fixed": [[b.to_str() for b in s] for s in self.fixed],
+                "stem": self.stem,
+                "head": self.head,
+                "act": self.act,
+                "se": self.se,
+                "num_classes": self.num_classes,
+                "in_chans": self.in_chans,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
+
     def describe(self) -> dict[str, Any]:
         """The `space show --json` object (contracts.md)."""
         return {
             "name": self.name,
             "size": self.size,
+            "distinct": self.distinct,
+            "coupled": self.coupled,
             "resolution": self.resolution,
             "blocks": [
                 {
-                    "cells": [{"layers": c.layers, "channels": c.channels} for c in b.cells],
+                    "cells": [
+                        {"layers": c.layers, "width": c.width, "count": c.count} for c in b.cells
+                    ],
                     "ops": [op.name for op in b.ops],
+                    "op_type": b.ops[0].type,
                     "stride": b.stride,
-                    "width": b.width,
-                    "paths": b.size,
+                    "widths": list(b.widths),
+                    "in_widths": list(self.in_widths(k)),
+                    "paths": b.paths,
+                    "size": b.size,
                 }
-                for b in self.blocks
+                for k, b in enumerate(self.blocks)
             ],
         }
 
@@ -226,28 +372,24 @@ def load_space(name_or_path: str) -> SearchSpace:
 
 
 def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
+    """A space from its YAML mapping: schema v2 (cells with their own width), or v1 (one width per
+    block) which keeps loading unchanged."""
     if not isinstance(data, dict):
         raise BadInput(f"search space {source} must be a mapping")
-    allowed = {
-        "name",
-        "description",
-        "resolution",
-        "num_classes",
-        "in_chans",
-        "stem",
-        "head",
-        "act",
-        "se",
-        "fixed",
-        "ops",
-        "blocks",
-    }
-    unknown = sorted(set(data) - allowed)
+    unknown = sorted(set(data) - SPACE_FIELDS)
     if unknown:
         raise BadInput(f"unknown field {unknown[0]!r} in search space {source}")
+    version = data.get("version", 1)
+    if version not in SCHEMA_VERSIONS:
+        raise BadInput(
+            f"search space {source} has version {version!r}; this dnatool reads "
+            f"{', '.join(map(str, SCHEMA_VERSIONS))}"
+        )
     try:
-        default_ops = _ops(data["ops"])
-        blocks = tuple(_block(b, default_ops) for b in data["blocks"])
+        default_ops = parse_ops(data["ops"])
+        blocks = tuple(_block(b, default_ops, version) for b in data["blocks"])
+        if not blocks:
+            raise ValueError("a space needs at least one block")
         return SearchSpace(
             name=str(data["name"]),
             description=str(data.get("description", "")),
@@ -260,6 +402,7 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
             se=float(data.get("se", 0.25)),
             fixed=tuple(tuple(parse_block(s) for s in stage) for stage in data.get("fixed", [])),
             blocks=blocks,
+            version=int(version),
         )
     except KeyError as exc:
         raise BadInput(f"search space {source} lacks field {exc.args[0]!r}") from None
@@ -267,19 +410,61 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
         raise BadInput(f"search space {source} is malformed: {exc}") from None
 
 
-def _ops(data: dict[str, Any]) -> tuple[Op, ...]:
-    return tuple(Op(int(k), float(e)) for k in data["kernels"] for e in data["expansions"])
+SPACE_FIELDS = {
+    "version",
+    "name",
+    "description",
+    "resolution",
+    "num_classes",
+    "in_chans",
+    "stem",
+    "head",
+    "act",
+    "se",
+    "fixed",
+    "ops",
+    "blocks",
+}
 
 
-def _block(data: dict[str, Any], default_ops: tuple[Op, ...]) -> Block:
-    width = int(data["width"])
-    cells = tuple(
-        Cell(layers=int(c), channels=width)
-        if not isinstance(c, dict)
-        else Cell(layers=int(c["layers"]), channels=int(c.get("channels", width)))
-        for c in data["cells"]
-    )
-    if any(c.channels != width for c in cells):
-        raise ValueError("all cells of a block must output the block width (costs stay additive)")
-    ops = _ops(data["ops"]) if "ops" in data else default_ops
-    return Block(width=width, stride=int(data["stride"]), cells=cells, ops=ops)
+def _block(data: dict[str, Any], default_ops: tuple[Op, ...], version: int) -> Block:
+    """v1: `width` and cells as depths (or {layers, channels} equal to the width); v2: cells as
+    {layers, width} (or depths taking the block's `width`). Identical cells are merged."""
+    allowed = {"width", "stride", "cells", "ops"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"unknown block field {unknown[0]!r}")
+    width = data.get("width") if version == 2 else data["width"]
+    declared = [_cell(c, width, version) for c in data["cells"]]
+    if not declared:
+        raise ValueError("a block needs at least one cell")
+    if version == 1 and any(c.width != int(width) for c in declared):
+        raise ValueError(
+            "all cells of a version 1 block output the block width; "
+            "give cells their own width with `version: 2`"
+        )
+    if any(c.layers < 1 or c.width < 1 for c in declared):
+        raise ValueError("cells need layers >= 1 and width >= 1")
+    merged: dict[tuple[int, int], int] = {}
+    for c in declared:
+        merged[(c.layers, c.width)] = merged.get((c.layers, c.width), 0) + 1
+    cells = tuple(Cell(layers, w, count) for (layers, w), count in merged.items())
+    ops = parse_ops(data["ops"]) if "ops" in data else default_ops
+    stride = int(data["stride"])
+    if stride not in (1, 2):
+        raise ValueError(f"block stride must be 1 or 2, got {stride}")
+    return Block(stride=stride, cells=cells, ops=ops)
+
+
+def _cell(data: Any, width: Any, version: int) -> Cell:
+    if not isinstance(data, dict):
+        if width is None:
+            raise ValueError("a cell given as a depth needs the block's `width`")
+        return Cell(layers=int(data), width=int(width))
+    key = "width" if version == 2 else "channels"
+    unknown = sorted(set(data) - {"layers", key})
+    if unknown:
+        raise ValueError(f"unknown cell field {unknown[0]!r}")
+    if key not in data and width is None:
+        raise ValueError("a cell needs a `width` (or the block's `width`)")
+    return Cell(layers=int(data["layers"]), width=int(data.get(key, width)))

@@ -4,6 +4,23 @@ timm's `decode_arch_def` silently ignores tokens it does not know (`ir_r2_k3_x9`
 dnatool parses the same grammar strictly and names the offending token, then hands the canonical
 strings to timm. An `ArchSpec` is stem + stages of block strings + head: exactly timm's
 `EfficientNet(block_args=decode_arch_def(arch_def), stem_size, num_features)`.
+
+Values timm would crash on (`a0` divides by zero, a group size that does not divide its channels
+trips an assertion) or that no machine could build (`c99999999999`) are refused up front, one line
+naming the token and the bound:
+
+- width `c`, `stem`, `head`, `in_chans`: 1..8192 (`MAX_WIDTH`); `num_classes`: 1..1,000,000
+- kernels `k`, `a` (expansion / uir start), `p` (projection / uir end): odd, 1..31 (`MAX_KERNEL`;
+  timm reads `a0` / `p0` as a zero-size conv, even kernels misalign the residual)
+- repeats `r`: 1..64 (`MAX_REPEAT`); stride `s`: 1 or 2 (timm's builder asserts it)
+- expansion `e`: > 0 and <= 64 (`MAX_EXP`); SE ratio `se`: 0..1, and it must leave at least one
+  channel in the squeeze (timm rounds `in_chs * se`; 0 channels divides by zero)
+- group size `gs`: >= 1 and a divisor of the channels it groups, whose group count must split the
+  grouped conv's input and output (timm asserts; `gs0`, timm's dense conv, is refused so that
+  `gs` always means a group size)
+- `resolution`: 8..4096 (`MIN_RESOLUTION`, `MAX_RESOLUTION`)
+
+Bounds needing the block's input width (`gs`, `se`) are checked when the blocks form an ArchSpec.
 """
 
 from __future__ import annotations
@@ -26,6 +43,33 @@ MODEL_ACTIVATIONS = ("swish", "silu", "relu", "relu6", "hard_swish", "mish", "ge
 _INT_KEYS = ("r", "k", "a", "p", "s", "c", "gs")
 _FLOAT_KEYS = ("e", "se")
 _TOKEN = re.compile(r"([a-z]+)(\d[\d.]*)")
+_KEYS = {  # token key -> BlockSpec field
+    "r": "repeat",
+    "k": "kernel",
+    "a": "exp_kernel",
+    "p": "pw_kernel",
+    "s": "stride",
+    "c": "out",
+    "gs": "group_size",
+    "e": "exp",
+    "se": "se",
+}
+
+MAX_WIDTH = 8192  # c, stem, head, in_chans
+MAX_KERNEL = 31  # k, a, p (odd)
+MAX_REPEAT = 64  # r
+MAX_EXP = 64.0  # e
+MAX_SE = 1.0  # se
+STRIDES = (1, 2)  # s: timm's builder asserts stride in (1, 2)
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 4096
+MAX_CLASSES = 1_000_000
+FIELD_RANGES = {  # ArchSpec integer fields: (min, max)
+    "stem": (1, MAX_WIDTH),
+    "head": (1, MAX_WIDTH),
+    "in_chans": (1, MAX_WIDTH),
+    "num_classes": (1, MAX_CLASSES),
+    "resolution": (MIN_RESOLUTION, MAX_RESOLUTION),
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +113,16 @@ def _act_code(act: str) -> str:
     return {name: code for code, name in ACTIVATIONS.items()}[act]
 
 
+def make_divisible(
+    value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
+) -> int:
+    """timm's `make_divisible`: nearest multiple of `divisor`, never more than 10% below (the
+    expanded width of ir / er / uir blocks, needed to check `gs` and `se` as timm will)."""
+    min_value = min_value or divisor
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < round_limit * value else new
+
+
 def parse_block(text: str) -> BlockSpec:
     """Parse one block string strictly; the error names the bad token and the whole string."""
     if not isinstance(text, str) or not text:
@@ -77,15 +131,16 @@ def parse_block(text: str) -> BlockSpec:
     if kind not in BLOCK_TYPES:
         raise BadInput(f"unknown block type {kind!r} in {text!r} (known: {', '.join(BLOCK_TYPES)})")
     fields: dict[str, Any] = {}
+    written: dict[str, str] = {}
     for token in tokens:
         key, value = _parse_token(token, text)
         if key in fields:
             raise BadInput(f"repeated token {token!r} in block string {text!r}")
-        fields[key] = value
+        fields[key], written[key] = value, token
     if "out" not in fields:
         raise BadInput(f"block string {text!r} has no output width token (c<N>)")
     spec = BlockSpec(type=kind, **fields)
-    _check_ranges(spec, text)
+    check_block(spec, text, written)
     return spec
 
 
@@ -98,36 +153,96 @@ def _parse_token(token: str, text: str) -> tuple[str, Any]:
     if not match or match.group(1) not in _INT_KEYS + _FLOAT_KEYS:
         raise BadInput(f"unknown token {token!r} in block string {text!r}")
     key, raw = match.groups()
-    names = {
-        "r": "repeat",
-        "k": "kernel",
-        "a": "exp_kernel",
-        "p": "pw_kernel",
-        "s": "stride",
-        "c": "out",
-        "gs": "group_size",
-        "e": "exp",
-        "se": "se",
-    }
     try:
         value: Any = float(raw) if key in _FLOAT_KEYS else int(raw)
     except ValueError:
         raise BadInput(f"bad number in token {token!r} of block string {text!r}") from None
-    return names[key], value
+    return _KEYS[key], value
 
 
-def _check_ranges(spec: BlockSpec, text: str) -> None:
-    checks = [
-        (spec.repeat >= 1, "repeat r must be >= 1"),
-        (spec.kernel >= 1 and spec.kernel % 2 == 1, "kernel k must be odd"),
-        (spec.stride in (1, 2), "stride s must be 1 or 2"),
-        (spec.exp > 0, "expansion e must be > 0"),
-        (spec.out >= 1, "width c must be >= 1"),
-        (0 <= spec.se < 1, "se ratio must be in [0, 1)"),
-    ]
-    for ok, message in checks:
+def check_block(
+    spec: BlockSpec, text: str | None = None, written: dict[str, str] | None = None
+) -> None:
+    """Refuse a block whose values are out of bounds, naming the token as written and the bound."""
+    written = written or {}
+    for field_name, label, ok, bound in _block_bounds(spec):
         if not ok:
-            raise BadInput(f"{message} in block string {text!r}")
+            key = next(k for k, f in _KEYS.items() if f == field_name)
+            token = written.get(field_name) or f"{key}{_num(getattr(spec, field_name))}"
+            raise BadInput(
+                f"block {text or spec.to_str()!r}: {label} {token} is out of range ({bound})"
+            )
+
+
+def _block_bounds(spec: BlockSpec) -> list[tuple[str, str, bool, str]]:
+    """(field, what it is, within bounds, the bound) for every value the block sets."""
+    bounds = [
+        ("repeat", "repeat", 1 <= spec.repeat <= MAX_REPEAT, f"1..{MAX_REPEAT}"),
+        ("kernel", "kernel", _odd_kernel(spec.kernel), f"odd, 1..{MAX_KERNEL}"),
+        ("stride", "stride", spec.stride in STRIDES, " or ".join(map(str, STRIDES))),
+        ("exp", "expansion", 0 < spec.exp <= MAX_EXP, f"> 0 and <= {MAX_EXP:g}"),
+        ("out", "width", 1 <= spec.out <= MAX_WIDTH, f"1..{MAX_WIDTH}"),
+        ("se", "SE ratio", 0 <= spec.se <= MAX_SE, f"0..{MAX_SE:g}"),
+    ]
+    for name in ("exp_kernel", "pw_kernel"):
+        if getattr(spec, name) is not None:
+            bounds.append(
+                (name, "kernel", _odd_kernel(getattr(spec, name)), f"odd, 1..{MAX_KERNEL}")
+            )
+    if spec.group_size is not None:
+        bounds.append(("group_size", "group size", spec.group_size >= 1, ">= 1"))
+    return bounds
+
+
+def _odd_kernel(kernel: int) -> bool:
+    return 1 <= kernel <= MAX_KERNEL and kernel % 2 == 1
+
+
+def grouped_convs(block: BlockSpec, in_chs: int) -> list[tuple[int, int, int]]:
+    """(in, out, channels divided by `gs`) of each conv timm groups in this block (timm's
+    `num_groups(gs, channels)` in `_efficientnet_blocks`; torch needs in and out divisible too)."""
+    mid = make_divisible(in_chs * block.exp)
+    if block.type == "cn":
+        return [(in_chs, block.out, in_chs)]
+    if block.type in ("ds", "dsa"):
+        return [(in_chs, in_chs, in_chs)]
+    if block.type == "er":  # the grouped expansion conv
+        return [(in_chs, mid, mid)]
+    if block.type == "uir":  # a: start dw conv on the input, k: mid dw, p: end dw on the output
+        start = [(in_chs, in_chs, in_chs)] if block.exp_kernel else []
+        end = [(block.out, block.out, block.out)] if block.pw_kernel else []
+        return start + [(mid, mid, mid)] + end
+    return [(mid, mid, mid)]  # ir: the depthwise conv
+
+
+def squeezed_channels(block: BlockSpec, in_chs: int) -> tuple[int, int]:
+    """(channels entering SE, channels it reduces them to) as timm computes them: SE sits on the
+    input of ds blocks and on the expanded width of the others, with ratio se / e."""
+    if block.type in ("ds", "dsa"):
+        return in_chs, round(in_chs * block.se)
+    mid = make_divisible(in_chs * block.exp)
+    return mid, round(mid * (block.se / block.exp))
+
+
+def check_block_input(block: BlockSpec, in_chs: int) -> None:
+    """Refuse `gs` / `se` values timm cannot build with this input width (assertion, zero-size
+    conv)."""
+    text = block.to_str()
+    gs = block.group_size
+    for conv_in, conv_out, channels in grouped_convs(block, in_chs) if gs else []:
+        if channels % gs or conv_in % (channels // gs) or conv_out % (channels // gs):
+            raise BadInput(
+                f"block {text!r}: group size gs{gs} is out of range (it must divide the "
+                f"{channels} channels it groups into groups that split a {conv_in} -> {conv_out} "
+                f"conv, with {in_chs} input channels)"
+            )
+    if block.se and block.type != "cn":  # timm's ConvBnAct has no SE
+        channels, reduced = squeezed_channels(block, in_chs)
+        if reduced < 1:
+            raise BadInput(
+                f"block {text!r}: SE ratio se{_num(block.se)} is out of range (it squeezes "
+                f"{channels} channels to {reduced}; at least 1 is needed)"
+            )
 
 
 @dataclass(frozen=True)
@@ -162,12 +277,20 @@ class ArchSpec:
             raise BadInput(f"architecture field 'name' must be a string, got {self.name!r}")
         if not isinstance(self.meta, dict):
             raise BadInput(f"architecture field 'meta' must be an object, got {self.meta!r}")
-        for name in ("stem", "head", "resolution", "num_classes", "in_chans"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise BadInput(
-                    f"architecture field {name!r} must be a positive integer, got {value!r}"
-                )
+        for name, (low, high) in FIELD_RANGES.items():
+            _check_field(name, getattr(self, name), low, high)
+        self._check_blocks()
+
+    def _check_blocks(self) -> None:
+        """Every block within bounds, and `gs` / `se` possible with the width entering it."""
+        in_chs = self.stem
+        for stage in self.stages:
+            for block in stage:
+                check_block(block)
+                check_block_input(block, in_chs)
+                if block.repeat > 1:
+                    check_block_input(block, block.out)
+                in_chs = block.out
 
     @property
     def arch_def(self) -> list[list[str]]:
@@ -233,6 +356,13 @@ class ArchSpec:
 
     def replace(self, **changes: Any) -> ArchSpec:
         return dataclasses.replace(self, **changes)
+
+
+def _check_field(name: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadInput(f"architecture field {name!r} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise BadInput(f"architecture field {name!r}: {value} is out of range ({low}..{high})")
 
 
 def check_fields(keys: set[Any], what: str) -> None:

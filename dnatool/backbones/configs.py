@@ -19,7 +19,7 @@ from dnatool.arch.resolve import BUILTIN, resolve_arch
 from dnatool.arch.spec import ArchSpec
 from dnatool.backbones.levels import Level, check_out_indices, default_out_indices, feature_levels
 from dnatool.errors import BadInput
-from dnatool.nn.model_run import MODEL_FILE, is_model_run
+from dnatool.nn.model_run import MODEL_FILE, is_model_run, model_run_arch
 from dnatool.utils.io import write_text
 
 SEG_KINDS = ("deeplabv3plus", "aspp", "upernet")
@@ -74,7 +74,9 @@ def backbone_for(
         path = path.parent
     if path is not None and path.is_dir() and is_model_run(path):
         checkpoint = checkpoint or str(path / MODEL_FILE)
-    spec = resolve_arch(str(path) if path is not None else model)
+        spec = model_run_arch(path)
+    else:
+        spec = resolve_arch(str(path) if path is not None else model)
     arch_value: Any = ref if ref in BUILTIN else spec.to_dict()
     levels = tuple(feature_levels(spec, output_stride))
     indices = check_out_indices(levels, out_indices) if out_indices else default_out_indices(levels)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from dnatool.arch.spec import MAX_RESOLUTION, MIN_RESOLUTION
 from dnatool.cli._options import json_option
 
 
@@ -16,7 +17,7 @@ def arch() -> None:
 @click.argument("arch_ref", metavar="ARCH")
 @click.option(
     "--resolution",
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=MIN_RESOLUTION, max=MAX_RESOLUTION),
     default=None,
     help="Input size (default: the arch's).",
 )
@@ -26,8 +27,8 @@ def show(arch_ref: str, resolution: int | None, as_json: bool) -> None:
     from rich.table import Table
 
     from dnatool.arch.resolve import resolve_arch
-    from dnatool.arch.summary import summarize
     from dnatool.cli._console import emit_json, out
+    from dnatool.nn.summary import summarize
     from dnatool.utils.units import format_count
 
     summary = summarize(resolve_arch(arch_ref), resolution)

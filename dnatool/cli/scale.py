@@ -31,10 +31,10 @@ def scale(
 ) -> None:
     """Scale ARCH like EfficientNet (channels rounded as timm rounds them, depth rounded up)."""
     from dnatool.arch.resolve import resolve_arch
-    from dnatool.arch.summary import summarize
+    from dnatool.arch.scale import scale_phi, scale_to
     from dnatool.cli._console import emit_json, info
     from dnatool.errors import BadInput
-    from dnatool.retrain.scale import scale_phi, scale_to
+    from dnatool.nn.summary import summarize
     from dnatool.utils import io
     from dnatool.utils.units import format_count
 

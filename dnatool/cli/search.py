@@ -159,6 +159,6 @@ def _print(result: Any, path: Path, png: Path) -> None:
             f"({100 * v['error']:+.1f}%){drift}"
         )
     info(
-        f"{result.evaluated_space_size:,} architectures, front of {len(result.front)} points, "
+        f"{result.evaluated_space_size:,} distinct architectures, front of {len(result.front)} points, "
         f"searched in {result.seconds:.3f} s; wrote {path} and {png}"
     )

@@ -22,12 +22,26 @@ def list_(as_json: bool) -> None:
     spaces = [load_space(name) for name in list_spaces()]
     if as_json:
         emit_json(
-            {"spaces": [{"name": s.name, "size": s.size, "blocks": len(s.blocks)} for s in spaces]}
+            {
+                "spaces": [
+                    {
+                        "name": s.name,
+                        "size": s.size,
+                        "distinct": s.distinct,
+                        "coupled": s.coupled,
+                        "blocks": len(s.blocks),
+                    }
+                    for s in spaces
+                ]
+            }
         )
         return
     for s in spaces:
+        distinct = "" if s.distinct == s.size else f" ({s.distinct:,} distinct)"
+        coupled = "  coupled widths" if s.coupled else ""
         out.print(
-            f"{s.name:<18} {s.size:>28,} architectures  {len(s.blocks)} blocks  {s.resolution}px"
+            f"{s.name:<18} {s.size:>28,} architectures{distinct}  {len(s.blocks)} blocks  "
+            f"{s.resolution}px{coupled}"
         )
 
 
@@ -45,17 +59,22 @@ def show(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(s.describe())
         return
-    table = Table(title=f"{s.name}: {s.size:,} architectures at {s.resolution}x{s.resolution}")
-    for column in ("block", "width", "stride", "cells (layers)", "ops", "paths"):
+    table = Table(
+        title=f"{s.name}: {s.size:,} architectures ({s.distinct:,} distinct) "
+        f"at {s.resolution}x{s.resolution}"
+    )
+    for column in ("block", "in widths", "stride", "cells (layers@width)", "ops", "paths"):
         table.add_column(column)
     for k, b in enumerate(s.blocks):
         table.add_row(
             str(k),
-            str(b.width),
+            "/".join(str(w) for w in s.in_widths(k)),
             str(b.stride),
-            ", ".join(str(c.layers) for c in b.cells),
+            ", ".join(
+                f"{c.layers}@{c.width}" + (f" x{c.count}" if c.count > 1 else "") for c in b.cells
+            ),
             " ".join(op.name for op in b.ops),
-            f"{b.size:,}",
+            f"{b.paths:,}",
         )
     out.print(table)
     if s.description:

@@ -20,6 +20,7 @@ from dnatool import __version__
 from dnatool.errors import RunFailure
 from dnatool.export.inputs import median_ms, random_inputs, real_inputs
 from dnatool.utils import io
+from dnatool.utils.events import quiet
 
 if TYPE_CHECKING:
     from dnatool.nn.model_run import LoadedModel
@@ -210,7 +211,7 @@ def export_onnx(
     """
     import onnxruntime as ort
 
-    say = report or (lambda event, **fields: None)
+    say = report or quiet
     path = Path(path)
     calibrated = calibrate_untrained(loaded)
     say("log", message=f"export: tracing {loaded.arch.name} to ONNX (opset {OPSET})")

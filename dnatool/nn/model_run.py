@@ -15,6 +15,7 @@ from torch import nn
 
 from dnatool.arch.resolve import RUN_ARCH_FILE, resolve_arch
 from dnatool.arch.spec import ArchSpec
+from dnatool.errors import BadInput
 from dnatool.utils import io
 
 MODEL_FILE = "model.pt"
@@ -59,6 +60,21 @@ def is_model_run(path: str | Path) -> bool:
     return (Path(path) / MODEL_FILE).is_file() and (Path(path) / RUN_ARCH_FILE).is_file()
 
 
+def model_run_arch(run_dir: str | Path, checkpoint: dict[str, Any] | None = None) -> ArchSpec:
+    """THE arch of a model run: `model.pt`'s, checked equal to `arch.json` (which users and
+    configs read) so that export, serving and backbones can never build different networks."""
+    run_dir = Path(run_dir)
+    data = checkpoint or io.load_checkpoint(run_dir / MODEL_FILE, "model")
+    arch = ArchSpec.from_dict(data["arch"])
+    stored = resolve_arch(str(run_dir / RUN_ARCH_FILE))
+    if stored.to_dict() != arch.to_dict():
+        raise BadInput(
+            f"model run {run_dir}: {RUN_ARCH_FILE} and {MODEL_FILE} hold different architectures "
+            f"(was {RUN_ARCH_FILE} edited? the weights are {MODEL_FILE}'s)"
+        )
+    return arch
+
+
 def load_model(ref: Any, **build_options: Any) -> LoadedModel:
     """A model run (weights loaded) or any ARCH form (random init, `trained=False`)."""
     from dnatool.nn.timm_adapter import build_model
@@ -68,7 +84,7 @@ def load_model(ref: Any, **build_options: Any) -> LoadedModel:
         path = path.parent
     if path is not None and is_model_run(path):
         data = io.load_checkpoint(path / MODEL_FILE, "model")
-        arch = ArchSpec.from_dict(data["arch"])
+        arch = model_run_arch(path, data)
         model = build_model(arch, **build_options)
         missing, unexpected = model.load_state_dict(data["state_dict"], strict=not build_options)
         preprocess = {

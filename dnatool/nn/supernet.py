@@ -1,6 +1,6 @@
 """The block-wise supernet: Supernet -> Block -> Cell -> layers of candidate ops.
 
-DNA (CVPR 2020, Sec. 3.3): each block holds cells of different depth in parallel; each layer of a
+DNA (CVPR 2020, Sec. 3.3): each block holds cells of different depth and width in parallel; each layer of a
 cell holds every candidate op (timm blocks, the same modules the final network uses) and a path
 picks one op per layer. The last layer of every cell outputs the teacher's width at that cut, so
 plain MSE applies without an adapter (as in the released code). Blocks are independent modules:
@@ -9,6 +9,7 @@ they train in parallel, can live on different devices, and checkpoint separately
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -20,36 +21,33 @@ from dnatool.nn.timm_adapter import build_model, build_op
 
 
 class Cell(nn.Module):
-    """A chain of layers; layer i holds one module per candidate op."""
+    """A chain of layers; layer i holds one module per candidate op.
 
-    def __init__(
-        self, in_chs: int, width: int, out_chs: int, layers: int, space: SearchSpace, k: int
-    ) -> None:
+    Layers are the space's own (`SearchSpace.layer_spec`), at the cell's width; only the first
+    layer's input and the last layer's output take the teacher's widths at the cut.
+    """
+
+    def __init__(self, space: SearchSpace, k: int, cell: int, in_chs: int, out_chs: int) -> None:
         super().__init__()
         block = space.blocks[k]
+        width, layers = block.cells[cell].width, block.cells[cell].layers
         self.layers = nn.ModuleList()
         for i in range(layers):
             layer_in = in_chs if i == 0 else width
-            layer_out = out_chs if i == layers - 1 else width
             self.layers.append(
                 nn.ModuleList(
                     [
-                        build_op(
-                            layer_in,
-                            BlockSpec(
-                                type="ir",
-                                out=layer_out,
-                                kernel=op.kernel,
-                                exp=op.exp,
-                                stride=block.stride if i == 0 else 1,
-                                se=space.se,
-                            ),
-                            space.act,
-                        )
-                        for op in block.ops
+                        build_op(layer_in, self._spec(space, k, cell, op, i, out_chs), space.act)
+                        for op in range(len(block.ops))
                     ]
                 )
             )
+
+    @staticmethod
+    def _spec(space: SearchSpace, k: int, cell: int, op: int, i: int, out_chs: int) -> BlockSpec:
+        spec = space.layer_spec(k, cell, op, first=i == 0)
+        last = i == space.blocks[k].cells[cell].layers - 1
+        return dataclasses.replace(spec, out=out_chs) if last else spec
 
     @property
     def depth(self) -> int:
@@ -79,9 +77,8 @@ class Block(nn.Module):
         super().__init__()
         self.index = k
         self.stem = _student_stem(space) if k == 0 else None
-        width = space.blocks[k].width
         self.cells = nn.ModuleList(
-            [Cell(in_chs, width, out_chs, cell.layers, space, k) for cell in space.blocks[k].cells]
+            [Cell(space, k, c, in_chs, out_chs) for c in range(len(space.blocks[k].cells))]
         )
 
     def forward(self, x: torch.Tensor, choice: Choice) -> torch.Tensor:
@@ -100,7 +97,7 @@ class Supernet(nn.Module):
         super().__init__()
         if len(teacher_widths) != len(space.blocks):
             raise ValueError(f"{len(teacher_widths)} teacher widths for {len(space.blocks)} blocks")
-        in_widths = [space.block_in_width(0), *teacher_widths[:-1]]
+        in_widths = [space.in_widths(0)[0], *teacher_widths[:-1]]
         self.blocks = nn.ModuleList(
             [Block(space, k, in_widths[k], teacher_widths[k]) for k in range(len(space.blocks))]
         )

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from dnatool.arch.space import Choice, SearchSpace
+from dnatool.arch.paths import grid_arrays
+from dnatool.arch.space import Choice, Layer, SearchSpace
 from dnatool.arch.spec import BlockSpec
 from dnatool.errors import BadInput
 from dnatool.utils import io
@@ -82,43 +81,32 @@ def block_key(block: BlockSpec, in_ch: int, in_res: int, act: str, batch: int, d
     )
 
 
+def layer_key(layer: Layer, act: str, batch: int = 1, dtype: str = "fp32") -> str:
+    """The key of one layer of the space's walk: its block string at its input shape."""
+    return block_key(layer.spec, layer.in_width, layer.in_res, act, batch, dtype)
+
+
 @functools.lru_cache(maxsize=65536)
 def layer_keys(
-    space: SearchSpace, k: int, choice: Choice, batch: int = 1, dtype: str = "fp32"
+    space: SearchSpace,
+    k: int,
+    choice: Choice,
+    batch: int = 1,
+    dtype: str = "fp32",
+    in_width: int | None = None,
 ) -> tuple[str, ...]:
-    """THE key function: the entry keys of the layers of one path of block k, in order."""
-    width, res = space.block_in_width(k), space.block_in_resolution(k)
-    keys = []
-    for block in space.layer_blocks(k, choice):
-        keys.append(block_key(block, width, res, space.act, batch, dtype))
-        width, res = block.out, math.ceil(res / block.stride)
-    return tuple(keys)
-
-
-def block_layer_keys(
-    space: SearchSpace, k: int, batch: int = 1, dtype: str = "fp32"
-) -> tuple[tuple[str, ...], tuple[str | None, ...]]:
-    """Per op of block k, its key as the first layer of a cell and as a later layer.
-
-    A layer's key depends only on its op and on whether it opens its cell (stride, input shape),
-    so the uniform paths of the deepest cell, read through `layer_keys`, name every key of the
-    block; the later-layer key is None when no cell of block k has a second layer.
-    """
-    block = space.blocks[k]
-    deepest = max(range(len(block.cells)), key=lambda c: block.cells[c].layers)
-    depth = block.cells[deepest].layers
-    first, later = [], []
-    for op in range(len(block.ops)):
-        keys = layer_keys(space, k, (deepest, (op,) * depth), batch, dtype)
-        first.append(keys[0])
-        later.append(keys[1] if depth > 1 else None)
-    return tuple(first), tuple(later)
+    """THE key function: the entry keys of the layers of one path of block k, in order, with
+    block k's input width `in_width` (needed only where the previous block has several widths)."""
+    return tuple(
+        layer_key(layer, space.act, batch, dtype)
+        for layer in space.path_layers(k, choice, in_width)
+    )
 
 
 def stem_key(space: SearchSpace, batch: int = 1, dtype: str = "fp32") -> str:
     """The stem conv plus the fixed stages, measured as one piece of the network."""
     fixed = "+".join(b.to_str() for stage in space.fixed for b in stage)
-    out = space.block_in_width(0)
+    out = space.in_widths(0)[0]
     res = space.block_in_resolution(0)
     return op_key(
         "stem",
@@ -134,14 +122,16 @@ def stem_key(space: SearchSpace, batch: int = 1, dtype: str = "fp32") -> str:
     )
 
 
-def head_key(space: SearchSpace, batch: int = 1, dtype: str = "fp32") -> str:
-    """conv_head + BN/act + global pool + classifier after the last block."""
-    last = len(space.blocks)
-    res = math.ceil(space.block_in_resolution(last - 1) / space.blocks[-1].stride)
+def head_key(
+    space: SearchSpace, batch: int = 1, dtype: str = "fp32", width: int | None = None
+) -> str:
+    """conv_head + BN/act + global pool + classifier after the last block, whose width it takes
+    (`width`, needed only when the last block's cells differ in width)."""
+    in_width, res = space.head_input(width)
     return op_key(
         "head",
         batch,
-        space.blocks[-1].width,
+        in_width,
         space.num_classes,
         res,
         1,
@@ -157,43 +147,39 @@ def space_keys(
 ) -> dict[str, tuple[int, BlockSpec | None, int, int]]:
     """Every key the space can reach: key -> (block index, spec, input width, input size).
 
-    The stem has block index -1 and the head len(blocks); both have spec None.
+    The stem has block index -1 and the head len(blocks) (one per width the last block can end
+    in); both have spec None.
     """
     keys: dict[str, tuple[int, BlockSpec | None, int, int]] = {
         stem_key(space, batch, dtype): (-1, None, space.in_chans, space.resolution)
     }
-    for k, block in enumerate(space.blocks):
-        for cell_index, cell in enumerate(block.cells):
-            for op in range(len(block.ops)):
-                choice = (cell_index, (op,) * cell.layers)
-                width, res = space.block_in_width(k), space.block_in_resolution(k)
-                for key, spec in zip(
-                    layer_keys(space, k, choice, batch, dtype), space.layer_blocks(k, choice)
-                ):
-                    keys.setdefault(key, (k, spec, width, res))
-                    width, res = spec.out, math.ceil(res / spec.stride)
+    for k in range(len(space.blocks)):
+        grid = space.layer_grid(k)
+        layers = [layer for state in grid.first for cell in state for layer in cell]
+        layers += [layer for row in grid.later if row is not None for layer in row]
+        for layer in layers:
+            keys.setdefault(
+                layer_key(layer, space.act, batch, dtype),
+                (k, layer.spec, layer.in_width, layer.in_res),
+            )
     last = len(space.blocks)
-    keys[head_key(space, batch, dtype)] = (
-        last,
-        None,
-        space.blocks[-1].width,
-        math.ceil(space.block_in_resolution(last - 1) / space.blocks[-1].stride),
-    )
+    for width in space.in_widths(last):
+        keys[head_key(space, batch, dtype, width)] = (
+            last,
+            None,
+            width,
+            space.block_in_resolution(last),
+        )
     return keys
 
 
 def space_digest(space: SearchSpace) -> str:
-    data = json.dumps(
-        {
-            **space.describe(),
-            "fixed": [[b.to_str() for b in s] for s in space.fixed],
-            "stem": space.stem,
-            "head": space.head,
-            "act": space.act,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(data.encode()).hexdigest()[:16]
+    """The digest a table records for its space (`SearchSpace.digest`)."""
+    return space.digest
+
+
+class _NoCounts(Exception):
+    """An entry without params / MACs (SYNTHETIC tables)."""
 
 
 def _choice(choice: Any) -> Choice:
@@ -234,85 +220,122 @@ class LatencyTable:
                 f"(it was measured for space {self.header.get('space')!r})"
             ) from None
 
-    def raw_path_ms(self, space: SearchSpace, k: int, choice: Choice) -> float:
-        keys = layer_keys(space, k, _choice(choice), self.batch, self.dtype)
+    def check_space(self, space: SearchSpace) -> None:
+        """Refuse, in one line, to price a space the table was not measured for."""
+        digest = self.header.get("space_digest")
+        if digest != space.digest:
+            raise BadInput(
+                f"latency table {self.path} was measured for space "
+                f"{self.header.get('space')!r} (digest {digest}), not for {space.name!r} "
+                f"(digest {space.digest}); profile that space or pass its --space"
+            )
+
+    def _ms(self, key: str) -> float:
+        return self.slope * self.entry(key)["mean"]
+
+    def raw_path_ms(
+        self, space: SearchSpace, k: int, choice: Choice, in_width: int | None = None
+    ) -> float:
+        keys = layer_keys(space, k, _choice(choice), self.batch, self.dtype, in_width)
         return sum(self.entry(key)["mean"] for key in keys)
 
-    def path_latency_ms(self, space: SearchSpace, k: int, choice: Choice) -> float:
+    def path_latency_ms(
+        self, space: SearchSpace, k: int, choice: Choice, in_width: int | None = None
+    ) -> float:
         """Calibrated latency of one path of block k (includes the slope, not the intercept).
 
         Summed layer by layer in path order, each layer scaled by the slope, so that the sums of
         `layer_latency_ms` along a path give the same float.
         """
-        keys = layer_keys(space, k, _choice(choice), self.batch, self.dtype)
-        return sum(self.slope * self.entry(key)["mean"] for key in keys)
+        keys = layer_keys(space, k, _choice(choice), self.batch, self.dtype, in_width)
+        return sum(self._ms(key) for key in keys)
 
-    def layer_latency_ms(self, space: SearchSpace, k: int) -> np.ndarray:
-        """float64 (2, n_ops): calibrated latency of each op of block k as the first layer of a
-        cell / as a later layer (NaN when no cell has one), from `block_layer_keys`."""
-        rows = block_layer_keys(space, k, self.batch, self.dtype)
-        return np.array(
-            [
-                [self.slope * self.entry(key)["mean"] if key else math.nan for key in row]
-                for row in rows
-            ],
-            dtype=np.float64,
+    def layer_latency_ms(self, space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated latency of every layer of block k's grid (`arch.paths.grid_arrays`):
+        `first (S, C, O)` per input state, cell and op, `later (C, O)`."""
+        return grid_arrays(
+            space, k, lambda layer: self._ms(layer_key(layer, space.act, self.batch, self.dtype))
         )
 
-    def layer_costs(self, space: SearchSpace, k: int) -> np.ndarray | None:
-        """int64 (2, n_ops, 2): [first / later layer][op][params, MACs] of block k from the
-        entries (the layout of `search.costs.layer_table`), or None when an entry has no counts
-        (SYNTHETIC tables). Search then needs neither torch nor timm to count them."""
-        rows = block_layer_keys(space, k, self.batch, self.dtype)
-        out = np.zeros((2, len(rows[0]), 2), dtype=np.int64)
-        for pos, row in enumerate(rows):
-            for op, key in enumerate(row):
-                if key is None:
-                    continue
-                entry = self.entry(key)
-                if "params" not in entry or "macs" not in entry:
-                    return None
-                out[pos, op] = entry["params"], entry["macs"]
-        return out
-
-    def fixed_costs(self, space: SearchSpace) -> tuple[int, int] | None:
-        """(params, MACs) of the stem, fixed stages and head from the entries, or None."""
-        entries = [
-            self.entry(stem_key(space, self.batch, self.dtype)),
-            self.entry(head_key(space, self.batch, self.dtype)),
-        ]
-        if any("params" not in e or "macs" not in e for e in entries):
+    def layer_costs(self, space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """[params, MACs] of every layer of block k's grid from the entries (int64, last axis 2),
+        or None when an entry has no counts (SYNTHETIC tables). Search then needs neither torch
+        nor timm to count them."""
+        try:
+            return grid_arrays(
+                space,
+                k,
+                lambda layer: self._counts(layer_key(layer, space.act, self.batch, self.dtype)),
+                np.int64,
+            )
+        except _NoCounts:
             return None
-        return sum(int(e["params"]) for e in entries), sum(int(e["macs"]) for e in entries)
 
-    def raw_fixed_ms(self, space: SearchSpace) -> float:
+    def _counts(self, key: str) -> tuple[int, int]:
+        entry = self.entry(key)
+        if "params" not in entry or "macs" not in entry:
+            raise _NoCounts
+        return int(entry["params"]), int(entry["macs"])
+
+    def stem_costs(self, space: SearchSpace) -> tuple[int, int] | None:
+        try:
+            return self._counts(stem_key(space, self.batch, self.dtype))
+        except _NoCounts:
+            return None
+
+    def head_costs(self, space: SearchSpace, width: int | None = None) -> tuple[int, int] | None:
+        try:
+            return self._counts(head_key(space, self.batch, self.dtype, width))
+        except _NoCounts:
+            return None
+
+    def fixed_costs(self, space: SearchSpace, width: int | None = None) -> tuple[int, int] | None:
+        """(params, MACs) of the stem, fixed stages and head (after a last block of `width`)."""
+        stem, head = self.stem_costs(space), self.head_costs(space, width)
+        if stem is None or head is None:
+            return None
+        return stem[0] + head[0], stem[1] + head[1]
+
+    def raw_fixed_ms(self, space: SearchSpace, width: int | None = None) -> float:
         return (
             self.entry(stem_key(space, self.batch, self.dtype))["mean"]
-            + self.entry(head_key(space, self.batch, self.dtype))["mean"]
+            + self.entry(head_key(space, self.batch, self.dtype, width))["mean"]
         )
 
-    def fixed_latency_ms(self, space: SearchSpace) -> float:
+    def stem_latency_ms(self, space: SearchSpace) -> float:
+        """Stem and fixed stages, plus the calibration intercept: the part no choice changes."""
+        return self._ms(stem_key(space, self.batch, self.dtype)) + self.intercept
+
+    def head_latency_ms(self, space: SearchSpace, width: int | None = None) -> float:
+        """Head and classifier after a last block of `width`."""
+        return self._ms(head_key(space, self.batch, self.dtype, width))
+
+    def fixed_latency_ms(self, space: SearchSpace, width: int | None = None) -> float:
         """Stem, fixed stages, head and classifier, plus the calibration intercept."""
-        return self.slope * self.raw_fixed_ms(space) + self.intercept
+        return self.slope * self.raw_fixed_ms(space, width) + self.intercept
 
     def predict_ms(self, space: SearchSpace, choices: list[Choice]) -> float:
-        return self.fixed_latency_ms(space) + sum(
-            self.path_latency_ms(space, k, c) for k, c in enumerate(choices)
+        widths = space.chain_widths(choices)
+        return self.fixed_latency_ms(space, widths[-1]) + sum(
+            self.path_latency_ms(space, k, c, widths[k]) for k, c in enumerate(choices)
         )
 
     def raw_total_ms(self, space: SearchSpace, choices: list[Choice]) -> float:
-        return self.raw_fixed_ms(space) + sum(
-            self.raw_path_ms(space, k, c) for k, c in enumerate(choices)
+        widths = space.chain_widths(choices)
+        return self.raw_fixed_ms(space, widths[-1]) + sum(
+            self.raw_path_ms(space, k, c, widths[k]) for k, c in enumerate(choices)
         )
 
-    def path_cost(self, space: SearchSpace, k: int, choice: Choice, what: str) -> int:
+    def path_cost(
+        self, space: SearchSpace, k: int, choice: Choice, what: str, in_width: int | None = None
+    ) -> int:
         """Params or MACs ("params" / "macs") of one path, from the same keys."""
-        keys = layer_keys(space, k, _choice(choice), self.batch, self.dtype)
+        keys = layer_keys(space, k, _choice(choice), self.batch, self.dtype, in_width)
         return sum(int(self.entry(key)[what]) for key in keys)
 
-    def fixed_cost(self, space: SearchSpace, what: str) -> int:
+    def fixed_cost(self, space: SearchSpace, what: str, width: int | None = None) -> int:
         """Params or MACs ("params" / "macs") of the stem, fixed stages and head."""
-        costs = self.fixed_costs(space)
+        costs = self.fixed_costs(space, width)
         if costs is None:
             raise BadInput(f"latency table {self.path} stores no params / MACs")
         return costs[("params", "macs").index(what)]

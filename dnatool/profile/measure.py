@@ -24,8 +24,6 @@ from torch import nn
 
 from dnatool.arch.space import Choice, SearchSpace
 
-Report = Callable[..., None]
-
 
 @dataclass(frozen=True)
 class Protocol:
@@ -95,30 +93,37 @@ def _pool() -> nn.Module:
 
 
 def block_net(
-    space: SearchSpace, k: int, choice: Choice, batch: int
+    space: SearchSpace, k: int, choice: Choice, batch: int, in_width: int | None = None
 ) -> tuple[nn.Module, tuple[int, ...]]:
-    """One path of block k at its real input shape, its output pooled (tiny output copy)."""
+    """One path of block k at its real input shape (width `in_width`), its output pooled."""
     from dnatool.nn.timm_adapter import build_layers
 
-    width, res = space.block_in_width(k), space.block_in_resolution(k)
-    layers = build_layers(width, space.layer_blocks(k, choice), space.act)
-    return nn.Sequential(layers, _pool()), (batch, width, res, res)
+    layers = space.path_layers(k, choice, in_width)
+    width, res = layers[0].in_width, layers[0].in_res
+    module = build_layers(width, [layer.spec for layer in layers], space.act)
+    return nn.Sequential(module, _pool()), (batch, width, res, res)
 
 
 def stem_input(space: SearchSpace, batch: int) -> tuple[int, ...]:
     return (batch, space.in_chans, space.resolution, space.resolution)
 
 
-def head_input(space: SearchSpace, batch: int) -> tuple[int, ...]:
-    res = -(-space.block_in_resolution(len(space.blocks) - 1) // space.blocks[-1].stride)
-    return (batch, space.blocks[-1].width, res, res)
+def head_input(space: SearchSpace, batch: int, width: int | None = None) -> tuple[int, ...]:
+    width, res = space.head_input(width)
+    return (batch, width, res, res)
 
 
-@functools.lru_cache(maxsize=4)
-def _any_model(space: SearchSpace) -> nn.Module:
+@functools.lru_cache(maxsize=8)
+def _any_model(space: SearchSpace, last_width: int | None = None) -> nn.Module:
+    """Some network of the space (its last block ending in `last_width`): stem and head donor."""
     from dnatool.nn.timm_adapter import build_model
 
-    return build_model(space.to_arch([(0, (0,) * b.cells[0].layers) for b in space.blocks]))
+    choices = [(0, (0,) * b.cells[0].layers) for b in space.blocks]
+    if last_width is not None:
+        last = space.blocks[-1]
+        cell = next(c for c, cell in enumerate(last.cells) if cell.width == last_width)
+        choices[-1] = (cell, (0,) * last.cells[cell].layers)
+    return build_model(space.to_arch(choices))
 
 
 def stem_net(space: SearchSpace, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
@@ -129,12 +134,15 @@ def stem_net(space: SearchSpace, batch: int) -> tuple[nn.Module, tuple[int, ...]
     ), stem_input(space, batch)
 
 
-def head_net(space: SearchSpace, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
-    """conv_head + bn2 + global pool + classifier of timm's EfficientNet."""
-    model = copy.deepcopy(_any_model(space))
+def head_net(
+    space: SearchSpace, batch: int, width: int | None = None
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """conv_head + bn2 + global pool + classifier of timm's EfficientNet, after `width`."""
+    width = space.head_input(width)[0]
+    model = copy.deepcopy(_any_model(space, width))
     return nn.Sequential(
         model.conv_head, model.bn2, model.global_pool, model.classifier
-    ), head_input(space, batch)
+    ), head_input(space, batch, width)
 
 
 def whole_net(
@@ -164,7 +172,7 @@ def block_samples(space: SearchSpace, k: int, n: int, rng: np.random.Generator) 
     chosen = list(dict.fromkeys(chosen))[:n] if n < len(chosen) else list(dict.fromkeys(chosen))
     seen = set(chosen)
     for _ in range(50 * n):
-        if len(chosen) >= min(n, block.size):
+        if len(chosen) >= min(n, block.paths):
             break
         cell = int(rng.integers(len(block.cells)))
         choice = (
@@ -177,7 +185,10 @@ def block_samples(space: SearchSpace, k: int, n: int, rng: np.random.Generator) 
     return chosen
 
 
-def samples_per_block(space: SearchSpace, k: int, protocol: Protocol) -> int:
+def samples_per_block(
+    space: SearchSpace, k: int, protocol: Protocol, in_width: int | None = None
+) -> int:
+    """Samples of block k on input width `in_width`: twice its distinct layer keys, plus 4."""
     from dnatool.profile.lut import layer_keys
 
     block = space.blocks[k]
@@ -185,10 +196,10 @@ def samples_per_block(space: SearchSpace, k: int, protocol: Protocol) -> int:
         key
         for c, cell in enumerate(block.cells)
         for op in range(len(block.ops))
-        for key in layer_keys(space, k, (c, (op,) * cell.layers))
+        for key in layer_keys(space, k, (c, (op,) * cell.layers), in_width=in_width)
     }
     wanted = protocol.samples_per_block or 2 * len(keys) + 4
-    return min(wanted, block.size)
+    return min(wanted, block.paths)
 
 
 def calibration_choices(space: SearchSpace, protocol: Protocol) -> list[list[Choice]]:
@@ -208,25 +219,32 @@ def plan(
     space: SearchSpace, protocol: Protocol, batch: int
 ) -> dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]]:
     """Every network to measure, by its sample key (stable, so a resumed run finds what is done)."""
+    first_head = space.in_widths(len(space.blocks))[0]
     units: dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]] = {
         "stem": lambda: stem_net(space, batch),
-        "head": lambda: head_net(space, batch),
+        head_unit(space, first_head): lambda: head_net(space, batch, first_head),
         "overhead|stem": lambda: empty_net(stem_input(space, batch)),
-        "overhead|head": lambda: empty_net(head_input(space, batch)),
+        f"overhead|{head_unit(space, first_head)}": lambda: empty_net(
+            head_input(space, batch, first_head)
+        ),
     }
+    for width in space.in_widths(len(space.blocks))[1:]:
+        units[head_unit(space, width)] = lambda w=width: head_net(space, batch, w)
+        units[f"overhead|{head_unit(space, width)}"] = lambda w=width: empty_net(
+            head_input(space, batch, w)
+        )
     rng = np.random.default_rng([protocol.seed, 0])
     for k in range(len(space.blocks)):
-        shape = (
-            batch,
-            space.block_in_width(k),
-            space.block_in_resolution(k),
-            space.block_in_resolution(k),
-        )
-        units[f"overhead|{k}"] = lambda shape=shape: empty_net(shape)
-        for choice in block_samples(space, k, samples_per_block(space, k, protocol), rng):
-            units[f"block|{k}|{choice_text(choice)}"] = lambda k=k, choice=choice: block_net(
-                space, k, choice, batch
-            )
+        for width in space.in_widths(k):
+            res = space.block_in_resolution(k)
+            shape = (batch, width, res, res)
+            over = overhead_unit(space, k, width)
+            units[over] = lambda shape=shape: empty_net(shape)
+            n = samples_per_block(space, k, protocol, width)
+            for choice in block_samples(space, k, n, rng):
+                units[block_unit(space, k, choice, width)] = lambda k=k, choice=choice, w=width: (
+                    block_net(space, k, choice, batch, w)
+                )
     for choices in calibration_choices(space, protocol):
         units[f"net|{choices_text(choices)}"] = lambda choices=choices: whole_net(
             space, choices, batch
@@ -246,6 +264,40 @@ def parse_choice_text(text: str) -> Choice:
     cell, path = text.split("|")
     ops = path.split(",") if "," in path else list(path)
     return int(cell), tuple(int(op) for op in ops)
+
+
+# ---- sample names: written and parsed only here ----------------------------------------------------
+# Blocks and the head with one possible input width keep the names of schema-1 tables (`head`,
+# `overhead|k`, `block|k|cell|ops`); a coupled interface adds `@width`.
+
+
+def _at(space: SearchSpace, k: int, width: int) -> str:
+    return "" if len(space.in_widths(k)) == 1 else f"@{width}"
+
+
+def head_unit(space: SearchSpace, width: int | None = None) -> str:
+    last = len(space.blocks)
+    return "head" + _at(space, last, space.head_input(width)[0])
+
+
+def overhead_unit(space: SearchSpace, k: int, width: int) -> str:
+    return f"overhead|{k}{_at(space, k, width)}"
+
+
+def block_unit(space: SearchSpace, k: int, choice: Choice, width: int) -> str:
+    return f"block|{k}{_at(space, k, width)}|{choice_text(choice)}"
+
+
+def parse_block_unit(name: str) -> tuple[int, Choice, int | None]:
+    """(block, choice, input width or None) of a `block_unit` name."""
+    _, where, choice = name.split("|", 2)
+    k, _, width = where.partition("@")
+    return int(k), parse_choice_text(choice), int(width) if width else None
+
+
+def block_overhead_unit(space: SearchSpace, name: str) -> str:
+    k, _, width = parse_block_unit(name)
+    return overhead_unit(space, k, space.resolve_in_width(k, width))
 
 
 def measure_unit(

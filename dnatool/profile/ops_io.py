@@ -32,7 +32,7 @@ def op_module(
     from dnatool.nn.timm_adapter import build_op
 
     if spec is None:
-        return (measure.stem_net if k < 0 else measure.head_net)(space, batch)
+        return measure.stem_net(space, batch) if k < 0 else measure.head_net(space, batch, width)
     return build_op(width, spec, space.act), (batch, width, res, res)
 
 

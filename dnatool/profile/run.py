@@ -29,11 +29,8 @@ from dnatool.profile.lut import (
     space_keys,
     stem_key,
 )
-from dnatool.profile.measure import Protocol, Report
-
-
-def _noop(event: str, **fields: Any) -> None:
-    return None
+from dnatool.profile.measure import Protocol
+from dnatool.utils.events import Report, quiet
 
 
 def open_table(
@@ -61,7 +58,7 @@ def profile_space(
     protocol: Protocol | None = None,
     resume: bool = False,
     force: bool = False,
-    report: Report = _noop,
+    report: Report = quiet,
 ) -> dict[str, Any]:
     """Measure what is missing, finalize, and return a summary (measured / reused / seconds)."""
     start = time.perf_counter()
@@ -174,10 +171,11 @@ def _solve_entries(
 ) -> dict[str, dict[str, Any]]:
     samples = table.samples
     entries = {}
-    for name, key in (
-        ("stem", stem_key(space, table.batch, table.dtype)),
-        ("head", head_key(space, table.batch, table.dtype)),
-    ):
+    names = [("stem", stem_key(space, table.batch, table.dtype))] + [
+        (measure.head_unit(space, w), head_key(space, table.batch, table.dtype, w))
+        for w in space.in_widths(len(space.blocks))
+    ]
+    for name, key in names:
         s = samples[name]
         entries[key] = {
             "mean": max(ms[name] - ms[f"overhead|{name}"], 0.0),
@@ -185,13 +183,12 @@ def _solve_entries(
             "n": s["n"],
         }
     for k in range(len(space.blocks)):
-        over = ms[f"overhead|{k}"]
         rows, targets = [], []
         for key in samples:
-            if key.startswith(f"block|{k}|"):
-                choice = measure.parse_choice_text(key.split("|", 2)[2])
-                rows.append(layer_keys(space, k, choice, table.batch, table.dtype))
-                targets.append(ms[key] - over)
+            if key.startswith(f"block|{k}|") or key.startswith(f"block|{k}@"):
+                _, choice, width = measure.parse_block_unit(key)
+                rows.append(layer_keys(space, k, choice, table.batch, table.dtype, width))
+                targets.append(ms[key] - ms[measure.block_overhead_unit(space, key)])
         entries.update(calibrate.solve_ops(rows, targets))
     return entries
 
@@ -204,7 +201,7 @@ def entry_costs(space: SearchSpace, batch: int, dtype: str) -> dict[str, dict[st
     for key, (k, spec, width, res) in space_keys(space, batch, dtype).items():
         if spec is None:
             kind = "stem" if k < 0 else "head"
-            module, _ = (measure.stem_net if k < 0 else measure.head_net)(space, 1)
+            module, _ = measure.stem_net(space, 1) if k < 0 else measure.head_net(space, 1, width)
         else:
             kind, module = spec.type, build_op(width, spec, space.act)
         shape = (1, width, res, res)

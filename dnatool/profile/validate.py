@@ -22,8 +22,9 @@ from dnatool.errors import BadInput, RunFailure
 from dnatool.profile import calibrate, measure
 from dnatool.profile.backends import BACKENDS, BackendOptions, get_backend
 from dnatool.profile.lut import LatencyTable, device_mismatch
-from dnatool.profile.measure import Protocol, Report
+from dnatool.profile.measure import Protocol
 from dnatool.utils import io
+from dnatool.utils.events import Report, quiet
 
 _BACKENDS: dict[str, Any] = {}
 
@@ -128,7 +129,7 @@ def validate(
     seed: int = 0,
     force: bool = False,
     space: SearchSpace | None = None,
-    report: Report = lambda event, **fields: None,
+    report: Report = quiet,
 ) -> dict[str, Any]:
     """Measure n sampled networks; write `<lut>.validate.json` and `.png`; return the report."""
     if n < 3:
@@ -193,12 +194,10 @@ def _device_name(lut: LatencyTable) -> str:
 
 def _plot(pred: list[float], meas: list[float], result: dict[str, Any], path: Path) -> Path:
     """Predicted vs measured with the +-10% band (matplotlib Agg, written atomically)."""
-    import matplotlib
+    from dnatool.utils.plots import new_figure, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = new_figure(figsize=(5, 5))
+    ax = fig.add_subplot()
     lo, hi = min(pred + meas) * 0.9, max(pred + meas) * 1.1
     ax.plot([lo, hi], [lo, hi], "k-", lw=1, label="y = x")
     for f in (0.9, 1.1):
@@ -212,8 +211,4 @@ def _plot(pred: list[float], meas: list[float], result: dict[str, Any], path: Pa
         title=f"{result['device']}\n{result['within_10pct']:.0%} within 10%, MAPE {result['mape']:.1%}",
     )
     ax.title.set_fontsize(8)
-    fig.tight_layout()
-    buffer = __import__("io").BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return io.write_bytes(path, buffer.getvalue())
+    return save_png(fig, path, dpi=110)

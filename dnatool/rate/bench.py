@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from dnatool.arch.space import Cell as SpaceCell
 from dnatool.arch.space import load_space
 from dnatool.nn.supernet import Cell
 from dnatool.rate.feature_sharing import CellScores, score_cell_naive, score_cell_shared
@@ -36,9 +37,8 @@ def bench_rate(
 ) -> dict[str, Any]:
     """Time both evaluations of every path of one cell (median of `repeats` warm runs each)."""
     torch.manual_seed(seed)
-    cell = Cell(
-        in_chs=width, width=width, out_chs=width, layers=layers, space=load_space(space), k=block
-    ).eval()
+    one_cell = load_space(space).with_cells(block, (SpaceCell(layers, width),))
+    cell = Cell(one_cell, block, 0, in_chs=width, out_chs=width).eval()
     gen = torch.Generator().manual_seed(seed)
     stride = cell.layers[0][0].conv_dw.stride[0]
     data = [

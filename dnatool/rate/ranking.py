@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dnatool.rate.score_lists import ScoreList
+
 
 def rank_correlations(scores: Sequence[float], accuracies: Sequence[float]) -> dict[str, float]:
     """Kendall tau, Spearman rho and Pearson r between -scores and accuracies (scipy.stats)."""
@@ -28,17 +30,13 @@ def rank_correlations(scores: Sequence[float], accuracies: Sequence[float]) -> d
     }
 
 
-def arch_score(
-    score_lists: Sequence[dict[str, np.ndarray]], choices: Sequence[tuple], weights=None
-) -> float:
+def arch_score(score_lists: Sequence[ScoreList], choices: Sequence[tuple], weights=None) -> float:
     """Sum over blocks of lambda_k * the rated score of the chosen (cell, path)."""
     total = 0.0
-    for k, (cell, path) in enumerate(choices):
-        lists = score_lists[k]
-        width = lists["paths"].shape[1]
-        row = np.array(list(path) + [-1] * (width - len(path)))
-        match = (lists["cells"] == cell) & (lists["paths"] == row).all(axis=1)
-        if match.sum() != 1:
-            raise ValueError(f"block {k}: choice {(cell, tuple(path))} is not in the score list")
-        total += (1.0 if weights is None else weights[k]) * float(lists["scores"][match][0])
+    for k, choice in enumerate(choices):
+        try:
+            score = score_lists[k].score_of(choice)
+        except KeyError:
+            raise ValueError(f"block {k}: choice {choice} is not in the score list") from None
+        total += (1.0 if weights is None else weights[k]) * score
     return total

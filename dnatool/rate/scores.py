@@ -10,7 +10,6 @@ at a run in progress is useful, but warns on stderr with every block's epoch and
 
 from __future__ import annotations
 
-import io as _io
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,24 +22,11 @@ from torch.utils.data import DataLoader
 from dnatool.config import from_dict
 from dnatool.errors import BadInput
 from dnatool.rate.feature_sharing import CellScores, all_paths, score_batch
+from dnatool.rate.score_lists import SCORES_DIR, ScoreList, scores_path, write_score_list
 from dnatool.train.recipe import TrainRecipe
 from dnatool.train.setup import Setup, block_checkpoint, build_setup
 from dnatool.utils import io, runs
-
-SCORES_DIR = "scores"
-
-
-def scores_path(run: Path, k: int) -> Path:
-    return Path(run) / SCORES_DIR / f"block_{k}.npz"
-
-
-def load_block_scores(run: str | Path, k: int) -> dict[str, np.ndarray]:
-    """The local score list of block k (what search reads)."""
-    path = scores_path(Path(run), k)
-    if not path.is_file():
-        raise BadInput(f"no score list for block {k} in {run}: run `dnatool rate {run}` first")
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in ("cells", "paths", "scores")}
+from dnatool.utils.events import quiet
 
 
 def run_rate(
@@ -50,7 +36,7 @@ def run_rate(
     bn_recalibrate: bool | None = None,
 ) -> dict[str, Any]:
     """Rate every block of a trained supernet run; returns the per-block summary."""
-    report = report or (lambda event, **fields: None)
+    report = report or quiet
     run = Path(run)
     manifest = runs.read_manifest(run)
     if manifest.get("stage") != "train":
@@ -172,9 +158,7 @@ def _write_block(
         "paths": np.array(paths, dtype=np.int64),
         "scores": np.array(scores, dtype=np.float64),
     }
-    buffer = _io.BytesIO()
-    np.savez(buffer, **arrays)
-    io.write_bytes(scores_path(run, k), buffer.getvalue())
+    write_score_list(run, k, ScoreList(**arrays))
     order = np.argsort(arrays["scores"], kind="stable")[:5]
     ops = setup.space.blocks[k].ops
     meta = {

@@ -1,6 +1,6 @@
-"""Retraining searched networks from scratch (`run_retrain`) and compound scaling (`scale_*`).
+"""Retraining searched networks from scratch (`run_retrain`); compound scaling is `dnatool.arch.scale`.
 
-Attributes load lazily so `dnatool.retrain.scale` stays free of torch.
+Attributes load lazily so reading a recipe does not import torch.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ _EXPORTS = {
     "run_retrain": "dnatool.retrain.train",
     "RetrainRecipe": "dnatool.retrain.recipe",
     "load_retrain_recipe": "dnatool.retrain.recipe",
-    "scale_arch": "dnatool.retrain.scale",
-    "scale_phi": "dnatool.retrain.scale",
-    "scale_to": "dnatool.retrain.scale",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -36,12 +36,10 @@ def _fmt(value: Any) -> Any:
 
 
 def _plot(rows: Sequence[dict[str, Any]]) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from dnatool.utils.plots import new_figure, png_bytes
 
     epochs = [row["epoch"] for row in rows]
-    figure = Figure(figsize=(9, 3.5), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(9, 3.5), dpi=100)
     loss_ax, acc_ax = figure.subplots(1, 2)
     for key, label in (("train_loss", "train"), ("val_loss", "val")):
         loss_ax.plot(epochs, [row[key] for row in rows], marker=".", label=label)
@@ -54,7 +52,4 @@ def _plot(rows: Sequence[dict[str, Any]]) -> bytes:
     for axis in (loss_ax, acc_ax):
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.tight_layout()
-    buffer = _io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(figure)

@@ -9,7 +9,6 @@ after a SIGKILL) and `curves.csv` / `curves.png`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 
 from dnatool.arch.spec import ArchSpec
-from dnatool.config import to_dict
+from dnatool.config import resume_conflict, to_dict
 from dnatool.errors import BadInput
 from dnatool.retrain.curves import write_curves
 from dnatool.retrain.data import (
@@ -32,10 +31,10 @@ from dnatool.retrain.loop import Trainer, evaluate, train_one_epoch
 from dnatool.retrain.recipe import RetrainRecipe
 from dnatool.utils import distributed as dist
 from dnatool.utils import io, runs
+from dnatool.utils.events import Report
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_KIND = "retrain-state"
-Report = Callable[..., None]
 
 
 def _silent(event: str, **fields: Any) -> None:
@@ -279,12 +278,9 @@ def _restore(
     state = io.load_checkpoint(path, CHECKPOINT_KIND)
     if state["arch"] != arch.to_dict():
         raise BadInput(f"{path} was written for another architecture; use another --out")
-    changed = [k for k, v in to_dict(recipe).items() if state["recipe"].get(k) != v]
-    if changed:
-        raise BadInput(
-            f"{path} was written with another recipe ({changed[0]}="
-            f"{state['recipe'].get(changed[0])!r}); resume with the same recipe"
-        )
+    conflict = resume_conflict(RetrainRecipe, state["recipe"], to_dict(recipe))
+    if conflict:
+        raise BadInput(f"{path} was written with another recipe: {conflict}")
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])

@@ -8,6 +8,7 @@ problems where it ran out are counted at the deadline (the speedup is then a low
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,33 +16,43 @@ from typing import Any
 import numpy as np
 
 from dnatool.arch.space import load_space
-from dnatool.search.costs import path_latency_ms
+from dnatool.search.costs import Costs, path_latency_ms
+from dnatool.search.coupled import CoupledProblem, coupled_dfs
 from dnatool.search.dfs import DfsTimeout, paper_dfs
-from dnatool.search.engine import solve
-from dnatool.search.problem import Problem, make_problem
+from dnatool.search.engine import build_problem, solve
+from dnatool.search.problem import Problem
 from dnatool.search.synthetic import LABEL, SyntheticLatencyTable, synthetic_score_lists
+from dnatool.utils.events import quiet
 
 FRACTIONS = (0.55, 0.6, 0.65, 0.7, 0.8, 0.9)
 
 
 def latency_problems(
     space_name: str, fractions: Sequence[float], seed: int = 0
-) -> tuple[int, list[Problem]]:
-    """One single-budget problem per fraction of the [cheapest, costliest] latency range."""
+) -> tuple[int, list[Problem | CoupledProblem]]:
+    """One single-budget problem per fraction of the [cheapest, costliest] latency range (coupled
+    spaces: of the range between the sums of the cheapest and costliest candidates)."""
     space = load_space(space_name)
     table = SyntheticLatencyTable(seed=seed)
     lists = synthetic_score_lists(space, seed)
-    lat = [
-        path_latency_ms(table, space, k, lst.cells, lst.paths)[:, None]
-        for k, lst in enumerate(lists)
-    ]
-    fixed = np.array([table.fixed_latency_ms(space)])
-    lo = fixed + sum(c.min() for c in lat)
-    hi = fixed + sum(c.max() for c in lat)
-    scores = [lst.scores for lst in lists]
-    return space.size, [
-        make_problem(scores, lat, fixed, lo + f * (hi - lo), ("latency_ms",)) for f in fractions
-    ]
+    lat = tuple(
+        path_latency_ms(table, space, k, lst.cells, lst.paths) for k, lst in enumerate(lists)
+    )
+    heads = space.in_widths(len(space.blocks))
+    costs = {
+        "latency_ms": Costs(float(table.fixed_latency_ms(space)), lat)
+        if len(heads) == 1
+        else Costs(
+            float(table.stem_latency_ms(space)),
+            lat,
+            np.array([table.head_latency_ms(space, w) for w in heads]),
+        )
+    }
+    base = build_problem(space, lists, costs, ["latency_ms"], {}, [1.0] * len(lists))
+    per_block = [c.reshape(-1, 1) for c in base.costs]
+    lo = base.fixed + sum(c.min() for c in per_block)
+    hi = base.fixed + sum(c.max() for c in per_block)
+    return space.size, [dataclasses.replace(base, budget=lo + f * (hi - lo)) for f in fractions]
 
 
 def time_exact(problem: Problem) -> tuple[float, Any]:
@@ -53,7 +64,8 @@ def time_exact(problem: Problem) -> tuple[float, Any]:
 def time_dfs(problem: Problem, timeout: float) -> tuple[float, Any, bool]:
     start = time.perf_counter()
     try:
-        found = paper_dfs(problem, deadline=start + timeout)
+        walk = coupled_dfs if isinstance(problem, CoupledProblem) else paper_dfs
+        found = walk(problem, deadline=start + timeout)
     except DfsTimeout:
         return timeout, None, False
     return time.perf_counter() - start, found, True
@@ -71,7 +83,7 @@ def bench_search(
     `same_optimum` covers the problems where the walk finished; None when none did (nothing was
     compared).
     """
-    report = report or (lambda event, **fields: None)
+    report = report or quiet
     size, problems = latency_problems(space_name, fractions, seed)
     rows = []
     report("start", task="bench search", total=len(problems))
@@ -101,6 +113,7 @@ def bench_search(
     finished = [r for r in rows if r["dfs_finished"]]
     return {
         "space_size": size,
+        "distinct_space_size": load_space(space_name).distinct,
         "exact_seconds": exact_total,
         "dfs_seconds": dfs_total,
         "speedup": dfs_total / exact_total,

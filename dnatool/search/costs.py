@@ -1,131 +1,106 @@
 """Per-path costs: params and MACs from timm's own modules, latency from a table.
 
-A path's params / MACs are the sums of its layers' counts; each layer is built by the same timm
-builder as the standalone network (`build_op`) at its input width and resolution, cached per
-(in_chs, block string, resolution), counted on the meta device. The fixed part (stem, fixed stages, head, classifier) is the
-whole network minus its searchable layers, so `fixed + sum of path costs` equals `count_params` /
-`count_macs` of `space.to_arch(choices)` exactly (tests check it).
+A path's params / MACs are the sums of its layers' counts (`nn.counts.layer_counts`, the counter
+`profile` stores in table entries too). The fixed part (stem, fixed stages, head, classifier) is
+the whole network minus its searchable layers, so `fixed + sum of path costs` equals
+`count_params` / `count_macs` of `space.to_arch(choices)` exactly (tests check it).
+
+Every cost of block k is an array `(S, n)`: one row per input state (`space.in_widths(k)`), since
+a cell's first layer costs what the previous block's width makes it cost. The head's cost depends
+on the width the last block ends in; on such spaces it is kept apart per width (`head`).
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from dnatool.arch.paths import grid_arrays, sum_along_paths
 from dnatool.arch.space import Choice, SearchSpace
-from dnatool.arch.spec import BlockSpec, parse_block
 
 
 @runtime_checkable
 class LatencyTable(Protocol):
-    """What search needs from a latency table (`dnatool.profile.lut.load_lut`).
+    """Everything search needs from a latency table: `dnatool.profile.lut.LatencyTable` and the
+    SYNTHETIC table implement all of it."""
 
-    Optional: `layer_latency_ms(space, k) -> (2, n_ops)` array, the fast path of `path_latency_ms`.
-    """
+    def check_space(self, space: SearchSpace) -> None: ...
 
-    def path_latency_ms(self, space: SearchSpace, k: int, choice: Choice) -> float: ...
+    def layer_latency_ms(self, space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def fixed_latency_ms(self, space: SearchSpace) -> float: ...
+    def layer_costs(self, space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray] | None: ...
 
+    def stem_latency_ms(self, space: SearchSpace) -> float: ...
 
-def layer_spec(space: SearchSpace, k: int, op: int, first: bool) -> BlockSpec:
-    """The block string of op `op` of block k as the first layer of a cell (stride) or a later one."""
-    block = space.blocks[k]
-    return BlockSpec(
-        type="ir",
-        out=block.width,
-        kernel=block.ops[op].kernel,
-        stride=block.stride if first else 1,
-        exp=block.ops[op].exp,
-        se=space.se,
-    )
+    def head_latency_ms(self, space: SearchSpace, width: int | None = None) -> float: ...
 
+    def fixed_latency_ms(self, space: SearchSpace, width: int | None = None) -> float: ...
 
-def layer_input(space: SearchSpace, k: int, first: bool) -> tuple[int, int]:
-    """(channels, spatial size) entering a first or later layer of block k."""
-    res = space.block_in_resolution(k)
-    if first:
-        return space.block_in_width(k), res
-    return space.blocks[k].width, math.ceil(res / space.blocks[k].stride)
+    def fixed_costs(
+        self, space: SearchSpace, width: int | None = None
+    ) -> tuple[int, int] | None: ...
+
+    def path_latency_ms(
+        self, space: SearchSpace, k: int, choice: Choice, in_width: int | None = None
+    ) -> float: ...
 
 
-def meta_counts(build: Callable[[], Any], input_shape: tuple[int, ...]) -> tuple[int, int]:
-    """(params, MACs) of a module built on the meta device: the same count as `count_params` /
-    `count_macs` (tests check it) without allocating weights or running convolutions."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+@dataclass(frozen=True)
+class Costs:
+    """One cost of every listed path: `fixed`, `blocks[k]` (S_k, n_k), and `head` (S_N,) when the
+    head's cost depends on the last block's width (else it is inside `fixed`)."""
 
-    from dnatool.nn.timm_adapter import count_params
-
-    with torch.device("meta"):
-        module = build().eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        module(torch.zeros(*input_shape, device="meta"))
-    return count_params(module), counter.get_total_flops() // 2
+    fixed: float
+    blocks: tuple[np.ndarray, ...]
+    head: np.ndarray | None = None
 
 
-@functools.lru_cache(maxsize=4096)
-def layer_cost(in_chs: int, block: str, act: str, resolution: int) -> tuple[int, int]:
-    """(params, MACs) of one timm block at one input size."""
-    from dnatool.nn.timm_adapter import build_op
+def layer_table(space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """int64 [params, MACs] of every layer of block k's grid (`arch.paths.grid_arrays`)."""
+    from dnatool.nn.counts import layer_counts
 
-    return meta_counts(
-        lambda: build_op(in_chs, parse_block(block), act), (1, in_chs, resolution, resolution)
-    )
-
-
-def layer_table(space: SearchSpace, k: int) -> np.ndarray:
-    """int64 (2, n_ops, 2): [first / later layer][op][params, MACs] of block k."""
-    table = np.zeros((2, len(space.blocks[k].ops), 2), dtype=np.int64)
-    for pos, first in enumerate((True, False)):
-        in_chs, res = layer_input(space, k, first)
-        for op in range(len(space.blocks[k].ops)):
-            table[pos, op] = layer_cost(
-                in_chs, layer_spec(space, k, op, first).to_str(), space.act, res
-            )
-    return table
+    return grid_arrays(space, k, lambda layer: layer_counts(layer, space.act), np.int64)
 
 
 def path_params_macs(
-    space: SearchSpace, k: int, paths: np.ndarray, table: np.ndarray | None = None
+    space: SearchSpace,
+    k: int,
+    cells: np.ndarray,
+    paths: np.ndarray,
+    table: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """int64 (n, 2) params and MACs of paths (rows of op indices padded with -1) of block k,
-    from `table` (the `layer_table` layout, e.g. a latency table's `layer_costs`) or counted."""
-    return sum_along_paths(layer_table(space, k) if table is None else table, paths)
-
-
-def sum_along_paths(layers: np.ndarray, paths: np.ndarray) -> np.ndarray:
-    """Per-layer values `layers[first / later][op, ...]` summed along each path (rows of op
-    indices padded with -1), one layer at a time in path order, so a float sum is the same fold
-    as the table's own per-path figure."""
-    paths = np.asarray(paths, dtype=np.int64)
-    total = layers[0][paths[:, 0]]
-    for column in paths[:, 1:].T:
-        later = layers[1][np.maximum(column, 0)]
-        mask = (column >= 0).reshape(-1, *([1] * (later.ndim - 1)))
-        total = total + np.where(mask, later, 0)
-    return total
+    """int64 (S, n, 2) params and MACs of the listed paths of block k on each input state, from
+    `table` (the `layer_table` layout, e.g. a latency table's `layer_costs`) or counted."""
+    first, later = layer_table(space, k) if table is None else table
+    return sum_along_paths(first, later, cells, paths)
 
 
 @functools.lru_cache(maxsize=16)
-def fixed_params_macs(space: SearchSpace) -> tuple[int, int]:
-    """Params and MACs of everything outside the searchable layers (stem, fixed stages, head)."""
+def fixed_params_macs(space: SearchSpace, width: int | None = None) -> tuple[int, int]:
+    """Params and MACs of everything outside the searchable layers (stem, fixed stages, head
+    after a last block of `width`)."""
+    from dnatool.nn.counts import layer_counts, meta_counts
     from dnatool.nn.timm_adapter import build_model
 
+    width = space.head_input(width)[0]
     choices = [(0, (0,) * block.cells[0].layers) for block in space.blocks]
+    last = space.blocks[-1]
+    cell = next(c for c, cell in enumerate(last.cells) if cell.width == width)
+    choices[-1] = (cell, (0,) * last.cells[cell].layers)
     arch = space.to_arch(choices)
     whole = np.array(
         meta_counts(
             lambda: build_model(arch), (1, space.in_chans, space.resolution, space.resolution)
         )
     )
+    widths = space.chain_widths(choices)
     searchable = sum(
-        path_params_macs(space, k, np.array([p]))[0] for k, (_, p) in enumerate(choices)
+        np.array(layer_counts(layer, space.act))
+        for k, choice in enumerate(choices)
+        for layer in space.path_layers(k, choice, widths[k])
     )
     fixed = whole - searchable
     return int(fixed[0]), int(fixed[1])
@@ -134,22 +109,10 @@ def fixed_params_macs(space: SearchSpace) -> tuple[int, int]:
 def path_latency_ms(
     table: LatencyTable, space: SearchSpace, k: int, cells: np.ndarray, paths: np.ndarray
 ) -> np.ndarray:
-    """Latency of every listed path of block k, from the table.
-
-    A table with `layer_latency_ms(space, k)` (the (2, n_ops) latency of each op as a cell's
-    first / later layer) is summed along the paths in array form, layer by layer in path order
-    (the same float as its `path_latency_ms`); any other table is asked path by path.
-    """
-    per_layer = getattr(table, "layer_latency_ms", None)
-    if per_layer is None:
-        return _latency_path_by_path(table, space, k, cells, paths)
-    return sum_along_paths(np.asarray(per_layer(space, k), dtype=np.float64), paths)
-
-
-def _latency_path_by_path(
-    table: LatencyTable, space: SearchSpace, k: int, cells: np.ndarray, paths: np.ndarray
-) -> np.ndarray:
-    out = np.empty(len(cells), dtype=np.float64)
-    for i, (cell, row) in enumerate(zip(cells.tolist(), paths.tolist(), strict=True)):
-        out[i] = table.path_latency_ms(space, k, (cell, tuple(op for op in row if op >= 0)))
-    return out
+    """(S, n) latency of every listed path of block k on each input state, from the table's
+    per-layer grid, summed layer by layer in path order (the same float as the table's own
+    `path_latency_ms`)."""
+    first, later = table.layer_latency_ms(space, k)
+    return sum_along_paths(
+        np.asarray(first, dtype=np.float64), np.asarray(later, dtype=np.float64), cells, paths
+    )

@@ -15,20 +15,29 @@ from typing import Any
 
 import numpy as np
 
+from dnatool.arch.paths import out_states
 from dnatool.arch.space import SearchSpace
 from dnatool.errors import BadInput
+from dnatool.rate.score_lists import ScoreList
 from dnatool.search import costs as C
-from dnatool.search.inputs import ScoreList
+from dnatool.search.coupled import (
+    CoupledProblem,
+    as_uncoupled,
+    coupled_check_feasible,
+    coupled_front,
+    coupled_infeasible_together,
+    coupled_solve,
+    make_coupled_problem,
+)
 from dnatool.search.problem import (
     COST_NAMES,
     Problem,
     Solution,
     check_feasible,
     infeasible_together,
-    make_problem,
 )
+from dnatool.utils.events import Report, quiet
 
-Report = Callable[..., None]
 ALGORITHMS = ("exact", "dfs")
 
 
@@ -53,34 +62,39 @@ class SearchResult:
 
 
 def table_params_macs(
-    space: SearchSpace, lut: Any
-) -> tuple[tuple[int, int] | None, list[np.ndarray | None]]:
+    space: SearchSpace, lut: C.LatencyTable | None
+) -> tuple[list[tuple[int, int]] | None, list]:
     """Params and MACs stored in the latency table under the same keys as its latencies (so
-    a latency search needs no torch), or (None, []) when the table has no counts."""
-    if lut is None or not hasattr(lut, "layer_costs"):
+    a latency search needs no torch): fixed costs per head width and per-block grids, or
+    (None, []) when the table has no counts."""
+    if lut is None:
         return None, []
-    fixed = lut.fixed_costs(space)
+    heads = space.in_widths(len(space.blocks))
+    fixed = [lut.fixed_costs(space, w) for w in heads]
     layers = [lut.layer_costs(space, k) for k in range(len(space.blocks))]
-    if fixed is None or any(layer is None for layer in layers):
+    if any(f is None for f in fixed) or any(layer is None for layer in layers):
         return None, []
     return fixed, layers
 
 
 def path_costs(
     space: SearchSpace, lists: list[ScoreList], lut: C.LatencyTable | None, report: Report
-) -> dict[str, tuple[float, list[np.ndarray]]]:
-    """Fixed cost and per-path cost arrays for params, MACs and (with a table) latency."""
+) -> dict[str, C.Costs]:
+    """Every listed path's params, MACs and (with a table) latency on each input state."""
+    heads = space.in_widths(len(space.blocks))
     fixed_pm, layers = table_params_macs(space, lut)
     if fixed_pm is None:
         report("log", message="search: params and MACs of every op")
-        fixed_pm, layers = C.fixed_params_macs(space), [None] * len(lists)
+        fixed_pm = [C.fixed_params_macs(space, w) for w in heads]
+        layers = [None] * len(lists)
     pm = [
-        C.path_params_macs(space, k, lst.paths, layers[k]).astype(np.float64)
+        C.path_params_macs(space, k, lst.cells, lst.paths, layers[k]).astype(np.float64)
         for k, lst in enumerate(lists)
     ]
+    fixed_pm = np.array(fixed_pm, dtype=np.float64)
     out = {
-        "params": (float(fixed_pm[0]), [a[:, 0] for a in pm]),
-        "macs": (float(fixed_pm[1]), [a[:, 1] for a in pm]),
+        name: _costs(fixed_pm[:, d], [a[..., d] for a in pm])
+        for d, name in enumerate(("params", "macs"))
     }
     if lut is not None:
         report("start", task="latency of every path", total=len(lists))
@@ -88,26 +102,51 @@ def path_costs(
         for k, lst in enumerate(lists):
             lat.append(C.path_latency_ms(lut, space, k, lst.cells, lst.paths))
             report("advance", task="latency of every path")
-        out["latency_ms"] = (float(lut.fixed_latency_ms(space)), lat)
+        if len(heads) == 1:
+            out["latency_ms"] = C.Costs(float(lut.fixed_latency_ms(space)), tuple(lat))
+        else:
+            head = np.array([lut.head_latency_ms(space, w) for w in heads])
+            out["latency_ms"] = C.Costs(float(lut.stem_latency_ms(space)), tuple(lat), head)
     return out
 
 
+def _costs(fixed: np.ndarray, blocks: list[np.ndarray]) -> C.Costs:
+    """Fixed costs per head width: one number, or nothing fixed and the whole part per width
+    (added to the last block's candidates by `build_problem`)."""
+    if len(fixed) == 1:
+        return C.Costs(float(fixed[0]), tuple(blocks))
+    return C.Costs(0.0, tuple(blocks), fixed)
+
+
 def build_problem(
+    space: SearchSpace,
     lists: list[ScoreList],
-    costs: dict[str, tuple[float, list[np.ndarray]]],
+    costs: dict[str, C.Costs],
     names: list[str],
     budget: dict[str, float],
     weights: list[float],
-) -> Problem:
+) -> Problem | CoupledProblem:
+    """The search problem; a plain `Problem` when no interface is coupled (today's solvers and
+    speed), else a `CoupledProblem` whose last block carries the head's per-width cost."""
     scores = [w * lst.scores for w, lst in zip(weights, lists, strict=True)]
-    per_block = [np.stack([costs[n][1][k] for n in names], axis=1) for k in range(len(lists))]
-    return make_problem(
+    per_block = [np.stack([costs[n].blocks[k] for n in names], axis=-1) for k in range(len(lists))]
+    out_state = [out_states(space, k, lst.cells) for k, lst in enumerate(lists)]
+    heads = [costs[n].head for n in names]
+    if any(h is not None for h in heads):
+        head = np.stack(
+            [np.zeros(len(space.in_widths(len(lists)))) if h is None else h for h in heads], axis=-1
+        )
+        per_block[-1] = per_block[-1] + head[out_state[-1]][None]
+    out_state[-1] = np.zeros(len(lists[-1].scores), dtype=np.int64)
+    problem = make_coupled_problem(
         scores,
         per_block,
-        np.array([costs[n][0] for n in names]),
+        out_state,
+        np.array([costs[n].fixed for n in names]),
         np.array([budget.get(n, np.inf) for n in names]),
         tuple(names),
     )
+    return as_uncoupled(problem) or problem
 
 
 def check_request(
@@ -141,12 +180,14 @@ def check_request(
     return weights
 
 
-def solve(problem: Problem, top: int, algorithm: str) -> list[Solution]:
+def solve(problem: Problem | CoupledProblem, top: int, algorithm: str) -> list[Solution]:
     """The exact answer by the fastest exact method for the request's shape."""
     from dnatool.search.bnb import branch_and_bound
     from dnatool.search.dfs import paper_dfs
     from dnatool.search.pareto import pareto_winner
 
+    if isinstance(problem, CoupledProblem):
+        return coupled_solve(problem, top, algorithm)
     if algorithm == "dfs":
         best = paper_dfs(problem)
         return [best] if best else []
@@ -154,6 +195,15 @@ def solve(problem: Problem, top: int, algorithm: str) -> list[Solution]:
         best = pareto_winner(problem)[1]
         return [best] if best else []
     return branch_and_bound(problem, top)
+
+
+def whole_front(problem: Problem | CoupledProblem) -> Any:
+    """The exact score / cost front of the whole space along its one cost (for the plot)."""
+    from dnatool.search.pareto import merge_fronts
+
+    if isinstance(problem, CoupledProblem):
+        return coupled_front(problem, 0)
+    return merge_fronts(problem, 0)
 
 
 def search(
@@ -169,29 +219,33 @@ def search(
     report: Report | None = None,
 ) -> SearchResult:
     """The exact best architecture(s) under every budget (each scaled by `1 - margin`)."""
-    from dnatool.search.pareto import merge_fronts
-
-    report = report or (lambda event, **fields: None)
+    report = report or quiet
     weights = check_request(space, budgets, lut, weights, margin, top, algorithm)
+    if lut is not None:
+        lut.check_space(space)
     start = time.perf_counter()
     costs = path_costs(space, lists, lut, report)
     cost_seconds = time.perf_counter() - start
     names = [n for n in COST_NAMES if n in budgets]
     budget = {n: float(budgets[n]) * (1.0 - margin) for n in names}
-    problem = build_problem(lists, costs, names, budget, weights)
-    check_feasible(problem)
+    problem = build_problem(space, lists, costs, names, budget, weights)
+    coupled = isinstance(problem, CoupledProblem)
+    (coupled_check_feasible if coupled else check_feasible)(problem)
     start = time.perf_counter()
     found = solve(problem, top, algorithm)
     if not found:
-        raise infeasible_together(problem)
+        raise (coupled_infeasible_together if coupled else infeasible_together)(problem)
     axis = "latency_ms" if "latency_ms" in costs else names[0]
-    front = merge_fronts(build_problem(lists, costs, [axis], {}, weights), 0)
+    front = whole_front(build_problem(space, lists, costs, [axis], {}, weights))
     seconds = time.perf_counter() - start
     report(
         "log",
-        message=f"search: {algorithm} solved {problem.size:,} architectures in {seconds:.3f} s",
+        message=f"search: {algorithm} solved {problem.size:,} distinct architectures in {seconds:.3f} s",
     )
-    describe = _describer(space, lists, costs, weights)
+    everything = [n for n in COST_NAMES if n in costs]
+    describe = _describer(
+        space, lists, build_problem(space, lists, costs, everything, {}, weights), weights
+    )
     front_entries = [describe(front.indices(i)) for i in range(len(front))]
     return SearchResult(
         space=space,
@@ -207,32 +261,29 @@ def search(
         seconds=seconds,
         cost_seconds=cost_seconds,
         evaluated_space_size=problem.size,
+        extra={"coupled": coupled, "distinct_space_size": space.distinct},
     )
 
 
 def _describer(
     space: SearchSpace,
     lists: list[ScoreList],
-    costs: dict[str, tuple[float, list[np.ndarray]]],
+    problem: Problem | CoupledProblem,
     weights: list[float],
 ) -> Callable[..., dict[str, Any]]:
     """Turns candidate indices into a result entry; totals folded like the solvers fold them."""
 
     def describe(indices: tuple[int, ...], arch: bool = False) -> dict[str, Any]:
         choices = [lst.choice(i) for lst, i in zip(lists, indices, strict=True)]
-        score = 0.0
-        for w, lst, i in zip(weights, lists, indices, strict=True):
-            score = score + w * lst.scores[i]
+        score, totals = problem.totals(indices)
         entry: dict[str, Any] = {
             "choices": [[c, list(p)] for c, p in choices],
             "score": float(score),
             "block_scores": [float(lst.scores[i]) for lst, i in zip(lists, indices, strict=True)],
         }
         for name in COST_NAMES:
-            if name in costs:
-                total = costs[name][0]
-                for k, i in enumerate(indices):
-                    total = total + costs[name][1][k][i]
+            if name in problem.names:
+                total = totals[problem.names.index(name)]
                 entry[name] = float(total) if name == "latency_ms" else int(round(total))
             else:
                 entry[name] = None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import io as _io
 from pathlib import Path
 from typing import Any
 
+from dnatool.arch.resolve import SEARCH_FORMAT
 from dnatool.search.engine import SearchResult
 from dnatool.utils import io
 
-FORMAT = "dnatool.search"
+FORMAT = SEARCH_FORMAT
 VERSION = 1
 
 
@@ -71,13 +71,10 @@ def write(
 
 def render_plot(result: SearchResult, note: str = "") -> bytes:
     """Score against the front's cost: the front, the top-K, the budget and the winner."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from dnatool.utils.plots import new_figure, png_bytes
 
     axis = result.front_axis
-    fig = Figure(figsize=(7, 4.5), dpi=110)
+    fig = new_figure(figsize=(7, 4.5), dpi=110)
     ax = fig.add_subplot()
     xs = [p[axis] for p in result.front]
     ax.step(xs, [p["score"] for p in result.front], where="post", color="0.4", lw=1)
@@ -121,7 +118,4 @@ def render_plot(result: SearchResult, note: str = "") -> bytes:
         fontsize=9,
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(fig)

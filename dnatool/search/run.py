@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dnatool.search.engine import Report, SearchResult, search
-from dnatool.search.inputs import load_score_lists, run_space
+from dnatool.rate.score_lists import load_score_lists, run_space
+from dnatool.search.engine import SearchResult, search
+from dnatool.utils.events import Report
 
 
 def load_table(path: str | Path | None) -> Any:

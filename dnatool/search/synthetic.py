@@ -14,22 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dnatool.arch.space import Choice, SearchSpace
+from dnatool.arch.paths import all_paths, grid_arrays
+from dnatool.arch.space import Choice, Layer, SearchSpace
 from dnatool.utils import io
 
 LABEL = "SYNTHETIC: generated, not measured"
-
-
-def all_paths(space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every (cell, path) of block k: `cells` (n,) and `paths` (n, max_layers) padded with -1."""
-    block = space.blocks[k]
-    width = max(cell.layers for cell in block.cells)
-    cells, paths = [], []
-    for index, cell in enumerate(block.cells):
-        grid = np.indices((len(block.ops),) * cell.layers).reshape(cell.layers, -1).T
-        cells.append(np.full(len(grid), index, dtype=np.int64))
-        paths.append(np.pad(grid, ((0, 0), (0, width - cell.layers)), constant_values=-1))
-    return np.concatenate(cells), np.concatenate(paths).astype(np.int64)
 
 
 def synthetic_scores(space: SearchSpace, k: int, paths: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -55,7 +44,12 @@ def write_synthetic_run(
     from dnatool.utils.runs import finish_run, start_run
 
     run_dir = Path(run_dir)
-    start_run(run_dir, "train", recipe={"space": space_ref or space.name, "synthetic": LABEL})
+    start_run(
+        run_dir,
+        "train",
+        recipe={"space": space_ref or space.name, "synthetic": LABEL},
+        space=space,
+    )
     for k in range(len(space.blocks)):
         cells, paths = all_paths(space, k)
         scores = synthetic_scores(space, k, paths, seed)
@@ -96,40 +90,50 @@ class SyntheticLatencyTable:
             self._cache[key] = (self.overhead_ms + macs * penalty / self.macs_per_ms) * jitter
         return self._cache[key]
 
-    def path_layers_ms(self, space: SearchSpace, k: int, choice: Choice) -> list[float]:
-        """Latency of each layer of one path of block k, in order."""
-        in_chs, size, out = space.block_in_width(k), space.block_in_resolution(k), []
-        for layer in space.layer_blocks(k, choice):
-            out.append(
-                self.layer_ms(in_chs, layer.out, layer.kernel, layer.exp, layer.stride, size)
-            )
-            in_chs, size = layer.out, math.ceil(size / layer.stride)
-        return out
+    def _layer_ms(self, layer: Layer) -> float:
+        spec = layer.spec
+        return self.layer_ms(
+            layer.in_width, spec.out, spec.kernel, spec.exp, spec.stride, layer.in_res
+        )
 
-    def path_latency_ms(self, space: SearchSpace, k: int, choice: Choice) -> float:
+    def check_space(self, space: SearchSpace) -> None:
+        """A SYNTHETIC table prices any space."""
+
+    def path_latency_ms(
+        self, space: SearchSpace, k: int, choice: Choice, in_width: int | None = None
+    ) -> float:
         total = 0.0
-        for ms in self.path_layers_ms(space, k, choice):
-            total += ms
+        for layer in space.path_layers(k, choice, in_width):
+            total += self._layer_ms(layer)
         return total
 
-    def layer_latency_ms(self, space: SearchSpace, k: int) -> np.ndarray:
-        """float64 (2, n_ops): each op of block k as a cell's first layer / a later layer (NaN
-        when no cell has one), read from the uniform paths of the deepest cell."""
-        block = space.blocks[k]
-        deepest = max(range(len(block.cells)), key=lambda c: block.cells[c].layers)
-        depth = block.cells[deepest].layers
-        out = np.full((2, len(block.ops)), np.nan)
-        for op in range(len(block.ops)):
-            out[: min(depth, 2), op] = self.path_layers_ms(space, k, (deepest, (op,) * depth))[:2]
-        return out
+    def layer_latency_ms(self, space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every layer of block k's grid (`arch.paths.grid_arrays`)."""
+        return grid_arrays(space, k, self._layer_ms)
 
-    def fixed_latency_ms(self, space: SearchSpace) -> float:
-        return 1.5 * (space.resolution / 224) ** 2 + 10 * self.overhead_ms
+    def layer_costs(self, space: SearchSpace, k: int) -> None:
+        """No params / MACs: search counts them from timm's modules."""
+        return None
+
+    def fixed_costs(self, space: SearchSpace, width: int | None = None) -> None:
+        return None
+
+    def stem_latency_ms(self, space: SearchSpace) -> float:
+        return 0.75 * (space.resolution / 224) ** 2 + 5 * self.overhead_ms
+
+    def head_latency_ms(self, space: SearchSpace, width: int | None = None) -> float:
+        """Half the fixed cost after the narrowest last width, growing with the width."""
+        widths = space.in_widths(len(space.blocks))
+        scale = space.head_input(width)[0] / widths[0]
+        return (0.75 * (space.resolution / 224) ** 2 + 5 * self.overhead_ms) * scale
+
+    def fixed_latency_ms(self, space: SearchSpace, width: int | None = None) -> float:
+        return self.stem_latency_ms(space) + self.head_latency_ms(space, width)
 
 
 def synthetic_score_lists(space: SearchSpace, seed: int = 0) -> list:
     """In-memory SYNTHETIC score lists (what `write_synthetic_run` stores)."""
-    from dnatool.search.inputs import ScoreList
+    from dnatool.rate.score_lists import ScoreList
 
     lists = []
     for k in range(len(space.blocks)):
@@ -141,7 +145,7 @@ def synthetic_score_lists(space: SearchSpace, seed: int = 0) -> list:
 def write_synthetic_lut(path: str | Path, space: SearchSpace, seed: int = 0) -> Path:
     """A complete latency table file in `dnatool profile`'s format with SYNTHETIC entries (for
     tests and fixtures where no device was profiled); its header says `synthetic`."""
-    from dnatool.profile.lut import LatencyTable, head_key, new_header, space_keys, stem_key
+    from dnatool.profile.lut import LatencyTable, new_header, space_keys
 
     model = SyntheticLatencyTable(seed=seed)
     device = {
@@ -158,10 +162,12 @@ def write_synthetic_lut(path: str | Path, space: SearchSpace, seed: int = 0) -> 
         "note": LABEL,
     }
     entries = {}
-    for key, (_, spec, width, res) in space_keys(space).items():
+    for key, (k, spec, width, res) in space_keys(space).items():
         if spec is not None:
             mean = model.layer_ms(width, spec.out, spec.kernel, spec.exp, spec.stride, res)
-            entries[key] = {"mean": mean, "std": 0.0, "count": 1}
-    half = model.fixed_latency_ms(space) / 2
-    entries[stem_key(space)] = entries[head_key(space)] = {"mean": half, "std": 0.0, "count": 1}
+        elif k < 0:
+            mean = model.stem_latency_ms(space)
+        else:
+            mean = model.head_latency_ms(space, width)
+        entries[key] = {"mean": mean, "std": 0.0, "count": 1}
     return LatencyTable(Path(path), header, entries).save()

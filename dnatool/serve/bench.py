@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from dnatool.errors import RunFailure
+from dnatool.utils.events import quiet
 
 
 def _default_model(folder: Path) -> str:
@@ -216,7 +217,7 @@ def bench_serve(
     from dnatool.serve import resolve_onnx
     from dnatool.serve.server import ModelApp
 
-    say = report or (lambda event, **fields: None)
+    say = report or quiet
     with tempfile.TemporaryDirectory(prefix="dnatool-bench-") as tmp:
         onnx, _ = resolve_onnx(model_ref or _default_model(Path(tmp)), report=say)
         shape = ModelApp(onnx, "probe", max_batch=1).sample_shape

@@ -25,12 +25,10 @@ def write_curves(run: Path, num_blocks: int) -> None:
 
 
 def _plot(rows: list[list], num_blocks: int, path: Path) -> None:
-    import matplotlib
+    from dnatool.utils.plots import new_figure, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, num_blocks, figsize=(3 * num_blocks, 2.8), squeeze=False)
+    fig = new_figure(figsize=(3 * num_blocks, 2.8))
+    axes = fig.subplots(1, num_blocks, squeeze=False)
     for k, ax in enumerate(axes[0]):
         cells = sorted({r[2] for r in rows if r[0] == k})
         for c in cells:
@@ -41,8 +39,4 @@ def _plot(rows: list[list], num_blocks: int, path: Path) -> None:
         ax.set_ylabel("MSE to teacher" if k == 0 else "")
         if cells:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    io.write_bytes(path, buffer.getvalue())
+    save_png(fig, path, dpi=100)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ from dnatool.train.setup import Setup, block_checkpoint, build_setup, write_teac
 from dnatool.utils import io, runs
 from dnatool.utils.distributed import ProcessInfo, barrier, teardown, wrap
 from dnatool.utils.distributed import setup as setup_process
+from dnatool.utils.events import Report, quiet
 
-Report = Callable[..., None]
 SEEN_RECORDED = 256  # sample indices of the first epoch kept per rank in RUN/ranks/
 
 
@@ -125,7 +124,7 @@ def run_train(
     The process layout and the run directory are checked before any process group or model is
     set up, so every rank refuses a bad setup alike, with one line.
     """
-    report = report or (lambda event, **fields: None)
+    report = report or quiet
     out = Path(out)
     check_world(recipe, int(os.environ.get("WORLD_SIZE", "1")))
     inputs = train_inputs(recipe)
@@ -155,7 +154,7 @@ def _train(
         if block_checkpoint(out, k).is_file():
             trainer.load(io.load_checkpoint(block_checkpoint(out, k), "supernet_block"))
     if dist.is_main:
-        runs.start_run(out, "train", to_dict(recipe), inputs=inputs)
+        runs.start_run(out, "train", to_dict(recipe), inputs=inputs, space=setup.space)
         write_teacher_cut(out, setup)
     _report_setup(setup, report)
     start = global_start_epoch(trainers, dist, recipe.epochs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dnatool.config import resumable
 from dnatool.errors import BadInput
 
 METHODS = ("dna",)
@@ -21,7 +22,7 @@ class TrainRecipe:
     data: str = "imagenet"
     resolution: int | None = None
     rate_per_class: int = 50
-    epochs: int = 20
+    epochs: int = resumable(20)
     batch_size: int = 64
     lr: float = 0.005
     lr_first: float = 0.002
@@ -29,13 +30,13 @@ class TrainRecipe:
     lr_decay: float = 0.9
     weight_decay: float = 0.0
     max_steps_per_epoch: int | None = None
-    workers: int = 4
+    workers: int = resumable(4)
     seed: int = 0
-    device: str = "auto"
+    device: str = resumable("auto")
     distributed: str = "data"
-    score_norm: str = "std"
-    bn_recalibrate: bool = True
-    rate_batch_size: int = 64
+    score_norm: str = resumable("std")
+    bn_recalibrate: bool = resumable(True)
+    rate_batch_size: int = resumable(64)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -7,15 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from dnatool.arch.space import load_space
-from dnatool.config import to_dict
+from dnatool.config import resume_conflict, to_dict
 from dnatool.errors import BadInput
 from dnatool.nn.teacher import teacher_file
 from dnatool.train.recipe import TrainRecipe
 from dnatool.train.setup import SUPERNET_DIR
 from dnatool.utils import io, runs
-
-# Keys a resumed run may change: they do not change what the finished blocks learnt.
-HARMLESS_KEYS = ("epochs", "workers", "device", "rate_batch_size", "score_norm", "bn_recalibrate")
 
 
 def check_world(recipe: TrainRecipe, world: int) -> None:
@@ -53,13 +50,10 @@ def check_run_dir(out: Path, recipe: TrainRecipe, inputs: dict[str, Path], resum
 
 
 def _same_recipe(out: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Every key but the harmless ones must equal the recorded recipe's."""
-    for key in sorted(set(old) | set(new)):
-        if key not in HARMLESS_KEYS and old.get(key) != new.get(key):
-            raise BadInput(
-                f"--resume of {out} with a different recipe: {key} was {old.get(key)!r}, now "
-                f"{new.get(key)!r} (only {', '.join(HARMLESS_KEYS)} may change)"
-            )
+    """Every key but the recipe's resumable ones must equal the recorded recipe's."""
+    conflict = resume_conflict(TrainRecipe, old, new)
+    if conflict:
+        raise BadInput(f"--resume of {out} with a different recipe: {conflict}")
 
 
 def _same_inputs(out: Path, old: list[dict[str, Any]], inputs: dict[str, Path]) -> None:

@@ -31,8 +31,10 @@ def start_run(
     stage: str,
     recipe: dict[str, Any] | None = None,
     inputs: list[str | os.PathLike] | None = None,
+    space: Any = None,
 ) -> Path:
-    """Create (or reopen, for --resume) a run directory and write its manifest's start."""
+    """Create (or reopen, for --resume) a run directory and write its manifest's start; `space`
+    (a SearchSpace) is recorded by name and digest, so later stages refuse a changed space."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     old = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
@@ -46,6 +48,8 @@ def start_run(
         "started": old.get("started", _now()) if old.get("stage") == stage else _now(),
         "finished": None,
     }
+    if space is not None:
+        manifest["space"] = {"name": space.name, "digest": space.digest}
     io.write_json(run_dir / MANIFEST, manifest)
     return run_dir
 

@@ -1,7 +1,13 @@
-"""The score lists `rate` writes (`RUN/scores/block_{k}.npz`), read and checked against the space."""
+"""The score lists: the one owner of `RUN/scores/block_{k}.npz`, written by `rate`, read by
+`search` and the benchmarks (numpy only: a latency search imports no torch).
+
+A list holds every rated (distinct) path of one block: `cells` (n,), `paths` (n, max_layers,
+padded with -1) and `scores` (n; lower is better). Reading checks it against the space.
+"""
 
 from __future__ import annotations
 
+import io as _io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +15,9 @@ import numpy as np
 
 from dnatool.arch.space import Choice, SearchSpace, load_space
 from dnatool.errors import BadInput
+from dnatool.utils import io
+
+SCORES_DIR = "scores"
 
 
 @dataclass(frozen=True)
@@ -22,26 +31,60 @@ class ScoreList:
     def choice(self, i: int) -> Choice:
         return int(self.cells[i]), tuple(int(op) for op in self.paths[i] if op >= 0)
 
+    def score_of(self, choice: Choice) -> float:
+        """The rated score of one (cell, path); KeyError when it is not listed."""
+        cell, path = choice
+        row = np.array(list(path) + [-1] * (self.paths.shape[1] - len(path)))
+        match = np.flatnonzero((self.cells == cell) & (self.paths == row).all(axis=1))
+        if len(match) != 1:
+            raise KeyError(choice)
+        return float(self.scores[match[0]])
+
+
+def scores_path(run: str | Path, k: int) -> Path:
+    return Path(run) / SCORES_DIR / f"block_{k}.npz"
+
+
+def write_score_list(run: str | Path, k: int, lst: ScoreList) -> Path:
+    """Atomic write: a kill leaves the previous complete list or the new one."""
+    buffer = _io.BytesIO()
+    np.savez(
+        buffer,
+        cells=np.asarray(lst.cells, dtype=np.int64),
+        paths=np.asarray(lst.paths, dtype=np.int64),
+        scores=np.asarray(lst.scores, dtype=np.float64),
+    )
+    return io.write_bytes(scores_path(run, k), buffer.getvalue())
+
 
 def run_space(run_dir: str | Path, override: str | None = None) -> SearchSpace:
-    """The space of a run: `--space` if given, else `recipe.space` of its manifest."""
-    if override:
-        return load_space(override)
+    """The space of a run: `--space` if given, else `recipe.space` of its manifest; refused in
+    one line when it is not the space the run recorded (its digest) at training time."""
     from dnatool.utils.runs import read_manifest
 
-    recipe = read_manifest(run_dir).get("recipe") or {}
-    ref = recipe.get("space") if isinstance(recipe, dict) else None
-    if isinstance(ref, dict):
-        ref = ref.get("name") or ref.get("path")
-    if not isinstance(ref, str) or not ref:
-        raise BadInput(f"{Path(run_dir) / 'manifest.json'} names no recipe.space; pass --space")
-    return load_space(ref)
+    manifest = read_manifest(run_dir)
+    if override:
+        space = load_space(override)
+    else:
+        recipe = manifest.get("recipe") or {}
+        ref = recipe.get("space") if isinstance(recipe, dict) else None
+        if isinstance(ref, dict):
+            ref = ref.get("name") or ref.get("path")
+        if not isinstance(ref, str) or not ref:
+            raise BadInput(f"{Path(run_dir) / 'manifest.json'} names no recipe.space; pass --space")
+        space = load_space(ref)
+    recorded = manifest.get("space") or {}
+    if recorded.get("digest") and recorded["digest"] != space.digest:
+        raise BadInput(
+            f"space {space.name!r} (digest {space.digest}) is not the space run {run_dir} was "
+            f"trained on ({recorded.get('name')!r}, digest {recorded['digest']})"
+        )
+    return space
 
 
 def load_score_lists(run_dir: str | Path, space: SearchSpace) -> list[ScoreList]:
     """One checked score list per block of `space`."""
-    folder = Path(run_dir) / "scores"
-    return [load_score_list(folder / f"block_{k}.npz", space, k) for k in range(len(space.blocks))]
+    return [load_score_list(scores_path(run_dir, k), space, k) for k in range(len(space.blocks))]
 
 
 def load_score_list(path: Path, space: SearchSpace, k: int) -> ScoreList:

@@ -5,7 +5,7 @@ EfficientNet-BK's published (width, depth, resolution) coefficients. Widths are 
 timm's `round_channels` (divisor 8), per-stage depth is rounded up and spread over the stage's block
 strings as timm's `_scale_stage_depth` does, and stem and head are scaled like timm's
 EfficientNets, so EfficientNet-B0's arch scaled `--to b2` is exactly timm's `efficientnet_b2`.
-Pure Python: no torch needed.
+Pure Python: no torch needed (it lives in `arch/`, which never imports torch).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 import math
 from typing import Any
 
-from dnatool.arch.spec import ArchSpec
+from dnatool.arch.spec import ArchSpec, make_divisible
 from dnatool.errors import BadInput
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases of the compound rule
@@ -29,15 +29,6 @@ EFFICIENTNET = {  # name: (width, depth, resolution), timm's efficientnet.py / t
     "b6": (1.8, 2.6, 528),
     "b7": (2.0, 3.1, 600),
 }
-
-
-def make_divisible(
-    value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
-) -> int:
-    """timm's `make_divisible`: nearest multiple of `divisor`, never more than 10% below."""
-    min_value = min_value or divisor
-    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    return new + divisor if new < round_limit * value else new
 
 
 def round_channels(channels: int, multiplier: float = 1.0, divisor: int = 8) -> int:

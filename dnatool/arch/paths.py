@@ -1,0 +1,72 @@
+"""Per-layer values of a block as arrays, and their sums along every path, in numpy.
+
+A layer's cost (latency, params, MACs) depends only on its op, its cell, whether it opens the cell
+and, if so, the block's input width (`SearchSpace.layer_grid`). So each cost is a pair of arrays,
+`first (S, C, O, ...)` over input states, cells and ops and `later (C, O, ...)`, and a path's cost
+is `first[s, cell, op_0] + later[cell, op_1] + ...`, folded layer by layer in path order so that a
+float sum is the same as a table's own per-path figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from dnatool.arch.space import Layer, SearchSpace
+
+
+def grid_arrays(
+    space: SearchSpace, k: int, value: Callable[[Layer], Any], dtype: Any = np.float64
+) -> tuple[np.ndarray, np.ndarray]:
+    """`value` of every layer of block k's grid as (first (S, C, O, ...), later (C, O, ...));
+    later rows of one-layer cells are zero (never read: such paths have no later layer)."""
+    grid = space.layer_grid(k)
+    first = np.array(
+        [[[value(layer) for layer in cell] for cell in state] for state in grid.first], dtype=dtype
+    )
+    shape = first.shape[1:]
+    later = np.zeros(shape, dtype=dtype)
+    for c, row in enumerate(grid.later):
+        if row is not None:
+            later[c] = np.array([value(layer) for layer in row], dtype=dtype)
+    return first, later
+
+
+def sum_along_paths(
+    first: np.ndarray, later: np.ndarray, cells: np.ndarray, paths: np.ndarray
+) -> np.ndarray:
+    """(S, n, ...) per-path sums for every input state, paths as rows of op indices padded -1."""
+    cells = np.asarray(cells, dtype=np.int64)
+    paths = np.asarray(paths, dtype=np.int64)
+    total = first[:, cells, paths[:, 0]]
+    for column in paths[:, 1:].T:
+        value = later[cells, np.maximum(column, 0)]
+        mask = (column >= 0).reshape(-1, *([1] * (value.ndim - 1)))
+        total = total + np.where(mask, value, 0)[None]
+    return total
+
+
+def all_paths(space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (cell, path) of block k: `cells` (n,) and `paths` (n, max_layers) padded with -1."""
+    block = space.blocks[k]
+    width = max(cell.layers for cell in block.cells)
+    cells, paths = [], []
+    for index, cell in enumerate(block.cells):
+        grid = np.indices((len(block.ops),) * cell.layers).reshape(cell.layers, -1).T
+        cells.append(np.full(len(grid), index, dtype=np.int64))
+        paths.append(np.pad(grid, ((0, 0), (0, width - cell.layers)), constant_values=-1))
+    return np.concatenate(cells), np.concatenate(paths).astype(np.int64)
+
+
+def state_index(space: SearchSpace, k: int, widths: np.ndarray) -> np.ndarray:
+    """Index into `in_widths(k)` of each width (the interface state of block k)."""
+    states = np.asarray(space.in_widths(k))
+    return np.searchsorted(states, np.asarray(widths))
+
+
+def out_states(space: SearchSpace, k: int, cells: np.ndarray) -> np.ndarray:
+    """The input state of block k+1 (or of the head) that each listed cell of block k leads to."""
+    widths = np.array([c.width for c in space.blocks[k].cells])[np.asarray(cells, dtype=np.int64)]
+    return state_index(space, k + 1, widths)
