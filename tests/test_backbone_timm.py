@@ -134,3 +134,14 @@ def test_out_of_range_level_is_refused():
     levels = feature_levels(resolve_arch(SMALL))
     with pytest.raises(BadInput, match="out of range"):
         check_out_indices(levels, (1, 5))
+
+
+def test_timm_features_only_with_too_many_levels_names_the_valid_ones():
+    """The README's `out_indices=(1, 2, 3, 4)` on a network with fewer levels: one ValueError
+    naming the levels it has, not timm's IndexError from inside."""
+    shallow = [["ir_r1_k3_s2_e3_c8"], ["ir_r1_k3_s2_e3_c12", "ir_r1_k3_s1_e3_c16"]]
+    assert len(feature_levels(resolve_arch(shallow))) < 5
+    with pytest.raises(ValueError, match=r"out of range; this arch has levels 0 \(stride 2"):
+        timm.create_model(
+            "dnatool_model", arch=shallow, features_only=True, out_indices=(1, 2, 3, 4)
+        )

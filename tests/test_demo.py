@@ -46,7 +46,17 @@ def test_demo_runs_every_stage_and_a_rerun_reuses_them(cli, tmp_path):
     result = json.loads(Path(search["search_json"]).read_text())
     assert result["winner"]["latency_ms"] == search["latency_ms"]
     assert result["budget"]["latency_ms"] == search["budget_ms"]
-    assert result["evaluated_space_size"] == summary["space"]["size"] == 25_600
+    # tiny-w: cells of different widths, so the search ran the coupled (per-width) solver
+    assert result["evaluated_space_size"] == summary["space"]["distinct"] == 110_592
+    assert result["coupled"] and summary["space"]["coupled"]
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.nn.summary import summarize
+
+    counted = summarize(resolve_arch(search["arch_file"]))
+    assert (result["winner"]["params"], result["winner"]["macs"]) == (
+        counted["params"],
+        counted["macs"],
+    )
 
     export = summary["export"]
     assert export["trained"] and export["max_abs_diff"] <= PARITY

@@ -60,6 +60,10 @@ def create(variant: str, arch: ArchSpec, pretrained: bool = False, **kwargs: Any
     from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 
     features = bool(kwargs.pop("features_only", False))
+    if features and "out_indices" in kwargs:  # timm would end in an IndexError from inside
+        from dnatool.backbones.levels import check_out_indices, feature_levels
+
+        kwargs["out_indices"] = check_out_indices(feature_levels(arch), kwargs["out_indices"])
     if kwargs.get("pretrained_cfg") is None:
         kwargs["pretrained_cfg"] = pretrained_cfg(arch)
     kwargs.setdefault("num_features", arch.head)

@@ -162,14 +162,15 @@ def empty_net(shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 def block_samples(space: SearchSpace, k: int, n: int, rng: np.random.Generator) -> list[Choice]:
-    """Distinct paths of block k: one uniform path per op and cell first (coverage), then random."""
+    """Distinct paths of block k: one uniform path per op and cell first (coverage: every layer
+    key appears, never cut), then random ones up to `n`."""
     block = space.blocks[k]
     chosen: list[Choice] = [
         (c, (op,) * cell.layers)
         for c, cell in enumerate(block.cells)
         for op in range(len(block.ops))
     ]
-    chosen = list(dict.fromkeys(chosen))[:n] if n < len(chosen) else list(dict.fromkeys(chosen))
+    chosen = list(dict.fromkeys(chosen))
     seen = set(chosen)
     for _ in range(50 * n):
         if len(chosen) >= min(n, block.paths):
@@ -188,7 +189,8 @@ def block_samples(space: SearchSpace, k: int, n: int, rng: np.random.Generator) 
 def samples_per_block(
     space: SearchSpace, k: int, protocol: Protocol, in_width: int | None = None
 ) -> int:
-    """Samples of block k on input width `in_width`: twice its distinct layer keys, plus 4."""
+    """Samples of block k on input width `in_width`: twice its distinct layer keys, plus 4; a
+    protocol's own count is raised to the keys plus 2 (fewer cannot determine every entry)."""
     from dnatool.profile.lut import layer_keys
 
     block = space.blocks[k]
@@ -198,7 +200,11 @@ def samples_per_block(
         for op in range(len(block.ops))
         for key in layer_keys(space, k, (c, (op,) * cell.layers), in_width=in_width)
     }
-    wanted = protocol.samples_per_block or 2 * len(keys) + 4
+    wanted = (
+        max(protocol.samples_per_block, len(keys) + 2)
+        if protocol.samples_per_block
+        else 2 * len(keys) + 4
+    )
     return min(wanted, block.paths)
 
 
