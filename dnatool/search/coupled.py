@@ -30,7 +30,14 @@ from dnatool.errors import BadInput
 from dnatool.search.brute import MAX_SIZE
 from dnatool.search.dfs import DfsTimeout
 from dnatool.search.pareto import Front, prune
-from dnatool.search.problem import Problem, Solution, _fmt, make_problem, tolerances
+from dnatool.search.problem import (
+    Problem,
+    Solution,
+    _fmt,
+    make_problem,
+    min_totals,
+    tolerances,
+)
 
 MAX_SEQUENCES = 4096
 ALGORITHMS = ("exact", "dfs")
@@ -340,19 +347,48 @@ def restrict(
 
 def coupled_branch_and_bound(problem: CoupledProblem, top: int = 1) -> list[Solution]:
     """The `top` best feasible architectures: branch-and-bound per state sequence, merged (the
-    sequences partition the space; candidate order is kept, so ties break the same way)."""
+    sequences partition the space; candidate order is kept, so ties break the same way).
+    Sequences are visited best score bound first and skipped once the bound cannot reach the
+    top; sequences whose cheapest architecture misses a budget are skipped outright."""
     from dnatool.search.bnb import branch_and_bound
 
-    found = []
-    for sequence in state_sequences(problem):
-        part = restrict(problem, sequence)
-        if part is None:
-            continue
-        sub, cands = part
+    tol_s = coupled_tolerances(problem)[0]
+    found: list[Solution] = []
+    for bound, _, sub, cands in _open_sequences(problem):
+        if len(found) >= top and bound > found[top - 1].score + tol_s:
+            break
         for sol in branch_and_bound(sub, top):
             indices = tuple(int(c[j]) for c, j in zip(cands, sol.indices, strict=True))
             found.append(coupled_solution(problem, indices))
-    return sorted(found, key=lambda s: s.key)[:top]
+        found = sorted(found, key=lambda s: s.key)[:top]
+    return found
+
+
+def _open_sequences(
+    problem: CoupledProblem,
+) -> list[tuple[float, tuple[int, ...], Problem, list[np.ndarray]]]:
+    """(score bound, sequence, restricted problem, candidates) of every sequence whose cheapest
+    architecture meets each budget alone (`min_totals` is exact), best bound first."""
+    tol_c = coupled_tolerances(problem)[1]
+    out = []
+    for sequence in state_sequences(problem):
+        part = restrict(problem, sequence)
+        if part is None or (min_totals(part[0]) > problem.budget).any():
+            continue
+        out.append((_fitting_bound(part[0], tol_c), sequence, *part))
+    return sorted(out, key=lambda x: x[:2])
+
+
+def _fitting_bound(sub: Problem, tol_c: np.ndarray) -> float:
+    """Sum over blocks of the best score among the candidates that fit with the cheapest other
+    blocks: a lower bound on the sequence's best feasible score (inf when a block has none)."""
+    lows = [c.min(axis=0) for c in sub.costs]
+    cheapest = sub.fixed + sum(lows)
+    bound = 0.0
+    for s, c, low in zip(sub.scores, sub.costs, lows, strict=True):
+        fits = (cheapest - low + c <= sub.budget + tol_c).all(axis=1)
+        bound += float(s[fits].min()) if fits.any() else np.inf
+    return bound
 
 
 # --- the paper's walk --------------------------------------------------------------------------
