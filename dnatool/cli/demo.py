@@ -17,7 +17,7 @@ from dnatool.cli._options import json_option
 )
 @json_option
 def demo(out: str, as_json: bool) -> None:
-    """Run every stage on the `tiny` space and the built-in digits data."""
+    """Run every stage on the `tiny-w` space and the built-in digits data."""
     from dnatool.cli._console import Reporter, emit_json, info, progress
     from dnatool.demo import run_demo
 

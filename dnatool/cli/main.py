@@ -23,6 +23,7 @@ COMMANDS = {
     "search": "dnatool.cli.search:search",
     "bench": "dnatool.cli.bench:bench",
     "retrain": "dnatool.cli.retrain:retrain",
+    "cascade": "dnatool.cli.cascade:cascade",
     "scale": "dnatool.cli.scale:scale",
     "export": "dnatool.cli.export:export",
     "serve": "dnatool.cli.serve:serve",

@@ -1,0 +1,95 @@
+"""DNA+ (`dnatool cascade`): scaling to the teacher's size, recipe checks, and the whole cascade."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dnatool.arch.resolve import resolve_arch
+from dnatool.cascade import CascadeRecipe, scale_to_size
+from dnatool.errors import BadInput
+from dnatool.nn.summary import summarize
+
+SMALL = [["ds_r1_k3_s1_e1_c8"], ["ir_r1_k3_s2_e3_c16"], ["ir_r2_k3_s2_e3_c24"]]
+
+
+def test_scaling_picks_the_smallest_phi_that_reaches_the_teacher():
+    from dnatool.arch.scale import scale_phi
+
+    arch = resolve_arch({"arch_def": SMALL, "num_classes": 10, "head": 64, "resolution": 32})
+    base = summarize(arch)["params"]
+    scaled, phi, size = scale_to_size(arch, 3 * base)
+    assert phi > 0 and size >= 3 * base and size == summarize(scaled)["params"]
+    assert summarize(scale_phi(arch, round(phi - 0.01, 2)))["params"] < 3 * base
+    same, zero, _ = scale_to_size(arch, base // 2)
+    assert zero == 0.0 and same == arch
+    with pytest.raises(BadInput, match="cannot be scaled"):
+        scale_to_size(arch, base * 10**6)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"params": None}, "needs a search budget"),
+        ({"match": "latency"}, "'match' must be one of"),
+        ({"generations": 0}, "'generations' must be >= 1"),
+        ({"latency_ms": 5.0}, "needs 'lut'"),
+    ],
+)
+def test_bad_cascade_recipes_are_refused(overrides, message):
+    with pytest.raises(BadInput, match=message):
+        CascadeRecipe(**{"params": 80000.0, **overrides})
+
+
+def test_cascade_cli_refuses_a_bad_recipe_in_one_line(cli):
+    result = cli("cascade", "dnaplus-tiny", "-o", "generations=0")
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "'generations' must be >= 1" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_generations_run_resume_after_a_kill_and_report(tmp_path):
+    """The cascade on CPU: killed once generation 0's search is written, then resumed; the rerun
+    reuses every finished stage and the report holds both generations."""
+    out = tmp_path / "cascade"
+    args = [
+        sys.executable,
+        "-m",
+        "dnatool",
+        "cascade",
+        "dnaplus-tiny",
+        "--generations",
+        "2",
+        "--out",
+        str(out),
+        "-o",
+        f"teacher={tmp_path / 'teacher'}",
+        "-o",
+        "min_gain=-100",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 900
+    while not (out / "gen_0" / "search.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "cascade ended before its search"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    supernet = out / "gen_0" / "supernet" / "supernet" / "block_0.pt"
+    before = supernet.stat().st_mtime_ns
+    done = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert supernet.stat().st_mtime_ns == before  # generation 0's supernet was reused
+    result = json.loads(done.stdout)
+    assert result == json.loads((out / "cascade.json").read_text())
+    rows = result["generations"]
+    assert [r["generation"] for r in rows] == [0, 1] and result["finished"]
+    assert rows[1]["teacher"] == rows[0]["retrain_run"]
+    for row in rows:
+        assert 0 < row["top1"] <= 100 and row["phi"] >= 0
+        assert row["scaled_size"]["params"] >= row["teacher_size"]["params"] or row["phi"] == 0
+    assert (out / "cascade.png").stat().st_size > 0
