@@ -42,6 +42,14 @@ def load_recipe(
     defaults: dict[str, Any] | None = None,
 ) -> T:
     """YAML recipe (or none) + `key=value` overrides -> a checked instance of `cls`."""
+    return from_dict(cls, recipe_data(ref, overrides, defaults))
+
+
+def recipe_data(
+    ref: str | None, overrides: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The raw settings of a recipe and its overrides (callers that pick the dataclass from a
+    key, such as `method`, read it here first)."""
     data: dict[str, Any] = dict(defaults or {})
     if ref is not None:
         path = find_recipe(ref)
@@ -57,7 +65,7 @@ def load_recipe(
         if not sep or not key:
             raise BadInput(f"override {item!r} is not key=value")
         data[key.strip()] = yaml.safe_load(value)
-    return from_dict(cls, data)
+    return data
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:

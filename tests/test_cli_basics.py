@@ -89,6 +89,7 @@ def test_bad_inputs_exit_2_with_one_line(cli, tmp_path):
     [
         ("--latency", "10parsecs", "bad latency '10parsecs'"),
         ("--latency", "1e400ms", "bad latency '1e400ms': too large"),
+        ("--latency", "10", "bad latency '10': give a unit, e.g. 10ms or 10us"),
         ("--params", "5.3X", "bad count '5.3X'"),
         ("--macs", "1e400", "bad count '1e400': too large"),
         ("--params", "-2M", "bad count '-2M'"),

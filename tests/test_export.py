@@ -191,9 +191,10 @@ def test_precision_onnx_fp16_and_int8_run_and_agree(exported, tmp_path):
     import onnx
 
     from dnatool.export.inputs import real_inputs
-    from dnatool.export.onnx import calibrate_untrained, ort_session, to_onnx_bytes
+    from dnatool.export.onnx import calibrate_untrained, to_onnx_bytes
     from dnatool.export.tensorrt import precision_onnx
     from dnatool.nn.model_run import load_model
+    from dnatool.runtime.ort import session as ort_session
 
     loaded = load_model(_tiny_arch(tmp_path))
     calibrate_untrained(loaded)

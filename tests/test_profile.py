@@ -85,10 +85,50 @@ def test_calibration_fits_line_robustly_and_reports_held_out_accuracy():
     assert cal["holdout_networks"] == 6
     assert cal["holdout"]["within_10pct"] == pytest.approx(5 / 6 if 4 in held_out else 1.0)
     assert cal["fit"]["within_5pct"] == pytest.approx(17 / 18)
-    clean = calibrate.calibrate(raw, 0.6 * raw + 3.0, seed=0)["holdout"]
-    assert clean["within_5pct"] == 1.0 and clean["mape"] == pytest.approx(0.0, abs=1e-9)
+    clean = calibrate.calibrate(raw, 0.6 * raw + 3.0, seed=0)
+    assert clean["holdout"]["within_5pct"] == 1.0
+    assert clean["holdout"]["mape"] == pytest.approx(0.0, abs=1e-9)
+    assert clean["check"]["passed"] and "constrained" not in clean
     skewed = calibrate.calibrate(raw, np.where(raw > 15, 1.3, 1.0) * raw, seed=1)["holdout"]
     assert skewed["mape"] > 0.02  # a table that is off on held-out networks says so
+
+
+def test_calibration_is_physical_and_a_failed_table_says_so():
+    """Noise larger than the differences gave the demo's table a = -1.1: every per-op latency
+    negative. The slope is now kept positive, and the hold-out check fails in the header."""
+    raw = np.linspace(0.1, 0.2, 18)
+    measured = 0.3 - raw + np.random.default_rng(0).normal(0, 0.002, 18)  # faster when "larger"
+    cal = calibrate.calibrate(raw, measured, seed=0)
+    assert cal["a"] > 0 and cal["b"] == 0.0
+    assert "not physical" in cal["constrained"]
+    assert cal["check"]["passed"] is False and "not physical" in cal["check"]["reason"]
+    # a table no better than a constant predictor (the median) fails too
+    flat = calibrate.calibrate(raw, np.full(18, 0.15) * (1 + 0.03 * np.sin(np.arange(18))), seed=0)
+    assert flat["holdout_constant"]["mape"] <= flat["holdout"]["mape"]
+    assert (
+        flat["check"]["passed"] is False and "no better than a constant" in flat["check"]["reason"]
+    )
+
+
+def test_a_table_that_failed_its_check_is_refused_by_search_unless_forced(tmp_path, tiny):
+    from dnatool.profile.lut import check_failure, refuse_failed
+    from dnatool.search.synthetic import write_synthetic_lut, write_synthetic_run
+
+    path = write_synthetic_lut(tmp_path / "lut.json", tiny)
+    assert check_failure(load_lut(path).header) is None  # no check recorded: not refused
+    data = json.loads(path.read_text())
+    data["header"]["check"] = {"passed": False, "reason": "held-out MAPE 61.0% > 10%"}
+    path.write_text(json.dumps(data))
+    with pytest.raises(BadInput, match="failed its own hold-out check"):
+        refuse_failed(path)
+    run = write_synthetic_run(tmp_path / "run", tiny, seed=1)
+    args = ["search", str(run), "--lut", str(path), "--latency", "1s"]
+    from conftest import run_cli
+
+    refused = run_cli(*args)
+    assert refused.code == 2 and refused.stderr.count("\n") == 1
+    assert "held-out MAPE 61.0% > 10%" in refused.stderr and "--force" in refused.stderr
+    assert run_cli(*args, "--force").code == 0
 
 
 def test_drift_correction_rescales_to_median_conditions():
@@ -97,19 +137,99 @@ def test_drift_correction_rescales_to_median_conditions():
 
     refs = {f"ref|{i}": {"ms": ms} for i, ms in enumerate([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])}
     samples = {**refs, "fast": {"ms": 1.0, "ref": 1}, "slow": {"ms": 2.0, "ref": 4}}
+    samples["paired"] = {"ms": 9.0, "ratio": 2.0, "ref": 4}  # measured A B A B: ratio x median
     corrected = drift_corrected(samples)
     assert corrected["fast"] == corrected["slow"] == pytest.approx(1.5)  # median reference: 1.5
+    assert corrected["paired"] == pytest.approx(3.0)
     assert corrected["ref|3"] == 2.0  # reference runs themselves are kept as measured
     burst = {f"ref|{i}": {"ms": ms} for i, ms in enumerate([1.0, 1.0, 5.0, 1.0, 1.0])}
     assert drift_corrected({**burst, "net": {"ms": 3.0, "ref": 2}})["net"] == pytest.approx(3.0)
     assert drift_corrected({"net": {"ms": 3.0, "ref": 0}}) == {"net": 3.0}  # no references
 
 
-def test_accuracy_figures():
+def test_accuracy_figures_and_the_constant_baseline():
     acc = calibrate.accuracy([1.0, 2.06, 2.8, 4.5], [1.0, 2.0, 3.0, 4.0])
     assert acc["within_5pct"] == 0.5 and acc["within_10pct"] == 0.75
     assert acc["mape"] == pytest.approx((0 + 0.03 + 0.2 / 3 + 0.125) / 4)
-    assert acc["spearman"] == pytest.approx(1.0)
+    assert acc["spearman"] == pytest.approx(1.0) and acc["kendall"] == pytest.approx(1.0)
+    const = calibrate.constant_baseline([1.0, 2.0, 3.0, 4.0])
+    assert const["constant_ms"] == 2.5 and const["spearman"] is None and const["kendall"] is None
+    assert const["mape"] == pytest.approx((1.5 + 0.25 + 1 / 6 + 0.375) / 4)
+
+
+def test_timing_paired_is_robust_to_drift_and_bursts():
+    """A B A B: a machine slowing down 2x mid-run, and a burst in one round, leave the ratio."""
+    from dnatool.runtime.timing import TimingProtocol, time_paired
+
+    class Fake:
+        def __init__(self, ms, clock):
+            self.ms, self.clock = ms, clock
+
+        def run(self, n):
+            self.clock["calls"] += 1
+            calls = self.clock["calls"]
+            slow = 2.0 if calls > 8 else 1.0  # the machine halves its speed halfway
+            burst = 5.0 if calls == 13 else 1.0  # one round of the network hit by a burst
+            return [self.ms * slow * burst] * n
+
+    clock = {"calls": 0}
+    paired = time_paired(Fake(3.0, clock), Fake(1.0, clock), TimingProtocol(pair_rounds=7))
+    assert paired.ratio == pytest.approx(3.0) and paired.rounds == 7
+    assert paired.corrected(1.5) == pytest.approx(4.5)
+    assert paired.ms in (3.0, 6.0)  # raw: whatever the machine did
+
+
+def test_protocol_overrides_one_line_errors():
+    from dnatool.profile.measure import Protocol
+
+    p = Protocol().with_overrides(["pair_rounds=12", "min_seconds=0.5", "calibration_nets=30"])
+    assert (p.pair_rounds, p.min_seconds, p.calibration_nets) == (12, 0.5, 30)
+    with pytest.raises(BadInput, match="did you mean 'pair_rounds'"):
+        Protocol().with_overrides(["pair_round=3"])
+    with pytest.raises(BadInput, match="must be int"):
+        Protocol().with_overrides(["warmup=many"])
+    with pytest.raises(BadInput, match="'calibration_nets' must be >= 3"):
+        Protocol().with_overrides(["calibration_nets=2"])
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-w"])
+def test_strata_extremes_are_exact_and_networks_span_the_range(name, tmp_path):
+    """Fastest and slowest by DP over interface widths equal brute force; stratified networks
+    run from one to the other, evenly, distinct, none excluded."""
+    import itertools
+
+    from dnatool.profile.measure import choices_text
+    from dnatool.profile.strata import extremes, latency_costs, stratified
+    from dnatool.search.synthetic import write_synthetic_lut
+
+    space = load_space(name)
+    table = load_lut(write_synthetic_lut(tmp_path / "lut.json", space, seed=3))
+    costs = latency_costs(space, table)
+    every = [
+        table.predict_ms(space, list(c))
+        for c in itertools.product(
+            *[
+                [
+                    (cell, tuple(p))
+                    for cell, b in enumerate(block.cells)
+                    for p in itertools.product(range(len(block.ops)), repeat=b.layers)
+                ]
+                for block in space.blocks
+            ]
+        )
+    ]
+    lo, hi = extremes(costs)
+    assert costs.total(lo) == pytest.approx(min(every)) and costs.total(hi) == pytest.approx(
+        max(every)
+    )
+    exclude = {choices_text(space.sample(np.random.default_rng(9)))}
+    nets = stratified(space, costs, 10, seed=0, exclude=exclude)
+    predicted = [table.predict_ms(space, c) for c in nets]
+    assert predicted[0] == pytest.approx(min(every)) and predicted[-1] == pytest.approx(max(every))
+    targets = np.linspace(min(every), max(every), 10)
+    assert np.max(np.abs(np.array(predicted) - targets)) <= 0.1 * (max(every) - min(every))
+    texts = [choices_text(c) for c in nets]
+    assert len(set(texts)) == 10 and not exclude & set(texts)
 
 
 def _write_table(path, tiny, device, complete=True):
@@ -248,7 +368,7 @@ def test_tables_dnatool_cannot_measure_on_end_in_one_line(imported, tiny, tmp_pa
 
 
 def test_validate_cli_on_an_imported_table_is_one_line_exit_2(imported, cli):
-    result = cli("profile", "--lut", str(imported.path), "--validate", "3")
+    result = cli("profile", "validate", str(imported.path), "-n", "3")
     assert result.code == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"Error: latency table {imported.path} holds on-device measurements of backend 'phone' "
@@ -256,13 +376,102 @@ def test_validate_cli_on_an_imported_table_is_one_line_exit_2(imported, cli):
     ]
 
 
-def test_validate_refuses_a_device_other_than_the_tables(tiny, tmp_path, cli):
-    from dnatool.search.synthetic import write_synthetic_lut
-
-    path = write_synthetic_lut(tmp_path / "cpu.json", tiny)
-    data = json.loads(path.read_text())
-    data["header"]["device"]["backend"] = "torch-cpu"
-    path.write_text(json.dumps(data))
-    result = cli("profile", "--device", "ort-cpu", "--lut", str(path), "--validate", "3")
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["--device", "ort-cpu", "--space", "tiny"], "dnatool profile measure --device"),
+        (["--device", "ort-cpu", "--lut", "x.json", "--validate", "5"], "profile validate LUT"),
+        (["--space", "tiny", "--export-ops", "ops"], "profile export-ops DIR"),
+        (["--device", "p", "--import", "m.csv"], "profile import CSV --device"),
+    ],
+)
+def test_old_single_command_forms_are_refused_with_the_new_verb(cli, args, says):
+    result = cli("profile", *args)
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "--device ort-cpu but" in result.stderr and "'torch-cpu'" in result.stderr
+    assert "is now a subcommand" in result.stderr and says in result.stderr
+
+
+@pytest.fixture
+def inproc(capsys):
+    """`dnatool ARGS` in this process: (exit code, stderr)."""
+    from dnatool.cli.main import main
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(list(args))
+        return int(info.value.code or 0), capsys.readouterr().err
+
+    return run
+
+
+def test_bad_input_to_every_profile_verb_is_one_line_exit_2(imported, tmp_path, inproc):
+    bad = [
+        ["measure", "--device", "npu-9000", "--space", "tiny"],  # unknown backend
+        ["measure", "--device", "ort-cpu", "--space", "tinny"],  # unknown space
+        ["measure", "--device", "ort-cpu", "--space", "tiny", "-o", "warmpu=3"],
+        ["measure", "--device", "ort-cpu", "--space", "tiny", "--clock", "cpu", "--threads", "2"],
+        ["measure", str(tmp_path)],  # RUN without a manifest (and no --device)
+        ["validate", str(tmp_path / "missing.json")],
+        ["validate", str(imported.path), "-n", "2"],
+        ["validate", str(imported.path), "--device", "ort-cpu"],  # the table names its backend
+        ["export-ops", str(tmp_path / "ops"), "--space", "tinny"],
+        ["import", str(tmp_path / "missing.csv"), "--device", "phone", "--space", "tiny"],
+        ["import", str(tmp_path / "missing.csv"), "--space", "tiny"],  # no --device
+        ["mesure", "--device", "ort-cpu"],
+    ]
+    for args in bad:
+        extra = ["--out", str(tmp_path / "x.json")] if args[0] == "measure" else []
+        code, err = inproc("profile", *args, *extra)
+        assert code == 2, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_phone_whole_networks_validate_an_imported_table(imported, tiny, tmp_path, inproc):
+    """export-ops --networks writes whole networks across the MACs range; their latencies
+    measured on the device validate the table imported from the same device."""
+    code, err = inproc(
+        "profile",
+        "export-ops",
+        str(tmp_path / "ops"),
+        "--space",
+        "tiny",
+        "--no-pte",
+        "--networks",
+        "4",
+    )
+    assert code == 0, err
+    assert len(list((tmp_path / "ops" / "networks").glob("*.onnx"))) == 4
+    lines = (tmp_path / "ops" / "networks.csv").read_text().splitlines()
+    assert lines[0] == "name,choices,macs,measured_ms" and len(lines) == 5
+    macs = [int(line.rsplit(",", 2)[1]) for line in lines[1:]]
+    assert macs == sorted(macs) and macs[0] < macs[-1]  # smallest to largest
+    filled = [lines[0]] + [f"{line}{0.4 + 0.1 * i}" for i, line in enumerate(lines[1:])]
+    (tmp_path / "measured.csv").write_text("\n".join(filled) + "\n")
+    code, err = inproc(
+        "profile", "validate", str(imported.path), "--measured", str(tmp_path / "measured.csv")
+    )
+    assert code == 0, err
+    report = json.loads(imported.path.with_suffix(".validate.json").read_text())
+    assert report["samples"] == 4 and "drift_corrected" not in report
+    assert [n["measured_ms"] for n in report["networks"]] == pytest.approx([0.4, 0.5, 0.6, 0.7])
+    assert "verdict:" in err and report["verdict"]
+    (tmp_path / "bad.csv").write_text(lines[0] + "\n" + lines[1] + "-1\n")
+    code, err = inproc(
+        "profile", "validate", str(imported.path), "--measured", str(tmp_path / "bad.csv")
+    )
+    assert code == 2 and "measured_ms" in err and len(err.strip().splitlines()) == 1
+
+
+def test_measure_takes_the_space_of_a_run_or_the_paper_recipes(tmp_path, tiny):
+    from dnatool.cli.profile import _space
+    from dnatool.search.synthetic import write_synthetic_run
+    from dnatool.train.recipe import TrainRecipe
+
+    run = write_synthetic_run(tmp_path / "run", tiny, seed=1)
+    assert _space(str(run), None).digest == tiny.digest
+    assert _space(None, None).name == TrainRecipe().space == "dna-mbconv"
+    assert _space(None, "tiny-w").name == "tiny-w"
+    with pytest.raises(BadInput, match="not the space run"):
+        _space(str(run), "tiny-w")

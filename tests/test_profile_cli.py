@@ -2,7 +2,7 @@
 
 One table is measured per module: the run is SIGKILLed mid-way, then `--resume` must measure only
 the networks that are missing; the finished table is then validated, refused for another device,
-exported and re-imported.
+exported and re-imported, and its prediction is put beside an exported network's latency.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ pytest.importorskip("onnxruntime")
 
 PROFILE = [
     "profile",
+    "measure",
     "--device",
     "ort-cpu",
     "--space",
@@ -119,9 +120,20 @@ def test_table_header_entries_and_interface(resumed):
     assert {"warmup", "min_reps", "statistic", "order", "reference_every"} <= set(
         header["protocol"]
     )
-    assert {"a", "b", "holdout", "networks"} <= set(header["calibration"]) and header["drift"][
-        "measurements"
-    ] >= 2
+    assert {"a", "b", "holdout", "holdout_constant", "networks", "check"} <= set(
+        header["calibration"]
+    ) and header["drift"]["measurements"] >= 2
+    assert header["calibration"]["a"] > 0 and header["check"] == header["calibration"]["check"]
+    assert {"passed", "rule", "reason"} <= set(header["check"])
+    assert header["device"]["conversion"].startswith(
+        "torchscript opset 17, dynamic batch, onnxslim"
+    )
+    assert header["device"]["session"]["intra_op_threads"] == 1
+    over = header["overhead"]  # tiny networks take ~0.1 ms: a call's own cost is not negligible
+    assert over["per_call_ms"] > 0 and over["fastest_ms"] <= over["slowest_ms"]
+    assert over["negligible"] is False
+    nets = [s for key, s in table.samples.items() if key.startswith("net|")]
+    assert nets and all(s["rounds"] == 5 and s["ratio"] > 0 for s in nets)  # A B A B
     assert len(table.entries) == summary["entries"] == 26
     assert all(
         {"mean", "std", "n", "params", "macs"} <= set(e) and e["mean"] >= 0
@@ -139,10 +151,12 @@ def test_table_header_entries_and_interface(resumed):
 
 def test_validation_report(resumed, cli):
     out, _, _ = resumed
-    result = cli("profile", "--device", "ort-cpu", "--lut", str(out), "--validate", "4", "--json")
+    result = cli("profile", "validate", str(out), "-n", "4", "--json")
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert {"samples", "within_5pct", "within_10pct", "mape", "spearman", "device"} <= set(report)
+    figures = {"within_5pct", "within_10pct", "mape", "spearman", "kendall", "constant"}
+    assert figures | {"samples", "device", "drift_corrected", "verdict", "targets"} <= set(report)
+    assert figures <= set(report["drift_corrected"])
     assert report["samples"] == 4 and report["device"].startswith("ort-cpu")
     assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
     networks = json.loads(out.with_suffix(".validate.json").read_text())["networks"]
@@ -152,9 +166,23 @@ def test_validation_report(resumed, cli):
     assert report["within_10pct"] == sum(e <= 0.10 for e in errors) / 4
     assert report["mape"] == pytest.approx(sum(errors) / 4)
     table, space = load_lut(out), load_space("tiny")
-    assert [n["predicted_ms"] for n in networks] == [
+    predicted = [n["predicted_ms"] for n in networks]
+    assert predicted == [
         table.predict_ms(space, [(c, tuple(p)) for c, p in n["choices"]]) for n in networks
     ]
+    # stratified: from the exact fastest to the exact slowest architecture the table predicts
+    assert predicted[0] == pytest.approx(table.header["overhead"]["fastest_ms"])
+    assert predicted[-1] == pytest.approx(table.header["overhead"]["slowest_ms"])
+    ref = table.header["drift"]["reference_ms"]
+    assert [n["drift_corrected_ms"] for n in networks] == pytest.approx(
+        [n["ratio"] * ref for n in networks]
+    )
+    median = sorted(n["measured_ms"] for n in networks)[1:3]
+    assert report["constant"]["constant_ms"] == pytest.approx(sum(median) / 2)
+    # these networks are too fast for per-op latencies to add up: no claim of accuracy
+    assert report["verdict_class"] == "too-fast" and "not a claim of accuracy" in report["verdict"]
+    text = cli("profile", "validate", str(out), "-n", "3", "-o", "pair_rounds=2")
+    assert text.code == 0 and "verdict: not a claim of accuracy" in text.stderr
 
 
 def test_measure_arch_uses_the_table_backend(resumed):
@@ -175,14 +203,14 @@ def test_table_from_another_device_is_refused(resumed, cli, tmp_path):
     result = cli(*PROFILE, "--out", str(other), "--resume")
     assert result.code == 2 and "measured elsewhere" in result.stderr and "--force" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = cli("profile", "--device", "ort-cpu", "--lut", str(other), "--validate", "3")
+    result = cli("profile", "validate", str(other), "-n", "3")
     assert result.code == 2 and "runtime_version" in result.stderr
 
 
 def test_export_ops_then_import_csv(resumed, cli, tmp_path):
     out, _, _ = resumed
     result = cli(
-        "profile", "--space", "tiny", "--export-ops", str(tmp_path / "ops"), "--no-pte", "--json"
+        "profile", "export-ops", str(tmp_path / "ops"), "--space", "tiny", "--no-pte", "--json"
     )  # writes 26 ONNX files (the .pte twins: tests/test_profile_xnnpack.py)
     assert result.code == 0, result.stderr
     manifest = json.loads((tmp_path / "ops" / "manifest.json").read_text())
@@ -197,12 +225,12 @@ def test_export_ops_then_import_csv(resumed, cli, tmp_path):
     (tmp_path / "phone.csv").write_text("\n".join(lines) + "\n")
     result = cli(
         "profile",
+        "import",
+        str(tmp_path / "phone.csv"),
         "--space",
         "tiny",
         "--device",
         "phone",
-        "--import",
-        str(tmp_path / "phone.csv"),
         "--out",
         str(tmp_path / "phone.json"),
         "--json",
@@ -213,12 +241,12 @@ def test_export_ops_then_import_csv(resumed, cli, tmp_path):
     (tmp_path / "bad.csv").write_text("key,mean_ms\nir|nope,1.0\n")
     result = cli(
         "profile",
+        "import",
+        str(tmp_path / "bad.csv"),
         "--space",
         "tiny",
         "--device",
         "phone",
-        "--import",
-        str(tmp_path / "bad.csv"),
         "--out",
         str(tmp_path / "bad.json"),
     )
@@ -227,11 +255,40 @@ def test_export_ops_then_import_csv(resumed, cli, tmp_path):
 
 def test_bad_usage_is_one_line(cli, tmp_path):
     result = cli(
-        "profile", "--device", "npu-9000", "--space", "tiny", "--out", str(tmp_path / "x.json")
+        "profile",
+        "measure",
+        "--device",
+        "npu-9000",
+        "--space",
+        "tiny",
+        "--out",
+        str(tmp_path / "x"),
     )
-    assert result.code == 2 and "unknown device" in result.stderr
+    assert result.code == 2 and "npu-9000" in result.stderr
     result = cli("profile", "--device", "ort-cpu", "--validate", "5")
-    assert result.code == 2 and "--lut" in result.stderr
+    assert result.code == 2 and "profile validate LUT" in result.stderr
+
+
+def test_export_reports_the_tables_prediction_beside_the_measured_latency(resumed, cli, tmp_path):
+    """`export --lut`: the table's figure for the exported winner and the exported file's own
+    latency in the table's session, clock and protocol (A B A B with its reference)."""
+    out, _, _ = resumed
+    space = load_space("tiny")
+    choices = [(1, (0, 1)), (1, (2, 3, 0)), (0, (1, 1))]
+    arch = tmp_path / "winner.json"
+    arch.write_text(space.to_arch(choices, name="winner").to_json())
+    result = cli("export", str(arch), "--onnx", str(tmp_path / "w.onnx"), "--lut", str(out))
+    assert result.code == 0, result.stderr
+    assert "latency table" in result.stdout and "predicted" in result.stdout
+    report = json.loads((tmp_path / "export.json").read_text())["lut"]
+    assert report["predicted_ms"] == load_lut(out).predict_ms(space, choices)
+    assert report["comparable"] and report["measured"] == "the exported ONNX file"
+    assert report["measured_ms"] > 0 and report["drift_corrected_ms"] > 0
+    assert report["error"] == pytest.approx(report["predicted_ms"] / report["measured_ms"] - 1)
+    other = tmp_path / "other.json"
+    other.write_text(space.to_arch(choices, name="x").to_json().replace('"tiny"', '"tiny-w"'))
+    refused = cli("export", str(other), "--onnx", str(tmp_path / "o.onnx"), "--lut", str(out))
+    assert refused.code == 2 and "records no choices of space 'tiny'" in refused.stderr
 
 
 @pytest.mark.gpu
@@ -270,9 +327,11 @@ def test_search_verify_measures_the_winner_on_the_tables_backend(resumed, cli, t
     lut, _, _ = resumed
     run = write_synthetic_run(tmp_path / "run", load_space("tiny"), seed=1)
     out = tmp_path / "search.json"
-    result = cli(
-        "search", str(run), "--lut", str(lut), "--latency", "1s", "--verify", "--out", str(out)
-    )
+    args = ["search", str(run), "--lut", str(lut), "--latency", "1s", "--verify", "--out", str(out)]
+    if not load_lut(lut).header["check"]["passed"]:  # quick tables of 0.1 ms networks fail it
+        refused = cli(*args)
+        assert refused.code == 2 and "failed its own hold-out check" in refused.stderr
+    result = cli(*args, "--force")
     assert result.code == 0, result.stderr
     verify = json.loads(out.read_text())["verify"]
     assert verify["measured_ms"] > 0 and verify["predicted_ms"] > 0
@@ -280,9 +339,9 @@ def test_search_verify_measures_the_winner_on_the_tables_backend(resumed, cli, t
     table_ref = load_lut(lut).header["drift"]["reference_ms"]
     assert verify["reference_ms"]["table"] == table_ref and verify["reference_ms"]["now"] > 0
     assert verify["drift"] == pytest.approx(verify["reference_ms"]["now"] / table_ref)
-    corrected = verify["measured_ms"] / verify["drift"]
+    corrected = verify["drift_corrected_ms"]
     assert verify["drift_corrected_error"] == pytest.approx(verify["predicted_ms"] / corrected - 1)
-    assert "reference network" in result.stdout
+    assert "A B A B" in verify["protocol"] and "reference network" in result.stdout
 
 
 def test_search_verify_with_an_imported_table_is_skipped_with_the_reason(resumed, cli, tmp_path):
@@ -295,7 +354,9 @@ def test_search_verify_with_an_imported_table_is_skipped_with_the_reason(resumed
     phone = tmp_path / "phone.json"
     phone.write_text(json.dumps(data))
     run = write_synthetic_run(tmp_path / "run", load_space("tiny"), seed=1)
-    result = cli("search", str(run), "--lut", str(phone), "--latency", "1s", "--verify", "--json")
+    result = cli(
+        "search", str(run), "--lut", str(phone), "--latency", "1s", "--verify", "--force", "--json"
+    )
     assert result.code == 0, result.stderr
     assert "backend 'phone'" in json.loads(result.stdout)["verify"]["skipped"]
     assert "verify skipped" in result.stderr and (run / "search.json").is_file()

@@ -25,7 +25,7 @@ def test_xnnpack_program_computes_what_torch_computes():
     """What is timed is the network itself: the lowered program's output equals torch's."""
     from executorch.runtime import Runtime
 
-    from dnatool.profile.backends.executorch import pte_bytes
+    from dnatool.runtime.executorch import pte_bytes
 
     torch.manual_seed(0)
     model = build_model(tiny_arch()).eval()
@@ -55,12 +55,12 @@ def test_xnnpack_backend_times_with_the_requested_threads():
 
 @pytest.mark.slow
 def test_exported_op_programs_match_their_onnx_twins(cli, tmp_path):
-    """`--export-ops` with the mobile extra: every op also as .pte, computing what its ONNX does
+    """`profile export-ops` with the mobile extra: every op also as .pte, computing what its ONNX does
     (slow: lowering 26 ops takes about a minute)."""
     import onnxruntime as ort
     from executorch.runtime import Runtime
 
-    result = cli("profile", "--space", "tiny", "--export-ops", str(tmp_path / "ops"), "--json")
+    result = cli("profile", "export-ops", str(tmp_path / "ops"), "--space", "tiny", "--json")
     assert result.code == 0, result.stderr
     assert json.loads(result.stdout)["pte"] is True
     manifest = json.loads((tmp_path / "ops" / "manifest.json").read_text())

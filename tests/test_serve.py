@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import signal
 import socket
 import subprocess
@@ -49,9 +50,14 @@ def _start(*args: str) -> tuple[subprocess.Popen, int, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def tiny_onnx(tmp_path_factory) -> str:
+    return _export_tiny(tmp_path_factory.mktemp("serve"))
+
+
+@pytest.fixture(scope="module")
+def server(tiny_onnx):
     """A served tiny model: (onnx path, port, process, bound host); no --host given."""
-    onnx_path = _export_tiny(tmp_path_factory.mktemp("serve"))
+    onnx_path = tiny_onnx
     proc, port, host = _start(onnx_path, "--max-request-mb", "1", "--max-wait-ms", "20")
     yield onnx_path, port, proc, host
     proc.send_signal(signal.SIGTERM)
@@ -353,6 +359,198 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(server, reference):
         out = body["outputs"][0]
         got = np.array(out["data"], np.float32).reshape(out["shape"])
         np.testing.assert_allclose(got, reference(x), rtol=0, atol=1e-5)
+
+
+def test_sigterm_under_load_answers_every_request_sent(server, reference):
+    """Four clients sending back to back on keep-alive connections when SIGTERM arrives: each
+    request sent is answered (the last with `Connection: close`), none is reset."""
+    proc, port, _ = _start(server[0], "--max-wait-ms", "5")
+    body = json.dumps(_json_request(np.ones((1, 3, 32, 32), np.float32))).encode()
+    answered = [0] * 4
+    failures: list[str] = []
+    closed = [threading.Event() for _ in answered]
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            for _ in range(100_000):  # bounded: the server's `Connection: close` ends the loop
+                conn.request("POST", "/v2/models/tinynet/infer", body)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    failures.append(f"client {i}: status {response.status}")
+                answered[i] += 1
+                if response.getheader("Connection", "").lower() == "close":
+                    closed[i].set()
+                    return
+        except (OSError, http.client.HTTPException) as exc:
+            failures.append(f"client {i} after {answered[i]} answers: {exc!r}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(answered))]
+    for thread in threads:
+        thread.start()
+    for _ in range(3000):  # every client has been answered a few times: the load is on
+        if min(answered) >= 3 or failures:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert proc.wait(timeout=30) == 0
+    assert "stopped" in proc.stderr.read()
+    assert not failures and all(event.is_set() for event in closed), failures
+
+
+@pytest.fixture(scope="module")
+def strict(tiny_onnx):
+    """An in-process server with small limits: 1 MB bodies, 1.5 MB of them at once, 1 s for a
+    whole request (the idle wait stays 30 s, so only the request deadline can cut a client)."""
+    from dnatool.serve.server import Limits, ModelApp, make_server
+
+    limits = Limits(max_body_bytes=1 << 20, max_inflight_bytes=3 << 19, request_timeout_s=1.0)
+    app = ModelApp(tiny_onnx, "tinynet", max_batch=1, limits=limits)
+    httpd = make_server(app, port=0)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _closed_by_server(sock: socket.socket, trickle: bytes) -> bool:
+    """Send `trickle` a byte at a time (0.1 s apart); True once the server closes the socket."""
+    for byte in trickle:
+        readable, _, _ = select.select([sock], [], [], 0.1)
+        try:
+            if readable and not sock.recv(4096):
+                return True
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return True
+    return False
+
+
+def test_a_client_trickling_headers_is_cut_off(strict):
+    """One byte every 0.1 s never trips a per-read timeout; the request deadline ends it."""
+    with socket.create_connection(("127.0.0.1", strict.server_port), timeout=10) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        assert _closed_by_server(sock, b"X-Slow: " + b"a" * 200)
+
+
+def test_a_short_body_gets_408_and_the_server_keeps_serving(strict):
+    with socket.create_connection(("127.0.0.1", strict.server_port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v2/models/tinynet/infer HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"{" * 10
+        )
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 408 and "within 1 s" in json.loads(response.read())["error"]
+    assert (
+        _post(strict.server_port, json.dumps(_json_request(np.zeros((1, 3, 32, 32)))).encode())[0]
+        == 200
+    )
+
+
+def test_request_bodies_in_flight_are_bounded_across_connections(strict):
+    """A second 1 MB body while one is held (budget 1.5 MB) is refused at once with 503 instead
+    of being read into memory; the budget comes back when the first request ends."""
+    head = (
+        b"POST /v2/models/tinynet/infer HTTP/1.1\r\nHost: x\r\n"
+        b"Inference-Header-Content-Length: 10\r\nContent-Length: %d\r\n\r\n" % (1 << 20)
+    )
+    held = socket.create_connection(("127.0.0.1", strict.server_port), timeout=10)
+    held.sendall(head + b"x" * 100)  # the rest never comes while the second one asks
+    for _ in range(500):
+        if strict.budget.used:
+            break
+        time.sleep(0.01)
+    assert strict.budget.used == 1 << 20
+    with socket.create_connection(("127.0.0.1", strict.server_port), timeout=10) as sock:
+        sock.sendall(head + b"x" * (1 << 20))
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 503 and response.getheader("Retry-After") == "1"
+        assert "server busy" in json.loads(response.read())["error"]
+    held.close()
+    for _ in range(500):
+        if not strict.budget.used:
+            break
+        time.sleep(0.01)
+    assert strict.budget.used == 0
+    x = np.random.default_rng(9).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    status, _ = _post(strict.server_port, json.dumps(_json_request(x)).encode())
+    assert status == 200
+
+
+def _read_to_close(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_http_0_9_request_line_is_answered_without_a_traceback(strict, capfd):
+    """An HTTP/0.9 request line (no version, no headers) gets a JSON error body, as 0.9 answers
+    have no status line; followed by a blank line it logged a traceback."""
+    for request in (b"GET /v2/health/live\r\n", b"GET /v2/health/live\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", strict.server_port), timeout=10) as sock:
+            sock.sendall(request)
+            data = _read_to_close(sock)
+        if request.endswith(b"\n\r\n") and not data:
+            continue  # the blank line was never read: the close may reset the answer
+        assert "HTTP/0.9 is not supported" in json.loads(data)["error"]
+    assert _post(strict.server_port, b"{oops")[0] == 400  # the server keeps serving
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def _strict_json(data: bytes):
+    """JSON as the standard defines it: `NaN` and `Infinity` are not JSON."""
+
+    def refuse(token: str):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(data, parse_constant=refuse)
+
+
+def test_nan_outputs_are_null_in_valid_json(strict):
+    """A NaN input makes NaN logits; the JSON answer writes them as null (binary: bit for bit)."""
+    x = np.full((1, 3, 32, 32), np.nan, np.float32)
+    conn = http.client.HTTPConnection("127.0.0.1", strict.server_port, timeout=30)
+    conn.request("POST", "/v2/models/tinynet/infer", json.dumps(_json_request(x)))
+    response = conn.getresponse()
+    status, body = response.status, response.read()
+    conn.close()
+    assert status == 200
+    out = _strict_json(body)["outputs"][0]
+    assert out["shape"] == [1, 10] and out["data"] == [None] * 10
+    plain = InferRequest(None, {}, None, set(), False)
+    y = np.array([[1.5, np.nan, np.inf, -np.inf]], np.float32)
+    assert _strict_json(encode_response("m", plain, {"y": y})[0])["outputs"][0]["data"] == [
+        1.5,
+        None,
+        None,
+        None,
+    ]
+
+
+def test_corrupt_onnx_is_one_line_exit_2(cli, tiny_onnx, tmp_path):
+    """A cut .onnx ended `serve` in onnxruntime's InvalidProtobuf traceback."""
+    data = open(tiny_onnx, "rb").read()
+    for name, content in (("cut", data[: len(data) // 2]), ("empty", b"")):
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(content)
+        result = cli("serve", str(path), "--port", "0")
+        assert result.code == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"Error: {path} is not a loadable ONNX model: ")
+        assert "ONNXRuntimeError" not in lines[0]
 
 
 def _input(x: np.ndarray):

@@ -10,7 +10,9 @@ from dnatool.utils import io, runs
 from dnatool.utils.units import parse_count, parse_latency_ms
 
 
-@pytest.mark.parametrize("text,ms", [("10ms", 10.0), ("800us", 0.8), ("1.5s", 1500.0), ("3", 3.0)])
+@pytest.mark.parametrize(
+    "text,ms", [("10ms", 10.0), ("800us", 0.8), ("1.5s", 1500.0), ("3 ms", 3.0), ("2e3ns", 2e-3)]
+)
 def test_latency_units(text, ms):
     assert parse_latency_ms(text) == pytest.approx(ms)
 
@@ -27,6 +29,13 @@ def test_count_units(text, value):
 )
 def test_bad_latencies(text):
     with pytest.raises(BadInput):
+        parse_latency_ms(text)
+
+
+@pytest.mark.parametrize("text", ["10", "0.8", "1e3"])
+def test_latency_without_a_unit_is_refused_with_a_hint(text):
+    """`--latency 10` was read as 10 ms: on an accelerator quoted in us that is 1000x off."""
+    with pytest.raises(BadInput, match=f"bad latency '{text}': give a unit, e.g. {text}ms"):
         parse_latency_ms(text)
 
 
@@ -77,3 +86,39 @@ def test_manifest_records_stage_inputs_and_results(tmp_path):
     assert manifest["stage"] == "train" and manifest["recipe"] == {"lr": 0.1}
     assert manifest["inputs"][0]["sha256"] and manifest["outputs"] == ["a.pt"]
     assert manifest["results"] == {"loss": 0.5} and manifest["finished"]
+
+
+class _Crafted:
+    """A pickle that runs code on load: `os.mkdir(marker)`."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_crafted_pickle_is_refused_in_dnatools_words(tmp_path, protocol):
+    """torch's message advises re-running with `weights_only=False`: the unsafe load the file
+    wants. The refusal says what dnatool refused and why, and never relays that advice."""
+    import pickle
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "crafted.pt"
+    path.write_bytes(
+        pickle.dumps({"format": io.CHECKPOINT_FORMAT, "x": _Crafted(str(marker))}, protocol)
+    )
+    with pytest.raises(BadInput) as err:
+        io.load_checkpoint(path)
+    message = str(err.value)
+    assert not marker.exists()
+    assert message.startswith(f"{path} is not a loadable checkpoint: ")
+    assert "\n" not in message and "weights_only" not in message and "likely" not in message
+    assert "add_safe_globals" not in message and "False" not in message
+    if protocol == 2:
+        assert "it asks to import posix.mkdir" in message and "never code" in message
+    else:
+        assert "unsupported pickle opcode" in message

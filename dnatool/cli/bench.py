@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from dnatool.cli._evolution import evolution_options, evolution_settings
 from dnatool.cli._options import json_option
 
 
@@ -29,10 +32,42 @@ def bench() -> None:
     show_default=True,
     help="Seconds each run of the paper's walk may take.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic data.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the synthetic data (and of the first evolution trial).",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["dfs", "evolution"]),
+    default="dfs",
+    show_default=True,
+    help="The baseline measured against the exact optimum: the paper's walk (time) or SPOS's "
+    "evolutionary search (optimality gap and evaluations).",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Evolution: seeds per budget.",
+)
+@evolution_options
 @json_option
-def search(space_name: str, fractions: str, dfs_timeout: float, seed: int, as_json: bool) -> None:
-    """Exact search against the paper's DFS on SYNTHETIC score lists and latency table."""
+def search(
+    space_name: str,
+    fractions: str,
+    dfs_timeout: float,
+    seed: int,
+    algorithm: str,
+    trials: int,
+    as_json: bool,
+    **evolution: Any,
+) -> None:
+    """Exact search against the paper's DFS (or SPOS's evolution) on SYNTHETIC score lists and
+    latency table."""
     from dnatool.cli._console import Reporter, emit_json, info, out, progress
     from dnatool.errors import BadInput
     from dnatool.search.bench import bench_search
@@ -43,6 +78,10 @@ def search(space_name: str, fractions: str, dfs_timeout: float, seed: int, as_js
         raise BadInput(f"bad --fractions {fractions!r}: expected comma-separated numbers") from None
     if not values or not all(0 <= f <= 1 for f in values):
         raise BadInput("--fractions must be numbers in [0, 1]")
+    if algorithm == "evolution":
+        settings = evolution_settings(evolution, seed)
+        _bench_evolution(space_name, values, seed, trials, settings, as_json)
+        return
     with progress() as bar:
         result = bench_search(space_name, values, dfs_timeout, seed, Reporter(bar))
     if as_json:
@@ -67,6 +106,34 @@ def search(space_name: str, fractions: str, dfs_timeout: float, seed: int, as_js
     out.print(
         f"{result['space']}: {result['space_size']:,} architectures; speedup "
         f"{result['speedup']:.1f}x{bound}; same optimum {same}"
+    )
+    info(result["data"])
+
+
+def _bench_evolution(
+    space_name: str, fractions: list[float], seed: int, trials: int, settings: Any, as_json: bool
+) -> None:
+    from dnatool.cli._console import Reporter, emit_json, info, out, progress
+    from dnatool.search.bench import bench_evolution
+
+    with progress() as bar:
+        result = bench_evolution(space_name, fractions, seed, trials, settings, Reporter(bar))
+    if as_json:
+        emit_json(result)
+        return
+    for row in result["rows"]:
+        out.print(
+            f"budget {row['budget_ms']:.3f} ms, seed {row['seed']}: gap {100 * row['gap']:.3f}% "
+            f"({row['evaluations']} evaluations, {row['evolution_seconds']:.2f} s), "
+            f"optimum found {row['found_optimum']}",
+            highlight=False,
+        )
+    out.print(
+        f"{result['space']}: {result['distinct_space_size']:,} distinct architectures; evolution "
+        f"gap to the exact optimum mean {100 * result['gap_mean']:.3f}%, max "
+        f"{100 * result['gap_max']:.3f}%; optimum found in {result['found_optimum']}/"
+        f"{result['runs']} runs; {result['evaluations_mean']:.0f} evaluations per run",
+        highlight=False,
     )
     info(result["data"])
 
@@ -188,3 +255,86 @@ def rate(
         f"{result['speedup']:.2f}x (count predicts {result['predicted_speedup']:.2f}x); "
         f"identical scores: {result['identical']}"
     )
+
+
+@bench.command("ranking")
+@click.argument("recipe", required=False)
+@click.option(
+    "-o",
+    "--override",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe key (repeatable), e.g. -o archs=8 -o seeds=2.",
+)
+@click.option("--out", default="runs/bench-ranking", show_default=True, help="Benchmark folder.")
+@click.option(
+    "--truth", "truth_path", default=None, help="Reuse this truth.json (no truth training)."
+)
+@click.option(
+    "--methods",
+    default=None,
+    help="Comma-separated methods (default: the recipe's; `none`: build the truth only).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local processes training truth jobs (under torchrun each rank takes its share).",
+)
+@click.option("--status", is_flag=True, help="Report the progress of OUT's truth and exit.")
+@json_option
+def ranking(
+    recipe: str | None,
+    overrides: tuple[str, ...],
+    out: str,
+    truth_path: str | None,
+    methods: str | None,
+    workers: int,
+    status: bool,
+    as_json: bool,
+) -> None:
+    """Ranking fidelity: Kendall / Spearman / Pearson between each method's ratings and accuracy
+    trained from scratch (RECIPE: default bench-ranking)."""
+    import os
+
+    from dnatool.bench.ranking import load_ranking_recipe, run_ranking, summary_lines
+    from dnatool.cli._console import Reporter, emit_json, progress
+    from dnatool.cli._console import out as console
+
+    if status:
+        from pathlib import Path
+
+        from dnatool.bench.truth import PLAN_FILE, truth_status
+        from dnatool.errors import BadInput
+
+        if not (Path(out) / "truth" / PLAN_FILE).is_file():
+            raise BadInput(f"{out} holds no truth under way (no truth/{PLAN_FILE})")
+        state = truth_status(Path(out) / "truth")
+        if as_json:
+            emit_json(state)
+            return
+        ceiling = state["noise_ceiling_so_far"]
+        tau = ceiling["kendall_tau"]["value"] if ceiling else None
+        console.print(
+            f"{state['jobs_done']}/{state['jobs']} jobs, {state['cpu_seconds']:.0f} s CPU; "
+            f"tau between seeds so far: {'n/a' if tau is None else f'{tau:.3f}'}",
+            highlight=False,
+        )
+        return
+    resolved = load_ranking_recipe(recipe or "bench-ranking", overrides)
+    names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    names = [] if names == ["none"] else names
+    with progress() as bar:
+        if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
+            run_ranking(resolved, out, names, truth_path, workers)
+            return
+        summary = run_ranking(resolved, out, names, truth_path, workers, Reporter(bar))
+    if summary is None:
+        return
+    if as_json:
+        emit_json(summary)
+        return
+    for line in summary_lines(summary):
+        console.print(line, highlight=False)

@@ -55,6 +55,20 @@ from dnatool.cli._options import json_option
     help="Largest batch of the TensorRT profile and Triton's max_batch_size.",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="onnxruntime intra-op threads for parity and latency (0: one per core).",
+)
+@click.option(
+    "--lut",
+    "lut_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Latency table: report its prediction beside the measured latency (on its device).",
+)
+@click.option(
     "--mmseg-config",
     type=click.Path(dir_okay=False),
     default=None,
@@ -70,6 +84,8 @@ def export(
     name: str | None,
     tolerance: float,
     max_batch: int,
+    threads: int,
+    lut_path: str | None,
     mmseg_config: str | None,
     as_json: bool,
 ) -> None:
@@ -100,6 +116,8 @@ def export(
             triton_name=name,
             tolerance=tolerance,
             max_batch=max_batch,
+            threads=threads,
+            lut=lut_path,
             report=Reporter(bar),
         )
     if written is not None:
@@ -108,6 +126,25 @@ def export(
         emit_json(result)
         return
     _print_summary(result)
+
+
+def _print_lut(lut: dict[str, Any]) -> None:
+    from dnatool.cli._console import out
+
+    line = f"latency table {lut['path']}: predicted {lut['predicted_ms']:.3f} ms"
+    if not lut["comparable"]:
+        line += f"; not measured here: {lut['reason']}"
+    else:
+        line += (
+            f", measured {lut['measured_ms']:.3f} ms ({100 * lut['error']:+.1f}%) on "
+            f"{lut['device']}"
+        )
+        if "drift_corrected_ms" in lut:
+            line += (
+                f"; drift-corrected {lut['drift_corrected_ms']:.3f} ms "
+                f"({100 * lut['drift_corrected_error']:+.1f}%)"
+            )
+    out.print(line, highlight=False, soft_wrap=True)
 
 
 def _print_config(written: dict[str, Any]) -> None:
@@ -143,11 +180,14 @@ def _print_summary(result: dict[str, Any]) -> None:
         soft_wrap=True,
     )
     out.print(
-        f"latency (batch 1, median): onnxruntime {result['ort_latency_ms']:.3f} ms, "
+        f"latency (batch 1, median): onnxruntime {result['ort_latency_ms']:.3f} ms "
+        f"({result['ort_session']['intra_op_threads']} thread(s)), "
         f"torch eager {result['torch_latency_ms']:.3f} ms",
         highlight=False,
         soft_wrap=True,
     )
+    if "lut" in result:
+        _print_lut(result["lut"])
     if "tensorrt" in result:
         trt = result["tensorrt"]
         out.print(

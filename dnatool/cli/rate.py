@@ -1,6 +1,9 @@
-"""`dnatool rate RUN`: score every path of every cell (DNA Algorithm 1, feature sharing)."""
+"""`dnatool rate RUN`: DNA runs score every path of every cell (Algorithm 1, feature sharing);
+SPOS runs rate sampled or listed architectures by top-1 after BN recalibration."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -13,19 +16,82 @@ from dnatool.cli._options import json_option
     "--norm",
     type=click.Choice(["std", "var"]),
     default=None,
-    help="Normaliser D of the relative L1 score (default: the recipe's, std as in the released code).",
+    help="DNA: normaliser D of the relative L1 score (default: the recipe's, std as in the released code).",
 )
 @click.option(
     "--bn-recalibrate/--no-bn-recalibrate",
     default=None,
-    help="Reset candidate BN statistics on one rating batch (default: the recipe's).",
+    help="Recalibrate BN per candidate (DNA: on one rating batch; SPOS: on --bn-batches training "
+    "batches) [default: the recipe's; SPOS: on].",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help="SPOS: rate N uniformly sampled architectures.",
+)
+@click.option(
+    "--archs",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="SPOS: rate the architectures of a JSON file (choice lists, arch files, search.json).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="SPOS: seed of --sample.")
+@click.option(
+    "--bn-batches",
+    type=click.IntRange(min=0),
+    default=None,
+    help="SPOS: training batches forwarded to recalibrate BN (default: the recipe's).",
+)
+@click.option(
+    "--bn-mode",
+    type=click.Choice(["ema", "exact"]),
+    default=None,
+    help="SPOS: ema (momentum, the released code) or exact (equal-weight average) [default: the recipe's].",
 )
 @json_option
-def rate(run: str, norm: str | None, bn_recalibrate: bool | None, as_json: bool) -> None:
-    """Write RUN/scores/block_k.npz for every block and summarise the best paths."""
-    from rich.table import Table
+def rate(
+    run: str,
+    norm: str | None,
+    bn_recalibrate: bool | None,
+    sample: int | None,
+    archs: str | None,
+    seed: int,
+    bn_batches: int | None,
+    bn_mode: str | None,
+    as_json: bool,
+) -> None:
+    """Rate RUN: DNA writes RUN/scores/block_k.npz for every block; SPOS writes
+    RUN/scores/spos.json for --sample N or --archs FILE."""
+    from dnatool.cli._console import Reporter, emit_json, progress
+    from dnatool.errors import BadInput
+    from dnatool.utils.runs import run_method
 
-    from dnatool.cli._console import Reporter, emit_json, out, progress
+    if run_method(run) == "spos":
+        if norm is not None:
+            raise BadInput("--norm is DNA's score normaliser; an SPOS run is rated by top-1")
+        from dnatool.rate.spos import run_rate_spos
+
+        with progress() as bar:
+            result = run_rate_spos(
+                run,
+                sample=sample,
+                archs=archs,
+                seed=seed,
+                bn_batches=bn_batches,
+                bn_mode=bn_mode,
+                recalibrate=bn_recalibrate is not False,
+                report=Reporter(bar),
+            )
+        if as_json:
+            emit_json({"run": run, **result})
+        else:
+            _print_spos(run, result)
+        return
+    if sample is not None or archs is not None or bn_batches is not None or bn_mode is not None:
+        raise BadInput(
+            "--sample, --archs, --bn-batches and --bn-mode rate SPOS runs; a DNA run rates every path"
+        )
     from dnatool.rate.scores import run_rate
 
     with progress() as bar:
@@ -33,6 +99,14 @@ def rate(run: str, norm: str | None, bn_recalibrate: bool | None, as_json: bool)
     if as_json:
         emit_json({"run": run, "blocks": summary})
         return
+    _print_dna(run, summary)
+
+
+def _print_dna(run: str, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from dnatool.cli._console import out
+
     table = Table(title=f"best paths per block ({run}/scores)")
     for column in ("block", "paths", "best cell", "best ops", "score", "seconds"):
         table.add_column(column)
@@ -47,3 +121,30 @@ def rate(run: str, norm: str | None, bn_recalibrate: bool | None, as_json: bool)
             str(meta["seconds"]),
         )
     out.print(table)
+
+
+def _print_spos(run: str, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from dnatool.cli._console import info, out
+    from dnatool.utils.units import format_count
+
+    archs = result["archs"]
+    table = Table(title=f"best of {len(archs)} architectures ({result['file']})")
+    for column in ("top-1 %", "loss", "params", "MACs", "choices"):
+        table.add_column(column)
+    for entry in archs[:10]:
+        table.add_row(
+            f"{entry['top1']:.2f}",
+            f"{entry['loss']:.4f}",
+            format_count(entry["params"]),
+            format_count(entry["macs"]),
+            " ".join(f"{c}:{''.join(map(str, p))}" for c, p in entry["choices"]),
+        )
+    out.print(table)
+    top1 = [e["top1"] for e in archs]
+    info(
+        f"top-1 {min(top1):.2f}..{max(top1):.2f}% over {len(archs)} architectures in "
+        f"{result['seconds']} s (BN: {result['settings']['bn_mode'] or 'not recalibrated'}, "
+        f"{result['settings']['bn_batches']} batches)"
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from dnatool.cli._evolution import evolution_options, evolution_settings, seed_option
 from dnatool.cli._options import json_option
 
 
@@ -38,7 +39,7 @@ def parse_weights(text: str | None) -> list[float] | None:
 
 
 def default_top(algorithm: str) -> int:
-    """The paper's walk finds one architecture; the exact search keeps five by default."""
+    """The paper's walk finds one architecture; the exact search and evolution keep five."""
     return 1 if algorithm == "dfs" else 5
 
 
@@ -80,12 +81,17 @@ def parse_budgets(latency: str | None, params: str | None, macs: str | None) -> 
 )
 @click.option(
     "--algorithm",
-    type=click.Choice(["exact", "dfs"]),
-    default="exact",
-    show_default=True,
-    help="exact: Pareto fronts / branch-and-bound; dfs: the paper's walk (baseline).",
+    type=click.Choice(["exact", "dfs", "evolution"]),
+    default=None,
+    help="exact: Pareto fronts / branch-and-bound; dfs: the paper's walk (baseline); evolution: "
+    "SPOS's evolutionary search [default: exact; evolution on SPOS runs].",
 )
+@evolution_options
+@seed_option
 @click.option("--verify", is_flag=True, help="Measure the winner on the table's backend.")
+@click.option(
+    "--force", is_flag=True, help="Search with a latency table that failed its hold-out check."
+)
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Result file (default RUN/search.json)."
 )
@@ -102,15 +108,30 @@ def search(
     top: int | None,
     algorithm: str,
     verify: bool,
+    force: bool,
     out: str | None,
     as_json: bool,
+    **evolution: Any,
 ) -> None:
-    """Find the best architecture of RUN's rated space under the given budgets, exactly."""
+    """Find the best architecture of RUN's rated space under the given budgets, exactly (or by
+    evolution: SPOS runs, whose fitness is the supernet's top-1)."""
     from dnatool.cli._console import Reporter, emit_json, info, progress
     from dnatool.search import result as R
     from dnatool.search.run import search_run
+    from dnatool.utils.runs import run_method
+
+    spos = run_method(run) == "spos"
+    algorithm = algorithm or ("evolution" if spos else "exact")
+    if algorithm == "evolution":
+        evolution_settings(evolution)  # bad settings: one line before any work
+    if spos:
+        from dnatool.search.spos import search_spos_run as search_run
 
     budgets = parse_budgets(latency, params, macs)
+    if lut is not None and not force:
+        from dnatool.profile.lut import refuse_failed
+
+        refuse_failed(lut)
     with progress() as bar:
         result, path, png = search_run(
             run,
@@ -124,6 +145,7 @@ def search(
             top=default_top(algorithm) if top is None else top,
             margin=parse_margin(margin),
             algorithm=algorithm,
+            **({"evolution": evolution_settings(evolution)} if algorithm == "evolution" else {}),
         )
     skipped = result.extra.get("verify", {}).get("skipped")
     if skipped:
@@ -158,6 +180,15 @@ def _print(result: Any, path: Path, png: Path) -> None:
             f"verify: predicted {v['predicted_ms']:.3f} ms, measured {v['measured_ms']:.3f} ms "
             f"({100 * v['error']:+.1f}%){drift}"
         )
+    evolution = result.extra.get("evolution")
+    if evolution:
+        top1 = f" (top-1 {w['top1']:.2f}%)" if "top1" in w else ""
+        info(
+            f"evolution{top1}: {evolution['evaluations']:,} architectures evaluated in "
+            f"{len(evolution['history']) - 1} generations, {result.seconds:.3f} s; wrote {path}, "
+            f"{png} and {evolution['plot']}"
+        )
+        return
     info(
         f"{result.evaluated_space_size:,} distinct architectures, front of {len(result.front)} points, "
         f"searched in {result.seconds:.3f} s; wrote {path} and {png}"

@@ -52,6 +52,20 @@ import click
     help="Largest request body; bigger ones get 413.",
 )
 @click.option(
+    "--max-inflight-mb",
+    type=click.FloatRange(min=0.001),
+    default=128.0,
+    show_default=True,
+    help="Request bodies held at once across connections (JSON counts 8x); beyond: 503.",
+)
+@click.option(
+    "--request-timeout-s",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="A request must arrive whole (headers and body) this soon after its first byte.",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=0),
     default=0,
@@ -67,6 +81,8 @@ def serve(
     max_wait_ms: float,
     max_queue: int,
     max_request_mb: float,
+    max_inflight_mb: float,
+    request_timeout_s: float,
     threads: int,
 ) -> None:
     """Serve MODEL (.onnx, or a model run / ARCH exported on the fly) until SIGINT or SIGTERM."""
@@ -77,7 +93,11 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         info(f"[bold yellow]warning:[/] binding {host}: the server has no authentication")
     onnx_path, default_name = resolve_onnx(model_ref, report=_log)
-    limits = Limits(max_body_bytes=int(max_request_mb * (1 << 20)))
+    limits = Limits(
+        max_body_bytes=int(max_request_mb * (1 << 20)),
+        max_inflight_bytes=int(max_inflight_mb * (1 << 20)),
+        request_timeout_s=request_timeout_s,
+    )
     app = ModelApp(
         onnx_path,
         name or default_name,

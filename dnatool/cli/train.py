@@ -1,4 +1,4 @@
-"""`dnatool train RECIPE`: block-wise supernet training (also under `torchrun -m dnatool train`)."""
+"""`dnatool train RECIPE`: supernet training, DNA block-wise or SPOS (also under `torchrun`)."""
 
 from __future__ import annotations
 
@@ -30,16 +30,23 @@ from dnatool.cli._options import json_option
 def train(
     recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, as_json: bool
 ) -> None:
-    """Train a block-wise supernet from RECIPE (a YAML file or a shipped name such as dna-tiny)."""
+    """Train a supernet from RECIPE (a YAML file or a shipped name such as dna-tiny, spos-tiny):
+    block-wise (method: dna, or dna++ without labels) or the SPOS baseline over the whole space
+    (method: spos)."""
     import os
     from pathlib import Path
 
     from dnatool.cli._console import Reporter, emit_json, info, progress
-    from dnatool.config import find_recipe, load_recipe
-    from dnatool.train.loop import run_train
-    from dnatool.train.recipe import TrainRecipe
+    from dnatool.config import find_recipe
+    from dnatool.train.recipe import load_train_recipe
 
-    resolved = load_recipe(recipe, TrainRecipe, overrides)
+    resolved = load_train_recipe(recipe, overrides)
+    if resolved.method == "spos":
+        from dnatool.train.spos import run_spos as run_train
+    elif resolved.method == "dna++":
+        from dnatool.train.dnapp_loop import run_dnapp as run_train
+    else:
+        from dnatool.train.loop import run_train
     out = out or str(Path("runs") / find_recipe(recipe).stem)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks
         run_train(resolved, out, None, resume=resume)

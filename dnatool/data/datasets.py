@@ -10,7 +10,7 @@ interpolation, crop_pct, e.g. from `timm.data.resolve_data_config`), ImageNet's 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class Splits:
     source: str
     crop_pct: float = DEFAULT_CROP_PCT
     interpolation: str = DEFAULT_INTERPOLATION
+    train_augment: dict[str, Any] = field(default_factory=dict)  # timm create_transform kwargs
 
     @property
     def preprocess(self) -> dict:
@@ -65,6 +66,8 @@ def load_splits(
 
     `preprocess` (mean, std, interpolation, crop_pct; any subset) applies to an ImageFolder; the
     digits are always standardised by their own mean and std, as their teachers were trained.
+    An ImageFolder with a `dataset.json` (`dnatool.data.cluttered`) supplies its own defaults
+    for both and the training crops (e.g. no flips for digits).
     """
     if source == "digits":
         return _digits(resolution, rate_per_class, seed, augment)
@@ -152,6 +155,13 @@ def _image_folder(
     from timm.data import create_transform
     from torchvision.datasets import ImageFolder
 
+    from dnatool.data.cluttered import read_dataset_spec
+
+    described = read_dataset_spec(root) or {}
+    preprocess = {**described.get("preprocess", {}), **preprocess}
+    train_augment = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in described.get("augment", {}).items()
+    }
     norm = {
         "mean": tuple(float(v) for v in preprocess.get("mean", IMAGENET_MEAN)),
         "std": tuple(float(v) for v in preprocess.get("std", IMAGENET_STD)),
@@ -159,7 +169,8 @@ def _image_folder(
     }
     crop_pct = float(preprocess.get("crop_pct", DEFAULT_CROP_PCT))
     size = (3, resolution, resolution)
-    train_tf = create_transform(size, is_training=augment, crop_pct=crop_pct, **norm)
+    extra = train_augment if augment else {}
+    train_tf = create_transform(size, is_training=augment, crop_pct=crop_pct, **norm, **extra)
     eval_tf = create_transform(size, is_training=False, crop_pct=crop_pct, **norm)
     train_aug = ImageFolder(str(root / "train"), transform=train_tf)
     train_eval = ImageFolder(str(root / "train"), transform=eval_tf)
@@ -178,4 +189,5 @@ def _image_folder(
         source=str(root),
         crop_pct=crop_pct,
         interpolation=norm["interpolation"],
+        train_augment=train_augment,
     )

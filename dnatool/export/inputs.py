@@ -1,4 +1,4 @@
-"""Real and random inputs for parity checks, calibration and latency, plus the timing protocol.
+"""Real and random inputs for parity checks, calibration and latency.
 
 Real images come from scikit-learn's bundled digits (no download). When the model's input fits the
 dnatool `digits` split (3 channels, at most 64 px) the validation images of `load_splits` are used
@@ -8,9 +8,6 @@ real digits are resized to the model's resolution and normalised with the model'
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,18 +57,3 @@ def _per_channel(value: Any, channels: int) -> np.ndarray:
     if values.size != channels:
         values = np.full(channels, float(values.mean()), dtype=np.float32)
     return values.reshape(1, channels, 1, 1)
-
-
-def median_ms(
-    fn: Callable[[], Any], warmup: int = 3, runs: int = 30, budget_s: float = 3.0
-) -> float:
-    """Median wall time of `fn` in ms after warm-up; stops early (min 5 runs) past the budget."""
-    for _ in range(warmup):
-        fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < runs and (len(times) < 5 or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return float(statistics.median(times))

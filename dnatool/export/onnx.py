@@ -1,16 +1,15 @@
 """ONNX export with proof: the file is written only if onnxruntime computes what torch computes.
 
-Pipeline: TorchScript exporter (`dynamo=False`: no onnxscript, weights inside the file), opset 17,
-dynamic batch axis -> onnxslim -> preprocessing and arch into `metadata_props` -> `onnx.checker`
-(full) and strict shape inference -> parity against torch on random and real images with
-onnxruntime -> latency of onnxruntime against torch eager on the same batch-1 input.
+Pipeline: `runtime.onnx.to_onnx` (TorchScript exporter, opset 17, dynamic batch axis, onnxslim:
+the conversion latency tables are measured on) -> preprocessing and arch into `metadata_props` ->
+`onnx.checker` (full) and strict shape inference -> parity against torch on random and real
+images with onnxruntime (`runtime.ort.session`) -> latency of onnxruntime against torch eager on
+the same batch-1 input (`runtime.timing`).
 """
 
 from __future__ import annotations
 
-import io as _io
 import json
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,16 +17,15 @@ import numpy as np
 
 from dnatool import __version__
 from dnatool.errors import RunFailure
-from dnatool.export.inputs import median_ms, random_inputs, real_inputs
+from dnatool.export.inputs import random_inputs, real_inputs
+from dnatool.runtime.onnx import INPUT_NAME, OPSET, OUTPUT_NAME
 from dnatool.utils import io
 from dnatool.utils.events import quiet
 
 if TYPE_CHECKING:
     from dnatool.nn.model_run import LoadedModel
 
-OPSET = 17
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+__all__ = ["INPUT_NAME", "OPSET", "OUTPUT_NAME", "export_onnx", "to_onnx_bytes"]
 DEFAULT_TOLERANCE = 1e-4
 REPORT_FILE = "export.json"
 
@@ -65,36 +63,20 @@ def calibrate_untrained(loaded: LoadedModel, batches: int = 4) -> bool:
     return bool(norms)
 
 
-def to_onnx_bytes(loaded: LoadedModel, opset: int = OPSET) -> bytes:
+def to_onnx_bytes(loaded: LoadedModel) -> bytes:
     """Exported, simplified, annotated and checked ONNX model bytes."""
-    return export_graph(loaded, opset)[0]
+    return export_graph(loaded)[0]
 
 
-def export_graph(loaded: LoadedModel, opset: int = OPSET) -> tuple[bytes, dict[str, int]]:
+def export_graph(loaded: LoadedModel) -> tuple[bytes, dict[str, int]]:
     """ONNX bytes as `to_onnx_bytes`, and the node counts before and after onnxslim."""
     import onnx
-    import onnxslim
-    import torch
 
-    model = loaded.model.eval()
-    dummy = torch.from_numpy(random_inputs(loaded.arch.in_chans, loaded.arch.resolution, batch=1))
-    buffer = _io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is deliberate
-        torch.onnx.export(
-            model,
-            (dummy,),
-            buffer,
-            dynamo=False,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            do_constant_folding=True,
-        )
-    exported = onnx.load_from_string(buffer.getvalue())
-    nodes = {"onnx_nodes_exported": len(exported.graph.node)}
-    proto = onnxslim.slim(exported)
+    from dnatool.runtime.onnx import to_onnx
+
+    shape = (1, loaded.arch.in_chans, loaded.arch.resolution, loaded.arch.resolution)
+    proto, exported = to_onnx(loaded.model, shape)
+    nodes = {"onnx_nodes_exported": exported}
     _annotate(proto, loaded)
     onnx.checker.check_model(proto, full_check=True)
     onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
@@ -136,23 +118,6 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {entry.key: entry.value for entry in proto.metadata_props}
 
 
-def ort_session(model: bytes | str | Path, threads: int = 0, spinning: bool = True) -> Any:
-    """A CPU onnxruntime session (the only provider of the PyPI wheel).
-
-    `spinning=False` stops idle intra-op threads from busy-waiting: a server needs those cycles
-    for its HTTP threads; a latency measurement wants them spinning.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 def _torch_run(loaded: LoadedModel, batch: np.ndarray) -> np.ndarray:
     import torch
 
@@ -182,27 +147,37 @@ def parity(loaded: LoadedModel, session: Any) -> dict[str, Any]:
     }
 
 
-def latency(loaded: LoadedModel, session: Any) -> dict[str, Any]:
-    """onnxruntime vs torch eager, same batch-1 real input, median of timed runs after warm-up."""
+def latency(loaded: LoadedModel, session: Any, threads: int) -> dict[str, Any]:
+    """onnxruntime vs torch eager, same batch-1 real input, timed by `runtime.timing`."""
     import torch
 
+    from dnatool.runtime.eager import TorchCpuRunner
+    from dnatool.runtime.ort import OrtRunner, session_options
+    from dnatool.runtime.timing import TimingProtocol, time_runner
+
     sample = real_inputs(loaded.preprocess, loaded.arch.in_chans, count=1)[0]
-    tensor = torch.from_numpy(sample)
-    model = loaded.model.eval()
-    with torch.no_grad():
-        torch_ms = median_ms(lambda: model(tensor))
-    ort_ms = median_ms(lambda: session.run([OUTPUT_NAME], {INPUT_NAME: sample}))
+    protocol = TimingProtocol()
+    ort_ms = time_runner(OrtRunner(session, feed=sample), protocol).median
+    torch_ms = time_runner(
+        TorchCpuRunner(loaded.model, x=torch.from_numpy(sample)), protocol
+    ).median
     return {
         "ort_latency_ms": round(ort_ms, 4),
         "torch_latency_ms": round(torch_ms, 4),
         "latency_batch": 1,
+        "ort_session": session_options(threads),
         "torch_threads": torch.get_num_threads(),
-        "latency_protocol": "median of up to 30 timed runs after 3 warm-up runs, batch 1",
+        "latency_protocol": "median of timed runs after 10 warm-up runs, until the median moves "
+        "by at most 1% and 0.2 s were timed (dnatool.runtime.timing), batch 1, wall clock",
     }
 
 
 def export_onnx(
-    loaded: LoadedModel, path: str | Path, tolerance: float = DEFAULT_TOLERANCE, report: Any = None
+    loaded: LoadedModel,
+    path: str | Path,
+    tolerance: float = DEFAULT_TOLERANCE,
+    report: Any = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Export, check parity (refusing above `tolerance`), time, and write `export.json`.
 
@@ -211,12 +186,14 @@ def export_onnx(
     """
     import onnxruntime as ort
 
+    from dnatool.runtime.ort import session as ort_session
+
     say = report or quiet
     path = Path(path)
     calibrated = calibrate_untrained(loaded)
     say("log", message=f"export: tracing {loaded.arch.name} to ONNX (opset {OPSET})")
     data, nodes = export_graph(loaded)
-    session = ort_session(data)
+    session = ort_session(data, threads=threads)
     say("log", message="export: parity torch vs onnxruntime")
     result: dict[str, Any] = {"onnx": str(path), **parity(loaded, session), "tolerance": tolerance}
     result["passed"] = result["max_abs_diff"] <= tolerance
@@ -243,7 +220,7 @@ def export_onnx(
             f"{tolerance:g} (report: {report_path}; {path} was not written)"
         )
     say("log", message="export: latency onnxruntime vs torch eager")
-    result.update(latency(loaded, session))
+    result.update(latency(loaded, session, threads))
     io.write_bytes(path, data)
     result["sha256"] = io.file_sha256(path)
     io.write_json(report_path, result)

@@ -23,9 +23,12 @@ def export_model(
     triton_name: str | None = None,
     tolerance: float = 1e-4,
     max_batch: int = 32,
+    threads: int = 1,
+    lut: str | Path | None = None,
     report: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
-    """Export MODEL (a model run or an ARCH, random init then) and return the export.json dict."""
+    """Export MODEL (a model run or an ARCH, random init then) and return the export.json dict;
+    with `lut`, the table's prediction beside the measured latency (`export.predicted`)."""
     from dnatool.export.onnx import REPORT_FILE, export_onnx
     from dnatool.nn.model_run import load_model
 
@@ -40,8 +43,18 @@ def export_model(
         if precision not in PRECISIONS:
             raise BadInput(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         require_tensorrt()  # fail in one line before minutes of work
+    if lut is not None:
+        from dnatool.profile.lut import load_lut
+
+        load_lut(lut)  # a bad table is refused before minutes of work
     loaded = load_model(model_ref)
-    result = export_onnx(loaded, onnx_path, tolerance=tolerance, report=report)
+    result = export_onnx(loaded, onnx_path, tolerance=tolerance, report=report, threads=threads)
+    if lut is not None:
+        from dnatool.export.predicted import table_prediction
+
+        if report:
+            report("log", message=f"export: measuring beside the prediction of {lut}")
+        result["lut"] = table_prediction(loaded, onnx_path.read_bytes(), lut)
     if trt_path is not None:
         from dnatool.export.tensorrt import export_tensorrt
 

@@ -174,9 +174,18 @@ def _timm_teacher(bare: str, weights: str | None, pretrained: bool) -> tuple[nn.
     if weights is not None:
         if not Path(weights).is_file():
             raise BadInput(f"teacher weights file not found: {weights}")
-        model = timm.create_model(
-            bare, pretrained=True, pretrained_cfg_overlay={"file": str(weights)}
+        overlay = (
+            {"file": str(weights)}  # safetensors: no pickle, timm reads it
+            if str(weights).endswith(".safetensors")
+            else {"state_dict": _weights_state(Path(weights))}
         )
+        try:
+            model = timm.create_model(bare, pretrained=True, pretrained_cfg_overlay=overlay)
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BadInput(
+                f"teacher weights {weights} do not fit timm model {bare!r}: {first}"
+            ) from None
         return model, f"timm {bare} with weights {weights}"
     if not pretrained:
         return timm.create_model(bare, pretrained=False), f"timm {bare} (random init, NOT trained)"
@@ -187,6 +196,26 @@ def _timm_teacher(bare: str, weights: str | None, pretrained: bool) -> tuple[nn.
             f"could not get pretrained weights for teacher {bare!r} ({type(exc).__name__}); "
             "offline? pass a local file with -o teacher_weights=PATH"
         ) from None
+
+
+def _weights_state(path: Path) -> dict[str, Any]:
+    """The state_dict in a local weights file, read by dnatool's one checkpoint loader: a pickle
+    that needs code is refused in one line (exit 2) like every other loader's, never by torch's
+    message inside timm. The keys timm's loader picks (`state_dict_ema`, `model_ema`,
+    `state_dict`, `model`, or the dict itself) and its prefix cleaning."""
+    from timm.models import clean_state_dict
+
+    from dnatool.utils.io import torch_load
+
+    data = torch_load(path)
+    if isinstance(data, dict):
+        for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+            if isinstance(data.get(key), dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not data:
+        raise BadInput(f"teacher weights {path} hold no state_dict")
+    return clean_state_dict(data)
 
 
 def load_teacher_model(

@@ -39,6 +39,7 @@ MATCH_FIELDS = (
     "precision",
     "mode",
     "clock",
+    "conversion",
 )
 
 
@@ -365,6 +366,26 @@ def new_header(
     }
 
 
+def check_failure(header: dict[str, Any]) -> str | None:
+    """Why a table failed its own hold-out check (None when it passed or records no check)."""
+    check = header.get("check")
+    if isinstance(check, dict) and check.get("passed") is False:
+        return str(check.get("reason") or "hold-out check failed")
+    return None
+
+
+def refuse_failed(path: str | Path) -> None:
+    """BadInput, in one line, for a table that failed its own hold-out check (`search`)."""
+    header = load_lut(path).header
+    reason = check_failure(header)
+    if reason:
+        raise BadInput(
+            f"latency table {path} failed its own hold-out check ({reason}); "
+            "measure it again (-o calibration_nets=30, --clock cpu on a busy machine) or "
+            "pass --force to search with it anyway"
+        )
+
+
 def device_mismatch(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
     """The first fingerprint field that differs, as a readable phrase (None when they match)."""
     for name in MATCH_FIELDS:
@@ -402,6 +423,9 @@ def load_lut(
             raise BadInput(
                 f"latency table {path} was measured elsewhere ({reason}); use --force to use it anyway"
             )
-    return LatencyTable(
-        Path(path), header, dict(data.get("entries", {})), dict(data.get("samples", {}))
-    )
+    entries = dict(data.get("entries", {}))
+    for key, entry in entries.items():  # a latency is a finite number >= 0, or the search is off
+        mean = entry.get("mean") if isinstance(entry, dict) else None
+        if not isinstance(mean, (int, float)) or not math.isfinite(mean) or mean < 0:
+            raise BadInput(f"latency table {path}: entry {key!r} has mean {mean!r} ms (not >= 0)")
+    return LatencyTable(Path(path), header, entries, dict(data.get("samples", {})))

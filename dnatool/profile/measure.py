@@ -1,10 +1,12 @@
 """Measuring ops as they run inside networks: the protocol, the plan of networks and the run.
 
-Protocol: warm-up runs, then rounds of timed runs until the median moves less than `rel_tol`
-(or `max_reps`); networks are measured in shuffled order; a reference network is re-measured
-every `reference_every` networks and its spread is stored as the run's drift. Every measured
-network is written to the table at once (atomically), so a killed run resumes with only the
-missing networks.
+Protocol (timed by `dnatool.runtime.timing`): warm-up runs, then rounds of timed runs until the
+median moves less than `rel_tol` (or `max_reps`); networks are measured in shuffled order; a
+reference network is re-measured every `reference_every` networks and its spread is stored as
+the run's drift. Whole networks (calibration, validation, verified winners) are measured in
+`pair_rounds` rounds alternating with the reference network (A B A B), so the machine's drift
+is divided out round by round. Every measured network is written to the table at once
+(atomically), so a killed run resumes with only the missing networks.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import copy
 import dataclasses
 import functools
 import json
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,16 +24,18 @@ import numpy as np
 from torch import nn
 
 from dnatool.arch.space import Choice, SearchSpace
+from dnatool.runtime.timing import Paired, Timing, TimingProtocol, time_paired, time_runner
+
+__all__ = ["Paired", "Protocol", "Timing", "plan", "time_paired", "time_runner"]
+
+
+MINIMUM = {"min_reps": 1, "max_reps": 1, "round_reps": 1, "pair_rounds": 1, "calibration_nets": 3}
 
 
 @dataclass(frozen=True)
-class Protocol:
-    warmup: int = 10
-    min_reps: int = 20
-    max_reps: int = 1000
-    round_reps: int = 10
-    rel_tol: float = 0.01
-    min_seconds: float = 0.2
+class Protocol(TimingProtocol):
+    """The timing protocol plus what a table measures: samples, calibration networks, seed."""
+
     samples_per_block: int = 0  # 0: 2 * (ops to solve) + 4, capped by the paths that exist
     calibration_nets: int = 18
     reference_every: int = 10
@@ -41,9 +44,11 @@ class Protocol:
     def to_dict(self) -> dict[str, Any]:
         return {
             **dataclasses.asdict(self),
-            "statistic": "median",
+            "statistic": "median; whole networks: median over rounds of round medians",
             "order": "shuffled",
             "context": "block paths at their real input shape, minus an empty network of that input",
+            "calibration": "whole networks spread over the space's MACs range, measured A B A B "
+            "with the reference network",
         }
 
     @classmethod
@@ -51,38 +56,39 @@ class Protocol:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    def with_overrides(self, items: tuple[str, ...] | list[str]) -> Protocol:
+        """This protocol with `key=value` fields replaced (`-o`); bad input in one line."""
+        import difflib
 
-@dataclass(frozen=True)
-class Timing:
-    median: float
-    mean: float
-    std: float
-    n: int
+        from dnatool.errors import BadInput
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"ms": self.median, "mean": self.mean, "std": self.std, "n": self.n}
-
-
-def time_runner(runner: Any, protocol: Protocol) -> Timing:
-    """Warm up, then time rounds until the median is stable (relative change <= rel_tol)."""
-    runner.run(protocol.warmup)
-    times = runner.run(protocol.min_reps)
-    previous = statistics.median(times)
-    while len(times) < protocol.max_reps:
-        times += runner.run(protocol.round_reps)
-        current = statistics.median(times)
-        if (
-            abs(current - previous) <= protocol.rel_tol * previous
-            and sum(times) >= 1e3 * protocol.min_seconds
-        ):
-            break
-        previous = current
-    return Timing(
-        statistics.median(times),
-        statistics.fmean(times),
-        statistics.stdev(times) if len(times) > 1 else 0.0,
-        len(times),
-    )
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        values = dataclasses.asdict(self)
+        for item in items:
+            key, sep, text = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise BadInput(f"override {item!r} is not key=value")
+            if key not in fields:
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                hint = (
+                    f"; did you mean {close[0]!r}?" if close else f" (fields: {', '.join(fields)})"
+                )
+                raise BadInput(f"unknown protocol field {key!r}{hint}")
+            kind = type(values[key])
+            try:
+                value = (
+                    kind(float(text)) if kind is int and float(text).is_integer() else kind(text)
+                )
+            except ValueError:
+                raise BadInput(
+                    f"protocol field {key!r} must be {kind.__name__}, got {text!r}"
+                ) from None
+            least = MINIMUM.get(key, 0)
+            if not value >= least:
+                raise BadInput(f"protocol field {key!r} must be >= {least}, got {text!r}")
+            values[key] = value
+        return Protocol(**values)
 
 
 # ---- the networks that are measured -------------------------------------------------------------
@@ -209,8 +215,11 @@ def samples_per_block(
 
 
 def calibration_choices(space: SearchSpace, protocol: Protocol) -> list[list[Choice]]:
-    rng = np.random.default_rng([protocol.seed, 1])
-    return [space.sample(rng) for _ in range(protocol.calibration_nets)]
+    """Whole networks for the calibration, spread evenly over the space's MACs range (its two
+    extremes left out, so that validation's fastest and slowest networks are not among them)."""
+    from dnatool.profile.strata import mac_costs, stratified
+
+    return stratified(space, mac_costs(space), protocol.calibration_nets, protocol.seed, ends=False)
 
 
 def reference_choices(space: SearchSpace, protocol: Protocol) -> list[Choice]:

@@ -1,7 +1,7 @@
 """Tables for devices dnatool cannot drive: export every op, import measurements made there.
 
 `export_ops` writes each entry the space needs (stem, every reachable layer, head) as a standalone
-ONNX model, plus an ExecuTorch/XNNPACK `.pte` when the mobile extra is installed, a
+ONNX model converted as `dnatool export` converts a network (`runtime.onnx.to_onnx`), plus an ExecuTorch/XNNPACK `.pte` when the mobile extra is installed, a
 `manifest.json` and a `measurements.csv` template with the keys; `import_csv` turns that CSV,
 filled in on the device, into a table with the same keys. Imported entries are isolated-op
 timings: they are not calibrated against whole networks (the header says so).
@@ -10,7 +10,6 @@ timings: they are not calibrated against whole networks (the header says so).
 from __future__ import annotations
 
 import csv
-import io as _io
 import math
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ from dnatool.errors import BadInput
 from dnatool.profile import measure
 from dnatool.profile.lut import LatencyTable, new_header, space_keys
 from dnatool.utils import io
+from dnatool.utils.locks import locked
 
 CSV_FIELDS = ("key", "mean_ms", "std_ms", "n")
 
@@ -49,16 +49,19 @@ def export_ops(
     batch: int = 1,
     report: Any = None,
     pte: bool | None = None,
+    networks: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Write every op as ONNX (and .pte: `pte` True, or None when executorch is installed) plus
-    manifest.json and a CSV template."""
+    manifest.json and a CSV template; and `networks` whole networks for validation on the device
+    (`export_networks`)."""
     from dnatool.nn.timm_adapter import count_macs, count_params
-    from dnatool.profile.backends.executorch import XnnpackBackend
-    from dnatool.profile.backends.ort import export_onnx
+    from dnatool.runtime import executorch
+    from dnatool.runtime.onnx import INPUT_NAME, to_onnx_bytes
 
     out = Path(out_dir)
     keys = space_keys(space, batch)
-    missing = XnnpackBackend.missing()
+    missing = executorch.missing()
     if pte and missing:
         from dnatool.errors import RunFailure
 
@@ -68,9 +71,7 @@ def export_ops(
     for i, (key, (k, spec, width, res)) in enumerate(keys.items()):
         module, shape = op_module(space, k, spec, width, res, batch)
         name = _filename(i, key)
-        buffer = _io.BytesIO()
-        export_onnx(module, shape, buffer)
-        io.write_bytes(out / f"{name}.onnx", buffer.getvalue())
+        io.write_bytes(out / f"{name}.onnx", to_onnx_bytes(module, shape))
         record = {
             "key": key,
             "onnx": f"{name}.onnx",
@@ -79,9 +80,7 @@ def export_ops(
             "macs": int(count_macs(module, (1, *shape[1:]))),
         }
         if pte:
-            from dnatool.profile.backends.executorch import pte_bytes
-
-            io.write_bytes(out / f"{name}.pte", pte_bytes(module, shape))
+            io.write_bytes(out / f"{name}.pte", executorch.pte_bytes(module, shape))
             record["pte"] = f"{name}.pte"
         ops.append(record)
         if report:
@@ -90,7 +89,9 @@ def export_ops(
         "format": "dnatool.ops",
         "space": space.name,
         "batch": batch,
-        "input_name": "input",
+        "input_name": INPUT_NAME,
+        "conversion": "ONNX: dnatool.runtime.onnx.to_onnx (as `dnatool export`); .pte: "
+        "torch.export + XnnpackPartitioner",
         "ops": ops,
         "csv_columns": list(CSV_FIELDS),
     }
@@ -99,9 +100,84 @@ def export_ops(
         out / "measurements.csv",
         ",".join(CSV_FIELDS) + "\n" + "".join(f"{o['key']},,,\n" for o in ops),
     )
-    return {"dir": str(out), "ops": len(ops), "pte": pte}
+    result = {"dir": str(out), "ops": len(ops), "pte": pte}
+    if networks:
+        result["networks"] = export_networks(space, out, networks, batch, seed, pte, report)
+    return result
 
 
+NETWORK_FIELDS = ("name", "choices", "macs", "measured_ms")
+
+
+def export_networks(
+    space: SearchSpace,
+    out_dir: str | Path,
+    n: int,
+    batch: int = 1,
+    seed: int = 0,
+    pte: bool = False,
+    report: Any = None,
+) -> int:
+    """n whole networks spread over the space's MACs range, the smallest and largest included
+    (`profile.strata`), as ONNX (+ .pte) under `DIR/networks/`, with `DIR/networks.csv` to fill
+    on the device: `profile validate LUT --measured` then compares them with a table imported
+    from the same device, so the phone's table is checked on whole networks too."""
+    from dnatool.profile.strata import mac_costs, stratified
+    from dnatool.runtime.onnx import to_onnx_bytes
+
+    out = Path(out_dir)
+    costs = mac_costs(space)
+    lines = [",".join(NETWORK_FIELDS)]
+    for i, choices in enumerate(stratified(space, costs, n, seed)):
+        name = f"net_{i:03d}"
+        module, shape = measure.whole_net(space, choices, batch)
+        io.write_bytes(out / "networks" / f"{name}.onnx", to_onnx_bytes(module, shape))
+        if pte:
+            from dnatool.runtime.executorch import pte_bytes
+
+            io.write_bytes(out / "networks" / f"{name}.pte", pte_bytes(module, shape))
+        macs = int(costs.total(costs.index_of(choices)))
+        lines.append(f'{name},"{measure.choices_text(choices)}",{macs},')
+        if report:
+            report("advance", task="export", status=name)
+    io.write_text(out / "networks.csv", "\n".join(lines) + "\n")
+    return n
+
+
+def read_networks(path: str | Path, space: SearchSpace) -> list[tuple[list[Any], float]]:
+    """(choices, measured ms) of every row of a filled `networks.csv`; bad rows in one line."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"measurements file not found: {path}")
+    rows = []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"choices", "measured_ms"} <= set(reader.fieldnames):
+            raise BadInput(f"{path} needs the columns choices and measured_ms (networks.csv)")
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            try:
+                choices = [
+                    (int(c), tuple(int(op) for op in p)) for c, p in json.loads(row["choices"])
+                ]
+                space.to_arch(choices)
+            except (ValueError, TypeError, BadInput):
+                raise BadInput(
+                    f"{where}: choices {row['choices']!r} are not an architecture of space "
+                    f"{space.name!r}"
+                ) from None
+            ms = _milliseconds(where, "measured_ms", row["measured_ms"])
+            if ms <= 0:
+                raise BadInput(f"{where}: measured_ms must be > 0, got {row['measured_ms']!r}")
+            rows.append((choices, ms))
+    if len(rows) < 3:
+        raise BadInput(f"{path}: validation needs at least 3 measured networks, got {len(rows)}")
+    return rows
+
+
+@locked("out")  # one writer per table
 def import_csv(
     space: SearchSpace,
     csv_path: str | Path,

@@ -2,8 +2,10 @@
 
 Order of work: the plan (`measure.plan`) lists every network by a stable key; those already in
 the table's `samples` are skipped on `--resume`; the rest run in shuffled order with the reference
-network interleaved. `finalize` turns samples into entries (per-block NNLS), adds params and MACs
-per entry, fits the calibration on the whole networks and marks the table complete.
+network interleaved (whole calibration networks in A B A B rounds with it). `finalize` turns
+samples into entries (per-block NNLS), adds params and MACs per entry, fits the calibration on
+the whole networks, records its hold-out check and the per-call overhead, and marks the table
+complete.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dnatool.profile.lut import (
 )
 from dnatool.profile.measure import Protocol
 from dnatool.utils.events import Report, quiet
+from dnatool.utils.locks import locked
 
 
 def open_table(
@@ -51,6 +54,7 @@ def open_table(
     return LatencyTable(out, new_header(space, device, protocol.to_dict()))
 
 
+@locked("out")  # one writer per table
 def profile_space(
     space: SearchSpace,
     backend: Any,
@@ -85,7 +89,13 @@ def profile_space(
         "measured": len(todo),
         "reused": len(units) - len(todo),
         "seconds": measure.elapsed(start),
-        "calibration": {k: cal[k] for k in ("a", "b", "holdout", "uncalibrated_mape") if k in cal},
+        "calibration": {
+            k: cal[k]
+            for k in ("a", "b", "holdout", "holdout_constant", "uncalibrated_mape", "constrained")
+            if k in cal
+        },
+        "check": table.header["check"],
+        "overhead": table.header["overhead"],
         "drift": table.header.get("drift"),
     }
 
@@ -110,10 +120,17 @@ def _measure_all(
             refs += 1
         if key == "<end>":
             break
-        timing = measure.measure_unit(backend, units[key], protocol)
-        table.samples[key] = {**timing.to_dict(), "ref": refs - 1}
+        if key.startswith("net|"):  # whole networks: A B A B with the reference
+            module, shape = units[key]()
+            paired = measure.time_paired(backend.prepare(module, shape), reference, protocol)
+            table.samples[key] = {**paired.to_dict(), "ref": refs - 1}
+            ms = paired.ms
+        else:
+            timing = measure.measure_unit(backend, units[key], protocol)
+            table.samples[key] = {**timing.to_dict(), "ref": refs - 1}
+            ms = timing.median
         table.save()
-        report("advance", task="profile", status=f"{key.split('|')[0]} {timing.median:.3f} ms")
+        report("advance", task="profile", status=f"{key.split('|')[0]} {ms:.3f} ms")
 
 
 def finalize(table: LatencyTable, space: SearchSpace) -> None:
@@ -141,16 +158,46 @@ def finalize(table: LatencyTable, space: SearchSpace) -> None:
             "measurements": len(refs),
             "spread": (max(refs) - min(refs)) / med,
             "correction": "each network scaled by reference median / median of the "
-            "four reference runs around it",
+            "four reference runs around it; whole networks: reference median x their "
+            "median per-round ratio to the reference",
         }
+    table.header["check"] = table.header["calibration"]["check"]
+    table.header["overhead"] = overhead(table, space, ms)
     table.header["complete"] = True
+
+
+OVERHEAD_SHARE = 0.02  # per-call overhead above this share of the fastest network: "too fast"
+
+
+def overhead(table: LatencyTable, space: SearchSpace, ms: dict[str, float]) -> dict[str, Any]:
+    """The runtime's per-call cost (an empty network at the stem's input) against the fastest and
+    slowest architectures the table predicts: where it is not negligible, whole networks are too
+    fast for per-op latencies to add up, and the table's figures are no claim of accuracy."""
+    from dnatool.profile.strata import extremes, latency_costs
+
+    costs = latency_costs(space, table)
+    lo_index, hi_index = extremes(costs)
+    fastest, slowest = costs.total(lo_index), costs.total(hi_index)
+    per_call = ms.get("overhead|stem")
+    result: dict[str, Any] = {"fastest_ms": fastest, "slowest_ms": slowest}
+    if per_call is not None:
+        share = per_call / fastest if fastest > 0 else float("inf")
+        result.update(
+            per_call_ms=per_call,
+            share_of_fastest=share,
+            negligible=bool(share < OVERHEAD_SHARE),
+            rule=f"per-call overhead < {OVERHEAD_SHARE:.0%} of the fastest network",
+        )
+    return result
 
 
 def drift_corrected(samples: dict[str, dict[str, Any]]) -> dict[str, float]:
     """Median latency of every sample, rescaled to the reference network's median conditions.
 
     On a shared machine the load of other processes changes during a run; the reference network
-    measured before and after each network tells by how much, and the ratio is undone.
+    measured before and after each network tells by how much, and the ratio is undone. Whole
+    networks measured in rounds with the reference (a `ratio`) are the reference's median times
+    that ratio.
     """
     refs = {int(key.split("|")[1]): s["ms"] for key, s in samples.items() if key.startswith("ref|")}
     if not refs:
@@ -158,6 +205,9 @@ def drift_corrected(samples: dict[str, dict[str, Any]]) -> dict[str, float]:
     median = statistics.median(refs.values())
     result = {}
     for key, s in samples.items():
+        if "ratio" in s:
+            result[key] = s["ratio"] * median
+            continue
         i = s.get("ref", -10)
         around = [
             refs[j] for j in range(i - 1, i + 3) if j in refs

@@ -16,7 +16,7 @@ work; the cache holds two BN vectors per op per prefix, ~200 MB for dna-mbconv's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -51,6 +51,15 @@ def relative_l1(output: torch.Tensor, target: torch.Tensor, norm: str = "std") -
     return float((output - target).abs().mean() / spread)
 
 
+Metric = Callable[[torch.Tensor, torch.Tensor], float]
+
+
+def path_score(output: torch.Tensor, target: torch.Tensor, norm: str | Metric) -> float:
+    """DNA's relative L1 (`norm` "std" / "var"), or any metric of (path output, target): DNA++
+    passes its self-supervised distance through its projectors."""
+    return norm(output, target) if callable(norm) else relative_l1(output, target, norm)
+
+
 def _norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The BatchNorm layers of `module`, in a fixed order (the cache relies on it)."""
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -71,7 +80,7 @@ def recalibrate(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 def score_cell_shared(
     cell: Cell,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    norm: str = "std",
+    norm: str | Metric = "std",
     calibration: torch.Tensor | None = None,
 ) -> CellScores:
     """Every path of `cell`, depth-first with prefix sharing, over all `(input, target)` batches."""
@@ -88,7 +97,7 @@ def score_batch(
     x: torch.Tensor,
     target: torch.Tensor,
     result: CellScores,
-    norm: str = "std",
+    norm: str | Metric = "std",
     calibration: torch.Tensor | None = None,
 ) -> None:
     """Add one batch's scores of every path of `cell` to `result` (prefix-shared walk).
@@ -109,7 +118,7 @@ def _visit(
     x: torch.Tensor,
     calib: torch.Tensor | None,
     target: torch.Tensor,
-    norm: str,
+    norm: str | Metric,
     result: CellScores,
 ) -> None:
     for index, op in enumerate(cell.layers[depth]):
@@ -118,7 +127,7 @@ def _visit(
         out = op(x)
         result.layer_evals += 1
         if depth + 1 == cell.depth:
-            result.add(path, relative_l1(out, target, norm), x.shape[0])
+            result.add(path, path_score(out, target, norm), x.shape[0])
         else:
             _visit(cell, depth + 1, path, out, calib_out, target, norm, result)
 
@@ -155,7 +164,7 @@ def all_paths(cell: Cell) -> Iterator[tuple[int, ...]]:
 def score_cell_naive(
     cell: Cell,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    norm: str = "std",
+    norm: str | Metric = "std",
     calibration: torch.Tensor | None = None,
 ) -> CellScores:
     """Every path on its own (L layer evaluations per path): the oracle for the shared walk."""
@@ -172,6 +181,6 @@ def score_cell_naive(
                     result.recalibrations += 1
                 h = op(h)
                 result.layer_evals += 1
-            result.add(path, relative_l1(h, target, norm), x.shape[0])
+            result.add(path, path_score(h, target, norm), x.shape[0])
         result.count += x.shape[0]
     return result

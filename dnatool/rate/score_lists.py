@@ -95,9 +95,18 @@ def load_score_list(path: Path, space: SearchSpace, k: int) -> ScoreList:
             arrays = {name: np.asarray(data[name]) for name in ("cells", "paths", "scores")}
     except KeyError as exc:
         raise BadInput(f"score list {path} lacks array {exc.args[0]}") from None
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"score list {path} is not a readable .npz file: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a cut or empty file fails anywhere in zipfile /
+        # numpy (BadZipFile, EOFError, zlib.error, ...): each is the same one-line refusal
+        raise BadInput(
+            f"score list {path} is not a readable .npz file ({_first_line(exc)}); "
+            "run `dnatool rate` on the run again"
+        ) from None
     return check_score_list(ScoreList(**arrays), space, k, str(path))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def check_score_list(lst: ScoreList, space: SearchSpace, k: int, where: str) -> ScoreList:

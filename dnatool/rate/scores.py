@@ -27,8 +27,10 @@ from dnatool.train.recipe import TrainRecipe
 from dnatool.train.setup import Setup, block_checkpoint, build_setup
 from dnatool.utils import io, runs
 from dnatool.utils.events import quiet
+from dnatool.utils.locks import locked
 
 
+@locked("run", SCORES_DIR)  # one writer per RUN/scores
 def run_rate(
     run: str | Path,
     report: Callable[..., None] | None = None,
@@ -41,10 +43,15 @@ def run_rate(
     manifest = runs.read_manifest(run)
     if manifest.get("stage") != "train":
         raise BadInput(f"{run} is not a supernet training run (stage {manifest.get('stage')!r})")
-    recipe = from_dict(TrainRecipe, manifest["recipe"])
-    norm = norm or recipe.score_norm
+    recipe = _recipe(manifest["recipe"])
+    norm = "ssl" if recipe.method == "dna++" else norm or recipe.score_norm
     recal = recipe.bn_recalibrate if bn_recalibrate is None else bn_recalibrate
     setup = build_setup(recipe, augment=False)
+    if recipe.method == "dna++" and getattr(recipe, "train_teacher", False):
+        from dnatool.train.dnapp_loop import teacher_checkpoint
+
+        trained = io.load_checkpoint(teacher_checkpoint(run), "dnapp_teacher")
+        setup.teacher.model.load_state_dict(trained["state_dict"])
     checkpoints = [
         io.load_checkpoint(block_checkpoint(run, k), "supernet_block")
         for k in range(len(setup.space.blocks))
@@ -72,6 +79,15 @@ def run_rate(
         {"best": {k: v["best"][0] for k, v in summary.items()}, "warning": warning},
     )
     return summary
+
+
+def _recipe(data: dict[str, Any]) -> Any:
+    """The training recipe of a run: DNA's, or DNA++'s (which rates with its own distance)."""
+    if data.get("method") == "dna++":
+        from dnatool.train.dnapp import DnappRecipe
+
+        return from_dict(DnappRecipe, data)
+    return from_dict(TrainRecipe, data)
 
 
 def unfinished_warning(manifest: dict[str, Any], recipe_epochs: int, epochs: list[int]) -> str:
@@ -109,14 +125,38 @@ def _rate_block(
     loader = DataLoader(setup.splits.rate, batch_size=setup.recipe.rate_batch_size, shuffle=False)
     report("start", task=f"rate block {k}", total=len(loader))
     calibration = None
+    project, metric = _ssl_metric(setup, k, checkpoint, device) if norm == "ssl" else (None, norm)
     for images, _ in loader:
         x, target = _block_io(setup, block, k, images.to(device))
+        if project is not None:
+            with torch.no_grad():
+                target = project(target)
         if recal and calibration is None:
             calibration = x
         for cell, result in zip(block.cells, results):
-            score_batch(cell, x, target, result, norm, calibration)
+            score_batch(cell, x, target, result, metric, calibration)
         report("advance", task=f"rate block {k}")
     return _write_block(run, k, block, results, settings, time.time() - began, setup)
+
+
+def _ssl_metric(
+    setup: Setup, k: int, checkpoint: dict[str, Any], device: str
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor, torch.Tensor], float]]:
+    """DNA++'s rating: the teacher feature through the teacher projector is Z; a path's score is
+    `dnapp.ssl_distance` between its output through the student projector and Z."""
+    from dnatool.train.dnapp import Projector, ssl_distance
+
+    recipe = setup.recipe
+    width = setup.teacher.cut.shapes[k][0]
+    proj_s, proj_t = (Projector(width, recipe.proj_hidden, recipe.proj_out) for _ in range(2))
+    proj_s.load_state_dict(checkpoint["projectors"]["student"])
+    proj_t.load_state_dict(checkpoint["projectors"]["teacher"])
+    proj_s.to(device).eval(), proj_t.to(device).eval()
+
+    def metric(output: torch.Tensor, z: torch.Tensor) -> float:
+        return ssl_distance(proj_s(output), z)
+
+    return proj_t, metric
 
 
 @torch.no_grad()

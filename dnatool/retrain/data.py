@@ -84,6 +84,7 @@ def _use_train_transform(splits: Splits, recipe: RetrainRecipe, resolution: int)
         mean=splits.mean,
         std=splits.std,
         interpolation="random",
+        **splits.train_augment,
     )
 
 

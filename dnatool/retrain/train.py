@@ -32,6 +32,7 @@ from dnatool.retrain.recipe import RetrainRecipe
 from dnatool.utils import distributed as dist
 from dnatool.utils import io, runs
 from dnatool.utils.events import Report
+from dnatool.utils.locks import locked
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_KIND = "retrain-state"
@@ -41,6 +42,7 @@ def _silent(event: str, **fields: Any) -> None:
     return None
 
 
+@locked("out")  # one writer per model run directory
 def run_retrain(
     arch: ArchSpec,
     recipe: RetrainRecipe,

@@ -32,6 +32,14 @@ def latency_problems(
 ) -> tuple[int, list[Problem | CoupledProblem]]:
     """One single-budget problem per fraction of the [cheapest, costliest] latency range (coupled
     spaces: of the range between the sums of the cheapest and costliest candidates)."""
+    space, _, problems = latency_setup(space_name, fractions, seed)
+    return space.size, problems
+
+
+def latency_setup(
+    space_name: str, fractions: Sequence[float], seed: int = 0
+) -> tuple[Any, list[Any], list[Problem | CoupledProblem]]:
+    """The space, its SYNTHETIC score lists and `latency_problems`' problems."""
     space = load_space(space_name)
     table = SyntheticLatencyTable(seed=seed)
     lists = synthetic_score_lists(space, seed)
@@ -52,7 +60,7 @@ def latency_problems(
     per_block = [c.reshape(-1, 1) for c in base.costs]
     lo = base.fixed + sum(c.min() for c in per_block)
     hi = base.fixed + sum(c.max() for c in per_block)
-    return space.size, [dataclasses.replace(base, budget=lo + f * (hi - lo)) for f in fractions]
+    return space, lists, [dataclasses.replace(base, budget=lo + f * (hi - lo)) for f in fractions]
 
 
 def time_exact(problem: Problem) -> tuple[float, Any]:
@@ -124,6 +132,72 @@ def bench_search(
         "exact_max_seconds": max(r["exact_seconds"] for r in rows),
         "space": space_name,
         "dfs_timeout_seconds": dfs_timeout,
+        "rows": rows,
+        "data": LABEL,
+    }
+
+
+def bench_evolution(
+    space_name: str = "dna-mbconv",
+    fractions: Sequence[float] = FRACTIONS,
+    seed: int = 0,
+    trials: int = 5,
+    settings: Any = None,
+    report: Callable[..., None] | None = None,
+) -> dict[str, Any]:
+    """SPOS's evolutionary search against the exact optimum on the same problems: its relative
+    gap (evolution's score / optimum - 1, scores lower is better), how often it found the
+    optimum, and its evaluations (distinct architectures scored), over `trials` seeds per budget."""
+    from dnatool.search.evolution import EvolutionSettings, Genome, evolve
+
+    report = report or quiet
+    settings = settings or EvolutionSettings()
+    space, lists, problems = latency_setup(space_name, fractions, seed)
+    genome = Genome.from_lists(space, lists)
+    rows = []
+    report("start", task="bench evolution", total=len(problems) * trials)
+    for fraction, problem in zip(fractions, problems, strict=True):
+        exact_s, exact = time_exact(problem)
+        for trial in range(trials):
+            run = dataclasses.replace(settings, seed=settings.seed + trial)
+            start = time.perf_counter()
+            outcome = evolve(problem, genome, run)
+            best = outcome.top[0]
+            rows.append(
+                {
+                    "budget_ms": float(problem.budget[0]),
+                    "fraction": fraction,
+                    "seed": run.seed,
+                    "exact_score": exact.score,
+                    "evolution_score": best.score,
+                    "gap": best.score / exact.score - 1.0,
+                    "found_optimum": best.key == exact.key,
+                    "within_budget": bool((np.array(best.costs) <= problem.budget).all()),
+                    "evaluations": outcome.evaluations,
+                    "evolution_seconds": time.perf_counter() - start,
+                    "exact_seconds": exact_s,
+                }
+            )
+            report("advance", task="bench evolution")
+    gaps = [r["gap"] for r in rows]
+    return {
+        "algorithm": "evolution",
+        "space": space_name,
+        "space_size": space.size,
+        "distinct_space_size": space.distinct,
+        "settings": settings.to_dict(),
+        "problems": len(problems),
+        "trials": trials,
+        "gap_mean": float(np.mean(gaps)),
+        "gap_median": float(np.median(gaps)),
+        "gap_max": float(np.max(gaps)),
+        "found_optimum": sum(r["found_optimum"] for r in rows),
+        "runs": len(rows),
+        "all_within_budget": all(r["within_budget"] for r in rows),
+        "evaluations_mean": float(np.mean([r["evaluations"] for r in rows])),
+        "evaluations_max": max(r["evaluations"] for r in rows),
+        "evolution_seconds_mean": float(np.mean([r["evolution_seconds"] for r in rows])),
+        "exact_seconds_mean": float(np.mean([r["exact_seconds"] for r in rows[::trials]])),
         "rows": rows,
         "data": LABEL,
     }

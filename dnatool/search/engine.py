@@ -3,7 +3,9 @@
 Costs of every rated path are computed once (params / MACs from timm modules, latency from the
 table), the objective is `sum_k lambda_k * score_k`, and the exact solver is chosen by the shape of
 the request: one budget and one answer -> the merged Pareto front; several budgets or top-K ->
-branch-and-bound on the fronts; `algorithm="dfs"` -> the paper's walk.
+branch-and-bound on the fronts; `algorithm="dfs"` -> the paper's walk; `algorithm="evolution"`
+-> SPOS's evolutionary search over the same problem (not exact: a baseline, and what SPOS runs,
+which have no score lists, use).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from dnatool.search.problem import (
 )
 from dnatool.utils.events import Report, quiet
 
-ALGORITHMS = ("exact", "dfs")
+ALGORITHMS = ("exact", "dfs", "evolution")
 
 
 @dataclass
@@ -217,8 +219,12 @@ def search(
     margin: float = 0.0,
     algorithm: str = "exact",
     report: Report | None = None,
+    evolution: Any = None,
+    state_path: Any = None,
 ) -> SearchResult:
-    """The exact best architecture(s) under every budget (each scaled by `1 - margin`)."""
+    """The exact best architecture(s) under every budget (each scaled by `1 - margin`); with
+    `algorithm="evolution"`, the best `evolution` (EvolutionSettings) finds, its state kept at
+    `state_path` so that a killed search resumes."""
     report = report or quiet
     weights = check_request(space, budgets, lut, weights, margin, top, algorithm)
     if lut is not None:
@@ -232,16 +238,22 @@ def search(
     coupled = isinstance(problem, CoupledProblem)
     (coupled_check_feasible if coupled else check_feasible)(problem)
     start = time.perf_counter()
-    found = solve(problem, top, algorithm)
+    extra: dict[str, Any] = {}
+    if algorithm == "evolution":
+        found, extra = _evolve(space, lists, problem, top, evolution, state_path, report)
+    else:
+        found = solve(problem, top, algorithm)
     if not found:
         raise (coupled_infeasible_together if coupled else infeasible_together)(problem)
     axis = "latency_ms" if "latency_ms" in costs else names[0]
     front = whole_front(build_problem(space, lists, costs, [axis], {}, weights))
     seconds = time.perf_counter() - start
-    report(
-        "log",
-        message=f"search: {algorithm} solved {problem.size:,} distinct architectures in {seconds:.3f} s",
+    done = (
+        f"evaluated {extra['evaluations']:,} of {problem.size:,}"
+        if algorithm == "evolution"
+        else f"solved {problem.size:,}"
     )
+    report("log", message=f"search: {algorithm} {done} distinct architectures in {seconds:.3f} s")
     everything = [n for n in COST_NAMES if n in costs]
     describe = _describer(
         space, lists, build_problem(space, lists, costs, everything, {}, weights), weights
@@ -260,9 +272,57 @@ def search(
         algorithm=algorithm,
         seconds=seconds,
         cost_seconds=cost_seconds,
-        evaluated_space_size=problem.size,
-        extra={"coupled": coupled, "distinct_space_size": space.distinct},
+        evaluated_space_size=extra.get("evaluations", problem.size),
+        extra={"coupled": coupled, "distinct_space_size": space.distinct, **extra},
     )
+
+
+def _evolve(
+    space: SearchSpace,
+    lists: list[ScoreList],
+    problem: Problem | CoupledProblem,
+    top: int,
+    settings: Any,
+    state_path: Any,
+    report: Report,
+) -> tuple[list[Solution], dict[str, Any]]:
+    """Evolution over the score lists' rows, fitness = the weighted score sum."""
+    from dnatool.search.evolution import (
+        EvolutionSettings,
+        Genome,
+        evolve,
+        problem_digest,
+        state_io,
+    )
+
+    settings = settings or EvolutionSettings()
+    state, save = state_io(state_path)
+    identity = {"problem": problem_digest(problem)}
+    outcome = evolve(
+        problem,
+        Genome.from_lists(space, lists),
+        settings,
+        top=top,
+        state=state,
+        identity=identity,
+        save=save,
+        report=report,
+    )
+    return outcome.top, evolution_extra(outcome, settings, state_path, "weighted score")
+
+
+def evolution_extra(outcome: Any, settings: Any, state_path: Any, fitness: str) -> dict[str, Any]:
+    """What search.json records of an evolutionary search."""
+    return {
+        "evaluations": outcome.evaluations,
+        "evolution": {
+            "settings": settings.to_dict(),
+            "fitness": fitness,
+            "evaluations": outcome.evaluations,
+            "history": outcome.history,
+            "state": str(state_path) if state_path else None,
+        },
+    }
 
 
 def _describer(

@@ -52,7 +52,7 @@ def summary(result: SearchResult, search_json: str | None = None) -> dict[str, A
     }
     if search_json:
         out["search_json"] = search_json
-    return {**out, **{k: v for k, v in result.extra.items() if k == "verify"}}
+    return {**out, **{k: v for k, v in result.extra.items() if k in ("verify", "evaluations")}}
 
 
 def plot_path(out: Path) -> Path:
@@ -64,6 +64,14 @@ def write(
     result: SearchResult, out: str | Path, inputs: dict[str, Any] | None = None, note: str = ""
 ) -> tuple[Path, Path]:
     out = Path(out)
+    evolution = result.extra.get("evolution")
+    if evolution:  # its fitness plot first, so that search.json can name it
+        from dnatool.search.evolution import render_fitness, state_paths
+
+        fitness = state_paths(out)[1]
+        title = f"{result.space.name}: evolution, {evolution['evaluations']} evaluations"
+        io.write_bytes(fitness, render_fitness(evolution["history"], evolution["fitness"], title))
+        evolution["plot"] = str(fitness)
     io.write_json(out, to_dict(result, inputs))
     png = io.write_bytes(plot_path(out), render_plot(result, note))
     return out, png
@@ -83,7 +91,7 @@ def render_plot(result: SearchResult, note: str = "") -> bytes:
         [p["score"] for p in result.front],
         s=8,
         color="tab:blue",
-        label=f"Pareto front ({len(xs)})",
+        label=f"{'evaluated front' if result.extra.get('method') == 'spos' else 'Pareto front'} ({len(xs)})",
     )
     if len(result.top) > 1:
         ax.scatter(
@@ -111,7 +119,8 @@ def render_plot(result: SearchResult, note: str = "") -> bytes:
     ax.set_xlabel(
         {"latency_ms": "predicted latency (ms)", "params": "params", "macs": "MACs"}[axis]
     )
-    ax.set_ylabel("weighted score (lower is better)")
+    evolution = result.extra.get("evolution") or {}
+    ax.set_ylabel(f"{evolution.get('fitness', 'weighted score')} (lower is better)")
     ax.set_title(
         f"{result.space.name}: {result.evaluated_space_size:.3g} architectures"
         + (f"  [{note}]" if note else ""),

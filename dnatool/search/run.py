@@ -8,6 +8,7 @@ from typing import Any
 from dnatool.rate.score_lists import load_score_lists, run_space
 from dnatool.search.engine import SearchResult, search
 from dnatool.utils.events import Report
+from dnatool.utils.locks import locked
 
 
 def load_table(path: str | Path | None) -> Any:
@@ -19,6 +20,7 @@ def load_table(path: str | Path | None) -> Any:
     return load_lut(path)
 
 
+@locked(lambda a: a["out"] or Path(a["run"]) / "search.json")  # one writer per result
 def search_run(
     run: str | Path,
     budgets: dict[str, float],
@@ -38,6 +40,10 @@ def search_run(
     if verify and table is None:
         raise BadInput("--verify needs --lut (the table names the backend to measure on)")
     space = run_space(run, space_ref)
+    if options.get("algorithm") == "evolution" and "state_path" not in options:
+        from dnatool.search.evolution import state_paths
+
+        options["state_path"] = state_paths(out or Path(run) / "search.json")[0]
     res = search(space, load_score_lists(run, space), budgets, lut=table, report=report, **options)
     if verify:
         res.extra["verify"] = verify_winner(
@@ -59,10 +65,11 @@ def verify_winner(
 ) -> dict[str, Any]:
     """Measure the winner's whole network on the table's backend: predicted against measured.
 
-    The table's reference network is measured again beside it: `drift` (now / when the table was
-    made) shows a loaded machine, and `drift_corrected_error` divides it out. When the backend
-    cannot measure here (runtime or device missing, imported or synthetic table, another
-    machine) the answer is `{"skipped": reason}`: the search result stands without it.
+    The protocol of `dnatool profile validate`: A B A B rounds with the table's reference
+    network, so `drift` (reference now / when the table was made) shows a loaded machine and
+    `drift_corrected_error` divides it out round by round. When the backend cannot measure here
+    (runtime or device missing, imported or synthetic table, another machine) the answer is
+    `{"skipped": reason}`: the search result stands without it.
     """
     from dnatool.arch.spec import ArchSpec
     from dnatool.profile import validate as V
@@ -70,22 +77,10 @@ def verify_winner(
     reason = V.unavailable_reason(table)
     if reason:
         return {"skipped": reason}
-    measured = float(V.measure_arch(table, ArchSpec.from_dict(arch_dict)))
-    result: dict[str, Any] = {
-        "predicted_ms": predicted,
-        "measured_ms": measured,
-        "error": (predicted - measured) / measured,
-    }
-    table_ref = (table.header.get("drift") or {}).get("reference_ms")
-    if table_ref:
-        now = V.reference_ms(table, space)
-        drift = now / table_ref
-        result.update(
-            reference_ms={"table": table_ref, "now": now},
-            drift=drift,
-            drift_corrected_error=(predicted - measured / drift) / (measured / drift),
-        )
-    return result
+    paired = V.measure_paired(
+        table, ArchSpec.from_dict(arch_dict), V.reference_runner(table, space)
+    )
+    return V.paired_figures(predicted, paired, V.table_reference_ms(table))
 
 
 def demo_search(

@@ -3,7 +3,8 @@
 A request body is JSON, or (binary extension) a JSON header of `Inference-Header-Content-Length`
 bytes followed by the raw little-endian tensors in input order, each announced by
 `parameters.binary_data_size`. Responses mirror that: outputs asked for with
-`parameters.binary_data` (or the request-level `binary_data_output`) travel as raw bytes.
+`parameters.binary_data` (or the request-level `binary_data_output`) travel as raw bytes; in a
+JSON output, a non-finite value (NaN, +-Infinity, which JSON cannot write) is `null`.
 Every malformed request becomes a `ProtocolError` with the HTTP status to answer.
 """
 
@@ -161,10 +162,22 @@ def encode_response(
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            entry["data"] = array.reshape(-1).tolist()
+            entry["data"] = _json_values(array)
         entries.append(entry)
     head: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": entries}
     if request.id is not None:
         head["id"] = request.id
-    header = json.dumps(head).encode("utf-8")
+    header = json.dumps(head, allow_nan=False).encode("utf-8")
     return (header + b"".join(chunks), len(header)) if chunks else (header, None)
+
+
+def _json_values(array: np.ndarray) -> list[Any]:
+    """An output's values for a JSON body. JSON has no NaN or Infinity (Python's `NaN` token is
+    not JSON): non-finite values become `null`, the rest of the output is intact; binary outputs
+    carry them bit for bit."""
+    flat = array.reshape(-1)
+    if flat.dtype.kind != "f" or np.isfinite(flat).all():
+        return flat.tolist()
+    values = flat.astype(object)
+    values[~np.isfinite(flat)] = None
+    return values.tolist()

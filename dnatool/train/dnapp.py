@@ -31,6 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dnatool.errors import BadInput
+from dnatool.train.recipe import TrainRecipe
+
 HINGES = ("both", "student", "teacher")
 
 
@@ -159,3 +162,53 @@ def cosine_factor(step: int, total: int, warmup: int = 0) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ---- the recipe and the training run --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DnappRecipe(TrainRecipe):
+    """DNA++: DNA's keys plus the projectors, the loss constants (VICReg's, see the module
+    docstring), LARS with a cosine schedule (paper: 0.0025 per 256 images) and whether the teacher
+    trains jointly with the student supernet (the paper's default) or stays frozen."""
+
+    method: str = "dna++"
+    proj_hidden: int = 512
+    proj_out: int = 128
+    invariance: float = 25.0
+    covariance: float = 1.0
+    variance: float = 25.0
+    gamma: float = 1.0
+    eps: float = 1e-4
+    hinge: str = "both"
+    train_teacher: bool = True
+    lr_per_256: float = 0.0025
+    momentum: float = 0.9
+    warmup_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method != "dna++":
+            raise BadInput(f"a DNA++ recipe has method 'dna++', got {self.method!r}")
+        object.__setattr__(self, "method", "dna")  # DNA's own checks, then back
+        try:
+            TrainRecipe.__post_init__(self)
+        finally:
+            object.__setattr__(self, "method", "dna++")
+        if self.hinge not in HINGES:
+            raise BadInput(f"recipe key 'hinge' must be one of {', '.join(HINGES)}")
+        if min(self.proj_hidden, self.proj_out) < 1 or self.lr_per_256 <= 0:
+            raise BadInput("recipe needs proj_hidden, proj_out >= 1 and lr_per_256 > 0")
+        if min(self.invariance, self.covariance, self.variance, self.eps) < 0:
+            raise BadInput("recipe keys invariance, covariance, variance, eps must be >= 0")
+        if self.train_teacher and self.distributed == "blocks":
+            raise BadInput(
+                "a jointly trained teacher is shared by every block: use distributed=data "
+                "or train_teacher=false with distributed=blocks"
+            )
+
+    @property
+    def weights(self) -> SslWeights:
+        return SslWeights(
+            self.invariance, self.covariance, self.variance, self.gamma, self.eps, self.hinge
+        )

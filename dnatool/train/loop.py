@@ -22,6 +22,7 @@ from dnatool.utils import io, runs
 from dnatool.utils.distributed import ProcessInfo, barrier, teardown, wrap
 from dnatool.utils.distributed import setup as setup_process
 from dnatool.utils.events import Report, quiet
+from dnatool.utils.locks import locked
 
 SEEN_RECORDED = 256  # sample indices of the first epoch kept per rank in RUN/ranks/
 
@@ -116,6 +117,7 @@ def _loader(setup: Setup, dist: ProcessInfo, epoch: int) -> tuple[DataLoader, li
     return loader, order
 
 
+@locked("out")  # one writer per run directory
 def run_train(
     recipe: TrainRecipe, out: str | Path, report: Report | None = None, resume: bool = False
 ) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def train_inputs(recipe: TrainRecipe) -> dict[str, Path]:
 
 def check_run_dir(out: Path, recipe: TrainRecipe, inputs: dict[str, Path], resume: bool) -> None:
     """Refuse to overwrite a run without `--resume`, and a resume that changes what is trained."""
-    if sorted((out / SUPERNET_DIR).glob("block_*.pt")) and not resume:
+    if sorted((out / SUPERNET_DIR).glob("*.pt")) and not resume:
         raise BadInput(
             f"{out} already holds supernet checkpoints: pass --resume or choose another --out"
         )

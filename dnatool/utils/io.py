@@ -80,8 +80,29 @@ def torch_load(path: str | os.PathLike) -> Any:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt file can fail anywhere inside the unpickler
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"{path} is not a loadable checkpoint: {first}") from None
+        raise BadInput(f"{path} is not a loadable checkpoint: {_refusal(exc)}") from None
+
+
+SAFE_LOAD = "dnatool loads only tensors and plain containers, never code from a file"
+
+
+def _refusal(exc: Exception) -> str:
+    """Why a load failed, in dnatool's words: torch's own message advises re-running with
+    `weights_only=False` (the unsafe load a crafted file wants), so it is never relayed."""
+    import re
+
+    text = str(exc).strip()
+    if "Weights only load failed" not in text:
+        return text.splitlines()[0] if text else type(exc).__name__
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it asks to import {found.group(1)}; {SAFE_LOAD}"
+    found = re.search(r"Unsupported operand (\d+)", text)
+    if found:
+        return f"unsupported pickle opcode {found.group(1)} (corrupt, or not written by torch.save)"
+    found = re.search(r"but got (<class '[\w.]+'>|[\w.]+)", text)
+    made = f" ({found.group(1)})" if found else ""
+    return f"it builds objects other than tensors and plain containers{made}; {SAFE_LOAD}"
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:

@@ -74,3 +74,14 @@ def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def is_run(path: str | os.PathLike) -> bool:
     return (Path(path) / MANIFEST).is_file()
+
+
+def run_method(run_dir: str | os.PathLike) -> str | None:
+    """The training method a run's recipe records (`dna`, `spos`; None when it names none)."""
+    if not is_run(run_dir):
+        return None
+    recipe = read_manifest(run_dir).get("recipe") or {}
+    method = recipe.get("method") if isinstance(recipe, dict) else None
+    if method is None and isinstance(recipe, dict) and recipe.get("teacher"):
+        return "dna"
+    return method

@@ -13,14 +13,21 @@ _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
 def parse_latency_ms(text: str) -> float:
-    """Milliseconds from `10ms`, `800us`, `1.5s` (a bare number means milliseconds)."""
+    """Milliseconds from `10ms`, `800us`, `1.5s`. A bare number is refused: budgets are quoted
+    in ms on desktops and in us on accelerators, so guessing the unit would search the wrong
+    budget by 1000x without a word."""
     match = re.fullmatch(_NUMBER + r"\s*(s|ms|us|µs|ns)?", str(text).strip())
     if not match:
         raise BadInput(
             f"bad latency {text!r}: expected a number with a unit, e.g. 10ms, 800us, 1.5s"
         )
+    if match.group(2) is None:
+        number = match.group(1)
+        raise BadInput(
+            f"bad latency {text!r}: give a unit, e.g. {number}ms or {number}us (s, ms, us, ns)"
+        )
     return _positive_finite(
-        float(match.group(1)) * _TIME_MS[match.group(2) or "ms"], f"bad latency {text!r}"
+        float(match.group(1)) * _TIME_MS[match.group(2)], f"bad latency {text!r}"
     )
 
 

@@ -1,21 +1,24 @@
 """The small interface every latency backend implements (like nn-Meter's `backends/interface.py`).
 
 A backend turns a torch module plus an input shape into a `Runner` whose `run(n)` returns n timed
-forward passes in milliseconds, measured the way that runtime should be measured (wall clock for
-CPU runtimes, CUDA events on a GPU). `fingerprint()` names the device and runtime so a table
-measured elsewhere can be refused.
+forward passes in milliseconds, measured the way that runtime should be measured (a CPU clock for
+CPU runtimes, CUDA events on a GPU). The conversions, sessions and runners are those of
+`dnatool.runtime`, which `dnatool export` uses too: a table times what ships. `fingerprint()` names
+the device, the runtime and the conversion, so a table measured elsewhere can be refused.
 """
 
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from torch import nn
+
+from dnatool.runtime.timing import Runner
+from dnatool.runtime.timing import clock_fn as _clock_fn
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,6 @@ class BackendOptions:
     precision: str = "fp32"
     mode: str = "eager"
     clock: str = "wall"  # "cpu": thread CPU time, for 1-thread CPU backends on a shared machine
-
-
-class Runner(Protocol):
-    def run(self, n: int) -> list[float]:
-        """Run n forward passes and return each one's latency in milliseconds."""
-        ...
 
 
 class Backend(Protocol):
@@ -58,7 +55,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def base_fingerprint(name: str, options: BackendOptions) -> dict[str, Any]:
+def base_fingerprint(name: str, options: BackendOptions, conversion: str) -> dict[str, Any]:
+    """The facts every backend records; `conversion` names how a module becomes what is run."""
     return {
         "backend": name,
         "cpu": cpu_model(),
@@ -68,19 +66,10 @@ def base_fingerprint(name: str, options: BackendOptions) -> dict[str, Any]:
         "precision": options.precision,
         "mode": options.mode,
         "clock": options.clock,
+        "conversion": conversion,
     }
 
 
 def clock_fn(options: BackendOptions) -> Callable[[], float]:
     """Wall clock, or this thread's CPU time (immune to other processes' load; 1 thread only)."""
-    if options.clock == "wall":
-        return time.perf_counter
-    if options.clock == "cpu" and options.threads == 1:
-        return time.thread_time
-    from dnatool.errors import BadInput
-
-    raise BadInput(
-        f"--clock {options.clock} needs --threads 1 (thread CPU time of the calling thread)"
-        if options.clock == "cpu"
-        else f"unknown clock {options.clock!r} (wall or cpu)"
-    )
+    return _clock_fn(options.clock, options.threads)

@@ -1,14 +1,8 @@
-"""PyTorch eager on the CPU (wall clock) and on CUDA (CUDA events; eager or CUDA-graph replay).
-
-On a GPU a Python timer measures the launch queue, not the kernels: each run is bracketed by CUDA
-events on the current stream and read after one synchronisation. CUDA-graph mode captures the
-forward once and times `graph.replay()`, which removes launch overhead the way a deployment
-runtime (or TensorRT) would.
-"""
+"""PyTorch eager on the CPU and on CUDA (eager or CUDA-graph replay); runners in
+`dnatool.runtime.eager`."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -16,66 +10,9 @@ from torch import nn
 
 from dnatool.errors import BadInput
 from dnatool.profile.backends.base import BackendOptions, base_fingerprint, clock_fn
+from dnatool.runtime.eager import TorchCpuRunner, TorchCudaRunner
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class TorchCpuRunner:
-    def __init__(
-        self, module: nn.Module, input_shape: tuple[int, ...], clock: Any = time.perf_counter
-    ) -> None:
-        self.module = module.eval()
-        self.x = torch.randn(*input_shape)
-        self.clock = clock
-
-    def run(self, n: int) -> list[float]:
-        times = []
-        with torch.inference_mode():
-            for _ in range(n):
-                start = self.clock()
-                self.module(self.x)
-                times.append((self.clock() - start) * 1e3)
-        return times
-
-
-class TorchCudaRunner:
-    """Times eager forwards or CUDA-graph replays with one event pair per run."""
-
-    def __init__(
-        self, module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype, graph: bool
-    ) -> None:
-        self.module = module.eval().to("cuda", dtype)
-        self.x = torch.randn(*input_shape, device="cuda", dtype=dtype)
-        self.graph = self._capture() if graph else None
-
-    @torch.inference_mode()
-    def _capture(self) -> torch.cuda.CUDAGraph:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):  # warm-up on a side stream, as CUDA graph capture requires
-                self.module(self.x)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.out = self.module(self.x)
-        return graph
-
-    @torch.inference_mode()
-    def run(self, n: int) -> list[float]:
-        events = [
-            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-            for _ in range(n)
-        ]
-        for start, end in events:
-            start.record()
-            if self.graph is not None:
-                self.graph.replay()
-            else:
-                self.module(self.x)
-            end.record()
-        torch.cuda.synchronize()
-        return [start.elapsed_time(end) for start, end in events]
 
 
 class TorchCpuBackend:
@@ -93,7 +30,7 @@ class TorchCpuBackend:
 
     def fingerprint(self) -> dict[str, Any]:
         return {
-            **base_fingerprint(self.name, self.options),
+            **base_fingerprint(self.name, self.options, "torch eager"),
             "runtime": "torch",
             "runtime_version": torch.__version__,
             "provider": "cpu",
@@ -125,7 +62,7 @@ class TorchCudaBackend:
     def fingerprint(self) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(0)
         return {
-            **base_fingerprint(self.name, self.options),
+            **base_fingerprint(self.name, self.options, f"torch {self.options.mode}"),
             "gpu": props.name,
             "driver": _driver_version(),
             "cuda": torch.version.cuda,

@@ -1,0 +1,123 @@
+"""The SPOS supernet: one network over the whole space, one op per layer and one cell per block
+per forward (Guo et al., "Single Path One-Shot NAS with Uniform Sampling", ECCV 2020).
+
+Built from the same space walk and the same timm modules as everything else: every candidate layer
+is `build_op(layer.in_width, layer.spec)` of `SearchSpace.layer(...)`, so a supernet op, its latency
+table entry and the deployed layer are one module type, and `extract_subnet` copies a path's
+weights into the standalone network of `space.to_arch(choices)` module by module. When a block's
+cells end in different widths, the next block's first layers (and the head conv) hold one module
+per possible input width. Stem, fixed stages, head and classifier are the standalone network's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dnatool.arch.space import Choice, SearchSpace
+from dnatool.nn.timm_adapter import build_model, build_op
+
+
+class SposCell(nn.Module):
+    """One cell of block k: `first[str(in_width)][op]` opens it, `later[i][op]` follow."""
+
+    def __init__(self, space: SearchSpace, k: int, cell: int) -> None:
+        super().__init__()
+        ops = range(len(space.blocks[k].ops))
+        self.first = nn.ModuleDict(
+            {
+                str(w): nn.ModuleList([_op(space, k, cell, op, True, w) for op in ops])
+                for w in space.in_widths(k)
+            }
+        )
+        self.later = nn.ModuleList(
+            [
+                nn.ModuleList([_op(space, k, cell, op, False) for op in ops])
+                for _ in range(space.blocks[k].cells[cell].layers - 1)
+            ]
+        )
+
+    def path_modules(self, path: Sequence[int], in_width: int) -> list[nn.Module]:
+        """The modules one path runs, in order."""
+        return [self.first[str(in_width)][path[0]]] + [
+            layer[op] for layer, op in zip(self.later, path[1:], strict=True)
+        ]
+
+
+def _op(space: SearchSpace, k: int, cell: int, op: int, first: bool, width: int | None = None):
+    layer = space.layer(k, cell, op, first, width)
+    return build_op(layer.in_width, layer.spec, space.act)
+
+
+class SposSupernet(nn.Module):
+    """`forward(images, choices)` runs the standalone network of `choices` on shared weights."""
+
+    def __init__(self, space: SearchSpace, num_classes: int | None = None) -> None:
+        super().__init__()
+        self.space = space
+        self.num_classes = num_classes or space.num_classes
+        heads = space.in_widths(len(space.blocks))
+        reference = {
+            w: build_model(space.to_arch(_ending_in(space, w)), num_classes=self.num_classes)
+            for w in heads
+        }
+        model = reference[heads[0]]
+        self.conv_stem, self.bn1 = model.conv_stem, model.bn1
+        self.fixed = nn.Sequential(*list(model.blocks)[: len(space.fixed)])
+        self.blocks = nn.ModuleList(
+            [
+                nn.ModuleList([SposCell(space, k, c) for c in range(len(block.cells))])
+                for k, block in enumerate(space.blocks)
+            ]
+        )
+        self.heads = nn.ModuleDict(
+            {str(w): nn.Sequential(m.conv_head, m.bn2) for w, m in reference.items()}
+        )
+        self.global_pool, self.classifier = model.global_pool, model.classifier
+
+    def path_modules(self, choices: Sequence[Choice]) -> list[list[nn.Module]]:
+        """The searchable modules of one architecture, per block (choices checked by the space)."""
+        widths = self.space.chain_widths(list(choices))
+        return [
+            self.blocks[k][cell].path_modules(path, widths[k])
+            for k, (cell, path) in enumerate(choices)
+        ]
+
+    def forward(self, images: torch.Tensor, choices: Sequence[Choice]) -> torch.Tensor:
+        x = self.fixed(self.bn1(self.conv_stem(images)))
+        for block in self.path_modules(choices):
+            for module in block:
+                x = module(x)
+        x = self.heads[str(self.space.chain_widths(list(choices))[-1])](x)
+        return self.classifier(self.global_pool(x))
+
+
+def _ending_in(space: SearchSpace, width: int) -> list[Choice]:
+    """Some architecture whose last block ends in `width` (for the head module of that width)."""
+    choices = [(0, (0,) * block.cells[0].layers) for block in space.blocks]
+    last = space.blocks[-1]
+    cell = next(c for c, spec in enumerate(last.cells) if spec.width == width)
+    choices[-1] = (cell, (0,) * last.cells[cell].layers)
+    return choices
+
+
+def extract_subnet(supernet: SposSupernet, choices: Sequence[Choice]) -> nn.Module:
+    """The standalone timm network of `choices` carrying the supernet's weights of that path
+    (its outputs equal `supernet(x, choices)`: the tests check it)."""
+    space = supernet.space
+    model = build_model(space.to_arch(list(choices)), num_classes=supernet.num_classes)
+    model.conv_stem.load_state_dict(supernet.conv_stem.state_dict())
+    model.bn1.load_state_dict(supernet.bn1.state_dict())
+    for s, stage in enumerate(supernet.fixed):
+        model.blocks[s].load_state_dict(stage.state_dict())
+    offset = len(space.fixed)
+    for k, modules in enumerate(supernet.path_modules(choices)):
+        for j, module in enumerate(modules):
+            model.blocks[offset + k][j].load_state_dict(module.state_dict())
+    head = supernet.heads[str(space.chain_widths(list(choices))[-1])]
+    model.conv_head.load_state_dict(head[0].state_dict())
+    model.bn2.load_state_dict(head[1].state_dict())
+    model.classifier.load_state_dict(supernet.classifier.state_dict())
+    return model

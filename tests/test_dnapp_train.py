@@ -1,0 +1,118 @@
+"""DNA++ training and rating on the built-in digits (CPU, seconds): `method: dna++`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dnatool.arch.resolve import resolve_arch
+from dnatool.config import load_recipe
+from dnatool.errors import BadInput
+from dnatool.nn.model_run import save_model_run
+from dnatool.nn.timm_adapter import build_model
+from dnatool.train.dnapp import DnappRecipe
+from dnatool.utils import io
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory) -> Path:
+    """An (untrained) model run of the digits teacher arch: training mechanics only."""
+    run = tmp_path_factory.mktemp("teacher")
+    arch = resolve_arch(str(REPO / "recipes" / "arch" / "digits-teacher.json"))
+    torch.manual_seed(0)
+    save_model_run(run, build_model(arch), arch, {}, {})
+    return run
+
+
+def _recipe(teacher: Path, *extra: str) -> DnappRecipe:
+    base = (f"teacher={teacher}", "max_steps_per_epoch=3", "rate_per_class=4", "epochs=2")
+    return load_recipe("dnapp-tiny", DnappRecipe, (*base, *extra))
+
+
+@pytest.fixture(scope="module")
+def trained(teacher_run, tmp_path_factory):
+    from dnatool.train.dnapp_loop import run_dnapp
+
+    out = tmp_path_factory.mktemp("dnapp") / "run"
+    return out, run_dnapp(_recipe(teacher_run), out)
+
+
+def test_the_teacher_trains_jointly_and_everything_is_checkpointed(trained, teacher_run):
+    from dnatool.nn.model_run import MODEL_FILE
+    from dnatool.train.dnapp_loop import teacher_checkpoint
+    from dnatool.train.setup import block_checkpoint
+
+    out, result = trained
+    assert set(result["final_loss"]) == {"0", "1", "2"}
+    assert all(np.isfinite(v).all() for v in result["final_loss"].values())
+    block = io.load_checkpoint(block_checkpoint(out, 1), "supernet_block")
+    assert block["epoch"] == 2 and set(block["projectors"]) == {"student", "teacher"}
+    before = io.load_checkpoint(teacher_run / MODEL_FILE, "model")["state_dict"]
+    after = io.load_checkpoint(teacher_checkpoint(out), "dnapp_teacher")["state_dict"]
+    changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
+    assert changed, "the teacher's weights did not move: it is not trained jointly"
+    assert (out / "curves" / "loss.png").stat().st_size > 0
+
+
+def test_resume_continues_and_refuses_a_changed_loss(trained, teacher_run):
+    from dnatool.train.dnapp_loop import run_dnapp
+    from dnatool.train.setup import block_checkpoint
+
+    out, _ = trained
+    with pytest.raises(BadInput, match="hinge"):
+        run_dnapp(_recipe(teacher_run, "hinge=student"), out, resume=True)
+    with pytest.raises(BadInput, match="--resume"):
+        run_dnapp(_recipe(teacher_run), out)
+    run_dnapp(_recipe(teacher_run, "epochs=3"), out, resume=True)
+    history = io.load_checkpoint(block_checkpoint(out, 0), "supernet_block")["history"]
+    assert sorted({row[0] for row in history}) == [0, 1, 2]
+
+
+def test_a_frozen_teacher_is_not_checkpointed(teacher_run, tmp_path):
+    from dnatool.train.dnapp_loop import run_dnapp, teacher_checkpoint
+
+    out = tmp_path / "frozen"
+    run_dnapp(_recipe(teacher_run, "train_teacher=false", "epochs=1"), out)
+    assert not teacher_checkpoint(out).exists()
+
+
+def test_rating_uses_the_ssl_distance_and_prefix_sharing_equals_naive(trained):
+    from dnatool.rate.feature_sharing import score_cell_naive, score_cell_shared
+    from dnatool.rate.score_lists import load_score_lists, run_space
+    from dnatool.rate.scores import run_rate
+
+    out, _ = trained
+    summary = run_rate(out)
+    space = run_space(out)
+    lists = load_score_lists(out, space)
+    assert [len(lst.scores) for lst in lists] == [b.paths for b in space.blocks]
+    assert all((lst.scores >= 0).all() for lst in lists)
+    assert summary["1"]["settings"]["norm"] == "ssl"
+
+    from dnatool.train.dnapp import Projector, ssl_distance
+
+    gen = torch.Generator().manual_seed(0)
+    cell = _a_cell(out, space)
+    proj = Projector(24, 16, 8).eval()
+    x = torch.randn(6, cell.layers[0][0].conv_pw.in_channels, 8, 8, generator=gen)
+    z = torch.randn(6, 8, generator=gen)
+
+    def metric(output, target):
+        return ssl_distance(proj(output), target)
+
+    shared = score_cell_shared(cell, [(x, z)], metric, calibration=x).scores()
+    naive = score_cell_naive(cell, [(x, z)], metric, calibration=x).scores()
+    assert shared.keys() == naive.keys()
+    assert all(shared[p] == pytest.approx(naive[p], rel=1e-5) for p in shared)
+
+
+def _a_cell(out, space):
+    from dnatool.nn.supernet import Cell
+
+    torch.manual_seed(0)
+    return Cell(space, 1, 1, in_chs=16, out_chs=24).eval()
