@@ -35,6 +35,7 @@ class CascadeRecipe:
     teacher: str = "runs/cascade/teacher"
     teacher_arch: str | None = None
     teacher_recipe: str = "retrain-tiny"
+    teacher_overrides: tuple[str, ...] = ()
     retrain: str = "retrain-tiny"
     retrain_overrides: tuple[str, ...] = ()
     kd: bool = False
@@ -116,7 +117,7 @@ def first_teacher(recipe: CascadeRecipe, report: Report) -> str:
     report("log", message=f"cascade: training the first teacher at {recipe.teacher}", always=True)
     run_retrain(
         resolve_arch(recipe.teacher_arch),
-        load_retrain_recipe(recipe.teacher_recipe),
+        load_retrain_recipe(recipe.teacher_recipe, recipe.teacher_overrides),
         recipe.teacher,
         report=report,
         resume=True,

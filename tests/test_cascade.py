@@ -53,6 +53,7 @@ def test_cascade_cli_refuses_a_bad_recipe_in_one_line(cli):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_two_generations_run_resume_after_a_kill_and_report(tmp_path):
     """The cascade on CPU: killed once generation 0's search is written, then resumed; the rerun
     reuses every finished stage and the report holds both generations."""
@@ -71,6 +72,12 @@ def test_two_generations_run_resume_after_a_kill_and_report(tmp_path):
         f"teacher={tmp_path / 'teacher'}",
         "-o",
         "min_gain=-100",
+        "-o",  # short stages: the test is about the pipeline, kill and resume, not accuracy
+        "teacher_overrides=[epochs=2]",
+        "-o",
+        "train_overrides=[epochs=1, max_steps_per_epoch=6, rate_per_class=4]",
+        "-o",
+        "retrain_overrides=[epochs=2]",
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 900
