@@ -1,0 +1,276 @@
+"""The rating methods the ranking benchmark compares, behind one small interface.
+
+A method trains its supernet on the benchmark's data (resumable), rates it, and returns one score
+per truth architecture (lower is better, as score lists are). `METHODS` is the registry: a method
+whose implementation has not landed is registered with the reason, so `--methods` refuses it in
+one line and adding it later is one `Method(...)` entry. Stage CPU times are recorded in
+`METHOD_DIR/stages.json` when a stage completes, so a resumed benchmark still reports them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dnatool.arch.space import Choice, SearchSpace
+from dnatool.errors import BadInput
+from dnatool.utils import io
+from dnatool.utils.events import Report, quiet
+
+STAGES_FILE = "stages.json"
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method gets: where to work, the space and data, the truth's architectures."""
+
+    out: Path
+    space: SearchSpace
+    space_ref: str
+    data: str
+    archs: list[list[Choice]]
+    options: dict[str, Any]
+    report: Report = quiet
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    missing: Callable[[], str | None]  # None when usable here, else why not (one line)
+    rate: Callable[[MethodContext], dict[str, Any]]  # {"scores": [...], "run": str, ...}
+
+
+def _not_landed(what: str) -> Callable[[], str | None]:
+    return lambda: what
+
+
+def _unavailable(ctx: MethodContext) -> dict[str, Any]:
+    raise BadInput("method not available")
+
+
+def stage(ctx: MethodContext, name: str, work: Callable[[], Any], done: bool = False) -> Any:
+    """Run one stage of a method, recording its CPU and wall time when it completes; a stage
+    already completed (`done`) keeps the figures of the run that completed it."""
+    path = ctx.out / STAGES_FILE
+    record = io.read_json(path, "stage record") if path.is_file() else {}
+    cpu, wall = time.process_time(), time.time()
+    value = work()
+    if not (done and name in record):
+        record[name] = {
+            "cpu_seconds": time.process_time() - cpu,
+            "wall_seconds": time.time() - wall,
+        }
+        io.write_json(path, record)
+    return value
+
+
+def stage_times(out: Path) -> dict[str, Any]:
+    path = out / STAGES_FILE
+    return io.read_json(path, "stage record") if path.is_file() else {}
+
+
+def _finished(run: Path) -> bool:
+    from dnatool.utils import runs
+
+    return runs.is_run(run) and bool(runs.read_manifest(run).get("finished"))
+
+
+# --- DNA ------------------------------------------------------------------------------------
+
+DNA_DEFAULTS: dict[str, Any] = {
+    "teacher_arch": "recipes/arch/ranking-teacher.json",
+    "teacher_recipe": "retrain-ranking",
+    "teacher_overrides": [],
+    "recipe": "dna-tiny-w",
+    "overrides": [],
+}
+
+
+def _options(method: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A method's options from the benchmark recipe, unknown keys refused."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise BadInput(f"unknown {method} option {unknown[0]!r} (known: {', '.join(defaults)})")
+    return {**defaults, **options}
+
+
+def _resolve_file(ref: str) -> str:
+    """Paths in shipped recipes are relative to the repository (`recipes/...`)."""
+    from dnatool.config import RECIPES_DIR
+
+    path = Path(ref)
+    if not path.exists() and (RECIPES_DIR.parent / ref).exists():
+        return str(RECIPES_DIR.parent / ref)
+    return ref
+
+
+def rate_dna(ctx: MethodContext) -> dict[str, Any]:
+    """Teacher trained on the benchmark data, block-wise supernet, Algorithm 1 rating; an
+    architecture's score is the sum of its blocks' rated scores (as `search` minimises)."""
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.config import load_recipe
+    from dnatool.rate.ranking import arch_score
+    from dnatool.rate.score_lists import load_score_lists
+    from dnatool.rate.scores import run_rate
+    from dnatool.retrain.recipe import load_retrain_recipe
+    from dnatool.retrain.train import run_retrain
+    from dnatool.train.loop import run_train
+    from dnatool.train.recipe import TrainRecipe
+
+    opts = _options("dna", ctx.options, DNA_DEFAULTS)
+    teacher_run = ctx.out / "teacher"
+    teacher_recipe = load_retrain_recipe(
+        opts["teacher_recipe"], (*opts["teacher_overrides"], f"data={ctx.data}")
+    )
+    teacher_arch = resolve_arch(_resolve_file(opts["teacher_arch"]))
+    teacher = stage(
+        ctx,
+        "teacher",
+        lambda: run_retrain(teacher_arch, teacher_recipe, teacher_run, ctx.report, resume=True),
+        done=_finished(teacher_run),
+    )
+    supernet = ctx.out / "supernet"
+    recipe = load_recipe(
+        opts["recipe"],
+        TrainRecipe,
+        (
+            *opts["overrides"],
+            f"space={ctx.space_ref}",
+            f"data={ctx.data}",
+            f"teacher={teacher_run}",
+        ),
+    )
+    stage(
+        ctx,
+        "train",
+        lambda: run_train(recipe, supernet, ctx.report, resume=True),
+        done=_finished(supernet),
+    )
+    stage(ctx, "rate", lambda: run_rate(supernet, ctx.report), done=_finished(supernet / "scores"))
+    lists = load_score_lists(supernet, ctx.space)
+    return {
+        "scores": [arch_score(lists, choices) for choices in ctx.archs],
+        "run": str(supernet),
+        "teacher_top1": float(teacher["top1"]),
+        "supernet_epochs": recipe.epochs,
+    }
+
+
+# --- SPOS -----------------------------------------------------------------------------------
+
+
+SPOS_DEFAULTS: dict[str, Any] = {"recipe": "spos-tiny", "overrides": [], "bn_batches": None}
+
+
+def spos_missing() -> str | None:
+    """SPOS needs `method: spos` training and the rating of given architectures
+    (`dnatool rate RUN --archs FILE`, issue 14); None once both are here."""
+    from dnatool.train.recipe import METHODS as TRAIN_METHODS
+
+    if "spos" not in TRAIN_METHODS:
+        return "method 'spos' is not available yet: `dnatool train` has no `method: spos`"
+    try:
+        from dnatool.rate.spos import run_rate_spos  # noqa: F401
+    except ImportError:
+        return (
+            "method 'spos' is not available yet: rating given architectures of an SPOS run "
+            "(`dnatool rate RUN --archs FILE`, issue 14) has not landed"
+        )
+    return None
+
+
+def rate_spos(ctx: MethodContext) -> dict[str, Any]:
+    """One weight-sharing supernet trained on the labels (`method: spos`), then every truth
+    architecture rated by its top-1 on the rating split after BN recalibration (`dnatool rate
+    RUN --archs FILE`); the score is SPOS's fitness, the top-1 error (lower is better)."""
+    from dnatool.arch.choices import choices_key
+    from dnatool.rate.spos import run_rate_spos
+    from dnatool.train.recipe import load_train_recipe
+    from dnatool.train.spos import run_spos
+
+    opts = _options("spos", ctx.options, SPOS_DEFAULTS)
+    recipe = load_train_recipe(
+        opts["recipe"], (*opts["overrides"], f"space={ctx.space_ref}", f"data={ctx.data}")
+    )
+    if recipe.method != "spos":
+        raise BadInput(f"spos recipe {opts['recipe']!r} trains method {recipe.method!r}")
+    supernet = ctx.out / "supernet"
+    stage(
+        ctx,
+        "train",
+        lambda: run_spos(recipe, supernet, ctx.report, resume=True),
+        done=_finished(supernet),
+    )
+    archs_file = io.write_json(
+        ctx.out / "archs.json", [[[c, list(p)] for c, p in choices] for choices in ctx.archs]
+    )
+    rated = stage(
+        ctx,
+        "rate",
+        lambda: run_rate_spos(
+            supernet, archs=archs_file, bn_batches=opts["bn_batches"], report=ctx.report
+        ),
+        done=_finished(supernet / "scores"),
+    )
+    by_key = {choices_key([(c, tuple(p)) for c, p in e["choices"]]): e for e in rated["archs"]}
+    entries = [by_key[choices_key(choices)] for choices in ctx.archs]
+    return {
+        "scores": [100.0 - e["top1"] for e in entries],
+        "rating_top1": [e["top1"] for e in entries],
+        "rating_loss": [e["loss"] for e in entries],
+        "run": str(supernet),
+        "supernet_epochs": recipe.epochs,
+        "rating": rated["settings"],
+    }
+
+
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Method(
+            "dna",
+            "DNA: block-wise distillation from a teacher, Algorithm 1 rating",
+            lambda: None,
+            rate_dna,
+        ),
+        Method(
+            "spos",
+            "SPOS: one weight-sharing supernet, top-1 after BN recalibration",
+            spos_missing,
+            rate_spos,
+        ),
+        Method(
+            "dna++",
+            "DNA++: self-supervised block-wise learning",
+            _not_landed("method 'dna++' is not available yet (issue 16)"),
+            _unavailable,
+        ),
+        Method(
+            "bossnas",
+            "BossNAS: ensemble bootstrapping without a teacher",
+            _not_landed("method 'bossnas' is not available yet (issue 17)"),
+            _unavailable,
+        ),
+    )
+}
+
+
+def select_methods(names: list[str]) -> list[Method]:
+    """The named methods, refusing unknown or unavailable ones in one line (exit 2)."""
+    chosen = []
+    for name in names:
+        if name not in METHODS:
+            raise BadInput(f"unknown method {name!r} (known: {', '.join(METHODS)})")
+        reason = METHODS[name].missing()
+        if reason:
+            raise BadInput(reason)
+        chosen.append(METHODS[name])
+    return chosen
+
+
+def available_methods() -> list[str]:
+    return [name for name, method in METHODS.items() if method.missing() is None]

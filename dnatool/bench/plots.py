@@ -1,0 +1,90 @@
+"""The ranking benchmark's figures: one scatter per method, one summary (through utils/plots)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnatool.utils.plots import new_figure, save_png
+
+STAT_LABELS = {"kendall_tau": "Kendall tau", "spearman": "Spearman rho", "pearson": "Pearson r"}
+
+
+def _num(value: Any) -> float:
+    """None (an undefined statistic in the JSON) plots as NaN."""
+    return float("nan") if value is None else float(value)
+
+
+def _interval(stat: dict[str, Any]) -> str:
+    value, low, high = (_num(stat[k]) for k in ("value", "low", "high"))
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def scatter_plot(truth: dict[str, Any], result: dict[str, Any], path: Path) -> Path:
+    """Method score (lower is better) against trained top-1: the seed mean, bars from the lowest
+    to the highest seed."""
+    top1 = np.array([a["top1"] for a in truth["archs"]], dtype=float)
+    mean = top1.mean(axis=1)
+    scores = np.asarray(result["scores"], dtype=float)
+    fig = new_figure(figsize=(5.5, 4.2))
+    ax = fig.subplots()
+    ax.errorbar(
+        scores,
+        mean,
+        yerr=[mean - top1.min(axis=1), top1.max(axis=1) - mean],
+        fmt="o",
+        capsize=3,
+        alpha=0.85,
+    )
+    ax.set_xlabel(f"{result['method']} score (lower is better)")
+    ax.set_ylabel(f"top-1 trained from scratch (%), {truth['seeds']} seed(s)")
+    ax.set_title(
+        f"{result['method']}: tau {_interval(result['kendall_tau'])}, n={result['n']}", fontsize=9
+    )
+    ax.grid(alpha=0.3)
+    return save_png(fig, path, dpi=100)
+
+
+def summary_plot(summary: dict[str, Any], path: Path) -> Path:
+    """Tau / rho / r of every method with their intervals, and the truth's noise ceiling."""
+    methods = list(summary["methods"])
+    fig = new_figure(figsize=(6.5, 4.0))
+    ax = fig.subplots()
+    width = 0.8 / len(STAT_LABELS)
+    for j, (key, label) in enumerate(STAT_LABELS.items()):
+        values = [summary["methods"][m][key] for m in methods]
+        x = np.arange(len(methods)) + (j - 1) * width
+        centre = np.array([_num(v["value"]) for v in values])
+        errors = np.nan_to_num(
+            [
+                centre - np.array([_num(v["low"]) for v in values]),
+                np.array([_num(v["high"]) for v in values]) - centre,
+            ]
+        )
+        ax.bar(x, np.nan_to_num(centre), width, yerr=errors, capsize=3, label=label)
+    ceiling = (summary["truth"].get("noise_ceiling") or {}).get("kendall_tau")
+    if ceiling and ceiling["value"] is not None:
+        ax.axhline(ceiling["value"], color="black", linestyle="--", linewidth=1)
+        if ceiling["low"] is not None and ceiling["high"] is not None:
+            ax.axhspan(ceiling["low"], ceiling["high"], color="grey", alpha=0.15)
+        ax.text(
+            len(methods) - 0.5,
+            ceiling["value"],
+            f"noise ceiling (tau between seeds) {ceiling['value']:.2f}",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(np.arange(len(methods)), methods)
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+    ax.set_ylim(-1, 1)
+    ax.axhline(0, color="grey", linewidth=0.5)
+    truth = summary["truth"]
+    ax.set_title(
+        f"ranking fidelity on {truth['space']}: {truth['archs']} archs x {truth['seeds']} seeds",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8, loc="lower left")
+    return save_png(fig, path, dpi=100)

@@ -1,0 +1,344 @@
+"""`dnatool bench ranking`: do a method's ratings predict the accuracy of trained architectures?
+
+The papers' measure (DNA: Kendall tau 0.62-0.64 on 23 ImageNet architectures; SPOS -0.18): train
+N architectures of a space from scratch (the truth), rate the same architectures with each
+method's supernet trained on the same data, and correlate. Here the data is the built-in
+cluttered digits (`dnatool.data.cluttered`, non-saturated), read by every method as an
+ImageFolder; each architecture is trained with S seeds so the truth's own reliability (the noise
+ceiling) is known. `run_ranking` is the library call, the CLI only wires it.
+
+Layout of OUT: `data/` (generated), `truth/` (plan, per-job runs and results, `truth.json`),
+`methods/NAME/` (the method's runs, `ratings.json`, `scatter.png`), `ranking.json` and
+`ranking.png` (the summary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnatool.bench import truth as truth_mod
+from dnatool.bench.methods import (
+    METHODS,
+    MethodContext,
+    available_methods,
+    select_methods,
+    stage_times,
+)
+from dnatool.bench.stats import finite_or_none, method_correlations
+from dnatool.errors import BadInput
+from dnatool.utils import io
+from dnatool.utils.events import Report, quiet
+
+RANKING_FORMAT = "dnatool.ranking"
+BUILTIN_DATA = "cluttered"
+SAMPLING = ("uniform", "macs", "spread")
+TARGETS = {"noise_ceiling": 0.8, "spread_ratio": 3.0, "dna_kendall_tau": 0.6, "dna_over_spos": 0.3}
+
+
+@dataclass(frozen=True)
+class RankingRecipe:
+    """Settings of one benchmark (`recipes/bench-ranking.yaml`, `-o key=value`)."""
+
+    space: str = "ranking"
+    data: str = BUILTIN_DATA  # the built-in cluttered digits, or an ImageFolder root
+    data_options: dict[str, Any] = field(default_factory=dict)  # ClutterSpec knobs
+    archs: int = 16
+    seeds: int = 3
+    sample: str = "uniform"  # uniform; macs / spread: even over a pool's MACs / rated scores
+    spread_run: str | None = None
+    pool: int = 2000
+    truth_recipe: str = "retrain-ranking"
+    truth_overrides: tuple[str, ...] = ()
+    methods: dict[str, Any] = field(default_factory=dict)  # per-method options
+    bootstrap: int = 2000
+    confidence: float = 0.95
+    threads: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.archs < 3 or self.seeds < 1:
+            raise BadInput("bench ranking: archs must be >= 3 and seeds >= 1")
+        if self.sample not in SAMPLING:
+            raise BadInput(f"bench ranking: sample must be one of {', '.join(SAMPLING)}")
+        if self.sample == "spread" and not self.spread_run:
+            raise BadInput("bench ranking: sample=spread needs spread_run (a rated run)")
+        if self.bootstrap < 100 or not 0 < self.confidence < 1 or self.threads < 1:
+            raise BadInput("bench ranking: bootstrap >= 100, confidence in (0, 1), threads >= 1")
+        if not isinstance(self.methods, dict):
+            raise BadInput("bench ranking: methods must map method names to their options")
+
+
+def load_ranking_recipe(ref: str | None, overrides: tuple[str, ...] = ()) -> RankingRecipe:
+    from dnatool.config import load_recipe
+
+    return load_recipe(ref, RankingRecipe, overrides)
+
+
+def prepare_data(recipe: RankingRecipe, out: Path, report: Report = quiet) -> tuple[str, dict]:
+    """The ImageFolder root every stage reads, and what identifies it (recorded in the truth)."""
+    from dnatool.data.cluttered import generate, read_dataset_spec, spec_from_options
+
+    if recipe.data == BUILTIN_DATA:
+        spec = spec_from_options(recipe.data_options)
+        root = out / "data"
+        if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 generates, the others wait
+            while (read_dataset_spec(root) or {}).get("digest") != spec.digest:
+                time.sleep(2.0)
+        meta = generate(root, spec, report)
+        return str(root.resolve()), {
+            "builtin": BUILTIN_DATA,
+            "digest": meta["digest"],
+            "spec": meta["spec"],
+        }
+    root = Path(recipe.data)
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
+        raise BadInput(f"data {recipe.data!r} is neither {BUILTIN_DATA!r} nor an ImageFolder root")
+    described = read_dataset_spec(root) or {}
+    return str(root.resolve()), {"root": str(root.resolve()), "digest": described.get("digest")}
+
+
+def data_for_truth(truth: dict[str, Any], out: Path, report: Report = quiet) -> str:
+    """The truth's data: its folder when it still holds the same dataset, else (built-in data)
+    regenerated bit for bit from the recorded spec into OUT/data."""
+    from dnatool.data.cluttered import generate, read_dataset_spec, spec_from_options
+
+    data = truth["data"]
+    root = Path(data.get("root") or out / "data")
+    if data.get("builtin"):
+        candidates = [Path(truth.get("_path", ".")).parent.parent / "data", out / "data"]
+        for candidate in candidates:
+            described = read_dataset_spec(candidate) if candidate.is_dir() else None
+            if described and described.get("digest") == data["digest"]:
+                return str(candidate.resolve())
+        meta = generate(out / "data", spec_from_options(data["spec"]), report)
+        if meta["digest"] != data["digest"]:
+            raise BadInput("the regenerated data differs from the truth's (generator changed)")
+        return str((out / "data").resolve())
+    if not root.is_dir():
+        raise BadInput(f"the truth's data folder {root} is gone")
+    return str(root)
+
+
+def _truth_recipe(recipe: RankingRecipe, data: str) -> dict[str, Any]:
+    from dnatool.config import to_dict
+    from dnatool.retrain.recipe import load_retrain_recipe
+
+    loaded = load_retrain_recipe(
+        recipe.truth_recipe, (*recipe.truth_overrides, f"data={data}", f"threads={recipe.threads}")
+    )
+    return to_dict(loaded)
+
+
+def sample_truth_archs(recipe: RankingRecipe, space: Any) -> list:
+    if recipe.sample == "uniform":
+        return truth_mod.sample_uniform(space, recipe.archs, recipe.seed)
+    if recipe.sample == "macs":  # method-neutral: small and large networks both represented
+        return truth_mod.sample_spread(
+            space, truth_mod.macs_counter(space), recipe.archs, recipe.pool, recipe.seed
+        )
+    from dnatool.rate.ranking import arch_score
+    from dnatool.rate.score_lists import load_score_lists, run_space
+
+    rated = run_space(recipe.spread_run)
+    if rated.digest != space.digest:
+        raise BadInput(
+            f"spread_run {recipe.spread_run} was trained on another space ({rated.name})"
+        )
+    lists = load_score_lists(recipe.spread_run, space)
+    return truth_mod.sample_spread(
+        space, lambda c: arch_score(lists, c), recipe.archs, recipe.pool, recipe.seed
+    )
+
+
+def build_truth(
+    recipe: RankingRecipe, out: str | Path, workers: int = 1, report: Report = quiet
+) -> dict[str, Any] | None:
+    """Data, plan and every (architecture, seed) job; `truth.json` (None on torchrun ranks > 0)."""
+    from dnatool.arch.space import load_space
+
+    out = Path(out)
+    space = load_space(recipe.space)
+    data, data_id = prepare_data(recipe, out, report)
+    plan = truth_mod.make_plan(
+        space,
+        recipe.space,
+        sample_truth_archs(recipe, space),
+        recipe.seeds,
+        _truth_recipe(recipe, data),
+        data_id,
+    )
+    return truth_mod.run_truth(out / "truth", plan, workers, recipe.threads, report)
+
+
+def run_ranking(
+    recipe: RankingRecipe,
+    out: str | Path,
+    methods: list[str] | None = None,
+    truth_path: str | Path | None = None,
+    workers: int = 1,
+    report: Report = quiet,
+) -> dict[str, Any] | None:
+    """The whole benchmark: truth (or `truth_path`), then every selected method; returns the
+    summary written to OUT/ranking.json (None on torchrun ranks > 0, which only train truth jobs)."""
+    from dnatool.arch.space import load_space
+
+    out = Path(out)
+    if methods is None:  # the recipe's methods that are available here; the others are named
+        names = [m for m in recipe.methods or ["dna"] if m in available_methods()]
+        for skipped in sorted(set(recipe.methods) - set(names)):
+            report("log", message=f"skipping {METHODS[skipped].missing()}", always=True)
+    else:
+        names = list(methods)
+    chosen = select_methods(names)  # refuse unavailable methods before hours of truth training
+    if truth_path is None:
+        truth = build_truth(recipe, out, workers, report)
+        if truth is None:
+            return None
+        truth_path = out / "truth" / truth_mod.TRUTH_FILE
+    else:
+        truth = truth_mod.load_truth(truth_path)
+    truth = {**truth, "_path": str(truth_path)}
+    results = {}
+    if chosen:
+        space = load_space(truth["space"]["ref"])
+        if space.digest != truth["space"]["digest"]:
+            raise BadInput(f"space {truth['space']['ref']!r} changed since the truth was trained")
+        data = data_for_truth(truth, out, report)
+        import torch
+
+        torch.set_num_threads(recipe.threads)
+        with truth_mod.single_process():  # under torchrun only rank 0 gets here: no DDP
+            for method in chosen:
+                results[method.name] = rate_method(method, recipe, truth, space, data, out, report)
+    summary = finite_or_none(summarize(truth, str(truth_path), results, recipe))
+    io.write_json(out / "ranking.json", summary)
+    if results:
+        from dnatool.bench.plots import summary_plot
+
+        summary_plot(summary, out / "ranking.png")
+    return summary
+
+
+def rate_method(
+    method: Any,
+    recipe: RankingRecipe,
+    truth: dict[str, Any],
+    space: Any,
+    data: str,
+    out: Path,
+    report: Report,
+) -> dict[str, Any]:
+    """One method: train, rate, score the truth's architectures, correlate, scatter plot."""
+    from dnatool.bench.plots import scatter_plot
+
+    method_dir = out / "methods" / method.name
+    options = dict(recipe.methods.get(method.name) or {})
+    ctx = MethodContext(
+        method_dir,
+        space,
+        truth["space"]["ref"],
+        data,
+        truth_mod.truth_choices(truth),
+        options,
+        report,
+    )
+    report("log", message=f"method {method.name}: {method.description}", always=True)
+    rated = method.rate(ctx)
+    scores = [float(s) for s in rated["scores"]]
+    accuracy = [a["mean_top1"] for a in truth["archs"]]
+    result: dict[str, Any] = {
+        "method": method.name,
+        **method_correlations(scores, accuracy, recipe.bootstrap, recipe.confidence, recipe.seed),
+        "scores": scores,
+        "stages": stage_times(method_dir),
+        **{k: v for k, v in rated.items() if k != "scores"},
+    }
+    result["cpu_seconds"] = float(sum(s["cpu_seconds"] for s in result["stages"].values()))
+    result = finite_or_none(result)
+    io.write_json(method_dir / "ratings.json", result)
+    scatter_plot(truth, result, method_dir / "scatter.png")
+    return result
+
+
+def _meets(value: float | None, target: str) -> bool | None:
+    """Whether a figure reaches its target; None when the figure is undefined (NaN)."""
+    if value is None or not np.isfinite(value):
+        return None
+    return bool(value >= TARGETS[target])
+
+
+def summarize(
+    truth: dict[str, Any], truth_path: str, results: dict[str, Any], recipe: RankingRecipe
+) -> dict[str, Any]:
+    """The summary: truth reliability, per-method tau / rho / r with intervals, targets."""
+    ceiling = truth.get("noise_ceiling")
+    accuracy = np.array([a["mean_top1"] for a in truth["archs"]])
+    methods = {
+        name: {
+            key: r[key]
+            for key in ("kendall_tau", "spearman", "pearson", "n", "cpu_seconds", "run")
+            if key in r
+        }
+        for name, r in results.items()
+    }
+    checks: dict[str, Any] = {}
+    if ceiling:
+        checks["noise_ceiling"] = _meets(ceiling["kendall_tau"]["value"], "noise_ceiling")
+        checks["spread_ratio"] = _meets(ceiling["spread_ratio"], "spread_ratio")
+    tau = {name: r["kendall_tau"]["value"] for name, r in results.items()}
+    if "dna" in tau:
+        checks["dna_kendall_tau"] = _meets(tau["dna"], "dna_kendall_tau")
+        if "spos" in tau:
+            gap = None if None in (tau["dna"], tau["spos"]) else tau["dna"] - tau["spos"]
+            checks["dna_over_spos"] = _meets(gap, "dna_over_spos")
+    return {
+        "format": RANKING_FORMAT,
+        "version": 1,
+        "truth": {
+            "path": truth_path,
+            "space": truth["space"]["name"],
+            "archs": len(truth["archs"]),
+            "seeds": truth["seeds"],
+            "top1_range": [float(accuracy.min()), float(accuracy.max())],
+            "noise_ceiling": ceiling,
+            "cpu_seconds": truth.get("cpu_seconds"),
+        },
+        "methods": methods,
+        "targets": TARGETS,
+        "met": checks,
+        "recipe": {k: v for k, v in dataclasses.asdict(recipe).items()},
+    }
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary as the CLI prints it: the truth's reliability, then one line per method."""
+    truth = summary["truth"]
+    low, high = truth["top1_range"]
+    lines = [f"truth: {truth['archs']} archs x {truth['seeds']} seeds, top-1 {low:.2f}-{high:.2f}%"]
+    ceiling = truth.get("noise_ceiling")
+    if ceiling:
+        tau = ceiling["kendall_tau"]
+        lines.append(
+            f"noise ceiling: tau between seeds {_fmt(tau['value'])} [{_fmt(tau['low'])}, "
+            f"{_fmt(tau['high'])}]; spread {_fmt(ceiling['spread'], 2)}% = "
+            f"{_fmt(ceiling['spread_ratio'], 1)}x the mean seed difference "
+            f"{_fmt(ceiling['mean_seed_difference'], 2)}%"
+        )
+    for name, m in summary.get("methods", {}).items():
+        cells = ", ".join(
+            f"{key} {_fmt(m[key]['value'])} [{_fmt(m[key]['low'])}, {_fmt(m[key]['high'])}]"
+            for key in ("kendall_tau", "spearman", "pearson")
+        )
+        lines.append(f"{name}: {cells} (n={m['n']}, {_fmt(m.get('cpu_seconds'), 0)} s CPU)")
+    return lines

@@ -1,0 +1,161 @@
+"""The ranking benchmark's statistics: correlations with bootstrap intervals and the noise ceiling.
+
+Pure numpy / scipy.stats. Intervals are percentile bootstraps over architectures (resampled with
+replacement from a seeded generator): the papers' 23-architecture figures carry no interval, and
+with 10-30 architectures a tau of 0.6 is compatible with a wide range. Resamples in which one side
+is constant (no ranking to correlate) are dropped and counted.
+
+The noise ceiling says how well one training of an architecture predicts another training of the
+same architecture with another seed: the mean Kendall tau between seeds. A rating method cannot be
+expected to agree with the truth better than the truth agrees with itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+STATISTICS = ("kendall_tau", "spearman", "pearson")
+
+
+def finite_or_none(value: Any) -> Any:
+    """`value` with every NaN / infinity (an undefined statistic) replaced by None, recursively,
+    so the JSON files stay strict JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def _statistic(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    from scipy import stats
+
+    functions = {
+        "kendall_tau": lambda x, y: stats.kendalltau(x, y).statistic,
+        "spearman": lambda x, y: stats.spearmanr(x, y).statistic,
+        "pearson": lambda x, y: stats.pearsonr(x, y).statistic,
+    }
+    return functions[name]
+
+
+def _correlate(name: str, x: np.ndarray, y: np.ndarray) -> float:
+    """The statistic, or NaN when either side is constant (it is undefined there)."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(_statistic(name)(x, y))
+
+
+def bootstrap_correlations(
+    predicted: Sequence[float],
+    actual: Sequence[float],
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Kendall tau, Spearman rho and Pearson r between `predicted` (higher = better) and `actual`,
+    each with a percentile bootstrap interval: {"n", name: {"value", "low", "high"}, ...}."""
+    x = np.asarray(predicted, dtype=np.float64)
+    y = np.asarray(actual, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 3:
+        raise ValueError("need two 1-d sequences of the same length (>= 3)")
+    if not 0 < confidence < 1 or resamples < 1:
+        raise ValueError("confidence must be in (0, 1) and resamples >= 1")
+    rng = np.random.default_rng([seed, 2718])
+    index = rng.integers(0, x.size, size=(resamples, x.size))
+    result: dict[str, Any] = {"n": int(x.size), "confidence": confidence, "resamples": resamples}
+    for name in STATISTICS:
+        draws = np.array([_correlate(name, x[i], y[i]) for i in index])
+        kept = draws[np.isfinite(draws)]
+        low, high = (
+            np.quantile(kept, [(1 - confidence) / 2, (1 + confidence) / 2])
+            if kept.size
+            else (np.nan, np.nan)
+        )
+        result[name] = {
+            "value": _correlate(name, x, y),
+            "low": float(low),
+            "high": float(high),
+            "dropped": int(draws.size - kept.size),
+        }
+    return result
+
+
+def method_correlations(
+    scores: Sequence[float],
+    accuracies: Sequence[float],
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Ratings are losses (lower is better): correlate -score with the trained accuracy."""
+    return bootstrap_correlations(
+        -np.asarray(scores, dtype=np.float64), accuracies, resamples, confidence, seed
+    )
+
+
+def noise_ceiling(
+    top1: np.ndarray | Sequence[Sequence[float]],
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Reliability of a truth of `top1` (archs x seeds, percent).
+
+    `kendall_tau`: mean Kendall tau between the accuracies of every pair of seeds, with a bootstrap
+    interval over architectures; `mean_seed_difference`: mean |top1_a - top1_b| over architectures
+    and seed pairs; `spread`: range of the per-architecture means (`spread_std`: their standard
+    deviation); `spread_ratio` = spread / mean_seed_difference (and `spread_std_ratio`).
+    """
+    acc = np.asarray(top1, dtype=np.float64)
+    if acc.ndim != 2 or acc.shape[0] < 3 or acc.shape[1] < 2:
+        raise ValueError("need an (archs >= 3) x (seeds >= 2) array of accuracies")
+    pairs = list(combinations(range(acc.shape[1]), 2))
+
+    def mean_tau(rows: np.ndarray) -> float:
+        values = [_correlate("kendall_tau", acc[rows, a], acc[rows, b]) for a, b in pairs]
+        finite = [v for v in values if np.isfinite(v)]
+        return float(np.mean(finite)) if finite else float("nan")
+
+    everything = np.arange(acc.shape[0])
+    rng = np.random.default_rng([seed, 3141])
+    draws = np.array(
+        [mean_tau(rng.integers(0, acc.shape[0], acc.shape[0])) for _ in range(resamples)]
+    )
+    kept = draws[np.isfinite(draws)]
+    low, high = (
+        np.quantile(kept, [(1 - confidence) / 2, (1 + confidence) / 2])
+        if kept.size
+        else (
+            np.nan,
+            np.nan,
+        )
+    )
+    differences = np.array([np.abs(acc[:, a] - acc[:, b]) for a, b in pairs])
+    means = acc.mean(axis=1)
+    mean_difference = float(differences.mean())
+    spread = float(np.ptp(means))
+    spread_std = float(means.std(ddof=1))
+    return {
+        "archs": int(acc.shape[0]),
+        "seeds": int(acc.shape[1]),
+        "kendall_tau": {"value": mean_tau(everything), "low": float(low), "high": float(high)},
+        "pairwise_kendall_tau": [
+            {"seeds": [a, b], "value": _correlate("kendall_tau", acc[:, a], acc[:, b])}
+            for a, b in pairs
+        ],
+        "spearman": float(
+            np.mean([_correlate("spearman", acc[:, a], acc[:, b]) for a, b in pairs])
+        ),
+        "mean_seed_difference": mean_difference,
+        "max_seed_difference": float(differences.max()),
+        "spread": spread,
+        "spread_std": spread_std,
+        "spread_ratio": spread / mean_difference if mean_difference > 0 else float("inf"),
+        "spread_std_ratio": spread_std / mean_difference if mean_difference > 0 else float("inf"),
+    }

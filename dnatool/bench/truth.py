@@ -1,0 +1,450 @@
+"""The truth of the ranking benchmark: N architectures x S seeds, each trained from scratch.
+
+Every (architecture, seed) is one job: a `dnatool retrain` run (`TRUTH/runs/aIII-sS/`, resumable
+per epoch) whose metrics land in `TRUTH/results/aIII-sS.json`, written atomically when it ends.
+A killed truth resumes job by job (and inside a job, epoch by epoch). Jobs are seed-major
+(every architecture's seed 0 first), so a partial truth already ranks every architecture once.
+
+Parallelism: under `torchrun` each rank takes the jobs whose index is its rank modulo the world
+size and trains them as a single process (the jobs are independent: no DDP); with
+`workers > 1` that many local processes split the pending jobs. `TRUTH/plan.json` fixes the
+architectures, data and recipe first, so every process and every resume trains the same truth.
+`truth.json` (format `dnatool.truth`) gathers the results and the noise ceiling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnatool.arch.space import Choice, SearchSpace
+from dnatool.bench.stats import finite_or_none, noise_ceiling
+from dnatool.errors import BadInput, RunFailure
+from dnatool.utils import io
+from dnatool.utils.events import Report, quiet
+
+PLAN_FORMAT = "dnatool.truth-plan"
+TRUTH_FORMAT = "dnatool.truth"
+PLAN_FILE = "plan.json"
+TRUTH_FILE = "truth.json"
+RESULTS_DIR = "results"
+RUNS_DIR = "runs"
+LOGS_DIR = "logs"
+POLL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Job:
+    arch: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"a{self.arch:03d}-s{self.seed}"
+
+
+def all_jobs(archs: int, seeds: int) -> list[Job]:
+    """Seed-major order: one training of every architecture before any second seed."""
+    return [Job(i, s) for s in range(seeds) for i in range(archs)]
+
+
+def _key(choices: Sequence[Choice]) -> tuple:
+    return tuple((int(c), tuple(int(op) for op in p)) for c, p in choices)
+
+
+def sample_uniform(space: SearchSpace, count: int, seed: int) -> list[list[Choice]]:
+    """`count` distinct architectures drawn uniformly (`space.sample`, a seeded generator)."""
+    if count > space.distinct:
+        raise BadInput(f"space {space.name!r} has only {space.distinct} distinct architectures")
+    rng = np.random.default_rng([seed, 101])
+    picked: dict[tuple, list[Choice]] = {}
+    for _ in range(1000 * count):
+        choices = space.sample(rng)
+        picked.setdefault(_key(choices), choices)
+        if len(picked) == count:
+            return list(picked.values())
+    raise BadInput(f"could not draw {count} distinct architectures from space {space.name!r}")
+
+
+def sample_spread(
+    space: SearchSpace, scores: Any, count: int, pool: int, seed: int
+) -> list[list[Choice]]:
+    """`count` architectures whose scores (`scores(choices)`, e.g. a rated run's) are evenly
+    spread over the range of a uniform pool: the ends of the range are always represented."""
+    candidates = sample_uniform(space, min(max(pool, count), space.distinct), seed)
+    ranked = sorted(candidates, key=scores)
+    picks = np.unique(np.linspace(0, len(ranked) - 1, count).round().astype(int))
+    return [ranked[i] for i in picks]
+
+
+def macs_counter(space: SearchSpace) -> Any:
+    """MACs of whole architectures: the fixed part for the last width plus every layer's count
+    (`nn.counts`, timm's modules on the meta device), each distinct layer counted once."""
+    import functools
+
+    from dnatool.nn.counts import layer_counts
+    from dnatool.search.costs import fixed_params_macs
+
+    count = functools.lru_cache(maxsize=None)(lambda layer: layer_counts(layer, space.act)[1])
+
+    def macs(choices: Sequence[Choice]) -> int:
+        widths = space.chain_widths(list(choices))
+        total = fixed_params_macs(space, widths[-1])[1]
+        for k, choice in enumerate(choices):
+            total += sum(count(layer) for layer in space.path_layers(k, choice, widths[k]))
+        return int(total)
+
+    return macs
+
+
+def make_plan(
+    space: SearchSpace,
+    space_ref: str,
+    archs: list[list[Choice]],
+    seeds: int,
+    recipe: dict[str, Any],
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """What the truth trains: the architectures (with params and MACs), seeds, recipe, data."""
+    from dnatool.nn.summary import summarize
+
+    rows = []
+    for i, choices in enumerate(archs):
+        arch = space.to_arch(choices, name=f"truth-{i:03d}")
+        summary = summarize(arch)
+        rows.append(
+            {
+                "index": i,
+                "choices": [[c, list(p)] for c, p in choices],
+                "arch": arch.to_dict(),
+                "params": int(summary["params"]),
+                "macs": int(summary["macs"]),
+            }
+        )
+    return {
+        "format": PLAN_FORMAT,
+        "version": 1,
+        "space": {"ref": space_ref, "name": space.name, "digest": space.digest},
+        "data": data,
+        "recipe": recipe,
+        "seeds": seeds,
+        "archs": rows,
+    }
+
+
+def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    """Write the plan, or check it against the one a previous (killed) truth wrote. Only the
+    number of seeds may change: every job keeps its meaning, so a truth can gain a seed later
+    (or be closed with the seeds done so far)."""
+    path = truth_dir / PLAN_FILE
+    if path.is_file():
+        old = io.read_json(path, "truth plan")
+        for key in ("space", "data", "recipe", "archs"):
+            if old.get(key) != plan.get(key):
+                raise BadInput(
+                    f"{path} plans another truth ({key} differs); use another --out or the same settings"
+                )
+        if old.get("seeds") == plan["seeds"]:
+            return old
+    io.write_json(path, plan)
+    return plan
+
+
+def result_path(truth_dir: Path, job: Job) -> Path:
+    return truth_dir / RESULTS_DIR / f"{job.name}.json"
+
+
+def pending_jobs(truth_dir: Path, plan: dict[str, Any]) -> list[Job]:
+    return [
+        job
+        for job in all_jobs(len(plan["archs"]), plan["seeds"])
+        if not result_path(truth_dir, job).is_file()
+    ]
+
+
+@contextlib.contextmanager
+def single_process() -> Iterator[None]:
+    """Under torchrun the jobs are independent: each rank retrains alone (no process group).
+    LOCAL_RANK stays, so each rank keeps its own GPU."""
+    saved = {k: os.environ.get(k) for k in ("WORLD_SIZE", "RANK")}
+    os.environ["WORLD_SIZE"], os.environ["RANK"] = "1", "0"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_job(truth_dir: Path, plan: dict[str, Any], job: Job, report: Report = quiet) -> dict:
+    """Train one (architecture, seed) from scratch (resuming its run) and record its metrics."""
+    from dnatool.arch.spec import ArchSpec
+    from dnatool.config import from_dict
+    from dnatool.retrain.recipe import RetrainRecipe
+    from dnatool.retrain.train import run_retrain
+
+    entry = plan["archs"][job.arch]
+    arch = ArchSpec.from_dict(entry["arch"])
+    recipe = from_dict(RetrainRecipe, {**plan["recipe"], "seed": plan["recipe"]["seed"] + job.seed})
+    cpu, wall = time.process_time(), time.time()
+    with single_process():
+        metrics = run_retrain(arch, recipe, truth_dir / RUNS_DIR / job.name, report, resume=True)
+    row = {
+        "job": job.name,
+        "arch": job.arch,
+        "seed": job.seed,
+        "recipe_seed": recipe.seed,
+        "top1": float(metrics["top1"]),
+        "top5": float(metrics["top5"]),
+        "raw_top1": float(metrics["raw_top1"]),
+        "val_loss": float(metrics["val_loss"]),
+        "val_images": int(metrics["val_images"]),
+        "epochs": int(metrics["epochs"]),
+        "params": int(metrics["params"]),
+        "device": metrics["device"],
+        "cpu_seconds": time.process_time() - cpu,
+        "wall_seconds": time.time() - wall,
+        "epoch_seconds": float(metrics["train_seconds"]),
+    }
+    io.write_json(result_path(truth_dir, job), row)
+    return row
+
+
+def run_share(truth_dir: str | Path, names: Sequence[str], threads: int | None = None) -> None:
+    """A worker process: train the named jobs in order (entry point of local workers)."""
+    import torch
+
+    truth_dir = Path(truth_dir)
+    if threads:
+        torch.set_num_threads(threads)
+    plan = io.read_json(truth_dir / PLAN_FILE, "truth plan")
+    jobs = {job.name: job for job in all_jobs(len(plan["archs"]), plan["seeds"])}
+    log = truth_dir / LOGS_DIR / f"worker-{os.getpid()}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as handle:
+
+        def report(event: str, **fields: Any) -> None:
+            if event == "log":
+                handle.write(f"{time.strftime('%H:%M:%S')} {fields['message']}\n")
+                handle.flush()
+
+        for name in names:
+            if result_path(truth_dir, jobs[name]).is_file():
+                continue
+            report("log", message=f"{name}: start")
+            row = run_job(truth_dir, plan, jobs[name], report)
+            report(
+                "log", message=f"{name}: top-1 {row['top1']:.2f}% ({row['cpu_seconds']:.0f} s CPU)"
+            )
+
+
+def run_truth(
+    truth_dir: str | Path,
+    plan: dict[str, Any],
+    workers: int = 1,
+    threads: int | None = 1,
+    report: Report = quiet,
+) -> dict[str, Any] | None:
+    """Train every pending job, then write and return `truth.json`'s content.
+
+    Under torchrun, rank r trains jobs r, r + world, ...; rank 0 then waits for the others' result
+    files and writes the truth, the other ranks return None.
+    """
+    truth_dir = Path(truth_dir)
+    plan = write_plan(truth_dir, plan)
+    jobs = all_jobs(len(plan["archs"]), plan["seeds"])
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    pending = pending_jobs(truth_dir, plan)
+    report("start", task="truth", total=len(jobs), done=len(jobs) - len(pending))
+    if world > 1:
+        mine = [j.name for i, j in enumerate(jobs) if i % world == rank and j in pending]
+        run_share(truth_dir, mine, threads)
+        if rank != 0:
+            return None
+        _wait(truth_dir, plan, report, len(jobs) - len(pending), processes=None)
+    elif workers > 1 and len(pending) > 1:
+        _run_workers(truth_dir, plan, pending, workers, threads, report, len(jobs) - len(pending))
+    else:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        for job in pending:
+
+            def epochs(event: str, job: Job = job, **fields: Any) -> None:
+                if event == "log":
+                    report("log", message=f"truth {job.name}: {fields['message']}")
+
+            row = run_job(truth_dir, plan, job, epochs)
+            report("advance", task="truth", status=f"{job.name} top-1 {row['top1']:.2f}%")
+            report(
+                "log",
+                message=f"truth {job.name}: top-1 {row['top1']:.2f}% ({row['cpu_seconds']:.0f} s CPU)",
+            )
+    truth = assemble_truth(truth_dir, plan)
+    io.write_json(truth_dir / TRUTH_FILE, truth)
+    return truth
+
+
+def _run_workers(
+    truth_dir: Path,
+    plan: dict[str, Any],
+    pending: list[Job],
+    workers: int,
+    threads: int | None,
+    report: Report,
+    done: int,
+) -> None:
+    """Local worker processes (spawned: no inherited threads or locks), interleaved shares."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    count = min(workers, len(pending))
+    processes = [
+        context.Process(
+            target=run_share,
+            args=(str(truth_dir), [j.name for j in pending[r::count]], threads),
+            daemon=False,
+        )
+        for r in range(count)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        _wait(truth_dir, plan, report, done, processes)
+        for process in processes:
+            process.join()
+    except BaseException:  # interrupted: stop the workers (their jobs resume on the next run)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        raise
+    failed = [p.exitcode for p in processes if p.exitcode]
+    if failed:
+        raise RunFailure(
+            f"{len(failed)} truth worker(s) failed (exit codes {failed}); see {truth_dir / LOGS_DIR}"
+        )
+
+
+def _wait(
+    truth_dir: Path, plan: dict[str, Any], report: Report, done: int, processes: list | None
+) -> None:
+    """Report jobs as their result files appear; stop when all exist or every worker ended."""
+    total = len(plan["archs"]) * plan["seeds"]
+    while True:
+        finished = total - len(pending_jobs(truth_dir, plan))
+        if finished > done:
+            report("advance", task="truth", n=finished - done, status=f"{finished}/{total} jobs")
+            done = finished
+        if finished == total:
+            return
+        if processes is not None and not any(p.is_alive() for p in processes):
+            return
+        time.sleep(POLL_SECONDS)
+
+
+def assemble_truth(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    """`truth.json`: per architecture its accuracies per seed and their mean, the noise ceiling,
+    the CPU time of the jobs. Refused while jobs are missing."""
+    missing = pending_jobs(truth_dir, plan)
+    if missing:
+        raise RunFailure(
+            f"the truth is incomplete: {len(missing)} job(s) have no result yet "
+            f"(first: {missing[0].name}); rerun to continue"
+        )
+    seeds = plan["seeds"]
+    results = {
+        (job.arch, job.seed): io.read_json(result_path(truth_dir, job), "truth job result")
+        for job in all_jobs(len(plan["archs"]), seeds)
+    }
+    top1 = np.array(
+        [[results[(a["index"], s)]["top1"] for s in range(seeds)] for a in plan["archs"]]
+    )
+    archs = [
+        {
+            "index": a["index"],
+            "choices": a["choices"],
+            "arch": a["arch"],
+            "params": a["params"],
+            "macs": a["macs"],
+            "top1": top1[i].tolist(),
+            "mean_top1": float(top1[i].mean()),
+        }
+        for i, a in enumerate(plan["archs"])
+    ]
+    rows = list(results.values())
+    return {
+        "format": TRUTH_FORMAT,
+        "version": 1,
+        "space": plan["space"],
+        "data": plan["data"],
+        "recipe": plan["recipe"],
+        "seeds": seeds,
+        "archs": archs,
+        "noise_ceiling": (
+            finite_or_none(noise_ceiling(top1)) if seeds >= 2 and len(archs) >= 3 else None
+        ),
+        "jobs": len(rows),
+        "cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
+        "epoch_seconds": float(sum(r["epoch_seconds"] for r in rows)),
+        "devices": sorted({str(r["device"]) for r in rows}),
+    }
+
+
+def truth_status(truth_dir: str | Path) -> dict[str, Any]:
+    """Progress of a truth under way: jobs done, and the noise ceiling over the architectures
+    already trained with at least two seeds (the seeds done so far)."""
+    truth_dir = Path(truth_dir)
+    plan = io.read_json(truth_dir / PLAN_FILE, "truth plan")
+    rows: dict[int, dict[int, float]] = {}
+    cpu = 0.0
+    for job in all_jobs(len(plan["archs"]), plan["seeds"]):
+        if result_path(truth_dir, job).is_file():
+            row = io.read_json(result_path(truth_dir, job), "truth job result")
+            rows.setdefault(job.arch, {})[job.seed] = row["top1"]
+            cpu += row["cpu_seconds"]
+    seeds = min((len(r) for r in rows.values()), default=0)
+    both = sorted(a for a, r in rows.items() if len(r) >= 2)
+    common = min((len(rows[a]) for a in both), default=0)
+    top1 = np.array([[rows[a][s] for s in sorted(rows[a])[:common]] for a in both])
+    done = sum(len(r) for r in rows.values())
+    return {
+        "jobs_done": done,
+        "jobs": len(plan["archs"]) * plan["seeds"],
+        "archs_with_every_seed": sum(len(r) == plan["seeds"] for r in rows.values()),
+        "seeds_complete": seeds if len(rows) == len(plan["archs"]) else 0,
+        "cpu_seconds": cpu,
+        "top1": {str(a): [rows[a][s] for s in sorted(rows[a])] for a in sorted(rows)},
+        "noise_ceiling_so_far": (
+            finite_or_none(noise_ceiling(top1, resamples=500)) if len(both) >= 3 else None
+        ),
+    }
+
+
+def load_truth(path: str | Path) -> dict[str, Any]:
+    """A `truth.json`, checked: format tag, architectures with one accuracy per seed."""
+    data = io.read_json(path, "truth file")
+    if not isinstance(data, dict) or data.get("format") != TRUTH_FORMAT:
+        raise BadInput(f"{path} is not a {TRUTH_FORMAT} file (format tag missing)")
+    archs = data.get("archs")
+    seeds = data.get("seeds")
+    if not isinstance(archs, list) or len(archs) < 3 or not isinstance(seeds, int):
+        raise BadInput(f"{path}: a truth needs 'seeds' and at least 3 'archs'")
+    for a in archs:
+        if not isinstance(a, dict) or len(a.get("top1", [])) != seeds or "choices" not in a:
+            raise BadInput(f"{path}: every arch needs 'choices' and one top-1 per seed")
+    return data
+
+
+def truth_choices(truth: dict[str, Any]) -> list[list[Choice]]:
+    return [[(int(c), tuple(int(op) for op in p)) for c, p in a["choices"]] for a in truth["archs"]]
