@@ -244,23 +244,26 @@ def _solve_entries(
 
 
 def entry_costs(space: SearchSpace, batch: int, dtype: str) -> dict[str, dict[str, Any]]:
-    """Params and MACs (batch 1) of every entry, from the same timm modules that were timed."""
-    from dnatool.nn.timm_adapter import build_op, count_macs, count_params
+    """Params and MACs (batch 1) of every entry: layers by THE per-layer counter search uses
+    (`nn.counts.op_counts`, the same timm module on the meta device), stem and head counted on
+    the modules that were timed."""
+    from dnatool.nn.counts import op_counts
+    from dnatool.nn.timm_adapter import count_macs, count_params
 
     costs = {}
     for key, (k, spec, width, res) in space_keys(space, batch, dtype).items():
         if spec is None:
             kind = "stem" if k < 0 else "head"
             module, _ = measure.stem_net(space, 1) if k < 0 else measure.head_net(space, 1, width)
+            counts = count_params(module), count_macs(module, (1, width, res, res))
         else:
-            kind, module = spec.type, build_op(width, spec, space.act)
-        shape = (1, width, res, res)
+            kind, counts = spec.type, op_counts(width, spec.to_str(), space.act, res)
         costs[key] = {
             "kind": kind,
             "block": k,
             "spec": spec.to_str() if spec else kind,
-            "params": int(count_params(module)),
-            "macs": int(count_macs(module, shape)),
+            "params": int(counts[0]),
+            "macs": int(counts[1]),
             "input": [batch, width, res, res],
         }
     return costs
