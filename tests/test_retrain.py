@@ -116,7 +116,7 @@ def test_interrupted_run_resumes_to_the_same_weights(short_run, tmp_path):
     a = io.load_checkpoint(straight_dir / "model.pt", "model")["state_dict"]
     b = io.load_checkpoint(tmp_path / "b" / "model.pt", "model")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(BadInput, match="another recipe"):
+    with pytest.raises(BadInput, match="different recipe"):
         run_retrain(arch, dataclasses.replace(recipe, lr=0.01), tmp_path / "b", resume=True)
 
 

@@ -122,3 +122,42 @@ def test_crafted_pickle_is_refused_in_dnatools_words(tmp_path, protocol):
         assert "it asks to import posix.mkdir" in message and "never code" in message
     else:
         assert "unsupported pickle opcode" in message
+
+
+def test_stage_lifecycle_refuses_what_would_lose_or_mix_work(tmp_path):
+    """One lifecycle for every stage directory: a finished directory needs --resume; a resume may
+    change only the recipe class's resumable keys and no hashed input; another stage's directory
+    is refused either way; writes a kill cut are dropped on resume."""
+    import dataclasses
+
+    from dnatool.config import resumable
+
+    @dataclasses.dataclass
+    class Recipe:
+        lr: float = 0.1
+        epochs: int = resumable(3)
+
+    stage = runs.Stage("demo", ("weights/*.pt",), "demo weights")
+    out, data = tmp_path / "run", tmp_path / "data.bin"
+    data.write_bytes(b"one")
+    stage.open(out, Recipe(), {"data": data})
+    stage.start(out, Recipe(), {"data": data})
+    (out / "weights").mkdir()
+    (out / "weights" / "w.pt").write_bytes(b"")
+    (out / ".model.pt.x1.tmp").write_bytes(b"cut")
+    with pytest.raises(BadInput, match="already holds demo weights: pass --resume"):
+        stage.open(out, Recipe(), {"data": data})
+    stage.open(out, Recipe(epochs=5), {"data": data}, resume=True)
+    assert not (out / ".model.pt.x1.tmp").exists()
+    with pytest.raises(BadInput, match=r"lr was 0.1, now 0.2 \(only epochs may change\)"):
+        stage.open(out, Recipe(lr=0.2), {"data": data}, resume=True)
+    data.write_bytes(b"two")
+    with pytest.raises(BadInput, match="the data file .* changed since the run started"):
+        stage.open(out, Recipe(), {"data": data}, resume=True)
+    other = runs.Stage("other", (), "nothing")
+    for resume in (False, True):
+        with pytest.raises(BadInput, match="is a 'demo' run, not a other run"):
+            other.open(out, resume=resume)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInput, match="exists and is not a directory"):
+        stage.open(tmp_path / "file")

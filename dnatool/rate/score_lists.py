@@ -15,9 +15,10 @@ import numpy as np
 
 from dnatool.arch.space import Choice, SearchSpace, load_space
 from dnatool.errors import BadInput
-from dnatool.utils import io
+from dnatool.utils import io, runs
 
 SCORES_DIR = "scores"
+STAGE = runs.Stage("rate", (), "scores")  # rating again replaces the scores
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from dnatool.config import from_dict
 from dnatool.errors import BadInput
 from dnatool.rate.feature_sharing import CellScores, all_paths, score_batch
-from dnatool.rate.score_lists import SCORES_DIR, ScoreList, scores_path, write_score_list
+from dnatool.rate.score_lists import SCORES_DIR, STAGE, ScoreList, scores_path, write_score_list
 from dnatool.train.recipe import TrainRecipe
 from dnatool.train.setup import Setup, block_checkpoint, build_setup
 from dnatool.utils import io, runs
@@ -62,12 +62,8 @@ def run_rate(
         report("log", message=f"warning: {warning}", always=True)
     device = "cuda" if recipe.device != "cpu" and torch.cuda.is_available() else "cpu"
     setup.teacher.to(device)
-    runs.start_run(
-        run / SCORES_DIR,
-        "rate",
-        {"norm": norm, "bn_recalibrate": recal},
-        inputs=[run / "manifest.json"],
-    )
+    inputs = {"training run": run / runs.MANIFEST}
+    STAGE.start(STAGE.open(run / SCORES_DIR), {"norm": norm, "bn_recalibrate": recal}, inputs)
     summary = {}
     for k, checkpoint in enumerate(checkpoints):
         meta = _rate_block(run, setup, k, checkpoint, device, norm, recal, report)

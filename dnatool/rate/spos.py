@@ -26,13 +26,14 @@ from torch.utils.data import DataLoader, Subset
 from dnatool.arch.choices import choices_key, read_archs
 from dnatool.arch.space import Choice, SearchSpace
 from dnatool.errors import BadInput
+from dnatool.rate.score_lists import SCORES_DIR, STAGE
 from dnatool.train.recipe import SposRecipe, train_recipe_from_dict
 from dnatool.train.spos import KIND, ChoiceCounts, SposSetup, build_spos_setup, checkpoint_path
 from dnatool.utils import io, runs
 from dnatool.utils.events import Report, quiet
 from dnatool.utils.locks import locked
 
-RATINGS_FILE = Path("scores") / "spos.json"
+RATINGS_FILE = Path(SCORES_DIR) / "spos.json"
 RATINGS_FORMAT = "dnatool.spos-ratings"
 CACHE_BYTES = 512 << 20  # batches smaller than this are kept in memory between paths
 
@@ -178,7 +179,7 @@ def sample_archs(space: SearchSpace, n: int, seed: int) -> list[list[Choice]]:
     return list(found.values())
 
 
-@locked("run", "scores")  # one writer per RUN/scores (as `rate`)
+@locked("run", SCORES_DIR)  # one writer per RUN/scores (as `rate`)
 def run_rate_spos(
     run: str | Path,
     *,
@@ -206,12 +207,8 @@ def run_rate_spos(
     done = _existing(run, evaluate.settings)
     if done:
         report("log", message=f"{len(done)} architectures already rated with these settings")
-    runs.start_run(
-        run / "scores",
-        "rate",
-        {"method": "spos", **evaluate.settings},
-        inputs=[run / "manifest.json"],
-    )
+    inputs = {"training run": run / runs.MANIFEST}
+    STAGE.start(STAGE.open(run / SCORES_DIR), {"method": "spos", **evaluate.settings}, inputs)
     report("start", task="rate spos", total=len(wanted))
     began = time.time()
     for choices in wanted:
@@ -229,7 +226,7 @@ def run_rate_spos(
     rated = sorted((done[choices_key(c)] for c in wanted), key=lambda e: (-e["top1"], e["loss"]))
     _write(run, evaluate.settings, done)
     runs.finish_run(
-        run / "scores", [RATINGS_FILE.name], {"rated": len(rated), "best_top1": rated[0]["top1"]}
+        run / SCORES_DIR, [RATINGS_FILE.name], {"rated": len(rated), "best_top1": rated[0]["top1"]}
     )
     return {
         "settings": evaluate.settings,

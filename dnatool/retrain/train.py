@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dnatool.arch.spec import ArchSpec
-from dnatool.config import resume_conflict, to_dict
+from dnatool.config import to_dict
 from dnatool.errors import BadInput
 from dnatool.retrain.curves import write_curves
 from dnatool.retrain.data import (
@@ -38,6 +38,21 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_KIND = "retrain-state"
 
 
+STAGE = runs.Stage("retrain", (CHECKPOINT_FILE, "model.pt"), "a retrain run")
+
+
+def _inputs(recipe: RetrainRecipe) -> dict[str, Path]:
+    """What a retrain reads (its data, a teacher's weights); files are hashed and checked on resume."""
+    found = {}
+    for role, name in {"data": recipe.data, "teacher": recipe.teacher}.items():
+        path = Path(name) if name else None
+        if path is not None and path.is_dir() and (path / "model.pt").is_file():
+            path = path / "model.pt"  # a teacher given as a model run
+        if path is not None:
+            found[role] = path  # a built-in data set is recorded by name; files are hashed
+    return found
+
+
 def _silent(event: str, **fields: Any) -> None:
     return None
 
@@ -56,23 +71,13 @@ def run_retrain(
     process trains its shard and rank 0 writes the files.
     """
     out = Path(out)
-    _check_out(out, resume)
+    STAGE.open(out, recipe, _inputs(recipe), resume)
     info = dist.setup()
     report = report if info.is_main else _silent
     try:
         return _retrain(arch, recipe, out, report, resume, info)
     finally:
         dist.teardown(info)
-
-
-def _check_out(out: Path, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} exists and is not a directory")
-    taken = any((out / name).exists() for name in (CHECKPOINT_FILE, "model.pt"))
-    if taken and not resume:
-        raise BadInput(
-            f"{out} already holds a retrain run; pass --resume to continue it or choose another --out"
-        )
 
 
 def _retrain(
@@ -92,26 +97,13 @@ def _retrain(
     model, trainer = _build_trainer(arch, recipe, loaders, info)
     start, rows = 0, []
     state_path = out / CHECKPOINT_FILE
-    if resume and info.is_main:
-        _drop_partial_writes(out)
     if resume and state_path.is_file():
         start, rows = _restore(state_path, arch, recipe, model, trainer, loaders)
         report("log", message=f"resuming {out} after epoch {start}/{recipe.epochs}")
     if info.is_main:
-        runs.start_run(
-            out,
-            "retrain",
-            recipe={**to_dict(recipe), "arch": arch.to_dict()},
-            inputs=[recipe.data] + ([recipe.teacher] if recipe.teacher else []),
-        )
+        STAGE.start(out, {**to_dict(recipe), "arch": arch.to_dict()}, _inputs(recipe))
     _train_epochs(model, trainer, loaders, recipe, out, report, start, rows, arch)
     return _finish(out, model, trainer, arch, recipe, loaders, rows, info)
-
-
-def _drop_partial_writes(out: Path) -> None:
-    """Temp files of atomic writes a kill interrupted (`.NAME.*.tmp`); the real files are intact."""
-    for leftover in out.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
 
 
 def _build_trainer(
@@ -280,9 +272,6 @@ def _restore(
     state = io.load_checkpoint(path, CHECKPOINT_KIND)
     if state["arch"] != arch.to_dict():
         raise BadInput(f"{path} was written for another architecture; use another --out")
-    conflict = resume_conflict(RetrainRecipe, state["recipe"], to_dict(recipe))
-    if conflict:
-        raise BadInput(f"{path} was written with another recipe: {conflict}")
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])

@@ -23,12 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from dnatool.config import to_dict
 from dnatool.nn.teacher import stage_outputs
 from dnatool.train.curves import write_curves
 from dnatool.train.dnapp import DnappRecipe, Projector, cosine_factor, lars_lr, ssl_loss, two_views
 from dnatool.train.loop import _loader, _steps_per_epoch, global_start_epoch, save_epoch
-from dnatool.train.resume import check_run_dir, check_world, train_inputs
+from dnatool.train.resume import STAGE, check_run_dir, check_world, train_inputs
 from dnatool.train.setup import (
     SUPERNET_DIR,
     Setup,
@@ -169,13 +168,13 @@ def run_dnapp(
     check_run_dir(out, recipe, inputs, resume)
     dist = setup_process(recipe.device)
     try:
-        return _train(recipe, out, report, list(inputs.values()), dist)
+        return _train(recipe, out, report, inputs, dist)
     finally:
         teardown(dist)
 
 
 def _train(
-    recipe: DnappRecipe, out: Path, report: Report, inputs: list[Path], dist: ProcessInfo
+    recipe: DnappRecipe, out: Path, report: Report, inputs: dict[str, Path], dist: ProcessInfo
 ) -> dict[str, Any]:
     setup = build_setup(recipe)
     device = dist.device
@@ -187,7 +186,7 @@ def _train(
     teacher = TeacherTrainer(setup, steps) if recipe.train_teacher else None
     _load(out, trainers, teacher)
     if dist.is_main:
-        runs.start_run(out, "train", to_dict(recipe), inputs=inputs, space=setup.space)
+        STAGE.start(out, recipe, inputs, setup.space)
         write_teacher_cut(out, setup)
     start = global_start_epoch(trainers, dist, recipe.epochs)
     report("start", task="train", total=steps * max(0, recipe.epochs - start))

@@ -11,12 +11,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from dnatool.config import to_dict
 from dnatool.errors import BadInput
 from dnatool.train.curves import write_curves
 from dnatool.train.dna import AllCells, dna_step
 from dnatool.train.recipe import TrainRecipe
-from dnatool.train.resume import check_run_dir, check_world, train_inputs
+from dnatool.train.resume import STAGE, check_run_dir, check_world, train_inputs
 from dnatool.train.setup import Setup, block_checkpoint, build_setup, write_teacher_cut
 from dnatool.utils import io, runs
 from dnatool.utils.distributed import ProcessInfo, barrier, teardown, wrap
@@ -133,7 +132,7 @@ def run_train(
     check_run_dir(out, recipe, inputs, resume)
     dist = setup_process(recipe.device)
     try:
-        return _train(recipe, out, report, list(inputs.values()), dist, dist.device)
+        return _train(recipe, out, report, inputs, dist, dist.device)
     finally:
         teardown(dist)
 
@@ -142,7 +141,7 @@ def _train(
     recipe: TrainRecipe,
     out: Path,
     report: Report,
-    inputs: list[Path],
+    inputs: dict[str, Path],
     dist: ProcessInfo,
     device: torch.device,
 ) -> dict[str, Any]:
@@ -156,7 +155,7 @@ def _train(
         if block_checkpoint(out, k).is_file():
             trainer.load(io.load_checkpoint(block_checkpoint(out, k), "supernet_block"))
     if dist.is_main:
-        runs.start_run(out, "train", to_dict(recipe), inputs=inputs, space=setup.space)
+        STAGE.start(out, recipe, inputs, setup.space)
         write_teacher_cut(out, setup)
     _report_setup(setup, report)
     start = global_start_epoch(trainers, dist, recipe.epochs)

@@ -24,11 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from dnatool.arch.space import Choice, SearchSpace, load_space
-from dnatool.config import resume_conflict, to_dict
 from dnatool.data import Splits, load_splits
-from dnatool.errors import BadInput
 from dnatool.nn.spos import SposSupernet
 from dnatool.train.recipe import SposRecipe
+from dnatool.train.resume import STAGE, check_run_dir
 from dnatool.utils import io, runs
 from dnatool.utils.distributed import ProcessInfo, all_sum, barrier, teardown, wrap
 from dnatool.utils.distributed import setup as setup_process
@@ -208,22 +207,6 @@ class SposTrainer:
         self.bounds = tuple(data["flops_range"]) if data.get("flops_range") else None
 
 
-def check_run_dir(out: Path, recipe: SposRecipe, resume: bool) -> None:
-    """Refuse to overwrite a run without `--resume`, and a resume that changes what is trained."""
-    if sorted((out / "supernet").glob("*.pt")) and not resume:
-        raise BadInput(
-            f"{out} already holds supernet checkpoints: pass --resume or choose another --out"
-        )
-    if not resume or not runs.is_run(out):
-        return
-    old = runs.read_manifest(out)
-    if old.get("stage") != "train":
-        raise BadInput(f"{out} is a {old.get('stage')!r} run, not a supernet training run")
-    conflict = resume_conflict(SposRecipe, old.get("recipe", {}), to_dict(recipe))
-    if conflict:
-        raise BadInput(f"--resume of {out} with a different recipe: {conflict}")
-
-
 @locked("out")  # one writer per run directory
 def run_spos(
     recipe: SposRecipe, out: str | Path, report: Report | None = None, resume: bool = False
@@ -231,7 +214,8 @@ def run_spos(
     """Train the SPOS supernet; returns the final loss and train top-1."""
     report = report or quiet
     out = Path(out)
-    check_run_dir(out, recipe, resume)
+    data = Path(recipe.data)
+    check_run_dir(out, recipe, {"data": data} if data.is_file() else {}, resume)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     dist = setup_process(recipe.device)
@@ -271,13 +255,7 @@ def _train(recipe: SposRecipe, out: Path, report: Report, dist: ProcessInfo) -> 
     sample, trainer.bounds = path_sampler(setup.space, recipe, trainer.bounds)
     if dist.is_main:
         data = Path(recipe.data)
-        runs.start_run(
-            out,
-            "train",
-            to_dict(recipe),
-            inputs=[data] if data.is_file() else [],
-            space=setup.space,
-        )
+        STAGE.start(out, recipe, {"data": data} if data.is_file() else {}, setup.space)
     bins = f", MACs bins {trainer.bounds[0]:.4g}..{trainer.bounds[1]:.4g}" if trainer.bounds else ""
     report(
         "log",

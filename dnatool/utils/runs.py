@@ -1,13 +1,22 @@
-"""Run directories: each stage writes its artifacts plus a `manifest.json` (contracts.md)."""
+"""Run directories: each stage writes its artifacts plus a `manifest.json` (contracts.md).
+
+`Stage` is the one lifecycle every stage that owns a directory follows (`train`, `retrain`,
+`rate`): `open` refuses what would lose or mix work (a file in the way, a finished directory
+without `--resume`, a resume of another stage, with a changed recipe or changed input files) and
+drops the temp files of writes a kill interrupted; `start` / `finish` write the manifest.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from dnatool import __version__
+from dnatool.config import resume_conflict, to_dict
 from dnatool.errors import BadInput
 from dnatool.utils import io
 
@@ -85,3 +94,82 @@ def run_method(run_dir: str | os.PathLike) -> str | None:
     if method is None and isinstance(recipe, dict) and recipe.get("teacher"):
         return "dna"
     return method
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A stage's directory contract, declared once by the module that owns the stage.
+
+    `holds`: glob patterns (relative to the directory) whose presence means the directory already
+    holds this stage's work (none: a rerun replaces it); `work` names that work in the refusal. A resume compares the recipe
+    (a dataclass) with the recorded one; its class's `resumable` field metadata says which keys
+    may change.
+    """
+
+    name: str
+    holds: tuple[str, ...]
+    work: str
+
+    def open(
+        self,
+        out: str | os.PathLike,
+        recipe: Any = None,
+        inputs: Mapping[str, str | os.PathLike] | None = None,
+        resume: bool = False,
+    ) -> Path:
+        """Check `out` before any work starts (every rank alike), then drop interrupted writes."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise BadInput(f"--out {out} exists and is not a directory")
+        if not resume and out.is_dir() and any(next(out.glob(p), None) for p in self.holds):
+            raise BadInput(
+                f"{out} already holds {self.work}: pass --resume to continue it or choose "
+                "another --out"
+            )
+        old = read_manifest(out) if is_run(out) else None
+        if old is not None and old.get("stage") != self.name:
+            raise BadInput(
+                f"{out} is a {old.get('stage')!r} run, not a {self.name} run: choose another --out"
+            )
+        if resume and old is not None:
+            self._same_recipe(out, old.get("recipe") or {}, recipe)
+            _same_inputs(out, old.get("inputs") or [], inputs or {})
+        if resume and out.is_dir():
+            for leftover in out.glob(".*.tmp"):  # atomic writes a kill cut; real files are intact
+                leftover.unlink(missing_ok=True)
+        return out
+
+    def start(
+        self,
+        out: str | os.PathLike,
+        recipe: Any = None,
+        inputs: Mapping[str, str | os.PathLike] | None = None,
+        space: Any = None,
+    ) -> Path:
+        """Write the manifest's start (rank 0 only)."""
+        data = to_dict(recipe) if dataclasses.is_dataclass(recipe) else recipe
+        return start_run(out, self.name, data, list((inputs or {}).values()), space)
+
+    def _same_recipe(self, out: Path, old: dict[str, Any], recipe: Any) -> None:
+        if not dataclasses.is_dataclass(recipe):
+            return
+        names = {f.name for f in dataclasses.fields(recipe)}
+        conflict = resume_conflict(
+            type(recipe), {k: v for k, v in old.items() if k in names}, to_dict(recipe)
+        )
+        if conflict:
+            raise BadInput(f"--resume of {out} with a different recipe: {conflict}")
+
+
+def _same_inputs(
+    out: Path, old: list[dict[str, Any]], inputs: Mapping[str, str | os.PathLike]
+) -> None:
+    """Input files recorded with a sha256 must still hash the same."""
+    hashes = {entry.get("path"): entry.get("sha256") for entry in old if isinstance(entry, dict)}
+    for role, path in inputs.items():
+        before = hashes.get(str(path))
+        if before is not None and Path(path).is_file() and before != io.file_sha256(path):
+            raise BadInput(
+                f"--resume of {out}: the {role} file {path} changed since the run started "
+                "(sha256 differs)"
+            )
