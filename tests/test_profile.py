@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -136,15 +137,16 @@ def test_drift_correction_rescales_to_median_conditions():
     from dnatool.profile.run import drift_corrected
 
     refs = {f"ref|{i}": {"ms": ms} for i, ms in enumerate([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])}
-    samples = {**refs, "fast": {"ms": 1.0, "ref": 1}, "slow": {"ms": 2.0, "ref": 4}}
-    samples["paired"] = {"ms": 9.0, "ratio": 2.0, "ref": 4}  # measured A B A B: ratio x median
+    net = "net|[[0,[1]]]"
+    samples = {**refs, "stem": {"ms": 1.0, "ref": 1}, "head": {"ms": 2.0, "ref": 4}}
+    samples[net] = {"ms": 9.0, "ratio": 2.0, "ref": 4}  # measured A B A B: ratio x median
     corrected = drift_corrected(samples)
-    assert corrected["fast"] == corrected["slow"] == pytest.approx(1.5)  # median reference: 1.5
-    assert corrected["paired"] == pytest.approx(3.0)
+    assert corrected["stem"] == corrected["head"] == pytest.approx(1.5)  # median reference: 1.5
+    assert corrected[net] == pytest.approx(3.0)
     assert corrected["ref|3"] == 2.0  # reference runs themselves are kept as measured
     burst = {f"ref|{i}": {"ms": ms} for i, ms in enumerate([1.0, 1.0, 5.0, 1.0, 1.0])}
-    assert drift_corrected({**burst, "net": {"ms": 3.0, "ref": 2}})["net"] == pytest.approx(3.0)
-    assert drift_corrected({"net": {"ms": 3.0, "ref": 0}}) == {"net": 3.0}  # no references
+    assert drift_corrected({**burst, "stem": {"ms": 3.0, "ref": 2}})["stem"] == pytest.approx(3.0)
+    assert drift_corrected({"stem": {"ms": 3.0, "ref": 0}}) == {"stem": 3.0}  # no references
 
 
 def test_accuracy_figures_and_the_constant_baseline():
@@ -198,7 +200,7 @@ def test_strata_extremes_are_exact_and_networks_span_the_range(name, tmp_path):
     run from one to the other, evenly, distinct, none excluded."""
     import itertools
 
-    from dnatool.profile.measure import choices_text
+    from dnatool.profile.samples import choices_text
     from dnatool.profile.strata import extremes, latency_costs, stratified
     from dnatool.search.synthetic import write_synthetic_lut
 
@@ -475,3 +477,32 @@ def test_measure_takes_the_space_of_a_run_or_the_paper_recipes(tmp_path, tiny):
     assert _space(None, "tiny-w").name == "tiny-w"
     with pytest.raises(BadInput, match="not the space run"):
         _space(str(run), "tiny-w")
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-w"])
+def test_sample_keys_round_trip_and_name_what_was_measured(name):
+    """Every name a profile plan writes parses to a typed key that writes it back unchanged; a
+    coupled space names block and head inputs by width, an uncoupled one keeps schema-1 names."""
+    from dnatool.profile.measure import Protocol, plan
+    from dnatool.profile.samples import SampleKey
+
+    space = load_space(name)
+    keys = [SampleKey.parse(text) for text in plan(space, Protocol(), 1)]
+    assert [str(k) for k in keys] == list(plan(space, Protocol(), 1))
+    kinds = {k.kind for k in keys}
+    assert kinds == {"stem", "head", "block", "net"}
+    paths = [k for k in keys if k.kind == "block" and not k.overhead]
+    assert {k.block for k in paths} == set(range(len(space.blocks)))
+    for k in paths:
+        assert str(k.input_overhead()) in {str(o) for o in keys if o.overhead}
+        assert space._check_choice(k.block, k.choice) == k.choice
+    coupled = any(len(space.in_widths(b)) > 1 for b in range(len(space.blocks) + 1))
+    assert coupled == (name == "tiny-w")
+    assert coupled == any(k.width is not None for k in keys)
+    for text in ("stem", "head", "overhead|stem", "overhead|head", "overhead|2", "block|1|0|012"):
+        assert str(SampleKey.parse(text)) == text  # schema-1 tables keep loading
+    assert SampleKey.parse("ref|7") == SampleKey.ref(7)
+    assert SampleKey.parse("block|1@24|0|10,2").choice == (0, (10, 2))
+    for bad in ("stems", "head@x", "block|one|0|1", "net|[[0,", "ref|", "cell|3"):
+        with pytest.raises(BadInput, match=re.escape(f"{bad!r} is not a sample name")):
+            SampleKey.parse(bad)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from torch import nn
 
 from dnatool.arch.space import Choice, SearchSpace
+from dnatool.profile.samples import SampleKey
 from dnatool.runtime.timing import Paired, Timing, TimingProtocol, time_paired, time_runner
 
 __all__ = ["Paired", "Protocol", "Timing", "plan", "time_paired", "time_runner"]
@@ -226,26 +226,17 @@ def reference_choices(space: SearchSpace, protocol: Protocol) -> list[Choice]:
     return space.sample(np.random.default_rng([protocol.seed, 2]))
 
 
-def choices_text(choices: list[Choice]) -> str:
-    return json.dumps([[c, list(p)] for c, p in choices], separators=(",", ":"))
-
-
 def plan(
     space: SearchSpace, protocol: Protocol, batch: int
 ) -> dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]]:
     """Every network to measure, by its sample key (stable, so a resumed run finds what is done)."""
-    first_head = space.in_widths(len(space.blocks))[0]
     units: dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]] = {
-        "stem": lambda: stem_net(space, batch),
-        head_unit(space, first_head): lambda: head_net(space, batch, first_head),
-        "overhead|stem": lambda: empty_net(stem_input(space, batch)),
-        f"overhead|{head_unit(space, first_head)}": lambda: empty_net(
-            head_input(space, batch, first_head)
-        ),
+        str(SampleKey.stem()): lambda: stem_net(space, batch),
+        str(SampleKey.stem(overhead=True)): lambda: empty_net(stem_input(space, batch)),
     }
-    for width in space.in_widths(len(space.blocks))[1:]:
-        units[head_unit(space, width)] = lambda w=width: head_net(space, batch, w)
-        units[f"overhead|{head_unit(space, width)}"] = lambda w=width: empty_net(
+    for width in space.in_widths(len(space.blocks)):
+        units[str(SampleKey.head(space, width))] = lambda w=width: head_net(space, batch, w)
+        units[str(SampleKey.head(space, width, overhead=True))] = lambda w=width: empty_net(
             head_input(space, batch, w)
         )
     rng = np.random.default_rng([protocol.seed, 0])
@@ -253,66 +244,20 @@ def plan(
         for width in space.in_widths(k):
             res = space.block_in_resolution(k)
             shape = (batch, width, res, res)
-            over = overhead_unit(space, k, width)
-            units[over] = lambda shape=shape: empty_net(shape)
+            units[str(SampleKey.block_input(space, k, width))] = lambda shape=shape: empty_net(
+                shape
+            )
             n = samples_per_block(space, k, protocol, width)
             for choice in block_samples(space, k, n, rng):
-                units[block_unit(space, k, choice, width)] = lambda k=k, choice=choice, w=width: (
-                    block_net(space, k, choice, batch, w)
+                key = str(SampleKey.path(space, k, choice, width))
+                units[key] = lambda k=k, choice=choice, w=width: block_net(
+                    space, k, choice, batch, w
                 )
     for choices in calibration_choices(space, protocol):
-        units[f"net|{choices_text(choices)}"] = lambda choices=choices: whole_net(
+        units[str(SampleKey.net(choices))] = lambda choices=choices: whole_net(
             space, choices, batch
         )
     return units
-
-
-def choice_text(choice: Choice) -> str:
-    return (
-        f"{choice[0]}|{''.join(str(op) for op in choice[1])}"
-        if all(op < 10 for op in choice[1])
-        else f"{choice[0]}|{','.join(str(op) for op in choice[1])}"
-    )
-
-
-def parse_choice_text(text: str) -> Choice:
-    cell, path = text.split("|")
-    ops = path.split(",") if "," in path else list(path)
-    return int(cell), tuple(int(op) for op in ops)
-
-
-# ---- sample names: written and parsed only here ----------------------------------------------------
-# Blocks and the head with one possible input width keep the names of schema-1 tables (`head`,
-# `overhead|k`, `block|k|cell|ops`); a coupled interface adds `@width`.
-
-
-def _at(space: SearchSpace, k: int, width: int) -> str:
-    return "" if len(space.in_widths(k)) == 1 else f"@{width}"
-
-
-def head_unit(space: SearchSpace, width: int | None = None) -> str:
-    last = len(space.blocks)
-    return "head" + _at(space, last, space.head_input(width)[0])
-
-
-def overhead_unit(space: SearchSpace, k: int, width: int) -> str:
-    return f"overhead|{k}{_at(space, k, width)}"
-
-
-def block_unit(space: SearchSpace, k: int, choice: Choice, width: int) -> str:
-    return f"block|{k}{_at(space, k, width)}|{choice_text(choice)}"
-
-
-def parse_block_unit(name: str) -> tuple[int, Choice, int | None]:
-    """(block, choice, input width or None) of a `block_unit` name."""
-    _, where, choice = name.split("|", 2)
-    k, _, width = where.partition("@")
-    return int(k), parse_choice_text(choice), int(width) if width else None
-
-
-def block_overhead_unit(space: SearchSpace, name: str) -> str:
-    k, _, width = parse_block_unit(name)
-    return overhead_unit(space, k, space.resolve_in_width(k, width))
 
 
 def measure_unit(

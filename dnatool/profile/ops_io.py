@@ -19,6 +19,7 @@ from dnatool.arch.space import SearchSpace
 from dnatool.errors import BadInput
 from dnatool.profile import measure
 from dnatool.profile.lut import LatencyTable, new_header, space_keys
+from dnatool.profile.samples import choices_text
 from dnatool.utils import io
 from dnatool.utils.locks import locked
 
@@ -137,7 +138,7 @@ def export_networks(
 
             io.write_bytes(out / "networks" / f"{name}.pte", pte_bytes(module, shape))
         macs = int(costs.total(costs.index_of(choices)))
-        lines.append(f'{name},"{measure.choices_text(choices)}",{macs},')
+        lines.append(f'{name},"{choices_text(choices)}",{macs},')
         if report:
             report("advance", task="export", status=name)
     io.write_text(out / "networks.csv", "\n".join(lines) + "\n")

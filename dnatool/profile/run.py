@@ -10,7 +10,6 @@ complete.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from dnatool.profile.lut import (
     stem_key,
 )
 from dnatool.profile.measure import Protocol
+from dnatool.profile.samples import SampleKey
 from dnatool.utils.events import Report, quiet
 from dnatool.utils.locks import locked
 
@@ -110,17 +110,20 @@ def _measure_all(
     report: Report,
 ) -> None:
     reference = None
-    refs = sum(1 for key in table.samples if key.startswith("ref|"))
+    refs = sum(1 for key in table.samples if SampleKey.parse(key).kind == "ref")
     for i, key in enumerate(todo + ["<end>"]):
         if i % protocol.reference_every == 0 or key == "<end>":
             if reference is None:
                 ref_choices = measure.reference_choices(space, protocol)
                 reference = backend.prepare(*measure.whole_net(space, ref_choices, table.batch))
-            table.samples[f"ref|{refs}"] = measure.time_runner(reference, protocol).to_dict()
+            table.samples[str(SampleKey.ref(refs))] = measure.time_runner(
+                reference, protocol
+            ).to_dict()
             refs += 1
         if key == "<end>":
             break
-        if key.startswith("net|"):  # whole networks: A B A B with the reference
+        kind = SampleKey.parse(key).kind
+        if kind == "net":  # whole networks: A B A B with the reference
             module, shape = units[key]()
             paired = measure.time_paired(backend.prepare(module, shape), reference, protocol)
             table.samples[key] = {**paired.to_dict(), "ref": refs - 1}
@@ -130,7 +133,7 @@ def _measure_all(
             table.samples[key] = {**timing.to_dict(), "ref": refs - 1}
             ms = timing.median
         table.save()
-        report("advance", task="profile", status=f"{key.split('|')[0]} {ms:.3f} ms")
+        report("advance", task="profile", status=f"{kind} {ms:.3f} ms")
 
 
 def finalize(table: LatencyTable, space: SearchSpace) -> None:
@@ -141,16 +144,15 @@ def finalize(table: LatencyTable, space: SearchSpace) -> None:
         key: {**entries[key], **costs}
         for key, costs in entry_costs(space, table.batch, table.dtype).items()
     }
+    keys = {key: SampleKey.parse(key) for key in table.samples}
     nets = [
-        (json.loads(key.split("|", 1)[1]), ms[key])
-        for key in table.samples
-        if key.startswith("net|")
+        (sample.choices_list(), ms[key]) for key, sample in keys.items() if sample.kind == "net"
     ]
-    raw = [table.raw_total_ms(space, [(c, tuple(p)) for c, p in choices]) for choices, _ in nets]
+    raw = [table.raw_total_ms(space, choices) for choices, _ in nets]
     table.header["calibration"] = calibrate.calibrate(
         raw, [ms for _, ms in nets], seed=table.header["protocol"]["seed"]
     )
-    refs = [s["ms"] for key, s in table.samples.items() if key.startswith("ref|")]
+    refs = [table.samples[key]["ms"] for key, sample in keys.items() if sample.kind == "ref"]
     if refs:
         med = statistics.median(refs)
         table.header["drift"] = {
@@ -178,7 +180,7 @@ def overhead(table: LatencyTable, space: SearchSpace, ms: dict[str, float]) -> d
     costs = latency_costs(space, table)
     lo_index, hi_index = extremes(costs)
     fastest, slowest = costs.total(lo_index), costs.total(hi_index)
-    per_call = ms.get("overhead|stem")
+    per_call = ms.get(str(SampleKey.stem(overhead=True)))
     result: dict[str, Any] = {"fastest_ms": fastest, "slowest_ms": slowest}
     if per_call is not None:
         share = per_call / fastest if fastest > 0 else float("inf")
@@ -199,7 +201,8 @@ def drift_corrected(samples: dict[str, dict[str, Any]]) -> dict[str, float]:
     networks measured in rounds with the reference (a `ratio`) are the reference's median times
     that ratio.
     """
-    refs = {int(key.split("|")[1]): s["ms"] for key, s in samples.items() if key.startswith("ref|")}
+    keys = {key: SampleKey.parse(key) for key in samples}
+    refs = {k.index: samples[key]["ms"] for key, k in keys.items() if k.kind == "ref"}
     if not refs:
         return {key: s["ms"] for key, s in samples.items()}
     median = statistics.median(refs.values())
@@ -219,26 +222,35 @@ def drift_corrected(samples: dict[str, dict[str, Any]]) -> dict[str, float]:
 def _solve_entries(
     table: LatencyTable, space: SearchSpace, ms: dict[str, float]
 ) -> dict[str, dict[str, Any]]:
+    """Stem and head entries: their time less the empty network at their input; layer entries:
+    per block, least squares over the sampled paths (each less its block's input overhead)."""
     samples = table.samples
     entries = {}
-    names = [("stem", stem_key(space, table.batch, table.dtype))] + [
-        (measure.head_unit(space, w), head_key(space, table.batch, table.dtype, w))
+    names = [(SampleKey.stem(), stem_key(space, table.batch, table.dtype))] + [
+        (SampleKey.head(space, w), head_key(space, table.batch, table.dtype, w))
         for w in space.in_widths(len(space.blocks))
     ]
-    for name, key in names:
-        s = samples[name]
+    for sample, key in names:
+        s = samples[str(sample)]
         entries[key] = {
-            "mean": max(ms[name] - ms[f"overhead|{name}"], 0.0),
+            "mean": max(ms[str(sample)] - ms[str(sample.input_overhead())], 0.0),
             "std": s["std"],
             "n": s["n"],
         }
+    paths = [
+        (key, sample)
+        for key, sample in ((key, SampleKey.parse(key)) for key in samples)
+        if sample.kind == "block" and not sample.overhead
+    ]
     for k in range(len(space.blocks)):
         rows, targets = [], []
-        for key in samples:
-            if key.startswith(f"block|{k}|") or key.startswith(f"block|{k}@"):
-                _, choice, width = measure.parse_block_unit(key)
-                rows.append(layer_keys(space, k, choice, table.batch, table.dtype, width))
-                targets.append(ms[key] - ms[measure.block_overhead_unit(space, key)])
+        for key, sample in paths:
+            if sample.block == k:
+                assert sample.choice is not None
+                rows.append(
+                    layer_keys(space, k, sample.choice, table.batch, table.dtype, sample.width)
+                )
+                targets.append(ms[key] - ms[str(sample.input_overhead())])
         entries.update(calibrate.solve_ops(rows, targets))
     return entries
 

@@ -133,8 +133,8 @@ def stratified(
     ends: bool = True,
 ) -> list[list[Choice]]:
     """n distinct architectures whose costs are evenly spaced over [cheapest, dearest] (`ends`:
-    the two extremes themselves included), none of them in `exclude` (`measure.choices_text`)."""
-    from dnatool.profile.measure import choices_text
+    the two extremes themselves included), none of them in `exclude` (`samples.choices_text`)."""
+    from dnatool.profile.samples import choices_text
 
     lo_index, hi_index = extremes(costs)
     lo, hi = costs.total(lo_index), costs.total(hi_index)

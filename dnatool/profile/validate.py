@@ -27,6 +27,7 @@ from dnatool.profile.backends import BACKENDS, BackendOptions, get_backend
 from dnatool.profile.lut import LatencyTable, device_mismatch
 from dnatool.profile.measure import Paired, Protocol
 from dnatool.profile.run import OVERHEAD_SHARE
+from dnatool.profile.samples import SampleKey, choices_text
 from dnatool.utils import io
 from dnatool.utils.events import Report, quiet
 
@@ -148,7 +149,8 @@ def validation_choices(
     the slowest, none of them a calibration network of the table."""
     from dnatool.profile.strata import latency_costs, stratified
 
-    used = {key.split("|", 1)[1] for key in lut.samples if key.startswith("net|")}
+    keys = (SampleKey.parse(key) for key in lut.samples)
+    used = {choices_text(k.choices_list()) for k in keys if k.kind == "net"}
     return stratified(space, latency_costs(space, lut), n, seed, exclude=used)
 
 
