@@ -268,7 +268,7 @@ def test_methods_are_pluggable_and_unavailable_ones_refused():
 
 
 def test_cli_refuses_an_unavailable_method_in_one_line(cli, tmp_path):
-    result = cli("bench", "ranking", "--methods", "dna++", "--out", str(tmp_path / "b"))
+    result = cli("bench", "ranking", "--methods", "bossnas", "--out", str(tmp_path / "b"))
     assert result.code == 2
     assert "not available yet" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
@@ -292,6 +292,8 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
         "-o", "bootstrap=200",
         "-o", "methods={dna: {teacher_overrides: [epochs=1, batch_size=32], "
               "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
+              "dna++: {teacher_overrides: [epochs=1, batch_size=32], "
+              "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
               "spos: {overrides: [epochs=1, rate_per_class=2, bn_batches=1]}}",
         "--out", str(out),
         "--json",
@@ -302,7 +304,9 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert summary["format"] == "dnatool.ranking"
     assert summary["truth"]["archs"] == 4 and summary["truth"]["seeds"] == 2
     assert "noise_ceiling" in summary["truth"]
-    assert set(summary["methods"]) == {"dna", "spos"}
+    assert set(summary["methods"]) == {"dna", "dna++", "spos"}
+    assert summary["methods"]["dna++"]["n"] == 4
+    assert len(list((out / "methods" / "teachers").iterdir())) == 1  # dna and dna++ share it
     for method in summary["methods"].values():
         assert method["n"] == 4
         for key in ("kendall_tau", "spearman", "pearson"):
@@ -315,6 +319,7 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
         "ranking.png",
         "methods/dna/scatter.png",
         "methods/spos/scatter.png",
+        "methods/dna++/scatter.png",
         "truth/truth.json",
     ):
         assert (out / path).is_file(), path

@@ -108,21 +108,20 @@ def _resolve_file(ref: str) -> str:
     return ref
 
 
-def rate_dna(ctx: MethodContext) -> dict[str, Any]:
-    """Teacher trained on the benchmark data, block-wise supernet, Algorithm 1 rating; an
-    architecture's score is the sum of its blocks' rated scores (as `search` minimises)."""
+def _teacher(ctx: MethodContext, opts: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The teacher of the teacher-based methods (DNA, DNA++), trained on the benchmark data in
+    `methods/teachers/DIGEST`: keyed by its arch, recipe and overrides, so methods asking for
+    the same teacher share one training."""
+    import hashlib
+    import json
+
     from dnatool.arch.resolve import resolve_arch
-    from dnatool.config import load_recipe
-    from dnatool.rate.ranking import arch_score
-    from dnatool.rate.score_lists import load_score_lists
-    from dnatool.rate.scores import run_rate
     from dnatool.retrain.recipe import load_retrain_recipe
     from dnatool.retrain.train import run_retrain
-    from dnatool.train.loop import run_train
-    from dnatool.train.recipe import TrainRecipe
 
-    opts = _options("dna", ctx.options, DNA_DEFAULTS)
-    teacher_run = ctx.out / "teacher"
+    key = [opts["teacher_arch"], opts["teacher_recipe"], list(opts["teacher_overrides"])]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+    teacher_run = ctx.out.parent / "teachers" / digest
     teacher_recipe = load_retrain_recipe(
         opts["teacher_recipe"], (*opts["teacher_overrides"], f"data={ctx.data}")
     )
@@ -133,7 +132,17 @@ def rate_dna(ctx: MethodContext) -> dict[str, Any]:
         lambda: run_retrain(teacher_arch, teacher_recipe, teacher_run, ctx.report, resume=True),
         done=_finished(teacher_run),
     )
-    supernet = ctx.out / "supernet"
+    return teacher_run, teacher
+
+
+def rate_dna(ctx: MethodContext) -> dict[str, Any]:
+    """Teacher trained on the benchmark data, block-wise supernet, Algorithm 1 rating; an
+    architecture's score is the sum of its blocks' rated scores (as `search` minimises)."""
+    from dnatool.config import load_recipe
+    from dnatool.train.recipe import TrainRecipe
+
+    opts = _options("dna", ctx.options, DNA_DEFAULTS)
+    teacher_run, teacher = _teacher(ctx, opts)
     recipe = load_recipe(
         opts["recipe"],
         TrainRecipe,
@@ -144,10 +153,26 @@ def rate_dna(ctx: MethodContext) -> dict[str, Any]:
             f"teacher={teacher_run}",
         ),
     )
+    return _train_and_score(ctx, recipe, teacher, "dna")
+
+
+def _train_and_score(ctx: MethodContext, recipe: Any, teacher: dict[str, Any], method: str):
+    """Train the block-wise supernet, rate every path, score the truth architectures."""
+    from dnatool.rate.ranking import arch_score
+    from dnatool.rate.score_lists import load_score_lists
+    from dnatool.rate.scores import run_rate
+
+    if recipe.method != method:
+        raise BadInput(f"{method} recipe trains method {recipe.method!r}")
+    if method == "dna++":
+        from dnatool.train.dnapp_loop import run_dnapp as train
+    else:
+        from dnatool.train.loop import run_train as train
+    supernet = ctx.out / "supernet"
     stage(
         ctx,
         "train",
-        lambda: run_train(recipe, supernet, ctx.report, resume=True),
+        lambda: train(recipe, supernet, ctx.report, resume=True),
         done=_finished(supernet),
     )
     stage(ctx, "rate", lambda: run_rate(supernet, ctx.report), done=_finished(supernet / "scores"))
@@ -158,6 +183,33 @@ def rate_dna(ctx: MethodContext) -> dict[str, Any]:
         "teacher_top1": float(teacher["top1"]),
         "supernet_epochs": recipe.epochs,
     }
+
+
+# --- DNA++ ----------------------------------------------------------------------------------
+
+DNAPP_DEFAULTS: dict[str, Any] = {**DNA_DEFAULTS, "recipe": "dnapp-tiny"}
+
+
+def rate_dnapp(ctx: MethodContext) -> dict[str, Any]:
+    """The same teacher as DNA (trained on the benchmark's labels), a DNA++ supernet trained
+    without labels (two views, VICReg-style loss, teacher trained jointly), rated by the SSL
+    distance per path; an architecture's score is the sum of its blocks' scores."""
+    from dnatool.config import load_recipe
+    from dnatool.train.dnapp import DnappRecipe
+
+    opts = _options("dna++", ctx.options, DNAPP_DEFAULTS)
+    teacher_run, teacher = _teacher(ctx, opts)
+    recipe = load_recipe(
+        opts["recipe"],
+        DnappRecipe,
+        (
+            *opts["overrides"],
+            f"space={ctx.space_ref}",
+            f"data={ctx.data}",
+            f"teacher={teacher_run}",
+        ),
+    )
+    return _train_and_score(ctx, recipe, teacher, "dna++")
 
 
 # --- SPOS -----------------------------------------------------------------------------------
@@ -245,9 +297,9 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "dna++",
-            "DNA++: self-supervised block-wise learning",
-            _not_landed("method 'dna++' is not available yet (issue 16)"),
-            _unavailable,
+            "DNA++: self-supervised block-wise learning, SSL-distance rating",
+            lambda: None,
+            rate_dnapp,
         ),
         Method(
             "bossnas",
