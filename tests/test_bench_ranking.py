@@ -253,24 +253,25 @@ def test_an_incomplete_truth_is_refused(tmp_path):
         truth_mod.assemble_truth(tmp_path, plan)
 
 
-def test_methods_are_pluggable_and_unavailable_ones_refused():
-    assert {"dna", "spos", "dna++", "bossnas"} <= set(METHODS)
-    assert [m.name for m in select_methods(["dna"])] == ["dna"]
+def test_methods_are_pluggable_and_unavailable_ones_refused(monkeypatch):
+    from dnatool.bench import methods
+
+    assert set(METHODS) == {"dna", "dna++", "bossnas", "spos"}
+    assert [m.name for m in select_methods(list(METHODS))] == list(METHODS)
     with pytest.raises(BadInput, match="unknown method 'dnaa'"):
         select_methods(["dnaa"])
-    with pytest.raises(BadInput, match="not available yet"):
-        select_methods(["bossnas"])
-    if METHODS["spos"].missing():  # SPOS rating not landed in this checkout
-        with pytest.raises(BadInput, match="'spos' is not available"):
-            select_methods(["spos"])
-    else:
-        assert [m.name for m in select_methods(["dna", "spos"])] == ["dna", "spos"]
+    gone = methods.Method("gpu-only", "needs a GPU", lambda: "method 'gpu-only' needs CUDA", None)
+    monkeypatch.setitem(methods.METHODS, "gpu-only", gone)
+    with pytest.raises(BadInput, match="needs CUDA"):
+        select_methods(["dna", "gpu-only"])
+    assert "gpu-only" not in methods.available_methods()
 
 
-def test_cli_refuses_an_unavailable_method_in_one_line(cli, tmp_path):
-    result = cli("bench", "ranking", "--methods", "bossnas", "--out", str(tmp_path / "b"))
+def test_cli_refuses_an_unknown_method_in_one_line(cli, tmp_path):
+    result = cli("bench", "ranking", "--methods", "dna,boss", "--out", str(tmp_path / "b"))
     assert result.code == 2
-    assert "not available yet" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "unknown method 'boss'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
 
 
@@ -294,6 +295,8 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
               "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
               "dna++: {teacher_overrides: [epochs=1, batch_size=32], "
               "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
+              "bossnas: {overrides: [epochs=1, rate_per_class=2, batch_size=32, "
+              "max_steps_per_epoch=4]}, "
               "spos: {overrides: [epochs=1, rate_per_class=2, bn_batches=1]}}",
         "--out", str(out),
         "--json",
@@ -304,7 +307,7 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert summary["format"] == "dnatool.ranking"
     assert summary["truth"]["archs"] == 4 and summary["truth"]["seeds"] == 2
     assert "noise_ceiling" in summary["truth"]
-    assert set(summary["methods"]) == {"dna", "dna++", "spos"}
+    assert set(summary["methods"]) == {"dna", "dna++", "bossnas", "spos"}
     assert summary["methods"]["dna++"]["n"] == 4
     assert len(list((out / "methods" / "teachers").iterdir())) == 1  # dna and dna++ share it
     for method in summary["methods"].values():
@@ -320,6 +323,7 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
         "methods/dna/scatter.png",
         "methods/spos/scatter.png",
         "methods/dna++/scatter.png",
+        "methods/bossnas/scatter.png",
         "truth/truth.json",
     ):
         assert (out / path).is_file(), path

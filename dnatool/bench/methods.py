@@ -44,14 +44,6 @@ class Method:
     rate: Callable[[MethodContext], dict[str, Any]]  # {"scores": [...], "run": str, ...}
 
 
-def _not_landed(what: str) -> Callable[[], str | None]:
-    return lambda: what
-
-
-def _unavailable(ctx: MethodContext) -> dict[str, Any]:
-    raise BadInput("method not available")
-
-
 def stage(ctx: MethodContext, name: str, work: Callable[[], Any], done: bool = False) -> Any:
     """Run one stage of a method, recording its CPU and wall time when it completes; a stage
     already completed (`done`) keeps the figures of the run that completed it."""
@@ -218,23 +210,6 @@ def rate_dnapp(ctx: MethodContext) -> dict[str, Any]:
 SPOS_DEFAULTS: dict[str, Any] = {"recipe": "spos-tiny", "overrides": [], "bn_batches": None}
 
 
-def spos_missing() -> str | None:
-    """SPOS needs `method: spos` training and the rating of given architectures
-    (`dnatool rate RUN --archs FILE`, issue 14); None once both are here."""
-    from dnatool.train.recipe import METHODS as TRAIN_METHODS
-
-    if "spos" not in TRAIN_METHODS:
-        return "method 'spos' is not available yet: `dnatool train` has no `method: spos`"
-    try:
-        from dnatool.rate.spos import run_rate_spos  # noqa: F401
-    except ImportError:
-        return (
-            "method 'spos' is not available yet: rating given architectures of an SPOS run "
-            "(`dnatool rate RUN --archs FILE`, issue 14) has not landed"
-        )
-    return None
-
-
 def rate_spos(ctx: MethodContext) -> dict[str, Any]:
     """One weight-sharing supernet trained on the labels (`method: spos`), then every truth
     architecture rated by its top-1 on the rating split after BN recalibration (`dnatool rate
@@ -280,6 +255,48 @@ def rate_spos(ctx: MethodContext) -> dict[str, Any]:
     }
 
 
+# --- BossNAS --------------------------------------------------------------------------------
+
+BOSSNAS_DEFAULTS: dict[str, Any] = {"recipe": "bossnas-tiny", "overrides": []}
+
+
+def rate_bossnas(ctx: MethodContext) -> dict[str, Any]:
+    """No teacher and no labels: the supernet trained by ensemble bootstrapping block after block,
+    every path rated against its block's population centre; an architecture's score is the sum
+    of its blocks' (relative) distances, as `search` minimises."""
+    from dnatool.rate.bossnas import run_rate_bossnas
+    from dnatool.rate.ranking import arch_score
+    from dnatool.rate.score_lists import load_score_lists
+    from dnatool.train.bossnas_loop import run_bossnas
+    from dnatool.train.recipe import load_train_recipe
+
+    opts = _options("bossnas", ctx.options, BOSSNAS_DEFAULTS)
+    recipe = load_train_recipe(
+        opts["recipe"], (*opts["overrides"], f"space={ctx.space_ref}", f"data={ctx.data}")
+    )
+    if recipe.method != "bossnas":
+        raise BadInput(f"bossnas recipe {opts['recipe']!r} trains method {recipe.method!r}")
+    supernet = ctx.out / "supernet"
+    stage(
+        ctx,
+        "train",
+        lambda: run_bossnas(recipe, supernet, ctx.report, resume=True),
+        done=_finished(supernet),
+    )
+    stage(
+        ctx,
+        "rate",
+        lambda: run_rate_bossnas(supernet, ctx.report),
+        done=_finished(supernet / "scores"),
+    )
+    lists = load_score_lists(supernet, ctx.space)
+    return {
+        "scores": [arch_score(lists, choices) for choices in ctx.archs],
+        "run": str(supernet),
+        "supernet_epochs": recipe.epochs,
+    }
+
+
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
@@ -292,7 +309,7 @@ METHODS: dict[str, Method] = {
         Method(
             "spos",
             "SPOS: one weight-sharing supernet, top-1 after BN recalibration",
-            spos_missing,
+            lambda: None,
             rate_spos,
         ),
         Method(
@@ -303,9 +320,9 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "bossnas",
-            "BossNAS: ensemble bootstrapping without a teacher",
-            _not_landed("method 'bossnas' is not available yet (issue 17)"),
-            _unavailable,
+            "BossNAS: ensemble bootstrapping without a teacher, population-centre rating",
+            lambda: None,
+            rate_bossnas,
         ),
     )
 }

@@ -88,6 +88,20 @@ def rate(
         else:
             _print_spos(run, result)
         return
+    if run_method(run) == "bossnas":
+        if norm is not None or bn_recalibrate is False:
+            raise BadInput(
+                "a BossNAS run is rated against its population centre, with BN recalibration"
+            )
+        from dnatool.rate.bossnas import run_rate_bossnas
+
+        with progress() as bar:
+            summary = run_rate_bossnas(run, Reporter(bar))
+        if as_json:
+            emit_json({"run": run, "blocks": summary})
+        else:
+            _print_dna(run, summary)
+        return
     if sample is not None or archs is not None or bn_batches is not None or bn_mode is not None:
         raise BadInput(
             "--sample, --archs, --bn-batches and --bn-mode rate SPOS runs; a DNA run rates every path"

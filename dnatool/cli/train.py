@@ -31,8 +31,8 @@ def train(
     recipe: str, overrides: tuple[str, ...], out: str | None, resume: bool, as_json: bool
 ) -> None:
     """Train a supernet from RECIPE (a YAML file or a shipped name such as dna-tiny, spos-tiny):
-    block-wise (method: dna, or dna++ without labels) or the SPOS baseline over the whole space
-    (method: spos)."""
+    block-wise (method: dna; dna++ without labels; bossnas without labels or teacher) or the SPOS
+    baseline over the whole space (method: spos)."""
     import os
     from pathlib import Path
 
@@ -45,6 +45,8 @@ def train(
         from dnatool.train.spos import run_spos as run_train
     elif resolved.method == "dna++":
         from dnatool.train.dnapp_loop import run_dnapp as run_train
+    elif resolved.method == "bossnas":
+        from dnatool.train.bossnas_loop import run_bossnas as run_train
     else:
         from dnatool.train.loop import run_train
     out = out or str(Path("runs") / find_recipe(recipe).stem)

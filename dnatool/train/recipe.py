@@ -9,7 +9,7 @@ from typing import Any
 from dnatool.config import from_dict, recipe_data, resumable
 from dnatool.errors import BadInput
 
-METHODS = ("dna", "dna++", "spos")
+METHODS = ("dna", "dna++", "spos", "bossnas")
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,10 @@ def recipe_class(data: dict[str, Any]) -> type[TrainRecipe] | type[SposRecipe]:
         from dnatool.train.dnapp import DnappRecipe
 
         return DnappRecipe
+    if method == "bossnas":
+        from dnatool.train.bossnas import BossnasRecipe
+
+        return BossnasRecipe  # type: ignore[return-value]
     return SposRecipe if method == "spos" else TrainRecipe
 
 
