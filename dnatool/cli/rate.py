@@ -88,6 +88,11 @@ def rate(
         else:
             _print_spos(run, result)
         return
+    if sample is not None or archs is not None or bn_batches is not None or bn_mode is not None:
+        raise BadInput(
+            "--sample, --archs, --bn-batches and --bn-mode rate SPOS runs; a DNA, DNA++ or BossNAS run "
+            "rates every path"
+        )
     if run_method(run) == "bossnas":
         if norm is not None or bn_recalibrate is False:
             raise BadInput(
@@ -102,10 +107,6 @@ def rate(
         else:
             _print_dna(run, summary)
         return
-    if sample is not None or archs is not None or bn_batches is not None or bn_mode is not None:
-        raise BadInput(
-            "--sample, --archs, --bn-batches and --bn-mode rate SPOS runs; a DNA run rates every path"
-        )
     from dnatool.rate.scores import run_rate
 
     with progress() as bar:
