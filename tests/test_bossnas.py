@@ -20,7 +20,7 @@ from dnatool.train.bossnas import (
     target_momentum,
 )
 
-SHORT = ("epochs=1", "max_steps_per_epoch=6", "rate_per_class=4", "batch_size=32")
+SHORT = ("epochs=1", "max_steps_per_epoch=3", "rate_per_class=3", "batch_size=16")
 
 
 def _recipe(*overrides: str) -> BossnasRecipe:
