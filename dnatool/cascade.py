@@ -47,6 +47,9 @@ class CascadeRecipe:
     tolerance: float = 0.10
     generations: int = 3
     min_gain: float = 0.0
+    truth: str | None = (
+        None  # a `bench ranking` truth of the train recipe's space: tau per generation
+    )
 
     def __post_init__(self) -> None:
         if self.match not in MATCH:
@@ -83,24 +86,76 @@ def run_cascade(
     total = generations or recipe.generations
     if total < 1:
         raise BadInput(f"--generations must be >= 1, got {total}")
+    truth = load_cascade_truth(recipe)  # refused in one line before any training
     teacher = first_teacher(recipe, report)
     rows: list[dict[str, Any]] = []
     stopped = f"reached {total} generation(s)"
     for m in range(total):
         report("log", message=f"cascade: generation {m} under teacher {teacher}", always=True)
         row = run_generation(recipe, m, teacher, out / f"gen_{m}", report)
+        if truth is not None:
+            row["ranking"] = generation_ranking(out / f"gen_{m}" / "supernet", truth)
+            tau = row["ranking"]["kendall_tau"]["value"]
+            report("log", message=f"cascade: generation {m} ranking tau {tau}", always=True)
         rows.append(row)
         _write(out, recipe, rows, None)
-        if m > 0 and row["top1"] <= rows[-2]["top1"] + recipe.min_gain:
+        if m > 0 and _stalled(row, rows[-2], recipe.min_gain):
             stopped = (
                 f"generation {m} reached {row['top1']:.2f}% top-1, not more than "
                 f"{recipe.min_gain:g} points above generation {m - 1}'s {rows[-2]['top1']:.2f}%"
             )
+            if truth is not None:
+                stopped += ", and its ranking tau did not improve"
             break
         teacher = row["retrain_run"]
     result = _write(out, recipe, rows, stopped)
     _plot(out / "cascade.png", rows)
     return result
+
+
+def _stalled(row: dict[str, Any], previous: dict[str, Any], min_gain: float) -> bool:
+    """Accuracy stopped improving, and (with a truth) the ranking tau too."""
+    if row["top1"] > previous["top1"] + min_gain:
+        return False
+    if "ranking" not in row:
+        return True
+    now, before = (r["ranking"]["kendall_tau"]["value"] for r in (row, previous))
+    return now is None or before is not None and now <= before
+
+
+def load_cascade_truth(recipe: CascadeRecipe) -> dict[str, Any] | None:
+    """The recipe's truth, checked against the space its supernets train on."""
+    if recipe.truth is None:
+        return None
+    from dnatool.arch.space import load_space
+    from dnatool.bench.truth import load_truth
+    from dnatool.config import load_recipe
+    from dnatool.train.recipe import TrainRecipe
+
+    truth = load_truth(recipe.truth)
+    space = load_space(load_recipe(recipe.train, TrainRecipe, recipe.train_overrides).space)
+    if truth.get("space", {}).get("digest") != space.digest:
+        raise BadInput(
+            f"truth {recipe.truth} ranks architectures of {truth.get('space', {}).get('ref')!r}, "
+            f"not of the cascade's space {space.name!r}"
+        )
+    return truth
+
+
+def generation_ranking(run: Path, truth: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+    """Kendall / Spearman / Pearson (bootstrap 95% intervals) between one generation's ratings
+    of the truth's architectures and their trained top-1, as `bench ranking` computes them."""
+    from dnatool.arch.space import load_space
+    from dnatool.bench.stats import finite_or_none, method_correlations
+    from dnatool.bench.truth import truth_choices
+    from dnatool.rate.ranking import arch_score
+    from dnatool.rate.score_lists import load_score_lists
+
+    lists = load_score_lists(run, load_space(truth["space"]["ref"]))
+    scores = [arch_score(lists, choices) for choices in truth_choices(truth)]
+    accuracy = [a["mean_top1"] for a in truth["archs"]]
+    result = method_correlations(scores, accuracy, 2000, 0.95, seed)
+    return finite_or_none({k: result[k] for k in ("kendall_tau", "spearman", "pearson", "n")})
 
 
 def first_teacher(recipe: CascadeRecipe, report: Report) -> str:
@@ -264,5 +319,10 @@ def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.plot(gens, [r["top1"] for r in rows], "o-", label="retrained winner top-1")
     ax.set(xlabel="generation", ylabel="top-1 (%)", title="DNA+ cascade", xticks=gens)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
+    taus = [r.get("ranking", {}).get("kendall_tau", {}).get("value") for r in rows]
+    if any(t is not None for t in taus):
+        twin = ax.twinx()
+        twin.plot(gens, [t if t is not None else float("nan") for t in taus], "s--", color="C1")
+        twin.set_ylabel("ranking Kendall tau", color="C1")
     save_png(fig, path)

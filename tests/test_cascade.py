@@ -100,3 +100,55 @@ def test_two_generations_run_resume_after_a_kill_and_report(tmp_path):
         assert 0 < row["top1"] <= 100 and row["phi"] >= 0
         assert row["scaled_size"]["params"] >= row["teacher_size"]["params"] or row["phi"] == 0
     assert (out / "cascade.png").stat().st_size > 0
+
+
+def _truth(tmp_path, space, accuracy_of):
+    from dnatool.bench.truth import TRUTH_FORMAT
+    from dnatool.utils import io
+
+    rng = __import__("numpy").random.default_rng(0)
+    archs = []
+    for i in range(12):
+        choices = space.sample(rng)
+        top1 = accuracy_of(choices)
+        archs.append(
+            {
+                "index": i,
+                "choices": [[c, list(p)] for c, p in choices],
+                "top1": [top1, top1 + 0.1],
+                "mean_top1": top1 + 0.05,
+            }
+        )
+    truth = {
+        "format": TRUTH_FORMAT,
+        "seeds": 2,
+        "space": {"ref": space.name, "digest": space.digest},
+        "archs": archs,
+    }
+    return io.write_json(tmp_path / "truth.json", truth)
+
+
+def test_ranking_tau_per_generation_and_a_truth_of_another_space_refused(tmp_path):
+    """With a truth (`bench ranking`), each generation reports Kendall / Spearman / Pearson of its
+    ratings against the truth's trained top-1; a truth of another space is refused up front."""
+    from dnatool.arch.space import load_space
+    from dnatool.bench.truth import load_truth
+    from dnatool.cascade import generation_ranking, load_cascade_truth
+    from dnatool.rate.ranking import arch_score
+    from dnatool.rate.score_lists import load_score_lists
+    from dnatool.search.synthetic import write_synthetic_run
+
+    space = load_space("tiny-w")
+    run = write_synthetic_run(tmp_path / "run", space)
+    lists = load_score_lists(run, space)
+    path = _truth(tmp_path, space, lambda choices: 100 - 10 * arch_score(lists, choices))
+    ranking = generation_ranking(run, load_truth(path))
+    assert ranking["n"] == 12
+    assert ranking["kendall_tau"]["value"] == pytest.approx(1.0)
+    assert ranking["spearman"]["value"] == pytest.approx(1.0)
+    reverse = _truth(tmp_path, space, lambda choices: 10 * arch_score(lists, choices))
+    assert generation_ranking(run, load_truth(reverse))["kendall_tau"]["value"] == pytest.approx(-1)
+    recipe = CascadeRecipe(params=80_000, truth=str(path), train_overrides=("space=tiny",))
+    with pytest.raises(BadInput, match="ranks architectures of 'tiny-w', not of the cascade's"):
+        load_cascade_truth(recipe)
+    assert load_cascade_truth(CascadeRecipe(params=80_000, truth=str(path))) is not None

@@ -40,15 +40,21 @@ def cascade(
         emit_json(result)
         return
     table = Table(title=f"DNA+ cascade: {result['stopped']}")
-    for column in ("gen", "teacher", "phi", f"{loaded.match} / teacher's", "top-1 %"):
+    columns = ["gen", "teacher", "phi", f"{loaded.match} / teacher's", "top-1 %"]
+    for column in columns + (["ranking tau"] if loaded.truth else []):
         table.add_column(column)
     for row in result["generations"]:
-        table.add_row(
+        cells = [
             str(row["generation"]),
             row["teacher"],
             f"{row['phi']:g}",
             f"{row['size_ratio']:.2f}",
             f"{row['top1']:.2f}",
-        )
+        ]
+        if loaded.truth:
+            tau = row["ranking"]["kendall_tau"]
+            interval = f" [{tau['low']:.2f}, {tau['high']:.2f}]" if tau["low"] is not None else ""
+            cells.append("n/a" if tau["value"] is None else f"{tau['value']:.3f}{interval}")
+        table.add_row(*cells)
     console.print(table)
     info(f"report in {out}/cascade.json and {out}/cascade.png")
