@@ -116,3 +116,31 @@ def _a_cell(out, space):
 
     torch.manual_seed(0)
     return Cell(space, 1, 1, in_chs=16, out_chs=24).eval()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_the_same_supernet(teacher_run, tmp_path):
+    """DDP on CPU (gloo): the jointly trained teacher and every block's cells and projectors in
+    one wrapped step; rank 0 writes checkpoints that continue on one process."""
+    import os
+    import subprocess
+    import sys
+
+    from dnatool.train.dnapp_loop import run_dnapp, teacher_checkpoint
+
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    overrides = [
+        f"teacher={teacher_run}", "max_steps_per_epoch=3", "rate_per_class=4", "epochs=1",
+        "device=cpu",
+    ]  # fmt: skip
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "dnatool", "train", "dnapp-tiny", "--out", str(run),
+        *[x for o in overrides for x in ("-o", o)],
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert io.load_checkpoint(teacher_checkpoint(run), "dnapp_teacher")["epoch"] == 1
+    resumed = run_dnapp(_recipe(teacher_run, "device=cpu"), run, resume=True)
+    assert resumed["epochs"] == 2
