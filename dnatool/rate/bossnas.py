@@ -160,7 +160,8 @@ def run_rate_bossnas(run: str | Path, report: Report = quiet) -> dict[str, Any]:
             "best": [
                 {
                     "cell": rated.choices[i][0],
-                    "ops": [str(op) for op in rated.choices[i][1]],
+                    "path": list(rated.choices[i][1]),
+                    "ops": [state.space.blocks[k].ops[op].name for op in rated.choices[i][1]],
                     "score": float(rated.scores[i]),
                 }
                 for i in order
