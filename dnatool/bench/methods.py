@@ -145,21 +145,27 @@ def rate_dna(ctx: MethodContext) -> dict[str, Any]:
             f"teacher={teacher_run}",
         ),
     )
-    return _train_and_score(ctx, recipe, teacher, "dna")
+    return {**_train_and_score(ctx, recipe, "dna"), "teacher_top1": float(teacher["top1"])}
 
 
-def _train_and_score(ctx: MethodContext, recipe: Any, teacher: dict[str, Any], method: str):
-    """Train the block-wise supernet, rate every path, score the truth architectures."""
+def _train_and_score(ctx: MethodContext, recipe: Any, method: str) -> dict[str, Any]:
+    """Train a supernet that `rate` scores path by path (DNA, DNA++, BossNAS), rate it, and
+    score the truth architectures by the sum of their blocks' scores, as `search` minimises."""
     from dnatool.rate.ranking import arch_score
     from dnatool.rate.score_lists import load_score_lists
-    from dnatool.rate.scores import run_rate
 
     if recipe.method != method:
         raise BadInput(f"{method} recipe trains method {recipe.method!r}")
-    if method == "dna++":
-        from dnatool.train.dnapp_loop import run_dnapp as train
+    if method == "bossnas":
+        from dnatool.rate.bossnas import run_rate_bossnas as rate
+        from dnatool.train.bossnas_loop import run_bossnas as train
     else:
-        from dnatool.train.loop import run_train as train
+        from dnatool.rate.scores import run_rate as rate
+
+        if method == "dna++":
+            from dnatool.train.dnapp_loop import run_dnapp as train
+        else:
+            from dnatool.train.loop import run_train as train
     supernet = ctx.out / "supernet"
     stage(
         ctx,
@@ -167,12 +173,11 @@ def _train_and_score(ctx: MethodContext, recipe: Any, teacher: dict[str, Any], m
         lambda: train(recipe, supernet, ctx.report, resume=True),
         done=_finished(supernet),
     )
-    stage(ctx, "rate", lambda: run_rate(supernet, ctx.report), done=_finished(supernet / "scores"))
+    stage(ctx, "rate", lambda: rate(supernet, ctx.report), done=_finished(supernet / "scores"))
     lists = load_score_lists(supernet, ctx.space)
     return {
         "scores": [arch_score(lists, choices) for choices in ctx.archs],
         "run": str(supernet),
-        "teacher_top1": float(teacher["top1"]),
         "supernet_epochs": recipe.epochs,
     }
 
@@ -201,7 +206,7 @@ def rate_dnapp(ctx: MethodContext) -> dict[str, Any]:
             f"teacher={teacher_run}",
         ),
     )
-    return _train_and_score(ctx, recipe, teacher, "dna++")
+    return {**_train_and_score(ctx, recipe, "dna++"), "teacher_top1": float(teacher["top1"])}
 
 
 # --- SPOS -----------------------------------------------------------------------------------
@@ -264,37 +269,13 @@ def rate_bossnas(ctx: MethodContext) -> dict[str, Any]:
     """No teacher and no labels: the supernet trained by ensemble bootstrapping block after block,
     every path rated against its block's population centre; an architecture's score is the sum
     of its blocks' (relative) distances, as `search` minimises."""
-    from dnatool.rate.bossnas import run_rate_bossnas
-    from dnatool.rate.ranking import arch_score
-    from dnatool.rate.score_lists import load_score_lists
-    from dnatool.train.bossnas_loop import run_bossnas
     from dnatool.train.recipe import load_train_recipe
 
     opts = _options("bossnas", ctx.options, BOSSNAS_DEFAULTS)
     recipe = load_train_recipe(
         opts["recipe"], (*opts["overrides"], f"space={ctx.space_ref}", f"data={ctx.data}")
     )
-    if recipe.method != "bossnas":
-        raise BadInput(f"bossnas recipe {opts['recipe']!r} trains method {recipe.method!r}")
-    supernet = ctx.out / "supernet"
-    stage(
-        ctx,
-        "train",
-        lambda: run_bossnas(recipe, supernet, ctx.report, resume=True),
-        done=_finished(supernet),
-    )
-    stage(
-        ctx,
-        "rate",
-        lambda: run_rate_bossnas(supernet, ctx.report),
-        done=_finished(supernet / "scores"),
-    )
-    lists = load_score_lists(supernet, ctx.space)
-    return {
-        "scores": [arch_score(lists, choices) for choices in ctx.archs],
-        "run": str(supernet),
-        "supernet_epochs": recipe.epochs,
-    }
+    return _train_and_score(ctx, recipe, "bossnas")
 
 
 METHODS: dict[str, Method] = {

@@ -97,11 +97,12 @@ def rate_block(
     recipe: BossnasRecipe,
     device: torch.device,
     report: Report = quiet,
+    batches: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> BlockRating:
     """Every path of block k against the population centre (on a copy: BN recalibration must not
-    touch the trained target)."""
+    touch the trained target); `batches`: `rating_batches`, when the caller rates every block."""
     net = copy.deepcopy(target).eval()
-    va, vb, calib = rating_batches(splits, recipe, device)
+    va, vb, calib = batches or rating_batches(splits, recipe, device)
     size = recipe.rate_batch_size
     xa = _batched(lambda v: net.prefix(v, best, k), va, size)
     xb = _batched(lambda v: net.prefix(v, best, k), vb, size)
@@ -149,9 +150,10 @@ def run_rate_bossnas(run: str | Path, report: Report = quiet) -> dict[str, Any]:
     )
     best: list[Choice] = []
     summary = {}
+    batches = rating_batches(state.splits, recipe, device)
     for k in range(blocks):
         began = time.time()
-        rated = rate_block(state.target, state.splits, k, best, recipe, device, report)
+        rated = rate_block(state.target, state.splits, k, best, recipe, device, report, batches)
         write_score_list(run, k, rated.score_list())
         best.append(rated.best)
         order = np.argsort(rated.scores)[:5]

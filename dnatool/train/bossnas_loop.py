@@ -29,7 +29,7 @@ from dnatool.train.bossnas import (
     target_momentum,
 )
 from dnatool.train.dnapp import cosine_factor, lars_lr, two_views
-from dnatool.train.resume import STAGE, check_run_dir
+from dnatool.train.resume import STAGE, check_run_dir, train_inputs
 from dnatool.train.setup import SUPERNET_DIR
 from dnatool.utils import io, runs
 from dnatool.utils.events import Report, quiet
@@ -140,8 +140,7 @@ def run_bossnas(
 
     report = report or quiet
     out = Path(out)
-    data = Path(recipe.data)
-    inputs = {"data": data} if data.is_file() else {}
+    inputs = train_inputs(recipe)
     check_run_dir(out, recipe, inputs, resume)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)

@@ -24,9 +24,12 @@ def check_world(recipe: TrainRecipe, world: int) -> None:
         )
 
 
-def train_inputs(recipe: TrainRecipe) -> dict[str, Path]:
-    """The input files of a training run by role (the teacher's weights, a data file)."""
-    teacher = teacher_file(recipe.teacher, recipe.teacher_weights)
+def train_inputs(recipe: Any) -> dict[str, Path]:
+    """The input files of a training run by role (the teacher's weights, a data file); recipes
+    without a teacher (SPOS, BossNAS) have only the data."""
+    teacher = (
+        teacher_file(recipe.teacher, recipe.teacher_weights) if hasattr(recipe, "teacher") else None
+    )
     inputs = {"teacher": teacher} if teacher is not None else {}
     if Path(recipe.data).is_file():
         inputs["data"] = Path(recipe.data)

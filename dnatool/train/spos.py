@@ -27,7 +27,7 @@ from dnatool.arch.space import Choice, SearchSpace, load_space
 from dnatool.data import Splits, load_splits
 from dnatool.nn.spos import SposSupernet
 from dnatool.train.recipe import SposRecipe
-from dnatool.train.resume import STAGE, check_run_dir
+from dnatool.train.resume import STAGE, check_run_dir, train_inputs
 from dnatool.utils import io, runs
 from dnatool.utils.distributed import ProcessInfo, all_sum, barrier, teardown, wrap
 from dnatool.utils.distributed import setup as setup_process
@@ -214,8 +214,7 @@ def run_spos(
     """Train the SPOS supernet; returns the final loss and train top-1."""
     report = report or quiet
     out = Path(out)
-    data = Path(recipe.data)
-    check_run_dir(out, recipe, {"data": data} if data.is_file() else {}, resume)
+    check_run_dir(out, recipe, train_inputs(recipe), resume)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     dist = setup_process(recipe.device)
@@ -254,8 +253,7 @@ def _train(recipe: SposRecipe, out: Path, report: Report, dist: ProcessInfo) -> 
         trainer.load(io.load_checkpoint(checkpoint_path(out), KIND))
     sample, trainer.bounds = path_sampler(setup.space, recipe, trainer.bounds)
     if dist.is_main:
-        data = Path(recipe.data)
-        STAGE.start(out, recipe, {"data": data} if data.is_file() else {}, setup.space)
+        STAGE.start(out, recipe, train_inputs(recipe), setup.space)
     bins = f", MACs bins {trainer.bounds[0]:.4g}..{trainer.bounds[1]:.4g}" if trainer.bounds else ""
     report(
         "log",
