@@ -161,3 +161,31 @@ def test_rate_writes_score_lists_that_search_reads_and_leaves_the_target_alone(c
     first = np.load(run / "scores" / "block_0.npz")["scores"]
     assert np.allclose(again.scores, first)  # fixed views and calibration batch: repeatable
     assert cli("rate", str(run), "--norm", "var").code == 2
+
+
+def test_prefix_shared_recalibration_equals_per_path_recalibration():
+    """Rating walks each cell's path tree, refilling BN statistics once per prefix: the scores
+    must be exactly those of recalibrating and running every path on its own."""
+    from dnatool.rate.bossnas import rate_block
+    from dnatool.train.bossnas_loop import BossState
+
+    recipe = _recipe("rate_batch_size=7")  # several rating chunks per view
+    state = BossState(recipe, torch.device("cpu"))
+    with torch.no_grad():  # trained-looking BN statistics, so that a missed refill shows
+        for m in state.target.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    space, cpu = state.space, torch.device("cpu")
+    best = []
+    for k in range(len(space.blocks)):
+        shared = rate_block(state.target, state.splits, k, best, recipe, cpu)
+        alone = rate_block(state.target, state.splits, k, best, recipe, cpu, shared=False)
+        assert shared.choices == alone.choices
+        assert np.array_equal(shared.scores, alone.scores)
+        assert len(set(shared.scores.tolist())) > 1
+        block = space.blocks[k]
+        n = len(block.ops)
+        assert alone.layer_evals == sum(c.layers * n**c.layers for c in block.cells)
+        assert shared.layer_evals == sum(n ** (d + 1) for c in block.cells for d in range(c.layers))
+        best.append(shared.best)

@@ -39,11 +39,15 @@ class SposCell(nn.Module):
             ]
         )
 
+    def layer_module(self, depth: int, op: int, in_width: int) -> nn.Module:
+        """Op `op` at layer `depth` (the first layer's module depends on the block's input width)."""
+        return self.first[str(in_width)][op] if depth == 0 else self.later[depth - 1][op]
+
     def path_modules(self, path: Sequence[int], in_width: int) -> list[nn.Module]:
         """The modules one path runs, in order."""
-        return [self.first[str(in_width)][path[0]]] + [
-            layer[op] for layer, op in zip(self.later, path[1:], strict=True)
-        ]
+        if len(path) != len(self.later) + 1:
+            raise ValueError(f"a path of this cell has {len(self.later) + 1} ops, got {len(path)}")
+        return [self.layer_module(i, op, in_width) for i, op in enumerate(path)]
 
 
 def _op(space: SearchSpace, k: int, cell: int, op: int, first: bool, width: int | None = None):

@@ -7,14 +7,18 @@ its mean squared distance to the centre of the other view, averaged over both di
 by the block's mean score: lower is better, and each block's scores average 1, so blocks weigh
 alike in the sum `search` minimises. Before a path is scored its BatchNorm statistics (path
 modules and projector) are reset and refilled from one fixed training batch, as the released code
-does. Scores are written as the score lists every search reads (`rate/score_lists.py`).
+does. The recalibration is shared across prefixes: a layer's refilled statistics depend only on
+the calibration batch's train-mode output of the layers before it, so a depth-first walk of each
+cell's path tree refills and runs every prefix once (c + c^2 + ... + c^L layer evaluations instead
+of L c^L) and gives exactly the per-path scores (`shared=False`, the oracle the tests compare).
+Scores are written as the score lists every search reads (`rate/score_lists.py`).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ from dnatool.utils.locks import locked
 class BlockRating:
     choices: list[Choice]
     scores: np.ndarray  # relative distance to the population centre, lower is better
+    layer_evals: int = 0  # supernet layers run (per rating view set) to score every path
 
     @property
     def best(self) -> Choice:
@@ -69,23 +74,67 @@ def _batched(fn: Any, x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([fn(x[i : i + size]) for i in range(0, len(x), size)])
 
 
-def _recalibrate(modules: Sequence[nn.Module], x: torch.Tensor) -> None:
-    """Reset the BatchNorm statistics of `modules` and refill them from `x` (an exact average)."""
-    norms = [
-        m
-        for module in modules
-        for m in module.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-    ]
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None
-    for module in modules:
-        module.train()
-    for module in modules:
-        x = module(x)
-    for module in modules:
-        module.eval()
+def _refill(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Reset `module`'s BatchNorm statistics, refill them from `x` (one batch: exact) and return
+    its train-mode output, which is what the next module's statistics are refilled from."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    module.train()
+    y = module(x)
+    module.eval()
+    return y
+
+
+@dataclass
+class _Inputs:
+    """One node of a cell's path tree: the calibration batch's train-mode output and both rating
+    views' eval-mode outputs of a prefix."""
+
+    calib: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+
+
+def _step(module: nn.Module, x: _Inputs, size: int) -> _Inputs:
+    calib = _refill(module, x.calib)
+    return _Inputs(calib, _batched(module, x.a, size), _batched(module, x.b, size))
+
+
+def _project_path(
+    net: BossNet, k: int, choice: Choice, in_width: int, x: _Inputs, size: int, evals: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-path recalibration (the oracle): refill every module of the path, then project."""
+    width = net.space.blocks[k].cells[choice[0]].width
+    modules = net.path_modules(k, choice, in_width)
+    for module in [*modules, net.projectors[k][str(width)]]:
+        x = _step(module, x, size)
+    evals[0] += len(modules)
+    return x.a, x.b
+
+
+def _project_cell(
+    net: BossNet, k: int, cell: int, in_width: int, x: _Inputs, size: int, evals: list[int]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every path of one cell in `block_paths` order, walking the cell's path tree depth-first:
+    each prefix is refilled and run once for all the paths below it."""
+    spec = net.space.blocks[k].cells[cell]
+    module = net.supernet.blocks[k][cell].layer_module
+    projector = net.projectors[k][str(spec.width)]
+    ops = range(len(net.space.blocks[k].ops))
+
+    def walk(depth: int, x: _Inputs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for op in ops:
+            y = _step(module(depth, op, in_width), x, size)
+            evals[0] += 1
+            if depth + 1 < spec.layers:
+                yield from walk(depth + 1, y)
+            else:
+                z = _step(projector, y, size)
+                yield z.a, z.b
+
+    yield from walk(0, x)
 
 
 @torch.no_grad()
@@ -98,25 +147,31 @@ def rate_block(
     device: torch.device,
     report: Report = quiet,
     batches: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    shared: bool = True,
 ) -> BlockRating:
     """Every path of block k against the population centre (on a copy: BN recalibration must not
-    touch the trained target); `batches`: `rating_batches`, when the caller rates every block."""
+    touch the trained target); `batches`: `rating_batches`, when the caller rates every block;
+    `shared=False` recalibrates and runs each path on its own (same scores, more work)."""
     net = copy.deepcopy(target).eval()
     va, vb, calib = batches or rating_batches(splits, recipe, device)
     size = recipe.rate_batch_size
-    xa = _batched(lambda v: net.prefix(v, best, k), va, size)
-    xb = _batched(lambda v: net.prefix(v, best, k), vb, size)
-    xc = net.prefix(calib, best, k)
+    x = _Inputs(
+        net.prefix(calib, best, k),
+        _batched(lambda v: net.prefix(v, best, k), va, size),
+        _batched(lambda v: net.prefix(v, best, k), vb, size),
+    )
     in_width = net.in_width(best, k)
     choices = list(block_paths(net.space, k))
     report("start", task=f"rate block {k}", total=len(choices))
-    za, zb = [], []
-    for choice in choices:
-        width = net.space.blocks[k].cells[choice[0]].width
-        modules = [*net.path_modules(k, choice, in_width), net.projectors[k][str(width)]]
-        _recalibrate(modules, xc)
-        za.append(_batched(lambda x, c=choice: net.project(x, k, c, in_width), xa, size))
-        zb.append(_batched(lambda x, c=choice: net.project(x, k, c, in_width), xb, size))
+    za, zb, evals = [], [], [0]
+    if shared:
+        cells = range(len(net.space.blocks[k].cells))
+        projected = (z for c in cells for z in _project_cell(net, k, c, in_width, x, size, evals))
+    else:
+        projected = (_project_path(net, k, c, in_width, x, size, evals) for c in choices)
+    for a, b in projected:
+        za.append(a)
+        zb.append(b)
         report("advance", task=f"rate block {k}")
     za_all, zb_all = torch.stack(za), torch.stack(zb)  # (paths, images, dim)
     centre_a, centre_b = za_all.mean(0), zb_all.mean(0)
@@ -124,7 +179,7 @@ def rate_block(
         (za_all - centre_b).pow(2).sum(-1).mean(-1) + (zb_all - centre_a).pow(2).sum(-1).mean(-1)
     ) / 2
     scores = (raw / raw.mean()).cpu().numpy()
-    return BlockRating(choices, scores)
+    return BlockRating(choices, scores, evals[0])
 
 
 @locked("run", SCORES_DIR)  # one writer per RUN/scores
@@ -168,6 +223,7 @@ def run_rate_bossnas(run: str | Path, report: Report = quiet) -> dict[str, Any]:
                 }
                 for i in order
             ],
+            "layer_evals": rated.layer_evals,
             "seconds": round(time.time() - began, 2),
         }
     io.write_json(run / SCORES_DIR / "summary.json", summary)
