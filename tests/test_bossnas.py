@@ -189,3 +189,45 @@ def test_prefix_shared_recalibration_equals_per_path_recalibration():
         assert alone.layer_evals == sum(c.layers * n**c.layers for c in block.cells)
         assert shared.layer_evals == sum(n ** (d + 1) for c in block.cells for d in range(c.layers))
         best.append(shared.best)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_rate_and_search(cli, tmp_path):
+    """DDP on CPU (gloo): both ranks sample the same paths and stay in step through every block's
+    rating (rank 0 rates and sends the best path); rank 0's run is rated and searched as usual."""
+    import os
+    import subprocess
+    import sys
+
+    from dnatool.train.bossnas_loop import KIND, checkpoint_path
+    from dnatool.utils import io
+
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "dnatool", "train", "bossnas-tiny", "--out", str(run),
+        *[x for o in (*SHORT, "device=cpu", "workers=0") for x in ("-o", o)],
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 processes" in proc.stdout + proc.stderr
+    checkpoint = io.load_checkpoint(checkpoint_path(run), KIND)
+    space = load_space("tiny-w")
+    assert checkpoint["block"] == len(space.blocks) == len(checkpoint["best"])
+    assert all(np.isfinite(row[2]) for row in checkpoint["history"])
+    assert cli("rate", str(run)).code == 0
+    assert cli("search", str(run), "--params", "80k").code == 0
+
+
+def test_a_process_trains_on_its_share_of_each_epoch_at_the_global_batch_rate():
+    from dnatool.train.bossnas_loop import BossState
+
+    recipe = _recipe("max_steps_per_epoch=null")
+    alone = BossState(recipe, torch.device("cpu"))
+    pair = BossState(recipe, torch.device("cpu"), world=2)
+    n = len(alone.splits.train) // recipe.batch_size
+    assert (alone.steps_per_epoch(), pair.steps_per_epoch()) == (n, n // 2)
+    alone.new_optimizer(), pair.new_optimizer()
+    rates = [s.optimizer.param_groups[0]["initial_lr"] for s in (alone, pair)]
+    assert rates[1] == pytest.approx(2 * rates[0])  # LARS rate of the global batch

@@ -4,7 +4,10 @@ Blocks are trained one after another; at the end of block k's stage it is rated 
 population centre (`rate/bossnas.py`) and its best path becomes part of block k+1's input. One
 checkpoint, `RUN/supernet/bossnas.pt`, is rewritten atomically after every epoch (online and
 target networks, the block's optimiser and schedule, the view generator, the best paths so far),
-so `--resume` continues at the epoch a kill interrupted. Single process (no torchrun yet).
+so `--resume` continues at the epoch a kill interrupted. Under `torchrun` the step is data-parallel
+(DDP; `batch_size` is per process and the LARS rate follows the global batch): every rank samples
+the same paths, draws its own views of its own shard, and applies the same EMA update; rank 0 rates
+each finished block and sends its best path to the others, and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
 from dnatool.arch.space import Choice, load_space
@@ -32,6 +36,15 @@ from dnatool.train.dnapp import cosine_factor, lars_lr, two_views
 from dnatool.train.resume import STAGE, check_run_dir, train_inputs
 from dnatool.train.setup import SUPERNET_DIR
 from dnatool.utils import io, runs
+from dnatool.utils.distributed import (
+    ProcessInfo,
+    all_sum,
+    barrier,
+    broadcast_object,
+    teardown,
+    wrap,
+)
+from dnatool.utils.distributed import setup as setup_process
 from dnatool.utils.events import Report, quiet
 from dnatool.utils.locks import locked
 
@@ -46,8 +59,8 @@ def checkpoint_path(run: str | Path) -> Path:
 class BossState:
     """Everything a BossNAS run is: both networks, where the schedule stands, the best paths."""
 
-    def __init__(self, recipe: BossnasRecipe, device: torch.device) -> None:
-        self.recipe = recipe
+    def __init__(self, recipe: BossnasRecipe, device: torch.device, world: int = 1) -> None:
+        self.recipe, self.world = recipe, world
         self.space = load_space(recipe.space)
         check_space(self.space)
         self.splits = load_splits(
@@ -67,11 +80,10 @@ class BossState:
         self.history: list[list[float]] = []  # [block, epoch, loss, lr, momentum]
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
-        self.views = torch.Generator().manual_seed(recipe.seed * 7919 + 1)
         self.paths = torch.Generator().manual_seed(recipe.seed * 7919 + 2)
 
     def steps_per_epoch(self) -> int:
-        n = len(self.splits.train) // self.recipe.batch_size or 1
+        n = len(self.splits.train) // (self.recipe.batch_size * self.world) or 1
         cap = self.recipe.max_steps_per_epoch
         return min(n, cap) if cap else n
 
@@ -91,7 +103,7 @@ class BossState:
                 params += [*s.conv_stem.parameters(), *s.bn1.parameters(), *s.fixed.parameters()]
         else:
             params += list(self.online.supernet.parameters())
-        lr = lars_lr(recipe.lr_per_256, recipe.batch_size)
+        lr = lars_lr(recipe.lr_per_256, recipe.batch_size * self.world)
         self.optimizer = Lars(params, lr=lr, momentum=0.9, weight_decay=recipe.weight_decay)
         steps = self.steps_per_epoch()
         total, warmup = steps * recipe.epochs, steps * recipe.warmup_epochs
@@ -112,7 +124,6 @@ class BossState:
             "target": cpu(self.target),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "views": self.views.get_state(),
             "paths": self.paths.get_state(),
         }
 
@@ -122,7 +133,6 @@ class BossState:
         self.block, self.epoch = int(data["block"]), int(data["epoch"])
         self.best = [(int(c), tuple(int(op) for op in p)) for c, p in data["best"]]
         self.history = [list(r) for r in data["history"]]
-        self.views.set_state(data["views"])
         self.paths.set_state(data["paths"])
         if self.block < len(self.space.blocks) and data["optimizer"] is not None:
             self.new_optimizer()
@@ -136,35 +146,46 @@ def run_bossnas(
     recipe: BossnasRecipe, out: str | Path, report: Report | None = None, resume: bool = False
 ) -> dict[str, Any]:
     """Train every block of a BossNAS supernet in turn; returns the per-block best paths."""
-    from dnatool.rate.bossnas import rate_block
-
     report = report or quiet
     out = Path(out)
     inputs = train_inputs(recipe)
     check_run_dir(out, recipe, inputs, resume)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    use_cuda = recipe.device != "cpu" and torch.cuda.is_available()
-    device = torch.device("cuda" if use_cuda else "cpu")
-    state = BossState(recipe, device)
+    dist = setup_process(recipe.device)
+    try:
+        return _train(recipe, out, report, inputs, dist)
+    finally:
+        teardown(dist)
+
+
+def _train(
+    recipe: BossnasRecipe, out: Path, report: Report, inputs: dict[str, Path], dist: ProcessInfo
+) -> dict[str, Any]:
+    from dnatool.rate.bossnas import rate_block
+
+    state = BossState(recipe, dist.device, dist.world)
     if checkpoint_path(out).is_file():
         state.load(io.load_checkpoint(checkpoint_path(out), KIND))
-    STAGE.start(out, recipe, inputs, state.space)
+    if dist.is_main:
+        STAGE.start(out, recipe, inputs, state.space)
     blocks, steps = len(state.space.blocks), state.steps_per_epoch()
     report(
         "log",
         message=f"bossnas: space {state.space.name}, {blocks} blocks x {recipe.epochs} epochs, "
-        f"{recipe.paths} {recipe.sampling} paths per step, {recipe.schedule} schedule",
+        f"{recipe.paths} {recipe.sampling} paths per step, {recipe.schedule} schedule"
+        + (f", {dist.world} processes" if dist.distributed else ""),
         always=True,
     )
     report("start", task="train", total=steps * (blocks * recipe.epochs - _done(state)))
     began = time.time()
+    step = wrap(_Step(state), dist, find_unused_parameters=True)
     while state.block < blocks:
         k = state.block
         if state.optimizer is None:  # a block's stage starts (a resumed one has its own)
             state.new_optimizer()
         while state.epoch < recipe.epochs:
-            loss = _epoch(state, steps, report)
+            loss = _epoch(state, step, steps, dist, report)
             state.epoch += 1
             row = state.history[-1]
             report(
@@ -172,66 +193,100 @@ def run_bossnas(
                 message=f"block {k} epoch {state.epoch}/{recipe.epochs}: loss {loss:.4f} "
                 f"(lr {row[3]:.3g}, target momentum {row[4]:.4f})",
             )
-            io.save_checkpoint(checkpoint_path(out), KIND, state.state())
-        rated = rate_block(state.target, state.splits, k, state.best, recipe, device)
-        state.best.append(rated.best)
-        report("log", message=f"block {k}: best path {rated.best} of {len(rated.choices)}")
+            _save(out, state, dist)
+        best = None
+        if dist.is_main:
+            best = rate_block(state.target, state.splits, k, state.best, recipe, dist.device).best
+        best = broadcast_object(best, dist)
+        state.best.append(best)
+        report("log", message=f"block {k}: best path {best}")
         state.block, state.epoch, state.optimizer, state.scheduler = k + 1, 0, None, None
-        io.save_checkpoint(checkpoint_path(out), KIND, state.state())
-    _write_curves(out, state.history)
+        _save(out, state, dist)
     results = {
         "epochs_per_block": recipe.epochs,
         "seconds": round(time.time() - began, 2),
         "best": [[c, list(p)] for c, p in state.best],
         "final_loss": {str(int(r[0])): r[2] for r in state.history if r[1] == recipe.epochs - 1},
     }
-    runs.finish_run(out, [str(CHECKPOINT), "curves/loss.csv", "curves/loss.png"], results)
+    if dist.is_main:
+        _write_curves(out, state.history)
+        runs.finish_run(out, [str(CHECKPOINT), "curves/loss.csv", "curves/loss.png"], results)
     return results
+
+
+def _save(out: Path, state: BossState, dist: ProcessInfo) -> None:
+    if dist.is_main:
+        io.save_checkpoint(checkpoint_path(out), KIND, state.state())
+    barrier(dist)
 
 
 def _done(state: BossState) -> int:
     return state.block * state.recipe.epochs + state.epoch
 
 
-def _epoch(state: BossState, steps: int, report: Report) -> float:
+class _Step(nn.Module):
+    """One step's loss as one module (what DDP wraps): the online network's block input and the
+    ensemble loss of the sampled paths; the target is held outside the module tree (no
+    gradients; EMA-updated after the step)."""
+
+    def __init__(self, state: BossState) -> None:
+        super().__init__()
+        self.online = state.online
+        self.state = state
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, paths: list) -> torch.Tensor:
+        state, k = self.state, self.state.block
+        online, target, best = self.online, state.target, state.best
+        with torch.set_grad_enabled(state.recipe.schedule != "frozen"):
+            xa, xb = online.prefix(a, best, k), online.prefix(b, best, k)
+        with torch.no_grad():
+            ta, tb = target.prefix(a, best, k), target.prefix(b, best, k)
+        in_width = online.in_width(best, k)
+        return ensemble_loss(online, target, k, paths, xa, xb, ta, tb, in_width)
+
+
+def _epoch(
+    state: BossState, step_module: nn.Module, steps: int, dist: ProcessInfo, report: Report
+) -> float:
     recipe, k = state.recipe, state.block
     assert state.optimizer is not None
-    sampler = RandomSampler(
-        state.splits.train,
-        generator=torch.Generator().manual_seed(recipe.seed * 1009 + k * 101 + state.epoch),
+    order = list(
+        RandomSampler(
+            state.splits.train,
+            generator=torch.Generator().manual_seed(recipe.seed * 1009 + k * 101 + state.epoch),
+        )
     )
     loader = DataLoader(
         state.splits.train,
         batch_size=recipe.batch_size,
-        sampler=list(sampler),
+        sampler=order[dist.rank :: dist.world],
         num_workers=recipe.workers,
         drop_last=True,
     )
+    # each rank its own view stream, a pure function of (seed, block, epoch, rank): resumable
+    views = torch.Generator().manual_seed(
+        ((recipe.seed * 7919 + k) * 1009 + state.epoch) * 1024 + dist.rank
+    )
     state.online.train()
     state.target.train()
-    in_width = state.online.in_width(state.best, k)
     total_steps = steps * recipe.epochs
-    frozen = recipe.schedule == "frozen"
     losses, momentum = [], recipe.momentum
-    for step, (images, _) in enumerate(loader):
-        if step >= steps:
+    for i, (images, _) in enumerate(loader):
+        if i >= steps:
             break
-        a, b = two_views(images.to(state.device), state.views)
-        with torch.set_grad_enabled(not frozen):
-            xa, xb = state.online.prefix(a, state.best, k), state.online.prefix(b, state.best, k)
-        with torch.no_grad():
-            ta, tb = state.target.prefix(a, state.best, k), state.target.prefix(b, state.best, k)
+        a, b = two_views(images.to(state.device), views)
         paths = sample_paths(state.space, k, recipe.paths, recipe.sampling == "fair", state.paths)
-        loss = ensemble_loss(state.online, state.target, k, paths, xa, xb, ta, tb, in_width)
+        loss = step_module(a, b, paths)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
         state.scheduler.step()
-        momentum = target_momentum(recipe.momentum, state.epoch * steps + step + 1, total_steps)
+        momentum = target_momentum(recipe.momentum, state.epoch * steps + i + 1, total_steps)
         ema_update(state.online, state.target, momentum)
         losses.append(float(loss.detach()))
         report("advance", task="train", status=f"block {k} loss {losses[-1]:.3f}")
-    mean = sum(losses) / max(len(losses), 1)
+    total, count = all_sum([sum(losses), len(losses)], dist)
+    mean = total / max(count, 1)
     lr = state.optimizer.param_groups[0]["lr"]
     state.history.append([k, state.epoch, mean, lr, momentum])
     return mean

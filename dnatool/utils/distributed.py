@@ -72,6 +72,17 @@ def all_sum(values: list[float], info: ProcessInfo) -> list[float]:
     return tensor.tolist()
 
 
+def broadcast_object(value: object, info: ProcessInfo) -> object:
+    """Rank 0's `value` on every process (a decision only rank 0 computes, like a rating)."""
+    if not info.distributed:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(info: ProcessInfo) -> None:
     if info.distributed:
         import torch.distributed as dist
