@@ -14,6 +14,11 @@ import torch
 # (subprocesses inherit it). Latency measurements set their own thread counts explicitly.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
+# Lowered xnnpack programs are cached; tests keep theirs out of the user's ~/.cache.
+if "DNATOOL_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["DNATOOL_CACHE_DIR"] = tempfile.mkdtemp(prefix="dnatool-test-cache-")
 
 
 @dataclass

@@ -73,3 +73,53 @@ def test_exported_op_programs_match_their_onnx_twins(cli, tmp_path):
         program = Runtime.get().load_program((tmp_path / "ops" / op["pte"]).read_bytes())
         (got,) = program.load_method("forward").execute([torch.from_numpy(x)])
         np.testing.assert_allclose(got.numpy(), want, atol=1e-4, err_msg=op["key"])
+
+
+def _counting_lowerings(monkeypatch) -> list[int]:
+    from dnatool.runtime import executorch as E
+
+    calls, lower = [], E._lower
+    monkeypatch.setattr(E, "_lower", lambda exported: calls.append(1) or lower(exported))
+    return calls
+
+
+def test_lowered_programs_are_cached_by_graph_and_shape_and_a_damaged_one_is_lowered_again(
+    tmp_path, monkeypatch
+):
+    from dnatool.runtime.executorch import ProgramCache
+
+    calls = _counting_lowerings(monkeypatch)
+    cache = ProgramCache(tmp_path)
+    torch.manual_seed(0)
+    first = cache.program(build_model(tiny_arch()), (1, 3, 32, 32))
+    torch.manual_seed(1)  # the same graph with other weights: timing needs no new lowering
+    assert cache.program(build_model(tiny_arch()), (1, 3, 32, 32)) == first
+    assert (len(calls), cache.hits, cache.misses) == (1, 1, 1)
+    cache.program(build_model(tiny_arch()), (1, 3, 40, 40))  # another input shape
+    assert len(calls) == 2
+    (path,) = [p for p in tmp_path.glob("*.pte") if p.read_bytes() == first]
+    path.write_bytes(first[: len(first) // 2])  # cut short: never handed to the runtime
+    again = cache.program(build_model(tiny_arch()), (1, 3, 32, 32))
+    assert len(again) == len(first) and len(calls) == 3 and not path.exists()
+
+
+def test_networks_are_lowered_in_parallel_before_timing_and_then_read_from_the_cache(
+    tmp_path, monkeypatch
+):
+    """`lower_all` with 2 processes fills the cache; timing then lowers nothing."""
+    from dnatool.arch.space import load_space
+    from dnatool.profile import measure
+
+    monkeypatch.setenv("DNATOOL_CACHE_DIR", str(tmp_path))
+    space = load_space("tiny")
+    rng = np.random.default_rng(0)
+    nets = [space.sample(rng) for _ in range(3)]
+    backend = get_backend("xnnpack", BackendOptions(threads=1))
+    builds = [lambda c=c: measure.whole_net(space, c, 1) for c in nets]
+    assert backend.lower_all(builds, jobs=2) == 3
+    assert len(list((tmp_path / "xnnpack").glob("*.pte"))) == 3
+    calls = _counting_lowerings(monkeypatch)
+    for build in builds:
+        assert len(backend.prepare(*build()).run(2)) == 2
+    assert calls == [] and backend.cache.hits == 3
+    assert backend.lower_all(builds, jobs=2) == 0  # all cached: nothing to do

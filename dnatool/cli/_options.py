@@ -65,3 +65,17 @@ override_option = click.option(
 batch_option = click.option(
     "--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size."
 )
+
+jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes preparing programs before timing starts (xnnpack lowers each network to an "
+    "ExecuTorch program, 3-30 s each; they are cached). [default: CPU count]",
+)
+
+
+def jobs_or_default(jobs: int | None) -> int:
+    import os
+
+    return jobs or os.cpu_count() or 1

@@ -16,6 +16,8 @@ import click
 from dnatool.cli._options import (
     batch_option,
     force_option,
+    jobs_option,
+    jobs_or_default,
     json_option,
     out_option,
     override_option,
@@ -103,6 +105,7 @@ def profile() -> None:
     "--quick", is_flag=True, help="Few repetitions and networks (tests, demo): coarse tables."
 )
 @seed_option
+@jobs_option
 @override_option
 @json_option
 def measure(
@@ -119,6 +122,7 @@ def measure(
     force: bool,
     quick: bool,
     seed: int,
+    jobs: int | None,
     overrides: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -138,7 +142,14 @@ def measure(
     path = Path(out or f"runs/profile/{space.name}_{device}.json")
     with progress() as bar:
         summary = profile_space(
-            space, backend, path, protocol, resume=resume, force=force, report=Reporter(bar)
+            space,
+            backend,
+            path,
+            protocol,
+            resume=resume,
+            force=force,
+            report=Reporter(bar),
+            jobs=jobs_or_default(jobs),
         )
     if as_json:
         emit_json(summary)
@@ -183,6 +194,7 @@ def measure(
 )
 @seed_option
 @force_option
+@jobs_option
 @override_option
 @json_option
 def validate(
@@ -191,6 +203,7 @@ def validate(
     measured_csv: str | None,
     seed: int,
     force: bool,
+    jobs: int | None,
     overrides: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -210,7 +223,14 @@ def validate(
         result = validate_measured(lut, measured_csv)
     else:
         with progress() as bar:
-            result = run_validate(lut, networks, seed=seed, force=force, report=Reporter(bar))
+            result = run_validate(
+                lut,
+                networks,
+                seed=seed,
+                force=force,
+                report=Reporter(bar),
+                jobs=jobs_or_default(jobs),
+            )
     if as_json:
         emit_json(result)
         return

@@ -63,8 +63,11 @@ def profile_space(
     resume: bool = False,
     force: bool = False,
     report: Report = quiet,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Measure what is missing, finalize, and return a summary (measured / reused / seconds)."""
+    """Measure what is missing, finalize, and return a summary (measured / reused / seconds).
+    `jobs`: processes that prepare programs before timing, for backends whose preparation is
+    slow (xnnpack's lowering)."""
     start = time.perf_counter()
     protocol = protocol or Protocol()
     table = open_table(Path(out), space, backend, protocol, resume, force)
@@ -79,6 +82,12 @@ def profile_space(
         "log",
         message=f"profile: {len(todo)} networks to measure, {len(units) - len(todo)} already in {out}",
     )
+    if todo and hasattr(backend, "lower_all"):
+        ref = measure.reference_choices(space, protocol)
+        builds = [units[key] for key in todo]
+        backend.lower_all(
+            [*builds, lambda: measure.whole_net(space, ref, table.batch)], jobs, report
+        )
     _measure_all(table, space, backend, protocol, units, todo, report)
     finalize(table, space)
     table.save()

@@ -161,14 +161,22 @@ def validate(
     force: bool = False,
     space: SearchSpace | None = None,
     report: Report = quiet,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Measure n stratified networks; write `<lut>.validate.json` and `.png`; return the report."""
+    """Measure n stratified networks; write `<lut>.validate.json` and `.png`; return the report.
+    `jobs`: processes preparing the programs before timing (xnnpack's lowering)."""
     if n < 3:
         raise BadInput("validation needs at least 3 networks")
     space = space or load_space(str(lut.header["space"]))
     lut.check_space(space)
-    reference = reference_runner(lut, space, force)
     choices = validation_choices(space, lut, n, seed)
+    backend = backend_for(lut, force)
+    if hasattr(backend, "lower_all"):
+        protocol = Protocol.from_dict(lut.header["protocol"])
+        nets = [*choices, measure.reference_choices(space, protocol)]
+        builds = [lambda c=c: measure.whole_net(space, c, lut.batch) for c in nets]
+        backend.lower_all(builds, jobs, report)
+    reference = reference_runner(lut, space, force)
     report("start", task="validate", total=len(choices))
     rows = []
     for choices_k in choices:

@@ -1,10 +1,12 @@
 """ExecuTorch with the XNNPACK delegate on the host CPU (the `mobile` extra): a phone-CPU proxy.
 
-Lowering and runner: `dnatool.runtime.executorch` (also used by `profile export-ops`).
+Lowering and runner: `dnatool.runtime.executorch` (also used by `profile export-ops`). Programs
+come from the runtime's `ProgramCache`; `lower_all` fills it in parallel before timing starts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
@@ -12,6 +14,7 @@ from torch import nn
 from dnatool.errors import BadInput, RunFailure
 from dnatool.profile.backends.base import BackendOptions, base_fingerprint, clock_fn
 from dnatool.runtime import executorch as E
+from dnatool.utils.events import Report, quiet
 
 
 class XnnpackBackend:
@@ -21,6 +24,7 @@ class XnnpackBackend:
         if options.precision != "fp32":
             raise BadInput("xnnpack measures fp32 only here")
         self.options = options
+        self.cache = E.ProgramCache()
 
     @staticmethod
     def missing() -> str | None:
@@ -41,5 +45,22 @@ class XnnpackBackend:
                 f"ExecuTorch's threadpool has {got} threads, not {self.options.threads}"
             )
         return E.XnnpackRunner(
-            E.pte_bytes(module, input_shape), input_shape, clock_fn(self.options)
+            self.cache.program(module, input_shape), input_shape, clock_fn(self.options)
         )
+
+    def lower_all(
+        self,
+        builds: Sequence[Callable[[], tuple[nn.Module, tuple[int, ...]]]],
+        jobs: int,
+        report: Report = quiet,
+    ) -> int:
+        """Lower every network about to be timed, `jobs` processes at a time, before timing."""
+        report("start", task="lower", total=len(builds))
+        done = E.lower_all(
+            [build() for build in builds],
+            self.cache,
+            jobs,
+            lambda: report("advance", task="lower"),
+        )
+        report("log", message=f"xnnpack: lowered {done} programs, {len(builds) - done} cached")
+        return done
