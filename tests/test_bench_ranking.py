@@ -387,3 +387,17 @@ def test_status_of_a_truth_under_way(tmp_path):
     assert state["top1"]["3"] == [80.0]
     assert state["noise_ceiling_so_far"]["archs"] == 3
     assert state["noise_ceiling_so_far"]["kendall_tau"]["value"] == pytest.approx(1.0)
+
+
+def test_the_seed_mean_is_more_reliable_than_one_seed():
+    """Spearman-Brown: with true effects plus seed noise at pair correlation r, the mean of S
+    seeds has reliability S r / (1 + (S - 1) r); one seed against the mean of the others agrees
+    better than seed against seed."""
+    rng = np.random.default_rng(1)
+    quality = rng.normal(size=400)
+    top1 = 70 + quality[:, None] + rng.normal(size=(400, 4))  # pair r = 0.5 in expectation
+    ceiling = noise_ceiling(top1, resamples=20)
+    assert ceiling["pearson"] == pytest.approx(0.5, abs=0.06)
+    assert ceiling["seed_mean_reliability"] == pytest.approx(0.8, abs=0.04)  # 4 * .5 / 2.5
+    assert ceiling["held_out_seed_tau"] > ceiling["kendall_tau"]["value"] + 0.05
+    assert noise_ceiling(top1[:, :2], resamples=20)["held_out_seed_tau"] is None

@@ -335,6 +335,14 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"{_fmt(ceiling['spread_ratio'], 1)}x the mean seed difference "
             f"{_fmt(ceiling['mean_seed_difference'], 2)}%"
         )
+        if ceiling.get("seed_mean_reliability") is not None:
+            held = ceiling.get("held_out_seed_tau")
+            lines.append(
+                f"the {truth['seeds']}-seed mean methods are scored against: reliability "
+                f"{_fmt(ceiling['seed_mean_reliability'])} (Spearman-Brown from the seed-pair "
+                f"Pearson r {_fmt(ceiling['pearson'])})"
+                + (f"; one seed against the others' mean: tau {_fmt(held)}" if held else "")
+            )
     for name, m in summary.get("methods", {}).items():
         cells = ", ".join(
             f"{key} {_fmt(m[key]['value'])} [{_fmt(m[key]['low'])}, {_fmt(m[key]['high'])}]"

@@ -141,6 +141,20 @@ def noise_ceiling(
     mean_difference = float(differences.mean())
     spread = float(np.ptp(means))
     spread_std = float(means.std(ddof=1))
+    pearson = float(np.mean([_correlate("pearson", acc[:, a], acc[:, b]) for a, b in pairs]))
+    n = acc.shape[1]
+    held_out = (
+        float(
+            np.mean(
+                [
+                    _correlate("kendall_tau", acc[:, s], np.delete(acc, s, axis=1).mean(axis=1))
+                    for s in range(n)
+                ]
+            )
+        )
+        if n >= 3
+        else None
+    )
     return {
         "archs": int(acc.shape[0]),
         "seeds": int(acc.shape[1]),
@@ -152,6 +166,9 @@ def noise_ceiling(
         "spearman": float(
             np.mean([_correlate("spearman", acc[:, a], acc[:, b]) for a, b in pairs])
         ),
+        "pearson": pearson,
+        "seed_mean_reliability": n * pearson / (1 + (n - 1) * pearson),
+        "held_out_seed_tau": held_out,
         "mean_seed_difference": mean_difference,
         "max_seed_difference": float(differences.max()),
         "spread": spread,
