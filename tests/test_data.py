@@ -79,3 +79,23 @@ def test_image_folder_is_normalised_as_the_teacher_was_trained(tmp_path):
 def test_unknown_data_source(tmp_path):
     with pytest.raises(BadInput, match="train/ and val/"):
         load_splits(str(tmp_path), resolution=32)
+
+
+def test_digit_shifts_depend_on_epoch_and_index_not_on_reading_order():
+    """Two readers of one sample (DataLoader workers, a resumed run) see the same shift; the next
+    epoch shifts it anew."""
+    import copy
+
+    import torch
+
+    splits = load_splits("digits", resolution=32, rate_per_class=5, augment=True)
+    train = splits.train
+    other = copy.deepcopy(train)  # what a DataLoader worker holds
+    for i in (3, 1, 2):
+        train[i]
+    assert torch.equal(train[7][0], other[7][0])
+    shifted = [train[i][0] for i in range(40)]
+    train.set_epoch(1)
+    assert any(not torch.equal(a, train[i][0]) for i, a in enumerate(shifted))
+    train.set_epoch(0)
+    assert all(torch.equal(a, train[i][0]) for i, a in enumerate(shifted))

@@ -186,6 +186,37 @@ def test_killed_training_resumes_to_the_end(teacher_run, tmp_path):
     assert not list(run.rglob("*.tmp"))
 
 
+class _Stop(Exception):
+    pass
+
+
+def _stop_in_epoch_2(event, **fields):
+    if event == "advance" and str(fields.get("status", "")).startswith("epoch 2 "):
+        raise _Stop  # epoch 1 is saved
+
+
+def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(teacher_run, tmp_path):
+    """Order, paths and shifts are functions of (seed, epoch) or saved with the blocks, so a resumed
+    run ends bit-identical to one that was never stopped."""
+    from dnatool.train.loop import run_train
+    from dnatool.train.recipe import load_train_recipe
+
+    recipe = load_train_recipe(
+        "dna-tiny",
+        (f"teacher={teacher_run}", "max_steps_per_epoch=3", "rate_per_class=4", "epochs=2"),
+    )
+    run_train(recipe, tmp_path / "a")
+    with pytest.raises(_Stop):
+        run_train(recipe, tmp_path / "b", report=_stop_in_epoch_2)
+    assert run_train(recipe, tmp_path / "b", resume=True)["start_epoch"] == 1
+    for k in range(3):
+        a = io.load_checkpoint(tmp_path / "a" / "supernet" / f"block_{k}.pt", "supernet_block")
+        b = io.load_checkpoint(tmp_path / "b" / "supernet" / f"block_{k}.pt", "supernet_block")
+        assert all(
+            torch.equal(a["state_dict"][key], b["state_dict"][key]) for key in a["state_dict"]
+        )
+
+
 def test_resume_refuses_a_different_recipe_or_teacher(cli, teacher_run, tmp_path):
     teacher = tmp_path / "teacher"
     shutil.copytree(teacher_run, teacher)

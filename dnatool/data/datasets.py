@@ -93,11 +93,17 @@ def _take_per_class(
 
 
 class _Augmented(Dataset):
-    """Random shifts (pad + crop) and nothing else: digits are not flip-invariant."""
+    """Random shifts (pad + crop) and nothing else: digits are not flip-invariant.
+
+    A sample's shift is a pure function of (seed, epoch, index), not the state of a generator:
+    DataLoader workers (each holding a copy of the dataset) do not repeat each other's shifts,
+    and a resumed run sees the shifts an uninterrupted one would. Loaders call `set_epoch`."""
 
     def __init__(self, base: TensorDataset, pad: int, seed: int) -> None:
-        self.base, self.pad = base, pad
-        self.generator = torch.Generator().manual_seed(seed)
+        self.base, self.pad, self.seed, self.epoch = base, pad, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.base)
@@ -106,8 +112,17 @@ class _Augmented(Dataset):
         image, label = self.base[index]
         size = image.shape[-1]
         padded = torch.nn.functional.pad(image, (self.pad,) * 4, mode="replicate")
-        dy, dx = torch.randint(0, 2 * self.pad + 1, (2,), generator=self.generator).tolist()
+        draw = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)
+        )
+        dy, dx = torch.randint(0, 2 * self.pad + 1, (2,), generator=draw).tolist()
         return padded[:, dy : dy + size, dx : dx + size], label
+
+
+def set_epoch(dataset: Any, epoch: int) -> None:
+    """Tell a training set which epoch is being read (augmentations that depend on it)."""
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
 
 
 def _digits(resolution: int, rate_per_class: int, seed: int, augment: bool) -> Splits:

@@ -104,16 +104,10 @@ def build_mixup(recipe: RetrainRecipe, num_classes: int):
 
 
 def loader_state(loaders: Loaders) -> dict[str, Any]:
-    """RNG states that decide the next epoch's order and augmentation (saved per epoch)."""
-    state = {"shuffle": loaders.generator.get_state()}
-    augment = getattr(loaders.splits.train, "generator", None)
-    if isinstance(augment, torch.Generator):
-        state["augment"] = augment.get_state()
-    return state
+    """The RNG state that decides the next epoch's order (saved per epoch); the digits' shifts
+    are a function of (seed, epoch, index) and need no state."""
+    return {"shuffle": loaders.generator.get_state()}
 
 
 def restore_loader_state(loaders: Loaders, state: dict[str, Any]) -> None:
     loaders.generator.set_state(state["shuffle"])
-    augment = getattr(loaders.splits.train, "generator", None)
-    if isinstance(augment, torch.Generator) and "augment" in state:
-        augment.set_state(state["augment"])

@@ -17,6 +17,7 @@ from torch import nn
 
 from dnatool.arch.spec import ArchSpec
 from dnatool.config import to_dict
+from dnatool.data import set_epoch
 from dnatool.errors import BadInput
 from dnatool.retrain.curves import write_curves
 from dnatool.retrain.data import (
@@ -192,6 +193,7 @@ def _train_epochs(
     for epoch in range(start, recipe.epochs):
         if loaders.sampler is not None:
             loaders.sampler.set_epoch(epoch)
+        set_epoch(loaders.splits.train, epoch)
         began = time.perf_counter()
 
         def step(loss: float, lr: float, epoch: int = epoch) -> None:

@@ -65,8 +65,10 @@ class DnappBlockTrainer:
         recipe: DnappRecipe = setup.recipe  # type: ignore[assignment]
         self.k, self.block = k, setup.supernet.blocks[k].to(device)
         width = setup.teacher.cut.shapes[k][0]
-        self.proj_s = Projector(width, recipe.proj_hidden, recipe.proj_out).to(device)
-        self.proj_t = Projector(width, recipe.proj_hidden, recipe.proj_out).to(device)
+        with torch.random.fork_rng(devices=[]):  # seeded, per block
+            torch.manual_seed(recipe.seed * 1000 + 500 + k)
+            self.proj_s = Projector(width, recipe.proj_hidden, recipe.proj_out).to(device)
+            self.proj_t = Projector(width, recipe.proj_hidden, recipe.proj_out).to(device)
         modules = (self.block, self.proj_s, self.proj_t)
         self.optimizer = _lars([p for m in modules for p in m.parameters()], recipe)
         self.scheduler = _schedule(self.optimizer, recipe, steps)

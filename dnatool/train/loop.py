@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from dnatool.data import set_epoch
 from dnatool.errors import BadInput
 from dnatool.train.curves import write_curves
 from dnatool.train.dna import AllCells, dna_step
@@ -98,6 +99,7 @@ def _loader(setup: Setup, dist: ProcessInfo, epoch: int) -> tuple[DataLoader, li
     data-parallel mode, the whole seeded permutation otherwise (every block rank sees all)."""
     recipe = setup.recipe
     data = setup.splits.train
+    set_epoch(data, epoch)
     if dist.distributed and recipe.distributed == "data":
         sampler = DistributedSampler(
             data, num_replicas=dist.world, rank=dist.rank, seed=recipe.seed

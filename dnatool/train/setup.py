@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from dnatool.arch.space import SearchSpace, load_space
 from dnatool.data import Splits, load_splits
 from dnatool.nn.supernet import Supernet
@@ -44,7 +46,9 @@ def build_setup(recipe: TrainRecipe, augment: bool = True) -> Setup:
         augment=augment,
         preprocess=teacher.preprocess,
     )
-    supernet = Supernet(space, [shape[0] for shape in teacher.cut.shapes])
+    with torch.random.fork_rng(devices=[]):  # the recipe's seed decides the initial weights
+        torch.manual_seed(recipe.seed)
+        supernet = Supernet(space, [shape[0] for shape in teacher.cut.shapes])
     return Setup(recipe, space, splits, teacher, supernet)
 
 

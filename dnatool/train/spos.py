@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from dnatool.arch.space import Choice, SearchSpace, load_space
-from dnatool.data import Splits, load_splits
+from dnatool.data import Splits, load_splits, set_epoch
 from dnatool.nn.spos import SposSupernet
 from dnatool.train.recipe import SposRecipe
 from dnatool.train.resume import STAGE, check_run_dir, train_inputs
@@ -227,6 +227,7 @@ def run_spos(
 def _loader(setup: SposSetup, dist: ProcessInfo, epoch: int) -> tuple[DataLoader, list[int]]:
     """A DistributedSampler shard under torchrun, the seeded permutation otherwise."""
     recipe, data = setup.recipe, setup.splits.train
+    set_epoch(data, epoch)
     if dist.distributed:
         sampler = DistributedSampler(
             data, num_replicas=dist.world, rank=dist.rank, seed=recipe.seed
