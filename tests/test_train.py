@@ -261,6 +261,7 @@ def _rank(run: Path, r: int) -> dict:
     return json.loads((run / "ranks" / f"rank_{r}.json").read_text())
 
 
+@pytest.mark.slow  # two processes end to end
 def test_torchrun_two_processes_agree(teacher_run, tmp_path):
     run = tmp_path / "run"
     proc = _torchrun(teacher_run, run)
@@ -275,6 +276,7 @@ def test_torchrun_two_processes_agree(teacher_run, tmp_path):
     assert proc.stderr.count("supernet trained") == 1, "only rank 0 reports"
 
 
+@pytest.mark.slow  # two processes end to end
 def test_torchrun_blocks_on_different_ranks_and_resume(teacher_run, tmp_path):
     run = tmp_path / "run"
     proc = _torchrun(teacher_run, run, "-o", "distributed=blocks")

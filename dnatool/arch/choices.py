@@ -57,7 +57,7 @@ def _match_block(space: SearchSpace, k: int, stage: tuple, where: str) -> Choice
             continue
         path = []
         for i, spec in enumerate(stage):
-            ops = [o for o in range(len(block.ops)) if space.layer_spec(k, c, o, i == 0) == spec]
+            ops = [o for o in range(len(block.ops)) if space.layer_spec(k, c, o, i) == spec]
             if not ops:
                 break
             path.append(ops[0])

@@ -1,10 +1,11 @@
 """Per-layer values of a block as arrays, and their sums along every path, in numpy.
 
-A layer's cost (latency, params, MACs) depends only on its op, its cell, whether it opens the cell
-and, if so, the block's input width (`SearchSpace.layer_grid`). So each cost is a pair of arrays,
-`first (S, C, O, ...)` over input states, cells and ops and `later (C, O, ...)`, and a path's cost
-is `first[s, cell, op_0] + later[cell, op_1] + ...`, folded layer by layer in path order so that a
-float sum is the same as a table's own per-path figure.
+A layer's cost (latency, params, MACs) depends only on its op, its cell, its depth in the cell
+and, for the first layer, the block's input width (`SearchSpace.layer_grid`). So each cost is a
+pair of arrays, `first (S, C, O, ...)` over input states, cells and ops and `later
+(C, L - 1, O, ...)` over cells, depths 1..L-1 and ops, and a path's cost is
+`first[s, cell, op_0] + later[cell, 0, op_1] + later[cell, 1, op_2] + ...`, folded layer by layer
+in path order so that a float sum is the same as a table's own per-path figure.
 """
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ from dnatool.arch.space import Layer, SearchSpace
 def grid_arrays(
     space: SearchSpace, k: int, value: Callable[[Layer], Any], dtype: Any = np.float64
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`value` of every layer of block k's grid as (first (S, C, O, ...), later (C, O, ...));
-    later rows of one-layer cells are zero (never read: such paths have no later layer)."""
+    """`value` of every layer of block k's grid as (first (S, C, O, ...), later (C, L - 1, O, ...),
+    L the deepest cell's layers); rows past a cell's depth are zero (never read: its paths stop
+    there)."""
     grid = space.layer_grid(k)
     first = np.array(
         [[[value(layer) for layer in cell] for cell in state] for state in grid.first], dtype=dtype
     )
-    shape = first.shape[1:]
-    later = np.zeros(shape, dtype=dtype)
-    for c, row in enumerate(grid.later):
-        if row is not None:
-            later[c] = np.array([value(layer) for layer in row], dtype=dtype)
+    cells, ops = first.shape[1:3]
+    depth = max(len(rows) for rows in grid.later)
+    later = np.zeros((cells, depth, ops, *first.shape[3:]), dtype=dtype)
+    for c, rows in enumerate(grid.later):
+        for d, row in enumerate(rows):
+            later[c, d] = np.array([value(layer) for layer in row], dtype=dtype)
     return first, later
 
 
@@ -41,8 +44,8 @@ def sum_along_paths(
     cells = np.asarray(cells, dtype=np.int64)
     paths = np.asarray(paths, dtype=np.int64)
     total = first[:, cells, paths[:, 0]]
-    for column in paths[:, 1:].T:
-        value = later[cells, np.maximum(column, 0)]
+    for d, column in enumerate(paths[:, 1:].T):
+        value = later[cells, d, np.maximum(column, 0)]
         mask = (column >= 0).reshape(-1, *([1] * (value.ndim - 1)))
         total = total + np.where(mask, value, 0)[None]
     return total

@@ -88,10 +88,12 @@ class Layer:
 
 @dataclass(frozen=True)
 class LayerGrid:
-    """Every distinct layer of one block (`SearchSpace.layer_grid`)."""
+    """Every distinct layer of one block (`SearchSpace.layer_grid`): `first[s][c][op]` opens cell
+    c on input state s, `later[c][d - 1][op]` is layer d >= 1 of cell c (one row per depth, so a
+    cell whose layers differ by depth is described as exactly as one whose layers repeat)."""
 
     first: tuple[tuple[tuple[Layer, ...], ...], ...]
-    later: tuple[tuple[Layer, ...] | None, ...]
+    later: tuple[tuple[tuple[Layer, ...], ...], ...]
 
 
 @dataclass(frozen=True)
@@ -174,19 +176,20 @@ class SearchSpace:
     def block_out_resolution(self, k: int, resolution: int | None = None) -> int:
         return self.block_in_resolution(k + 1, resolution)
 
-    def layer_spec(self, k: int, cell: int, op: int, first: bool) -> BlockSpec:
-        """THE op -> layer mapping: op `op` of block k in cell `cell`, opening it or not."""
+    def layer_spec(self, k: int, cell: int, op: int, depth: int) -> BlockSpec:
+        """THE op -> layer mapping: op `op` of block k as layer `depth` of cell `cell` (depth 0
+        opens the cell and carries the block's stride)."""
         block = self.blocks[k]
         return block.ops[op].layer(
-            out=block.cells[cell].width, stride=block.stride if first else 1, se=self.se
+            out=block.cells[cell].width, stride=block.stride if depth == 0 else 1, se=self.se
         )
 
-    def layer(self, k: int, cell: int, op: int, first: bool, in_width: int | None = None) -> Layer:
+    def layer(self, k: int, cell: int, op: int, depth: int, in_width: int | None = None) -> Layer:
         """One layer with its input: the first layer of a cell takes the block's input (width
         `in_width`, one of `in_widths(k)`), a later one the cell's own width after the stride."""
         res = self.block_in_resolution(k)
-        spec = self.layer_spec(k, cell, op, first)
-        if first:
+        spec = self.layer_spec(k, cell, op, depth)
+        if depth == 0:
             return Layer(spec, self.resolve_in_width(k, in_width), res)
         block = self.blocks[k]
         return Layer(spec, block.cells[cell].width, out_resolution(res, block.stride))
@@ -198,22 +201,20 @@ class SearchSpace:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 (spaces are immutable and few)
     def _walk(self, k: int, cell: int, path: tuple[int, ...], width: int) -> tuple[Layer, ...]:
-        return tuple(self.layer(k, cell, op, i == 0, width) for i, op in enumerate(path))
+        return tuple(self.layer(k, cell, op, i, width) for i, op in enumerate(path))
 
     def layer_grid(self, k: int) -> LayerGrid:
-        """Every distinct layer of block k: `first[s][c][op]` opens cell c on input state s
-        (`in_widths(k)[s]`), `later[c][op]` follows inside cell c (None for one-layer cells).
-        A layer's cost depends on nothing else, so per-path costs are sums over this grid."""
+        """Every layer of block k: `first[s][c][op]` opens cell c on input state s
+        (`in_widths(k)[s]`), `later[c][d - 1][op]` is layer d of cell c (no rows for one-layer
+        cells). A layer's cost depends on nothing else, so per-path costs are sums over it."""
         block = self.blocks[k]
         ops = range(len(block.ops))
         first = tuple(
-            tuple(
-                tuple(self.layer(k, c, op, True, w) for op in ops) for c in range(len(block.cells))
-            )
+            tuple(tuple(self.layer(k, c, op, 0, w) for op in ops) for c in range(len(block.cells)))
             for w in self.in_widths(k)
         )
         later = tuple(
-            tuple(self.layer(k, c, op, False) for op in ops) if cell.layers > 1 else None
+            tuple(tuple(self.layer(k, c, op, d) for op in ops) for d in range(1, cell.layers))
             for c, cell in enumerate(block.cells)
         )
         return LayerGrid(first, later)
@@ -221,7 +222,7 @@ class SearchSpace:
     def layer_blocks(self, k: int, choice: Choice) -> list[BlockSpec]:
         """The block strings of one path of block k, one per layer (stride on the first)."""
         cell_index, path = self._check_choice(k, choice)
-        return [self.layer_spec(k, cell_index, op, i == 0) for i, op in enumerate(path)]
+        return [self.layer_spec(k, cell_index, op, i) for i, op in enumerate(path)]
 
     def out_width(self, k: int, choice: Choice) -> int:
         """The width block k ends in under `choice` (its cell's width)."""

@@ -21,21 +21,21 @@ from dnatool.nn.timm_adapter import build_model, build_op
 
 
 class SposCell(nn.Module):
-    """One cell of block k: `first[str(in_width)][op]` opens it, `later[i][op]` follow."""
+    """One cell of block k: `first[str(in_width)][op]` opens it, `later[d - 1][op]` is layer d."""
 
     def __init__(self, space: SearchSpace, k: int, cell: int) -> None:
         super().__init__()
         ops = range(len(space.blocks[k].ops))
         self.first = nn.ModuleDict(
             {
-                str(w): nn.ModuleList([_op(space, k, cell, op, True, w) for op in ops])
+                str(w): nn.ModuleList([_op(space, k, cell, op, 0, w) for op in ops])
                 for w in space.in_widths(k)
             }
         )
         self.later = nn.ModuleList(
             [
-                nn.ModuleList([_op(space, k, cell, op, False) for op in ops])
-                for _ in range(space.blocks[k].cells[cell].layers - 1)
+                nn.ModuleList([_op(space, k, cell, op, d) for op in ops])
+                for d in range(1, space.blocks[k].cells[cell].layers)
             ]
         )
 
@@ -50,8 +50,8 @@ class SposCell(nn.Module):
         return [self.layer_module(i, op, in_width) for i, op in enumerate(path)]
 
 
-def _op(space: SearchSpace, k: int, cell: int, op: int, first: bool, width: int | None = None):
-    layer = space.layer(k, cell, op, first, width)
+def _op(space: SearchSpace, k: int, cell: int, op: int, depth: int, width: int | None = None):
+    layer = space.layer(k, cell, op, depth, width)
     return build_op(layer.in_width, layer.spec, space.act)
 
 

@@ -45,7 +45,7 @@ class Cell(nn.Module):
 
     @staticmethod
     def _spec(space: SearchSpace, k: int, cell: int, op: int, i: int, out_chs: int) -> BlockSpec:
-        spec = space.layer_spec(k, cell, op, first=i == 0)
+        spec = space.layer_spec(k, cell, op, i)
         last = i == space.blocks[k].cells[cell].layers - 1
         return dataclasses.replace(spec, out=out_chs) if last else spec
 

@@ -157,7 +157,7 @@ def space_keys(
     for k in range(len(space.blocks)):
         grid = space.layer_grid(k)
         layers = [layer for state in grid.first for cell in state for layer in cell]
-        layers += [layer for row in grid.later if row is not None for layer in row]
+        layers += [layer for rows in grid.later for row in rows for layer in row]
         for layer in layers:
             keys.setdefault(
                 layer_key(layer, space.act, batch, dtype),
@@ -253,7 +253,7 @@ class LatencyTable:
 
     def layer_latency_ms(self, space: SearchSpace, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated latency of every layer of block k's grid (`arch.paths.grid_arrays`):
-        `first (S, C, O)` per input state, cell and op, `later (C, O)`."""
+        `first (S, C, O)` per input state, cell and op, `later (C, L - 1, O)` per cell, depth and op."""
         return grid_arrays(
             space, k, lambda layer: self._ms(layer_key(layer, space.act, self.batch, self.dtype))
         )

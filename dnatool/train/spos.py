@@ -68,8 +68,8 @@ class ChoiceCounts:
         for k, (cell, path) in enumerate(choices):
             first, later = self.tables[k]
             total += first[self.space.in_widths(k).index(widths[k]), cell, path[0]]
-            for op in path[1:]:
-                total += later[cell, op]
+            for d, op in enumerate(path[1:]):
+                total += later[cell, d, op]
         return int(total[0]), int(total[1])
 
     def macs(self, choices: list[Choice]) -> int:
