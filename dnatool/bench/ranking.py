@@ -341,7 +341,11 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 f"the {truth['seeds']}-seed mean methods are scored against: reliability "
                 f"{_fmt(ceiling['seed_mean_reliability'])} (Spearman-Brown from the seed-pair "
                 f"Pearson r {_fmt(ceiling['pearson'])})"
-                + (f"; one seed against the others' mean: tau {_fmt(held)}" if held else "")
+                + (
+                    f"; one seed against the others' mean: tau {_fmt(held)}"
+                    if held is not None
+                    else ""
+                )
             )
     for name, m in summary.get("methods", {}).items():
         cells = ", ".join(
