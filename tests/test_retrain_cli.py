@@ -30,6 +30,7 @@ def _wait_for(path, proc, timeout=300.0):
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # a SIGKILLed subprocess end to end
 def test_sigkill_then_resume_ends_with_all_epochs_and_loadable_files(cli, tmp_path):
     from dnatool.nn.model_run import load_model
     from dnatool.utils import io, runs

@@ -152,6 +152,7 @@ def test_existing_run_needs_resume(cli, teacher_run, tmp_path):
     assert result.code == 2 and "--resume" in result.stderr
 
 
+@pytest.mark.slow  # a SIGKILLed subprocess end to end
 def test_killed_training_resumes_to_the_end(teacher_run, tmp_path):
     run = tmp_path / "run"
     args = [
