@@ -134,6 +134,7 @@ def test_the_tiny_recipe_keeps_its_projections_spread(tmp_path):
     assert min(_projection_stds(recipe, checkpoint)) > 0.5
 
 
+@pytest.mark.slow  # train, rate and search through the CLI
 def test_rate_writes_score_lists_that_search_reads_and_leaves_the_target_alone(cli, tmp_path):
     from dnatool.rate.bossnas import rate_block
     from dnatool.train.bossnas_loop import KIND, BossState, checkpoint_path

@@ -68,6 +68,7 @@ def random_problem(seed: int, coupled: bool, dims: int = 1, fraction: float | No
     return space, Genome.from_lists(space, rows), problem
 
 
+@pytest.mark.slow  # many seeded searches against brute force
 def test_evolution_finds_the_brute_force_optimum_in_95_percent_of_seeded_trials():
     """30 latency budgets on `tiny` (25,600 architectures, SYNTHETIC score lists and table) and
     30 random coupled problems (8,000 architectures), SPOS's default settings (<= 1,050
