@@ -41,10 +41,9 @@ from dnatool.utils.distributed import (
     all_sum,
     barrier,
     broadcast_object,
-    teardown,
+    joined,
     wrap,
 )
-from dnatool.utils.distributed import setup as setup_process
 from dnatool.utils.events import Report, quiet
 from dnatool.utils.locks import locked
 
@@ -152,11 +151,8 @@ def run_bossnas(
     check_run_dir(out, recipe, inputs, resume)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    dist = setup_process(recipe.device)
-    try:
+    with joined(recipe.device) as dist:
         return _train(recipe, out, report, inputs, dist)
-    finally:
-        teardown(dist)
 
 
 def _train(

@@ -36,8 +36,7 @@ from dnatool.train.setup import (
     write_teacher_cut,
 )
 from dnatool.utils import io, runs
-from dnatool.utils.distributed import ProcessInfo, barrier, teardown
-from dnatool.utils.distributed import setup as setup_process
+from dnatool.utils.distributed import ProcessInfo, barrier, joined
 from dnatool.utils.events import Report, quiet
 from dnatool.utils.locks import locked
 
@@ -168,11 +167,8 @@ def run_dnapp(
     check_world(recipe, int(os.environ.get("WORLD_SIZE", "1")))
     inputs = train_inputs(recipe)
     check_run_dir(out, recipe, inputs, resume)
-    dist = setup_process(recipe.device)
-    try:
+    with joined(recipe.device) as dist:
         return _train(recipe, out, report, inputs, dist)
-    finally:
-        teardown(dist)
 
 
 def _train(

@@ -19,8 +19,7 @@ from dnatool.train.recipe import TrainRecipe
 from dnatool.train.resume import STAGE, check_run_dir, check_world, train_inputs
 from dnatool.train.setup import Setup, block_checkpoint, build_setup, write_teacher_cut
 from dnatool.utils import io, runs
-from dnatool.utils.distributed import ProcessInfo, barrier, teardown, wrap
-from dnatool.utils.distributed import setup as setup_process
+from dnatool.utils.distributed import ProcessInfo, barrier, joined, wrap
 from dnatool.utils.events import Report, quiet
 from dnatool.utils.locks import locked
 
@@ -132,11 +131,8 @@ def run_train(
     check_world(recipe, int(os.environ.get("WORLD_SIZE", "1")))
     inputs = train_inputs(recipe)
     check_run_dir(out, recipe, inputs, resume)
-    dist = setup_process(recipe.device)
-    try:
+    with joined(recipe.device) as dist:
         return _train(recipe, out, report, inputs, dist, dist.device)
-    finally:
-        teardown(dist)
 
 
 def _train(

@@ -29,8 +29,7 @@ from dnatool.nn.spos import SposSupernet
 from dnatool.train.recipe import SposRecipe
 from dnatool.train.resume import STAGE, check_run_dir, train_inputs
 from dnatool.utils import io, runs
-from dnatool.utils.distributed import ProcessInfo, all_sum, barrier, teardown, wrap
-from dnatool.utils.distributed import setup as setup_process
+from dnatool.utils.distributed import ProcessInfo, all_sum, barrier, joined, wrap
 from dnatool.utils.events import Report, quiet
 from dnatool.utils.locks import locked
 
@@ -217,11 +216,8 @@ def run_spos(
     check_run_dir(out, recipe, train_inputs(recipe), resume)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    dist = setup_process(recipe.device)
-    try:
+    with joined(recipe.device) as dist:
         return _train(recipe, out, report, dist)
-    finally:
-        teardown(dist)
 
 
 def _loader(setup: SposSetup, dist: ProcessInfo, epoch: int) -> tuple[DataLoader, list[int]]:

@@ -7,6 +7,8 @@ on CPUs. Without them (or with WORLD_SIZE=1) nothing distributed is touched.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +54,16 @@ def setup(device: str = "auto") -> ProcessInfo:
     if owns:
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     return ProcessInfo(dist.get_rank(), dist.get_world_size(), local, device, owns)
+
+
+@contextmanager
+def joined(device: str = "auto") -> Iterator[ProcessInfo]:
+    """`setup` for the length of a job, then `teardown` however the job ends."""
+    info = setup(device)
+    try:
+        yield info
+    finally:
+        teardown(info)
 
 
 def teardown(info: ProcessInfo) -> None:
