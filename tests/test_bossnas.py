@@ -23,10 +23,10 @@ from dnatool.train.bossnas import (
 SHORT = ("epochs=1", "max_steps_per_epoch=3", "rate_per_class=3", "batch_size=16")
 
 
-def _recipe(*overrides: str) -> BossnasRecipe:
+def _recipe(*overrides: str, name: str = "bossnas-tiny") -> BossnasRecipe:
     from dnatool.train.recipe import load_train_recipe
 
-    return load_train_recipe("bossnas-tiny", (*SHORT, *overrides))
+    return load_train_recipe(name, (*SHORT, *overrides))
 
 
 def test_fair_sampling_takes_every_op_once_per_layer_position():
@@ -164,13 +164,15 @@ def test_rate_writes_score_lists_that_search_reads_and_leaves_the_target_alone(c
     assert cli("rate", str(run), "--norm", "var").code == 2
 
 
-def test_prefix_shared_recalibration_equals_per_path_recalibration():
+@pytest.mark.parametrize("name", ["bossnas-tiny", "bossnas-hybrid-tiny"])
+def test_prefix_shared_recalibration_equals_per_path_recalibration(name):
     """Rating walks each cell's path tree, refilling BN statistics once per prefix: the scores
-    must be exactly those of recalibrating and running every path on its own."""
+    must be exactly those of recalibrating and running every path on its own (MBConv ops, and
+    HyTra's ResConv / ResAtt, whose ByobNet BatchNorms are refilled the same way)."""
     from dnatool.rate.bossnas import rate_block
     from dnatool.train.bossnas_loop import BossState
 
-    recipe = _recipe("rate_batch_size=7")  # several rating chunks per view
+    recipe = _recipe("rate_batch_size=7", name=name)  # several rating chunks per view
     state = BossState(recipe, torch.device("cpu"))
     with torch.no_grad():  # trained-looking BN statistics, so that a missed refill shows
         for m in state.target.modules():

@@ -3,8 +3,8 @@
 A space's YAML names an op type (`ops: {type: mbconv, ...}`); the registry turns its fields into
 ops. Everything downstream derives from `Op.layer`: the supernet module and the standalone network
 (timm builds the block string), the latency-table key and the params / MACs count (of that same
-block at its input width and resolution). New layer kinds (ResConv / ResAtt, transformer layers)
-plug in here with their own `layer`.
+block at its input width and resolution). Two kinds today: `mbconv` (timm `ir` blocks) and
+`hytra` (BossNAS's ResConv / ResAtt, `rc` / `ra` blocks); a new kind plugs in with its `layer`.
 """
 
 from __future__ import annotations
@@ -44,6 +44,48 @@ class MBConv:
         return BlockSpec(type="ir", out=out, kernel=self.kernel, stride=stride, exp=self.exp, se=se)
 
 
+@dataclass(frozen=True)
+class ResConv:
+    """HyTra's ResConv: a ResNet bottleneck (ratio `bottleneck`, kxk conv) with a depthwise kxk
+    position-encoding conv (`rc` block, `nn/hybrid.py`). Takes no SE."""
+
+    kernel: int
+    bottleneck: float
+    type: ClassVar[str] = "hytra"
+
+    @property
+    def name(self) -> str:
+        return f"rc_k{self.kernel}"
+
+    def layer(self, out: int, stride: int, se: float) -> BlockSpec:
+        return BlockSpec(type="rc", out=out, kernel=self.kernel, stride=stride, exp=self.bottleneck)
+
+
+@dataclass(frozen=True)
+class ResAtt:
+    """HyTra's ResAtt: the bottleneck with `heads`-head self-attention for its kxk conv (BoTNet),
+    after the same position-encoding conv (`ra` block). Takes no SE."""
+
+    heads: int
+    kernel: int
+    bottleneck: float
+    type: ClassVar[str] = "hytra"
+
+    @property
+    def name(self) -> str:
+        return f"ra_h{self.heads}"
+
+    def layer(self, out: int, stride: int, se: float) -> BlockSpec:
+        return BlockSpec(
+            type="ra",
+            out=out,
+            kernel=self.kernel,
+            stride=stride,
+            exp=self.bottleneck,
+            heads=self.heads,
+        )
+
+
 def out_resolution(in_res: int, stride: int) -> int:
     """Spatial size after a layer of `stride` (SAME padding rounds up): the one rule for every op."""
     return math.ceil(in_res / stride)
@@ -60,7 +102,22 @@ def _mbconv_ops(data: dict[str, Any]) -> tuple[Op, ...]:
     return tuple(MBConv(k, e) for k in kernels for e in exps)
 
 
-OP_TYPES: dict[str, Callable[[dict[str, Any]], tuple[Op, ...]]] = {"mbconv": _mbconv_ops}
+def _hytra_ops(data: dict[str, Any]) -> tuple[Op, ...]:
+    """ResConv plus one ResAtt per head count: `{type: hytra, kernel, bottleneck, heads: [..]}`."""
+    unknown = sorted(set(data) - {"type", "kernel", "bottleneck", "heads"})
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} in hytra ops")
+    kernel, ratio = int(data.get("kernel", 3)), float(data.get("bottleneck", 0.25))
+    heads = [int(h) for h in data.get("heads", [4])]
+    if kernel < 1 or kernel % 2 == 0 or not 0 < ratio <= 1 or any(h < 1 for h in heads):
+        raise ValueError("hytra ops need an odd kernel, a bottleneck in (0, 1] and heads >= 1")
+    return (ResConv(kernel, ratio), *(ResAtt(h, kernel, ratio) for h in heads))
+
+
+OP_TYPES: dict[str, Callable[[dict[str, Any]], tuple[Op, ...]]] = {
+    "mbconv": _mbconv_ops,
+    "hytra": _hytra_ops,
+}
 
 
 def parse_ops(data: Any) -> tuple[Op, ...]:

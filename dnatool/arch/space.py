@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from dnatool.arch.ops import Op, out_resolution, parse_ops
-from dnatool.arch.spec import ArchSpec, BlockSpec, parse_block
+from dnatool.arch.spec import ArchSpec, BlockSpec, check_block, parse_block
 from dnatool.errors import BadInput
 
 SPACES_DIR = Path(__file__).with_name("spaces")
@@ -391,6 +391,11 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
         blocks = tuple(_block(b, default_ops, version) for b in data["blocks"])
         if not blocks:
             raise ValueError("a space needs at least one block")
+        se = float(data.get("se", 0.25))
+        for block in blocks:  # e.g. heads that do not divide a cell's bottleneck width
+            for cell in block.cells:
+                for op in block.ops:
+                    check_block(op.layer(out=cell.width, stride=block.stride, se=se))
         return SearchSpace(
             name=str(data["name"]),
             description=str(data.get("description", "")),
@@ -400,7 +405,7 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
             stem=int(data.get("stem", 32)),
             head=int(data.get("head", 1280)),
             act=str(data.get("act", "swish")),
-            se=float(data.get("se", 0.25)),
+            se=se,
             fixed=tuple(tuple(parse_block(s) for s in stage) for stage in data.get("fixed", [])),
             blocks=blocks,
             version=int(version),

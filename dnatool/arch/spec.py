@@ -20,6 +20,12 @@ naming the token and the bound:
   `gs` always means a group size)
 - `resolution`: 8..4096 (`MIN_RESOLUTION`, `MAX_RESOLUTION`)
 
+Besides timm's own types, two hybrid CNN-transformer layers (BossNAS's HyTra ops, built from timm's
+ByobNet blocks in `nn/hybrid.py`): `rc` ResConv, a ResNet bottleneck (bottleneck ratio `e`, kxk conv
+`k`), and `ra` ResAtt, the same bottleneck with multi-head self-attention (`h` heads) in place of
+the kxk conv; both open with a depthwise kxk position-encoding conv. They take only `r k s e c`
+(and `h`, 1..64 heads dividing the bottleneck width, for `ra`); any other token is refused.
+
 Bounds needing the block's input width (`gs`, `se`) are checked when the blocks form an ArchSpec.
 """
 
@@ -37,10 +43,11 @@ from dnatool.errors import BadInput
 ARCH_FORMAT = "dnatool.arch"
 ARCH_VERSION = 1
 
-BLOCK_TYPES = ("ds", "dsa", "ir", "er", "cn", "uir")
+BLOCK_TYPES = ("ds", "dsa", "ir", "er", "cn", "uir", "rc", "ra")
+HYBRID_TYPES = ("rc", "ra")  # built by nn/hybrid.py, not by timm's EfficientNet builder
 ACTIVATIONS = {"re": "relu", "r6": "relu6", "hs": "hard_swish", "sw": "swish", "mi": "mish"}
 MODEL_ACTIVATIONS = ("swish", "silu", "relu", "relu6", "hard_swish", "mish", "gelu")
-_INT_KEYS = ("r", "k", "a", "p", "s", "c", "gs")
+_INT_KEYS = ("r", "k", "a", "p", "s", "c", "gs", "h")
 _FLOAT_KEYS = ("e", "se")
 _TOKEN = re.compile(r"([a-z]+)(\d[\d.]*)")
 _KEYS = {  # token key -> BlockSpec field
@@ -51,6 +58,7 @@ _KEYS = {  # token key -> BlockSpec field
     "s": "stride",
     "c": "out",
     "gs": "group_size",
+    "h": "heads",
     "e": "exp",
     "se": "se",
 }
@@ -60,6 +68,7 @@ MAX_KERNEL = 31  # k, a, p (odd)
 MAX_REPEAT = 64  # r
 MAX_EXP = 64.0  # e
 MAX_SE = 1.0  # se
+MAX_HEADS = 64  # h
 STRIDES = (1, 2)  # s: timm's builder asserts stride in (1, 2)
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 4096
 MAX_CLASSES = 1_000_000
@@ -88,6 +97,12 @@ class BlockSpec:
     group_size: int | None = None
     act: str | None = None
     skip: bool | None = None
+    heads: int | None = None
+
+    @property
+    def bottleneck(self) -> int:
+        """Width inside an `rc` / `ra` bottleneck, as timm's ByobNet rounds `out * e`."""
+        return make_divisible(self.out * self.exp)
 
     def to_str(self) -> str:
         """The canonical timm string; `parse_block(spec.to_str()) == spec` always holds."""
@@ -95,6 +110,7 @@ class BlockSpec:
         parts += [f"a{self.exp_kernel}"] if self.exp_kernel is not None else []
         parts += [f"p{self.pw_kernel}"] if self.pw_kernel is not None else []
         parts += [f"s{self.stride}", f"e{_num(self.exp)}", f"c{self.out}"]
+        parts += [f"h{self.heads}"] if self.heads is not None else []
         parts += [f"se{_num(self.se)}"] if self.se else []
         parts += [f"gs{self.group_size}"] if self.group_size is not None else []
         parts += [f"n{_act_code(self.act)}"] if self.act else []
@@ -139,9 +155,26 @@ def parse_block(text: str) -> BlockSpec:
         fields[key], written[key] = value, token
     if "out" not in fields:
         raise BadInput(f"block string {text!r} has no output width token (c<N>)")
+    if kind in HYBRID_TYPES:
+        _check_hybrid_tokens(kind, fields, written, text)
+    elif "heads" in fields:
+        raise BadInput(f"token {written['heads']!r} in {text!r}: heads are for `ra` blocks only")
     spec = BlockSpec(type=kind, **fields)
     check_block(spec, text, written)
     return spec
+
+
+_HYBRID_FIELDS = {"rc": {"repeat", "kernel", "stride", "exp", "out"}}
+_HYBRID_FIELDS["ra"] = _HYBRID_FIELDS["rc"] | {"heads"}
+
+
+def _check_hybrid_tokens(kind: str, fields: dict[str, Any], written: dict[str, str], text: str):
+    """`rc` / `ra` take only the tokens they use (timm would ignore the others silently)."""
+    extra = [f for f in fields if f not in _HYBRID_FIELDS[kind]]
+    if extra:
+        raise BadInput(f"token {written[extra[0]]!r} in {text!r}: `{kind}` blocks do not take it")
+    if kind == "ra" and "heads" not in fields:
+        raise BadInput(f"block string {text!r} has no heads token (h<N>); `ra` blocks need one")
 
 
 def _parse_token(token: str, text: str) -> tuple[str, Any]:
@@ -191,6 +224,16 @@ def _block_bounds(spec: BlockSpec) -> list[tuple[str, str, bool, str]]:
             )
     if spec.group_size is not None:
         bounds.append(("group_size", "group size", spec.group_size >= 1, ">= 1"))
+    if spec.heads is not None:
+        ok = 1 <= spec.heads <= MAX_HEADS and spec.bottleneck % spec.heads == 0
+        bounds.append(
+            (
+                "heads",
+                "heads",
+                ok,
+                f"1..{MAX_HEADS}, dividing the {spec.bottleneck}-wide bottleneck",
+            )
+        )
     return bounds
 
 

@@ -63,7 +63,7 @@ class DNABackbone(BaseModule):
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
-        from timm.models.efficientnet import EfficientNetFeatures
+        from dnatool.nn.timm_adapter import model_classes
 
         spec = resolve_arch(plain_arch(arch))
         check_output_stride(output_stride)
@@ -73,7 +73,7 @@ class DNABackbone(BaseModule):
             raise BadInput(
                 f"frozen_stages must be in [-1, {len(spec.stages)}], got {frozen_stages}"
             )
-        body = EfficientNetFeatures(
+        body = model_classes(spec)[1](
             out_indices=self.out_indices,
             output_stride=output_stride,
             drop_path_rate=drop_path_rate,

@@ -19,7 +19,7 @@ from dnatool.arch.resolve import resolve_arch
 from dnatool.arch.spec import ArchSpec
 from dnatool.errors import BadInput
 from dnatool.nn.model_run import DEFAULT_PREPROCESS, MODEL_FILE
-from dnatool.nn.timm_adapter import efficientnet_kwargs
+from dnatool.nn.timm_adapter import efficientnet_kwargs, model_classes
 
 GENERIC = "dnatool_model"
 HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
@@ -57,7 +57,6 @@ def create(variant: str, arch: ArchSpec, pretrained: bool = False, **kwargs: Any
     """Build `arch` through timm's `build_model_with_cfg` (what `_create_effnet` does for B0)."""
     from timm.models import build_model_with_cfg
     from timm.models._builder import pretrained_cfg_for_features
-    from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 
     features = bool(kwargs.pop("features_only", False))
     if features and "out_indices" in kwargs:  # timm would end in an IndexError from inside
@@ -69,8 +68,9 @@ def create(variant: str, arch: ArchSpec, pretrained: bool = False, **kwargs: Any
     kwargs.setdefault("num_features", arch.head)
     for key, value in model_kwargs(arch).items():
         kwargs.setdefault(key, value)
+    classifier, feature_model = model_classes(arch)
     model = build_model_with_cfg(
-        EfficientNetFeatures if features else EfficientNet,
+        feature_model if features else classifier,
         variant,
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,

@@ -2,10 +2,14 @@
 
 Supernet ops, LUT entries and the final network are all built here from the same block strings,
 so a supernet path, its latency entry and the deployed layer are the same timm module type.
+Hybrid layers (`rc` / `ra`, timm ByobNet blocks in `nn/hybrid.py`) enter timm's builder as 1x1
+`cn` placeholders of the same width and stride and are swapped in right after, so a network keeps
+timm's `EfficientNet` stem, stages, head, drop-path schedule and `feature_info`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +19,8 @@ from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_d
 from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 from torch import nn
 
-from dnatool.arch.spec import ArchSpec, BlockSpec
+from dnatool.arch.spec import HYBRID_TYPES, ArchSpec, BlockSpec
+from dnatool.errors import BadInput
 
 
 def keep_channels(channels: int) -> int:
@@ -27,15 +32,87 @@ def act_layer(name: str) -> type[nn.Module]:
     return get_act_layer(name)
 
 
+def is_hybrid(arch: ArchSpec) -> bool:
+    return any(block.type in HYBRID_TYPES for stage in arch.stages for block in stage)
+
+
+def _placeholder(block: BlockSpec) -> BlockSpec:
+    """What timm's builder makes in place of a hybrid layer: a 1x1 conv of its width and stride."""
+    if block.type not in HYBRID_TYPES:
+        return block
+    return BlockSpec(type="cn", out=block.out, repeat=block.repeat, kernel=1, stride=block.stride)
+
+
+def _arch_def(stages: Sequence[Sequence[BlockSpec]]) -> list[list[str]]:
+    return [[_placeholder(block).to_str() for block in stage] for stage in stages]
+
+
+def _swap_hybrid(
+    blocks: nn.Module,
+    in_chs: int,
+    stages: Sequence[Sequence[BlockSpec]],
+    act: str,
+    drop_path_rate: float,
+) -> None:
+    """Replace the placeholders in built stages by the hybrid layers, with the drop-path rate timm's
+    builder gives the block at that position (`rate * index / count`)."""
+    from dnatool.nn.hybrid import HybridLayer
+
+    count = sum(block.repeat for stage in stages for block in stage)
+    index, chs = 0, in_chs
+    for stage_module, stage in zip(blocks, stages, strict=True):
+        position = 0
+        for block in stage:
+            for r in range(block.repeat):
+                if block.type in HYBRID_TYPES:
+                    one = dataclasses.replace(block, repeat=1, stride=block.stride if r == 0 else 1)
+                    rate = drop_path_rate * index / count
+                    stage_module[position] = HybridLayer(chs, one, act, rate)
+                chs, position, index = block.out, position + 1, index + 1
+
+
+class HybridEfficientNet(EfficientNet):
+    """timm's EfficientNet with the hybrid layers of `hybrid` swapped in for their placeholders."""
+
+    def __init__(self, *, hybrid: ArchSpec, drop_path_rate: float = 0.0, **kwargs) -> None:
+        super().__init__(drop_path_rate=drop_path_rate, **kwargs)
+        _swap_hybrid(self.blocks, hybrid.stem, hybrid.stages, hybrid.act, drop_path_rate)
+
+
+class HybridEfficientNetFeatures(EfficientNetFeatures):
+    """timm's EfficientNetFeatures with the hybrid layers swapped in; no dilated output stride
+    (timm would dilate only the placeholders)."""
+
+    def __init__(
+        self, *, hybrid: ArchSpec, drop_path_rate: float = 0.0, output_stride: int = 32, **kwargs
+    ) -> None:
+        if output_stride != 32:
+            raise BadInput(
+                f"output_stride {output_stride}: networks with rc / ra layers have no dilated "
+                "form; use output_stride 32"
+            )
+        super().__init__(drop_path_rate=drop_path_rate, **kwargs)
+        _swap_hybrid(self.blocks, hybrid.stem, hybrid.stages, hybrid.act, drop_path_rate)
+
+
+def model_classes(arch: ArchSpec) -> tuple[type[nn.Module], type[nn.Module]]:
+    """(classifier class, feature class) that build `arch` from `efficientnet_kwargs(arch)`."""
+    if is_hybrid(arch):
+        return HybridEfficientNet, HybridEfficientNetFeatures
+    return EfficientNet, EfficientNetFeatures
+
+
 def efficientnet_kwargs(arch: ArchSpec) -> dict:
-    """Constructor arguments shared by timm's EfficientNet and EfficientNetFeatures for `arch`."""
-    return dict(
-        block_args=decode_arch_def(arch.arch_def),
+    """Constructor arguments of `model_classes(arch)`: timm's EfficientNet(Features) arguments,
+    hybrid layers as placeholders plus `hybrid=arch` for the classes that swap them in."""
+    kwargs = dict(
+        block_args=decode_arch_def(_arch_def(arch.stages)),
         in_chans=arch.in_chans,
         stem_size=arch.stem,
         act_layer=act_layer(arch.act),
         round_chs_fn=keep_channels,
     )
+    return dict(kwargs, hybrid=arch) if is_hybrid(arch) else kwargs
 
 
 def build_model(
@@ -49,9 +126,10 @@ def build_model(
 ) -> nn.Module:
     """timm's own `EfficientNet` (or `EfficientNetFeatures`) for an arch."""
     common = dict(efficientnet_kwargs(arch), drop_path_rate=drop_path_rate)
+    classifier, features = model_classes(arch)
     if features_only:
-        return EfficientNetFeatures(out_indices=tuple(out_indices), **common)
-    return EfficientNet(
+        return features(out_indices=tuple(out_indices), **common)
+    return classifier(
         num_classes=arch.num_classes if num_classes is None else num_classes,
         num_features=arch.head,
         drop_rate=drop_rate,
@@ -74,7 +152,9 @@ def build_layers(
         se_layer=SqueezeExcite,
         drop_path_rate=drop_path_rate,
     )
-    stages = builder(in_chs, decode_arch_def([[b.to_str() for b in blocks]]))
+    stages = builder(in_chs, decode_arch_def(_arch_def([blocks])))
+    if any(block.type in HYBRID_TYPES for block in blocks):
+        _swap_hybrid(stages, in_chs, [blocks], act, drop_path_rate)
     return stages[0]
 
 
@@ -89,12 +169,17 @@ def count_params(module: nn.Module) -> int:
 
 @torch.no_grad()
 def count_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of one forward (torch FlopCounterMode counts 2 FLOPs per MAC)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """Multiply-accumulates of one forward (torch FlopCounterMode counts 2 FLOPs per MAC; it has
+    no formula for the CPU kernel of scaled-dot-product attention, so that one is given here)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
 
     was_training = module.training
     module.eval()
-    counter = FlopCounterMode(display=False)
+    cpu_kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    counter = FlopCounterMode(display=False, custom_mapping={cpu_kernel: cpu_sdpa})
     with counter:
         module(torch.zeros(*input_shape))
     module.train(was_training)

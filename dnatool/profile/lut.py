@@ -79,6 +79,7 @@ def block_key(block: BlockSpec, in_ch: int, in_res: int, act: str, batch: int, d
         block.se,
         act,
         dtype,
+        extra=f"h{block.heads}" if block.heads is not None else "",
     )
 
 

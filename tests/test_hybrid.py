@@ -1,0 +1,164 @@
+"""HyTra's ResConv / ResAtt layers (`rc` / `ra`): strict block strings, the same module in the
+supernet and the deployed network, MACs that count attention, ONNX parity, and the hybrid-tiny
+space through training, rating and search."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dnatool.arch.spec import ArchSpec, parse_block
+from dnatool.arch.space import load_space, space_from_dict
+from dnatool.errors import BadInput
+from dnatool.nn.hybrid import HybridLayer
+from dnatool.nn.timm_adapter import build_layers, build_model, count_macs, count_params
+
+ARCH_DEF = [
+    ["rc_r2_k3_s1_e0.25_c32"],
+    ["rc_r1_k3_s2_e0.25_c64", "ra_r2_k3_s1_e0.25_c64_h4"],
+    ["ra_r1_k3_s2_e0.25_c128_h4"],
+]
+
+
+def _arch() -> ArchSpec:
+    return ArchSpec.from_arch_def(
+        ARCH_DEF, stem=16, head=256, act="relu", resolution=32, num_classes=10
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["rc_r1_k3_s2_e0.25_c64", "ra_r1_k3_s1_e0.25_c64_h4", "ra_r2_k5_s1_e0.5_c96_h12"]
+)
+def test_hybrid_block_strings_round_trip(text):
+    assert parse_block(text).to_str() == text
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("rc_r1_k3_s1_e0.25_c64_se0.25", "'se0.25'"),  # timm's ByobNet block would ignore it
+        ("rc_r1_k3_s1_e0.25_c64_h4", "'h4'"),
+        ("ra_r1_k3_s1_e0.25_c64_gs8", "'gs8'"),
+        ("ra_r1_k3_s1_e0.25_c64", "h<N>"),
+        ("ir_r1_k3_s1_e6_c64_h2", "'h2'"),
+        ("ra_r1_k3_s1_e0.25_c64_h3", "h3"),  # 3 heads do not split a 16-wide bottleneck
+        ("ra_r1_k3_s1_e0.25_c64_h0", "h0"),
+        ("rc_r1_k4_s1_e0.25_c64", "k4"),
+    ],
+)
+def test_bad_hybrid_block_strings_are_refused_naming_the_token(text, named):
+    with pytest.raises(BadInput, match=named.replace("<", ".").replace(">", ".")):
+        parse_block(text)
+
+
+def test_a_supernet_op_is_the_deployed_layer():
+    """build_layers (supernet ops, table entries) and build_model (the network) make the same
+    HybridLayer with the same parameters; the network keeps timm's drop-path schedule."""
+    arch = _arch()
+    net = build_model(arch, drop_path_rate=0.1)
+    layers = [m for stage in net.blocks for m in stage]
+    assert all(isinstance(m, HybridLayer) for m in layers)
+    stage = build_layers(32, list(arch.stages[1]), "relu")
+    assert [count_params(m) for m in stage] == [count_params(m) for m in net.blocks[1]]
+    assert [type(m.body).__name__ for m in stage] == ["BottleneckBlock", *["SelfAttnBlock"] * 2]
+    rates = [getattr(m.body.drop_path, "drop_prob", 0.0) for m in layers]
+    assert rates == pytest.approx([0.1 * i / len(layers) for i in range(len(layers))])
+    net.eval()
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    features = build_model(arch, features_only=True, out_indices=(0, 1, 2))
+    maps = features(torch.randn(1, 3, 32, 32))
+    assert [tuple(m.shape[1:]) for m in maps] == [(32, 16, 16), (64, 8, 8), (128, 4, 4)]
+
+
+def test_a_layer_starts_as_its_shortcut():
+    """ByobNet's zero-initialised last BatchNorm: an identity-shortcut layer is x + pos(x), relu'd."""
+    layer = HybridLayer(64, parse_block("ra_r1_k3_s1_e0.25_c64_h4"), "relu").eval()
+    x = torch.randn(1, 64, 6, 6)
+    with torch.no_grad():
+        expected = torch.relu(x + layer.pos(x))
+        assert torch.allclose(layer(x), expected, atol=1e-6)
+
+
+def test_macs_count_the_attention_products():
+    """An `ra` layer at 8x8, 64 -> 64 channels, bottleneck 16: every conv plus the two attention
+    matmuls (2 * 64 tokens^2 * 16), which torch's FlopCounterMode misses on CPU by itself."""
+    layer = HybridLayer(64, parse_block("ra_r1_k3_s1_e0.25_c64_h4"), "relu")
+    hw = 64
+    convs = 64 * 9 * hw + 64 * 16 * hw + 16 * 48 * hw + 16 * 16 * hw + 16 * 64 * hw
+    assert count_macs(layer, (1, 64, 8, 8)) == convs + 2 * hw * hw * 16
+
+
+def test_onnx_export_matches_torch(cli, tmp_path):
+    arch_file = tmp_path / "hybrid.json"
+    arch_file.write_text(_arch().to_json())
+    result = cli("export", str(arch_file), "--onnx", str(tmp_path / "h.onnx"), "--json")
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] and report["max_abs_diff"] <= 1e-4
+
+
+def test_hybrid_tiny_space_and_a_bad_head_count():
+    space = load_space("hybrid-tiny")
+    assert [op.name for op in space.blocks[0].ops] == ["rc_k3", "ra_h4"]
+    assert space.distinct == 10 * 16 * 12
+    choices = space.sample(__import__("numpy").random.default_rng(0))
+    net = build_model(space.to_arch(choices)).eval()
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    data = {
+        "version": 2,
+        "name": "bad",
+        "resolution": 32,
+        "ops": {"type": "hytra", "heads": [3]},
+        "blocks": [{"stride": 2, "cells": [{"layers": 1, "width": 32}]}],
+    }
+    with pytest.raises(BadInput, match="h3"):
+        space_from_dict(data)
+    data["ops"] = {"type": "hytra", "heads": [2], "window": 7}
+    with pytest.raises(BadInput, match="window"):
+        space_from_dict(data)
+
+
+def test_timm_and_mmseg_backbones_carry_the_hybrid_layers_and_their_weights(tmp_path):
+    """timm.create_model(features_only, pretrained) and the mmseg DNABackbone build the hybrid
+    layers (not timm's placeholders) and load a model run's weights into them."""
+    import timm
+
+    from dnatool.backbones import timm_models
+    from dnatool.backbones.openmmlab import DNABackbone
+    from dnatool.nn.model_run import save_model_run
+
+    arch = _arch()
+    reference = build_model(arch).eval()
+    with torch.no_grad():  # weights a fresh build would not have
+        for p in reference.parameters():
+            p.uniform_(-0.1, 0.1)
+    run = tmp_path / "run"
+    save_model_run(run, reference, arch, {}, {})
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = build_model(arch, features_only=True, out_indices=(0, 1, 2))
+        expected.load_state_dict(reference.state_dict(), strict=False)
+        want = expected.eval()(x)
+        name = timm_models.register("hybrid_test_net", arch)
+        model = timm.create_model(
+            name,
+            pretrained=True,
+            features_only=True,
+            out_indices=(0, 1, 2),
+            pretrained_cfg_overlay=dict(file=str(run / "model.pt")),
+        ).eval()
+        assert isinstance(model.blocks[2][0], HybridLayer)
+        for got, ref in zip(model(x), want, strict=True):
+            torch.testing.assert_close(got, ref)
+        backbone = DNABackbone(
+            arch=str(run),
+            out_indices=(0, 1, 2),
+            init_cfg=dict(type="Pretrained", checkpoint=str(run)),
+        )
+        backbone.init_weights()
+        for got, ref in zip(backbone.eval()(x), want, strict=True):
+            torch.testing.assert_close(got, ref)
+    with pytest.raises(BadInput, match="output_stride 16"):
+        DNABackbone(arch=str(run), out_indices=(0, 1, 2), output_stride=16)
