@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from dnatool.arch.spec import ArchSpec, parse_block
 from dnatool.arch.space import load_space, space_from_dict
+from dnatool.arch.spec import ArchSpec, parse_block
 from dnatool.errors import BadInput
 from dnatool.nn.hybrid import HybridLayer
 from dnatool.nn.timm_adapter import build_layers, build_model, count_macs, count_params
@@ -103,7 +104,7 @@ def test_hybrid_tiny_space_and_a_bad_head_count():
     space = load_space("hybrid-tiny")
     assert [op.name for op in space.blocks[0].ops] == ["rc_k3", "ra_h4"]
     assert space.distinct == 10 * 16 * 12
-    choices = space.sample(__import__("numpy").random.default_rng(0))
+    choices = space.sample(np.random.default_rng(0))
     net = build_model(space.to_arch(choices)).eval()
     assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     data = {
