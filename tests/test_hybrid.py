@@ -13,7 +13,8 @@ import torch
 from dnatool.arch.space import load_space, space_from_dict
 from dnatool.arch.spec import ArchSpec, parse_block
 from dnatool.errors import BadInput
-from dnatool.nn.hybrid import HybridLayer
+from dnatool.nn.counts import op_counts
+from dnatool.nn.hybrid import hybrid_layer
 from dnatool.nn.timm_adapter import build_layers, build_model, count_macs, count_params
 
 ARCH_DEF = [
@@ -56,15 +57,16 @@ def test_bad_hybrid_block_strings_are_refused_naming_the_token(text, named):
 
 def test_a_supernet_op_is_the_deployed_layer():
     """build_layers (supernet ops, table entries) and build_model (the network) make the same
-    HybridLayer with the same parameters; the network keeps timm's drop-path schedule."""
+    timm blocks with the same parameters; the network keeps timm's drop-path schedule."""
     arch = _arch()
     net = build_model(arch, drop_path_rate=0.1)
     layers = [m for stage in net.blocks for m in stage]
-    assert all(isinstance(m, HybridLayer) for m in layers)
+    kinds = ["BottleneckBlock"] * 3 + ["SelfAttnBlock"] * 3
+    assert [type(m).__name__ for m in layers] == kinds
     stage = build_layers(32, list(arch.stages[1]), "relu")
     assert [count_params(m) for m in stage] == [count_params(m) for m in net.blocks[1]]
-    assert [type(m.body).__name__ for m in stage] == ["BottleneckBlock", *["SelfAttnBlock"] * 2]
-    rates = [getattr(m.body.drop_path, "drop_prob", 0.0) for m in layers]
+    assert [type(m).__name__ for m in stage] == ["BottleneckBlock", *["SelfAttnBlock"] * 2]
+    rates = [getattr(m.drop_path, "drop_prob", 0.0) for m in layers]
     assert rates == pytest.approx([0.1 * i / len(layers) for i in range(len(layers))])
     net.eval()
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -73,22 +75,42 @@ def test_a_supernet_op_is_the_deployed_layer():
     assert [tuple(m.shape[1:]) for m in maps] == [(32, 16, 16), (64, 8, 8), (128, 4, 4)]
 
 
-def test_a_layer_starts_as_its_shortcut():
-    """ByobNet's zero-initialised last BatchNorm: an identity-shortcut layer is x + pos(x), relu'd."""
-    layer = HybridLayer(64, parse_block("ra_r1_k3_s1_e0.25_c64_h4"), "relu").eval()
+@pytest.mark.parametrize("text", ["rc_r1_k3_s1_e0.25_c64", "ra_r1_k3_s1_e0.25_c64_h4"])
+def test_a_layer_starts_as_its_shortcut(text):
+    """ByobNet's zero-initialised last BatchNorm: an identity-shortcut layer starts as relu(x)."""
+    layer = hybrid_layer(64, parse_block(text), "relu").eval()
     x = torch.randn(1, 64, 6, 6)
     with torch.no_grad():
-        expected = torch.relu(x + layer.pos(x))
-        assert torch.allclose(layer(x), expected, atol=1e-6)
+        assert torch.equal(layer(x), torch.relu(x))
+
+
+def test_the_position_conv_strides_so_weights_do_not_depend_on_the_stride():
+    """BossNAS: the depthwise position conv does the downsampling, so a layer's stride-1 and
+    stride-2 forms have the same parameters but for the shortcut's projection."""
+    for text in ("rc_r1_k3_s{}_e0.25_c64", "ra_r1_k3_s{}_e0.25_c64_h4"):
+        one = hybrid_layer(32, parse_block(text.format(1)), "relu")
+        two = hybrid_layer(32, parse_block(text.format(2)), "relu")
+        shapes = {k: v.shape for k, v in one.state_dict().items()}
+        assert shapes == {k: v.shape for k, v in two.state_dict().items()}
+        assert one.conv2_kxk.conv.groups == one.conv2_kxk.conv.in_channels  # depthwise
+        assert two.conv2_kxk.conv.stride == (2, 2)
+        x = torch.randn(1, 32, 8, 8)
+        assert two.eval()(x).shape == (1, 64, 4, 4)
 
 
 def test_macs_count_the_attention_products():
     """An `ra` layer at 8x8, 64 -> 64 channels, bottleneck 16: every conv plus the two attention
     matmuls (2 * 64 tokens^2 * 16), which torch's FlopCounterMode misses on CPU by itself."""
-    layer = HybridLayer(64, parse_block("ra_r1_k3_s1_e0.25_c64_h4"), "relu")
+    layer = hybrid_layer(64, parse_block("ra_r1_k3_s1_e0.25_c64_h4"), "relu")
     hw = 64
-    convs = 64 * 9 * hw + 64 * 16 * hw + 16 * 48 * hw + 16 * 16 * hw + 16 * 64 * hw
+    convs = 64 * 16 * hw + 16 * 9 * hw + 16 * 48 * hw + 16 * 16 * hw + 16 * 64 * hw
     assert count_macs(layer, (1, 64, 8, 8)) == convs + 2 * hw * hw * 16
+    for text in ("ra_r1_k3_s1_e0.25_c64_h4", "ra_r1_k3_s2_e0.25_c64_h4", "rc_r1_k3_s2_e0.25_c64"):
+        layer = hybrid_layer(32, parse_block(text), "relu")  # what search counts, on meta
+        assert op_counts(32, text, "relu", 8) == (
+            count_params(layer),
+            count_macs(layer, (1, 32, 8, 8)),
+        )
 
 
 def test_onnx_export_matches_torch(cli, tmp_path):
@@ -150,7 +172,7 @@ def test_timm_and_mmseg_backbones_carry_the_hybrid_layers_and_their_weights(tmp_
             out_indices=(0, 1, 2),
             pretrained_cfg_overlay=dict(file=str(run / "model.pt")),
         ).eval()
-        assert isinstance(model.blocks[2][0], HybridLayer)
+        assert type(model.blocks[2][0]).__name__ == "SelfAttnBlock"
         for got, ref in zip(model(x), want, strict=True):
             torch.testing.assert_close(got, ref)
         backbone = DNABackbone(

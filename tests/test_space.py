@@ -88,6 +88,8 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
         "dna-mbconv-w": 23_776_314_300_039_168,
         "tiny": 25_600,
         "tiny-w": 110_592,
+        "hybrid-r50": 2 * 2 * (2**5 + 2**6) * (2**2 + 2**3),
+        "hybrid-tiny": 10 * 16 * 12,
     }
     assert set(list_spaces()) >= set(expected)
     listed = json.loads(cli("space", "list", "--json").stdout)["spaces"]
@@ -98,6 +100,8 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
         "dna-mbconv-w": 6,
         "tiny": 3,
         "tiny-w": 3,
+        "hybrid-r50": 4,
+        "hybrid-tiny": 3,
     }
     lines = cli("space", "list").stdout.splitlines()
     for name, size in expected.items():

@@ -46,8 +46,8 @@ class MBConv:
 
 @dataclass(frozen=True)
 class ResConv:
-    """HyTra's ResConv: a ResNet bottleneck (ratio `bottleneck`, kxk conv) with a depthwise kxk
-    position-encoding conv (`rc` block, `nn/hybrid.py`). Takes no SE."""
+    """HyTra's ResConv: a ResNet bottleneck (ratio `bottleneck`, kxk conv) after a strided
+    depthwise kxk position-encoding conv (`rc` block, `nn/hybrid.py`). Takes no SE."""
 
     kernel: int
     bottleneck: float
@@ -63,8 +63,8 @@ class ResConv:
 
 @dataclass(frozen=True)
 class ResAtt:
-    """HyTra's ResAtt: the bottleneck with `heads`-head self-attention for its kxk conv (BoTNet),
-    after the same position-encoding conv (`ra` block). Takes no SE."""
+    """HyTra's ResAtt: the bottleneck with `heads`-head self-attention for its dense kxk conv
+    (BoTNet), after the same position-encoding conv (`ra` block). Takes no SE."""
 
     heads: int
     kernel: int

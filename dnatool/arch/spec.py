@@ -20,11 +20,12 @@ naming the token and the bound:
   `gs` always means a group size)
 - `resolution`: 8..4096 (`MIN_RESOLUTION`, `MAX_RESOLUTION`)
 
-Besides timm's own types, two hybrid CNN-transformer layers (BossNAS's HyTra ops, built from timm's
-ByobNet blocks in `nn/hybrid.py`): `rc` ResConv, a ResNet bottleneck (bottleneck ratio `e`, kxk conv
-`k`), and `ra` ResAtt, the same bottleneck with multi-head self-attention (`h` heads) in place of
-the kxk conv; both open with a depthwise kxk position-encoding conv. They take only `r k s e c`
-(and `h`, 1..64 heads dividing the bottleneck width, for `ra`); any other token is refused.
+Besides timm's own types, two hybrid CNN-transformer layers (BossNAS's HyTra ops, timm ByobNet
+blocks made by `nn/hybrid.py`): `rc` ResConv, a ResNet bottleneck (ratio `e`) whose kxk conv
+(`k`) follows a depthwise kxk position-encoding conv that does the striding, and `ra` ResAtt, the
+same with multi-head self-attention (`h` heads) in place of the dense kxk conv. They take only
+`r k s e c` (and `h`, 1..64 heads dividing the bottleneck width, for `ra`); any other token is
+refused.
 
 Bounds needing the block's input width (`gs`, `se`) are checked when the blocks form an ArchSpec.
 """

@@ -19,13 +19,12 @@ def meta_counts(build: Callable[[], Any], input_shape: tuple[int, ...]) -> tuple
     """(params, MACs) of a module built on the meta device: the same count as `count_params` /
     `count_macs` (tests check it) without allocating weights or running convolutions."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from dnatool.nn.timm_adapter import count_params
+    from dnatool.nn.timm_adapter import count_params, flop_counter
 
     with torch.device("meta"):
         module = build().eval()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter, torch.no_grad():
         module(torch.zeros(*input_shape, device="meta"))
     return count_params(module), counter.get_total_flops() // 2

@@ -1,71 +1,70 @@
-"""BossNAS's HyTra layers, ResConv (`rc`) and ResAtt (`ra`), from timm's ByobNet blocks.
+"""BossNAS's HyTra layers, ResConv (`rc`) and ResAtt (`ra`), as timm ByobNet blocks.
 
-ResConv is timm's ResNet bottleneck (`BottleneckBlock`: 1x1, kxk, 1x1 around an average-pool
-shortcut); ResAtt is timm's BoTNet bottleneck (`SelfAttnBlock`) whose self-attention is timm's
-`Attention2d` (1x1 q / k / v, multi-head, size-free, so one module serves every resolution; a
-stride-2 layer average-pools after attention as BoTNet does). Both open with a depthwise kxk
-position-encoding conv added to their input (CPVT's PEG, which HyTra uses in place of BoTNet's
-relative position embedding). As in timm's ByobNet, the last BatchNorm of each layer starts at
-zero, so a deep hybrid network starts as its shortcuts and trains stably from scratch.
+BossNAS (Sec. 4) puts a depthwise position-encoding conv between the bottleneck's input projection
+and its self-attention, makes that conv do the downsampling, and does the same in ResConv, so the
+main weights of a layer do not depend on its stride. Both layers are timm's own blocks:
+
+- ResAtt: timm's BoTNet bottleneck `SelfAttnBlock` with `extra_conv` (1x1, depthwise kxk with the
+  stride, self-attention, 1x1); the attention is timm's `Attention2d` (1x1 q / k / v,
+  multi-head, size-free, so one module serves every resolution).
+- ResConv: timm's ResNet `BottleneckBlock` whose kxk conv is depthwise (the position conv, with
+  the stride) and whose attention slot holds the bottleneck's dense kxk conv (1x1, depthwise kxk,
+  dense kxk, 1x1).
+
+As ByobNet does, the last BatchNorm of each layer starts at zero, so a deep hybrid network starts
+as its shortcuts and trains stably from scratch.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-import torch
-from timm.layers import Attention2d, ConvNormAct, create_conv2d, get_act_layer, get_norm_act_layer
+from timm.layers import Attention2d, ConvNormAct, get_act_layer, get_norm_act_layer
 from timm.models.byobnet import BottleneckBlock, LayerFn, SelfAttnBlock
 from torch import nn
 
 from dnatool.arch.spec import BlockSpec
 
 
-class PooledAttention(nn.Module):
-    """Multi-head self-attention on a feature map, then a 2x2 average pool when strided."""
-
-    def __init__(self, dim: int, stride: int = 1, heads: int = 1, device=None, dtype=None) -> None:
-        super().__init__()
-        self.attn = Attention2d(dim, num_heads=heads, device=device, dtype=dtype)
-        self.pool = (
-            nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)
-            if stride > 1
-            else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.attn(x))
+def _attention(dim: int, stride: int = 1, heads: int = 1, device=None, dtype=None) -> nn.Module:
+    """The self-attention SelfAttnBlock asks for (its position conv already strided)."""
+    if stride != 1:
+        raise ValueError("the position conv strides; attention runs at stride 1")
+    return Attention2d(dim, num_heads=heads, device=device, dtype=dtype)
 
 
-class HybridLayer(nn.Module):
-    """A position-encoding depthwise conv (added to the input), then the ByobNet bottleneck."""
+def hybrid_layer(in_chs: int, block: BlockSpec, act: str, drop_path_rate: float = 0.0) -> nn.Module:
+    """One `rc` / `ra` layer (repeat 1) with input width `in_chs`, as timm's ByobNet builds it."""
+    if block.repeat != 1:
+        raise ValueError("a hybrid layer is one layer; expand repeats first")
+    act_layer = get_act_layer(act)
+    conv_norm_act = partial(ConvNormAct, norm_layer=nn.BatchNorm2d, act_layer=act_layer)
+    layers = LayerFn(  # what ByobNet's get_layer_fns makes for BatchNorm and `act`
+        conv_norm_act=conv_norm_act,
+        norm_act=get_norm_act_layer(nn.BatchNorm2d, act_layer=act_layer),
+        act=act_layer,
+    )
+    common = dict(
+        in_chs=in_chs,
+        out_chs=block.out,
+        kernel_size=block.kernel,
+        stride=block.stride,
+        bottle_ratio=block.exp,
+        group_size=1,
+        drop_path_rate=drop_path_rate,
+    )
+    if block.type == "rc":
+        layers.attn = partial(_dense_conv, kernel=block.kernel, conv_norm_act=conv_norm_act)
+        module: nn.Module = BottleneckBlock(layers=layers, **common)
+    elif block.type == "ra":
+        layers.self_attn = partial(_attention, heads=block.heads)
+        module = SelfAttnBlock(layers=layers, extra_conv=True, **common)
+    else:
+        raise ValueError(f"not a hybrid block type: {block.type!r}")
+    module.init_weights(zero_init_last=True)
+    return module
 
-    def __init__(self, in_chs: int, block: BlockSpec, act: str, drop_path_rate: float = 0.0):
-        super().__init__()
-        if block.repeat != 1:
-            raise ValueError("a HybridLayer is one layer; expand repeats first")
-        self.pos = create_conv2d(in_chs, in_chs, block.kernel, depthwise=True, bias=True)
-        act_layer = get_act_layer(act)
-        layers = LayerFn(  # what ByobNet's get_layer_fns makes for BatchNorm and `act`
-            conv_norm_act=partial(ConvNormAct, norm_layer=nn.BatchNorm2d, act_layer=act_layer),
-            norm_act=get_norm_act_layer(nn.BatchNorm2d, act_layer=act_layer),
-            act=act_layer,
-        )
-        common = dict(
-            in_chs=in_chs,
-            out_chs=block.out,
-            stride=block.stride,
-            bottle_ratio=block.exp,
-            drop_path_rate=drop_path_rate,
-        )
-        if block.type == "rc":
-            self.body = BottleneckBlock(kernel_size=block.kernel, layers=layers, **common)
-        elif block.type == "ra":
-            layers.self_attn = partial(PooledAttention, heads=block.heads)
-            self.body = SelfAttnBlock(layers=layers, **common)
-        else:
-            raise ValueError(f"not a hybrid block type: {block.type!r}")
-        self.body.init_weights(zero_init_last=True)  # ByobNet's default
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x + self.pos(x))
+def _dense_conv(channels: int, kernel: int, conv_norm_act, device=None, dtype=None) -> nn.Module:
+    """ResConv's dense kxk conv, in BottleneckBlock's attention slot (called with the channels)."""
+    return conv_norm_act(channels, channels, kernel, device=device, dtype=dtype)

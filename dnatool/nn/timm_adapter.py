@@ -2,7 +2,7 @@
 
 Supernet ops, LUT entries and the final network are all built here from the same block strings,
 so a supernet path, its latency entry and the deployed layer are the same timm module type.
-Hybrid layers (`rc` / `ra`, timm ByobNet blocks in `nn/hybrid.py`) enter timm's builder as 1x1
+Hybrid layers (`rc` / `ra`, timm ByobNet blocks made by `nn/hybrid.py`) enter timm's builder as 1x1
 `cn` placeholders of the same width and stride and are swapped in right after, so a network keeps
 timm's `EfficientNet` stem, stages, head, drop-path schedule and `feature_info`.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from timm.layers import get_act_layer
@@ -56,7 +57,7 @@ def _swap_hybrid(
 ) -> None:
     """Replace the placeholders in built stages by the hybrid layers, with the drop-path rate timm's
     builder gives the block at that position (`rate * index / count`)."""
-    from dnatool.nn.hybrid import HybridLayer
+    from dnatool.nn.hybrid import hybrid_layer
 
     count = sum(block.repeat for stage in stages for block in stage)
     index, chs = 0, in_chs
@@ -67,7 +68,7 @@ def _swap_hybrid(
                 if block.type in HYBRID_TYPES:
                     one = dataclasses.replace(block, repeat=1, stride=block.stride if r == 0 else 1)
                     rate = drop_path_rate * index / count
-                    stage_module[position] = HybridLayer(chs, one, act, rate)
+                    stage_module[position] = hybrid_layer(chs, one, act, rate)
                 chs, position, index = block.out, position + 1, index + 1
 
 
@@ -167,19 +168,24 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@torch.no_grad()
-def count_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of one forward (torch FlopCounterMode counts 2 FLOPs per MAC; it has
-    no formula for the CPU kernel of scaled-dot-product attention, so that one is given here)."""
+def flop_counter() -> Any:
+    """torch's FlopCounterMode, plus the formula it lacks for the CPU kernel of scaled-dot-product
+    attention (one counter for `count_macs` and the meta-device counts of `nn/counts.py`)."""
     from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
     def cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
         return sdpa_flop_count(query, key, value)
 
+    cpu_kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    return FlopCounterMode(display=False, custom_mapping={cpu_kernel: cpu_sdpa})
+
+
+@torch.no_grad()
+def count_macs(module: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward (torch FlopCounterMode counts 2 FLOPs per MAC)."""
     was_training = module.training
     module.eval()
-    cpu_kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    counter = FlopCounterMode(display=False, custom_mapping={cpu_kernel: cpu_sdpa})
+    counter = flop_counter()
     with counter:
         module(torch.zeros(*input_shape))
     module.train(was_training)
