@@ -185,3 +185,29 @@ def test_timm_and_mmseg_backbones_carry_the_hybrid_layers_and_their_weights(tmp_
             torch.testing.assert_close(got, ref)
     with pytest.raises(BadInput, match="output_stride 16"):
         DNABackbone(arch=str(run), out_indices=(0, 1, 2), output_stride=16)
+
+
+@pytest.mark.slow  # two short supernet trainings through the CLI
+@pytest.mark.parametrize("recipe", ["dna-tiny-w", "dnapp-tiny"])
+def test_dna_and_dnapp_train_rate_and_search_on_hybrid_tiny(cli, recipe, tmp_path):
+    """The teacher-guided methods on HyTra's layers: every path of every cell gets a score and
+    search returns a network of the space within the budget."""
+    from pathlib import Path
+
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.nn.model_run import save_model_run
+
+    teacher_arch = resolve_arch(str(Path(__file__).parents[1] / "recipes/arch/digits-teacher.json"))
+    teacher = tmp_path / "teacher"
+    save_model_run(teacher, build_model(teacher_arch), teacher_arch, {}, {})
+    run = tmp_path / "run"
+    overrides = ["space=hybrid-tiny", f"teacher={teacher}", "epochs=1", "max_steps_per_epoch=3"]
+    args = [x for o in (*overrides, "rate_per_class=4") for x in ("-o", o)]
+    assert cli("train", recipe, *args, "--out", str(run)).code == 0
+    assert cli("rate", str(run)).code == 0
+    space = load_space("hybrid-tiny")
+    for k, block in enumerate(space.blocks):
+        assert len(np.load(run / "scores" / f"block_{k}.npz")["scores"]) == block.paths
+    searched = cli("search", str(run), "--params", "150k", "--json")
+    assert searched.code == 0, searched.stderr
+    assert json.loads(searched.stdout)["params"] <= 150_000

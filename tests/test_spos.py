@@ -43,7 +43,7 @@ def spos_run(tmp_path_factory):
     return run, _train_here(run, "epochs=2", "space=tiny-w")
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny-w"])
+@pytest.mark.parametrize("name", ["tiny", "tiny-w", "hybrid-tiny"])
 def test_a_supernet_path_is_the_standalone_network(name):
     """Same module types, and the extracted network computes exactly the supernet's path."""
     space = load_space(name)
