@@ -178,6 +178,26 @@ def test_sampling_is_deterministic_distinct_and_spread():
     assert macs(spread[2]) == summarize(space.to_arch(spread[2]))["macs"]
 
 
+def test_a_truth_grows_by_the_next_draws_or_the_widest_gaps():
+    """More architectures for an existing truth: its own stay first (their jobs keep their
+    meaning), uniform sampling adds the next draws, spread sampling fills the widest gaps."""
+    space = load_space("ranking")
+    five = truth_mod.sample_uniform(space, 5, seed=3)
+    assert truth_mod.sample_uniform(space, 8, 3, keep=five) == truth_mod.sample_uniform(space, 8, 3)
+    with pytest.raises(BadInput, match="not what this sampling draws"):
+        truth_mod.sample_uniform(space, 8, 4, keep=five)
+    macs = truth_mod.macs_counter(space)
+    base = truth_mod.sample_spread(space, macs, 5, pool=200, seed=0)
+    grown = truth_mod.sample_spread(space, macs, 9, pool=200, seed=0, keep=base)
+    assert grown[:5] == base and len({json.dumps(c) for c in grown}) == 9
+    pool = sorted(truth_mod.sample_uniform(space, 200, 0), key=macs)
+    ranks = sorted(pool.index(c) for c in grown)
+    assert ranks[0] == 0 and ranks[-1] == 199  # the ends stay; the gaps halve
+    assert max(np.diff(ranks)) <= 26 < max(np.diff(sorted(pool.index(c) for c in base)))
+    with pytest.raises(BadInput, match="not what this sampling draws"):
+        truth_mod.sample_spread(space, macs, 9, pool=200, seed=1, keep=base)
+
+
 def _fake_plan(space, archs=4, seeds=2):
     return {
         "format": truth_mod.PLAN_FORMAT,
@@ -243,6 +263,13 @@ def test_torchrun_ranks_take_their_share_and_rank0_writes_the_truth(tmp_path, mo
     more = truth_mod.run_truth(tmp_path / "truth", {**plan, "seeds": 3})
     assert trained[8:] == ["a000-s2", "a001-s2", "a002-s2", "a003-s2"]
     assert more["seeds"] == 3 and len(more["noise_ceiling"]["pairwise_kendall_tau"]) == 3
+    # two more architectures: only their jobs train, seed-major; the truth ranks all six
+    wider = _fake_plan(space, archs=6, seeds=3)
+    assert wider["archs"][:4] == plan["archs"]
+    assert truth_mod.planned_archs(tmp_path / "truth") == truth_mod.sample_uniform(space, 4, 0)
+    six = truth_mod.run_truth(tmp_path / "truth", wider)
+    assert trained[12:] == ["a004-s0", "a005-s0", "a004-s1", "a005-s1", "a004-s2", "a005-s2"]
+    assert len(six["archs"]) == 6 and six["jobs"] == 18
 
 
 def test_an_incomplete_truth_is_refused(tmp_path):
@@ -336,6 +363,15 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["methods"]["dna"]["kendall_tau"] == dna["kendall_tau"]
     assert len(list((out / "truth" / "runs").iterdir())) == 8
+    # grow the truth by one architecture: only its two jobs train; it cannot shrink
+    wider = [a if a != "archs=4" else "archs=5" for a in args[:-3]]
+    grown = cli(*wider, "--out", str(out), "--methods", "dna", "--json")
+    assert grown.code == 0, grown.stderr
+    assert json.loads(grown.stdout)["methods"]["dna"]["n"] == 5
+    assert len(list((out / "truth" / "results").glob("*.json"))) == 10
+    narrower = [a if a != "archs=4" else "archs=3" for a in args[:-3]]
+    shrunk = cli(*narrower, "--out", str(out), "--methods", "dna")
+    assert shrunk.code == 2 and "would drop" in shrunk.stderr
 
 
 def test_summary_reports_targets_and_prints_undefined_figures():

@@ -136,12 +136,14 @@ def _truth_recipe(recipe: RankingRecipe, data: str) -> dict[str, Any]:
     return to_dict(loaded)
 
 
-def sample_truth_archs(recipe: RankingRecipe, space: Any) -> list:
+def sample_truth_archs(recipe: RankingRecipe, space: Any, keep: list | None = None) -> list:
+    """The truth's architectures; `keep`: those of a truth that grows (they stay first)."""
+    keep = keep or []
     if recipe.sample == "uniform":
-        return truth_mod.sample_uniform(space, recipe.archs, recipe.seed)
+        return truth_mod.sample_uniform(space, recipe.archs, recipe.seed, keep)
     if recipe.sample == "macs":  # method-neutral: small and large networks both represented
         return truth_mod.sample_spread(
-            space, truth_mod.macs_counter(space), recipe.archs, recipe.pool, recipe.seed
+            space, truth_mod.macs_counter(space), recipe.archs, recipe.pool, recipe.seed, keep
         )
     from dnatool.rate.ranking import arch_score
     from dnatool.rate.score_lists import load_score_lists, run_space
@@ -153,7 +155,7 @@ def sample_truth_archs(recipe: RankingRecipe, space: Any) -> list:
         )
     lists = load_score_lists(recipe.spread_run, space)
     return truth_mod.sample_spread(
-        space, lambda c: arch_score(lists, c), recipe.archs, recipe.pool, recipe.seed
+        space, lambda c: arch_score(lists, c), recipe.archs, recipe.pool, recipe.seed, keep
     )
 
 
@@ -166,10 +168,17 @@ def build_truth(
     out = Path(out)
     space = load_space(recipe.space)
     data, data_id = prepare_data(recipe, out, report)
+    planned = truth_mod.planned_archs(out / "truth")
+    if len(planned) > recipe.archs:
+        raise BadInput(
+            f"{out / 'truth'} already plans {len(planned)} architectures; archs={recipe.archs} "
+            "would drop some (a truth only grows)"
+        )
+    keep = planned if len(planned) < recipe.archs else []  # a truth that grows keeps its own
     plan = truth_mod.make_plan(
         space,
         recipe.space,
-        sample_truth_archs(recipe, space),
+        sample_truth_archs(recipe, space, keep),
         recipe.seeds,
         _truth_recipe(recipe, data),
         data_id,

@@ -59,8 +59,12 @@ def _key(choices: Sequence[Choice]) -> tuple:
     return tuple((int(c), tuple(int(op) for op in p)) for c, p in choices)
 
 
-def sample_uniform(space: SearchSpace, count: int, seed: int) -> list[list[Choice]]:
-    """`count` distinct architectures drawn uniformly (`space.sample`, a seeded generator)."""
+def sample_uniform(
+    space: SearchSpace, count: int, seed: int, keep: Sequence[Sequence[Choice]] = ()
+) -> list[list[Choice]]:
+    """`count` distinct architectures drawn uniformly (`space.sample`, a seeded generator). The
+    draws of a smaller count are a prefix of those of a larger one; `keep` (a truth's
+    architectures) must be that prefix, so a truth grows by the next draws."""
     if count > space.distinct:
         raise BadInput(f"space {space.name!r} has only {space.distinct} distinct architectures")
     rng = np.random.default_rng([seed, 101])
@@ -69,19 +73,51 @@ def sample_uniform(space: SearchSpace, count: int, seed: int) -> list[list[Choic
         choices = space.sample(rng)
         picked.setdefault(_key(choices), choices)
         if len(picked) == count:
-            return list(picked.values())
+            drawn = list(picked.values())
+            _check_kept(keep, [_key(c) for c in drawn[: len(keep)]])
+            return drawn
     raise BadInput(f"could not draw {count} distinct architectures from space {space.name!r}")
 
 
 def sample_spread(
-    space: SearchSpace, scores: Any, count: int, pool: int, seed: int
+    space: SearchSpace,
+    scores: Any,
+    count: int,
+    pool: int,
+    seed: int,
+    keep: Sequence[Sequence[Choice]] = (),
 ) -> list[list[Choice]]:
     """`count` architectures whose scores (`scores(choices)`, e.g. a rated run's) are evenly
-    spread over the range of a uniform pool: the ends of the range are always represented."""
+    spread over the range of a uniform pool: the ends of the range are always represented.
+    With `keep` (a truth's architectures, drawn from the same pool) those stay first, in order,
+    and each further pick takes the pool's architecture farthest in score rank from every pick
+    so far (the middle of the widest gap): a truth grows without retraining what it has."""
     candidates = sample_uniform(space, min(max(pool, count), space.distinct), seed)
     ranked = sorted(candidates, key=scores)
-    picks = np.unique(np.linspace(0, len(ranked) - 1, count).round().astype(int))
-    return [ranked[i] for i in picks]
+    if not keep:
+        picks = np.unique(np.linspace(0, len(ranked) - 1, count).round().astype(int))
+        return [ranked[i] for i in picks]
+    rank = {_key(c): i for i, c in enumerate(ranked)}
+    _check_kept(keep, [_key(c) if _key(c) in rank else None for c in keep])
+    taken = [rank[_key(c)] for c in keep]
+    grown = [list(map(tuple, c)) for c in keep]
+    free = np.setdiff1d(np.arange(len(ranked)), taken)
+    while len(grown) < count and free.size:
+        gaps = np.abs(free[:, None] - np.asarray(taken)[None, :]).min(axis=1)
+        best = int(free[int(np.argmax(gaps))])  # the first of equal gaps: deterministic
+        taken.append(best)
+        grown.append(ranked[best])
+        free = free[free != best]
+    return [[(int(c), tuple(p)) for c, p in choices] for choices in grown]
+
+
+def _check_kept(keep: Sequence[Sequence[Choice]], drawn: list[tuple | None]) -> None:
+    """Refuse to grow a truth whose architectures this sampling would not have drawn."""
+    if [_key(c) for c in keep] != drawn:
+        raise BadInput(
+            "the truth's architectures are not what this sampling draws (another seed, pool, "
+            "sampling or space?); grow it with the settings it was made with"
+        )
 
 
 def macs_counter(space: SearchSpace) -> Any:
@@ -139,19 +175,30 @@ def make_plan(
     }
 
 
+def planned_archs(truth_dir: Path) -> list[list[Choice]]:
+    """The architectures of the truth planned in `truth_dir` (none when there is no plan)."""
+    path = truth_dir / PLAN_FILE
+    if not path.is_file():
+        return []
+    rows = io.read_json(path, "truth plan").get("archs") or []
+    return [[(int(c), tuple(int(op) for op in p)) for c, p in row["choices"]] for row in rows]
+
+
 def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
     """Write the plan, or check it against the one a previous (killed) truth wrote. Only the
-    number of seeds may change: every job keeps its meaning, so a truth can gain a seed later
-    (or be closed with the seeds done so far)."""
+    number of seeds may change, and architectures may be added after the planned ones: every
+    job keeps its meaning, so a truth can gain a seed or architectures later (or be closed with
+    the seeds done so far)."""
     path = truth_dir / PLAN_FILE
     if path.is_file():
         old = io.read_json(path, "truth plan")
+        grows = old.get("archs") == plan["archs"][: len(old.get("archs") or [])]
         for key in ("space", "data", "recipe", "archs"):
-            if old.get(key) != plan.get(key):
+            if old.get(key) != plan.get(key) and not (key == "archs" and grows):
                 raise BadInput(
                     f"{path} plans another truth ({key} differs); use another --out or the same settings"
                 )
-        if old.get("seeds") == plan["seeds"]:
+        if old.get("seeds") == plan["seeds"] and old.get("archs") == plan["archs"]:
             return old
     io.write_json(path, plan)
     return plan
