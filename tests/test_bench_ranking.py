@@ -190,6 +190,7 @@ def test_a_truth_grows_by_the_next_draws_or_the_widest_gaps():
     base = truth_mod.sample_spread(space, macs, 5, pool=200, seed=0)
     grown = truth_mod.sample_spread(space, macs, 9, pool=200, seed=0, keep=base)
     assert grown[:5] == base and len({json.dumps(c) for c in grown}) == 9
+    assert truth_mod.sample_spread(space, macs, 9, pool=200, seed=0, keep=grown) == grown
     pool = sorted(truth_mod.sample_uniform(space, 200, 0), key=macs)
     ranks = sorted(pool.index(c) for c in grown)
     assert ranks[0] == 0 and ranks[-1] == 199  # the ends stay; the gaps halve
@@ -369,6 +370,8 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert grown.code == 0, grown.stderr
     assert json.loads(grown.stdout)["methods"]["dna"]["n"] == 5
     assert len(list((out / "truth" / "results").glob("*.json"))) == 10
+    again = cli(*wider, "--out", str(out), "--methods", "dna", "--json")  # the grown truth resumes
+    assert again.code == 0, again.stderr
     narrower = [a if a != "archs=4" else "archs=3" for a in args[:-3]]
     shrunk = cli(*narrower, "--out", str(out), "--methods", "dna")
     assert shrunk.code == 2 and "would drop" in shrunk.stderr

@@ -174,7 +174,7 @@ def build_truth(
             f"{out / 'truth'} already plans {len(planned)} architectures; archs={recipe.archs} "
             "would drop some (a truth only grows)"
         )
-    keep = planned if len(planned) < recipe.archs else []  # a truth that grows keeps its own
+    keep = planned  # a resumed (or grown) truth keeps its own, first and in order
     plan = truth_mod.make_plan(
         space,
         recipe.space,
