@@ -164,7 +164,9 @@ def test_rate_writes_score_lists_that_search_reads_and_leaves_the_target_alone(c
     assert cli("rate", str(run), "--norm", "var").code == 2
 
 
-@pytest.mark.parametrize("name", ["bossnas-tiny", "bossnas-hybrid-tiny"])
+@pytest.mark.parametrize(
+    "name", ["bossnas-tiny", pytest.param("bossnas-hybrid-tiny", marks=pytest.mark.slow)]
+)
 def test_prefix_shared_recalibration_equals_per_path_recalibration(name):
     """Rating walks each cell's path tree, refilling BN statistics once per prefix: the scores
     must be exactly those of recalibrating and running every path on its own (MBConv ops, and

@@ -113,6 +113,7 @@ def test_macs_count_the_attention_products():
         )
 
 
+@pytest.mark.slow  # a CLI export (about 10 s): the default suite stays under 10 minutes
 def test_onnx_export_matches_torch(cli, tmp_path):
     arch_file = tmp_path / "hybrid.json"
     arch_file.write_text(_arch().to_json())
