@@ -100,15 +100,13 @@ def sample_spread(
     rank = {_key(c): i for i, c in enumerate(ranked)}
     _check_kept(keep, [_key(c) if _key(c) in rank else None for c in keep])
     taken = [rank[_key(c)] for c in keep]
-    grown = [list(map(tuple, c)) for c in keep]
     free = np.setdiff1d(np.arange(len(ranked)), taken)
-    while len(grown) < count and free.size:
+    while len(taken) < count and free.size:
         gaps = np.abs(free[:, None] - np.asarray(taken)[None, :]).min(axis=1)
         best = int(free[int(np.argmax(gaps))])  # the first of equal gaps: deterministic
         taken.append(best)
-        grown.append(ranked[best])
         free = free[free != best]
-    return [[(int(c), tuple(p)) for c, p in choices] for choices in grown]
+    return [ranked[i] for i in taken]
 
 
 def _check_kept(keep: Sequence[Sequence[Choice]], drawn: list[tuple | None]) -> None:
