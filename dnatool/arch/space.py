@@ -18,12 +18,14 @@ import dataclasses
 import difflib
 import functools
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from dnatool.arch.ops import Op, out_resolution, parse_ops
@@ -36,13 +38,29 @@ Choice = tuple[int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
+class Fabric:
+    """HyTra's resolution fabric (BossNAS, ICCV 2021, Sec. 4 and appendix): scale i runs at the
+    resolution entering block 0 halved i times, with width `widths[i]` (widths tie states to
+    scales); every layer keeps its input's scale or halves it (stride 2) until the last scale;
+    `ops[i]` are the op indices allowed at scale i (the paper allows ResAtt only at the last two)."""
+
+    widths: tuple[int, ...]
+    ops: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
 class Cell:
     """A cell: `layers` layers of width `width`; `count` declared cells it stands for (identical
-    cells are merged into one, so each distinct network is trained and scored once)."""
+    cells are merged into one, so each distinct network is trained and scored once). A fabric
+    cell is entered at scale `in_scale` only, its layer d outputs scale `scales[d]` and picks one
+    of `options[d]` (op indices); other cells take any input state and every op at every layer."""
 
     layers: int
     width: int
     count: int = 1
+    in_scale: int = -1
+    scales: tuple[int, ...] = ()
+    options: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,15 +71,23 @@ class Block:
     cells: tuple[Cell, ...]
     ops: tuple[Op, ...]
 
+    def layer_options(self, c: int) -> tuple[tuple[int, ...], ...]:
+        """The op indices each layer of cell c may take (every op, except in fabric cells)."""
+        cell = self.cells[c]
+        return cell.options or (tuple(range(len(self.ops))),) * cell.layers
+
+    def cell_paths(self, c: int) -> int:
+        return math.prod(len(o) for o in self.layer_options(c))
+
     @property
     def paths(self) -> int:
         """Distinct paths: every path of every distinct cell."""
-        return sum(len(self.ops) ** cell.layers for cell in self.cells)
+        return sum(self.cell_paths(c) for c in range(len(self.cells)))
 
     @property
     def size(self) -> int:
         """Paths as the paper counts them, each declared (possibly identical) cell separately."""
-        return sum(cell.count * len(self.ops) ** cell.layers for cell in self.cells)
+        return sum(cell.count * self.cell_paths(c) for c, cell in enumerate(self.cells))
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -90,10 +116,12 @@ class Layer:
 class LayerGrid:
     """Every distinct layer of one block (`SearchSpace.layer_grid`): `first[s][c][op]` opens cell
     c on input state s, `later[c][d - 1][op]` is layer d >= 1 of cell c (one row per depth, so a
-    cell whose layers differ by depth is described as exactly as one whose layers repeat)."""
+    cell whose layers differ by depth is described as exactly as one whose layers repeat). None
+    where there is no such layer: a fabric cell entered from another scale, an op not allowed at
+    a layer's scale."""
 
-    first: tuple[tuple[tuple[Layer, ...], ...], ...]
-    later: tuple[tuple[tuple[Layer, ...], ...], ...]
+    first: tuple[tuple[tuple[Layer | None, ...], ...], ...]
+    later: tuple[tuple[tuple[Layer | None, ...], ...], ...]
 
 
 @dataclass(frozen=True)
@@ -110,6 +138,7 @@ class SearchSpace:
     blocks: tuple[Block, ...]
     description: str = ""
     version: int = 2
+    fabric: Fabric | None = None
 
     def __hash__(self) -> int:
         return self._hash
@@ -129,18 +158,57 @@ class SearchSpace:
                 self.se,
                 self.fixed,
                 self.blocks,
+                self.fabric,
             )
         )
 
     @property
     def size(self) -> int:
         """Number of architectures as the paper counts them (identical cells counted apart)."""
+        if self.fabric is not None:
+            return self.distinct
         return math.prod(block.size for block in self.blocks)
 
     @property
     def distinct(self) -> int:
         """Number of distinct architectures: what is trained, rated and searched."""
+        if self.fabric is not None:
+            return self._completions[0][self.in_widths(0)[0]]
         return math.prod(block.paths for block in self.blocks)
+
+    @functools.cached_property
+    def _completions(self) -> tuple[dict[int, int], ...]:
+        """Per block k and input width: the number of ways to finish the network from there
+        (a fabric's cells are entered from one scale only, so counts are not plain products)."""
+        counts: list[dict[int, int]] = [{w: 1 for w in self.in_widths(len(self.blocks))}]
+        for k in reversed(range(len(self.blocks))):
+            block, nxt = self.blocks[k], counts[0]
+            counts.insert(
+                0,
+                {
+                    w: sum(
+                        block.cell_paths(c) * nxt[cell.width]
+                        for c, cell in enumerate(block.cells)
+                        if w in self.cell_in_widths(k, c)
+                    )
+                    for w in self.in_widths(k)
+                },
+            )
+        return tuple(counts)
+
+    def cell_in_widths(self, k: int, c: int) -> tuple[int, ...]:
+        """The input states cell c of block k can be entered from (a fabric cell: one)."""
+        cell = self.blocks[k].cells[c]
+        if self.fabric is None or cell.in_scale < 0:
+            return self.in_widths(k)
+        return self.in_widths(0) if k == 0 else (self.fabric.widths[cell.in_scale],)
+
+    def scale_resolution(self, scale: int, resolution: int | None = None) -> int:
+        """Spatial size of a fabric scale: block 0's input size halved `scale` times."""
+        size = self.block_in_resolution(0, resolution)
+        for _ in range(scale):
+            size = out_resolution(size, 2)
+        return size
 
     @property
     def coupled(self) -> bool:
@@ -163,12 +231,20 @@ class SearchSpace:
             )
         return widths[0]
 
-    def block_in_resolution(self, k: int, resolution: int | None = None) -> int:
-        """Spatial size of block k's input (k = len(blocks): the head's) at `resolution`."""
+    def block_in_resolution(
+        self, k: int, resolution: int | None = None, width: int | None = None
+    ) -> int:
+        """Spatial size of block k's input (k = len(blocks): the head's) at `resolution`; in a
+        fabric it is the input state's (`width`, needed when several can enter block k)."""
         size = out_resolution(resolution or self.resolution, 2)
         for stage in self.fixed:
             for block in stage:
                 size = out_resolution(size, block.stride)
+        if self.fabric is not None:
+            if k == 0:
+                return size
+            scale = self.fabric.widths.index(self.resolve_in_width(k, width))
+            return self.scale_resolution(scale, resolution)
         for block in self.blocks[:k]:
             size = out_resolution(size, block.stride)
         return size
@@ -178,26 +254,41 @@ class SearchSpace:
 
     def layer_spec(self, k: int, cell: int, op: int, depth: int) -> BlockSpec:
         """THE op -> layer mapping: op `op` of block k as layer `depth` of cell `cell` (depth 0
-        opens the cell and carries the block's stride)."""
+        opens the cell and carries the block's stride; in a fabric a layer strides when its
+        scale is one below its input's)."""
         block = self.blocks[k]
+        c = block.cells[cell]
+        if self.fabric is None:
+            return block.ops[op].layer(
+                out=c.width, stride=block.stride if depth == 0 else 1, se=self.se
+            )
+        before = c.in_scale if depth == 0 else c.scales[depth - 1]
         return block.ops[op].layer(
-            out=block.cells[cell].width, stride=block.stride if depth == 0 else 1, se=self.se
+            out=self.fabric.widths[c.scales[depth]],
+            stride=2 if c.scales[depth] > before else 1,
+            se=self.se,
         )
 
     def layer(self, k: int, cell: int, op: int, depth: int, in_width: int | None = None) -> Layer:
         """One layer with its input: the first layer of a cell takes the block's input (width
-        `in_width`, one of `in_widths(k)`), a later one the cell's own width after the stride."""
-        res = self.block_in_resolution(k)
+        `in_width`, one of `cell_in_widths(k, cell)`), a later one the previous layer's output."""
         spec = self.layer_spec(k, cell, op, depth)
+        c = self.blocks[k].cells[cell]
+        if self.fabric is not None:
+            if depth == 0:
+                width = self.resolve_cell_in_width(k, cell, in_width)
+                return Layer(spec, width, self.scale_resolution(c.in_scale))
+            scale = c.scales[depth - 1]
+            return Layer(spec, self.fabric.widths[scale], self.scale_resolution(scale))
+        res = self.block_in_resolution(k)
         if depth == 0:
             return Layer(spec, self.resolve_in_width(k, in_width), res)
-        block = self.blocks[k]
-        return Layer(spec, block.cells[cell].width, out_resolution(res, block.stride))
+        return Layer(spec, c.width, out_resolution(res, self.blocks[k].stride))
 
     def path_layers(self, k: int, choice: Choice, in_width: int | None = None) -> tuple[Layer, ...]:
         """THE width / resolution walk: the layers of one path of block k with their inputs."""
         cell_index, path = self._check_choice(k, choice)
-        return self._walk(k, cell_index, path, self.resolve_in_width(k, in_width))
+        return self._walk(k, cell_index, path, self.resolve_cell_in_width(k, cell_index, in_width))
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 (spaces are immutable and few)
     def _walk(self, k: int, cell: int, path: tuple[int, ...], width: int) -> tuple[Layer, ...]:
@@ -209,12 +300,20 @@ class SearchSpace:
         cells). A layer's cost depends on nothing else, so per-path costs are sums over it."""
         block = self.blocks[k]
         ops = range(len(block.ops))
+
+        def at(c: int, op: int, d: int, w: int | None = None) -> Layer | None:
+            if op not in block.layer_options(c)[d] or (
+                d == 0 and w not in self.cell_in_widths(k, c)
+            ):
+                return None
+            return self.layer(k, c, op, d, w)
+
         first = tuple(
-            tuple(tuple(self.layer(k, c, op, 0, w) for op in ops) for c in range(len(block.cells)))
+            tuple(tuple(at(c, op, 0, w) for op in ops) for c in range(len(block.cells)))
             for w in self.in_widths(k)
         )
         later = tuple(
-            tuple(tuple(self.layer(k, c, op, d) for op in ops) for d in range(1, cell.layers))
+            tuple(tuple(at(c, op, d) for op in ops) for d in range(1, cell.layers))
             for c, cell in enumerate(block.cells)
         )
         return LayerGrid(first, later)
@@ -229,16 +328,33 @@ class SearchSpace:
         return self.blocks[k].cells[self._check_choice(k, choice)[0]].width
 
     def chain_widths(self, choices: list[Choice]) -> list[int]:
-        """Input width of every block and, last, of the head, for one architecture."""
+        """Input width of every block and, last, of the head, for one architecture (or the
+        first blocks of one); refused when a fabric cell cannot follow the previous block."""
         widths = [self.in_widths(0)[0]]
         for k, choice in enumerate(choices):
-            widths.append(self.out_width(k, choice))
+            out = self.out_width(k, choice)
+            self.resolve_cell_in_width(k, choice[0], widths[-1])
+            widths.append(out)
         return widths
 
     def head_input(self, width: int | None = None) -> tuple[int, int]:
         """THE head input: (width, size) after the last block."""
         last = len(self.blocks)
-        return self.resolve_in_width(last, width), self.block_in_resolution(last)
+        width = self.resolve_in_width(last, width)
+        return width, self.block_in_resolution(last, width=width)
+
+    def resolve_cell_in_width(self, k: int, cell: int, in_width: int | None) -> int:
+        """`in_width` checked against the states cell `cell` of block k can be entered from."""
+        allowed = self.cell_in_widths(k, cell)
+        if in_width is None and len(allowed) == 1:
+            return allowed[0]
+        width = self.resolve_in_width(k, in_width)
+        if width not in allowed:
+            raise BadInput(
+                f"cell {cell} of block {k} of space {self.name!r} is entered at width "
+                f"{allowed[0]}, not {width}: the fabric cannot take that route"
+            )
+        return width
 
     def resolve_in_width(self, k: int, in_width: int | None) -> int:
         """`in_width` checked against block k's interface states (None: the only one there is)."""
@@ -259,7 +375,7 @@ class SearchSpace:
         if not 0 <= cell_index < len(block.cells):
             raise BadInput(f"cell {cell_index} out of range for block {k} of space {self.name!r}")
         if len(path) != block.cells[cell_index].layers or any(
-            not 0 <= op < len(block.ops) for op in path
+            op not in options for op, options in zip(path, block.layer_options(cell_index))
         ):
             raise BadInput(
                 f"path {list(path)} does not fit cell {cell_index} of block {k} of {self.name!r}"
@@ -272,7 +388,13 @@ class SearchSpace:
             raise BadInput(
                 f"space {self.name!r} has {len(self.blocks)} blocks, got {len(choices)} choices"
             )
-        stages = list(self.fixed) + [tuple(self.layer_blocks(k, c)) for k, c in enumerate(choices)]
+        self.chain_widths(choices)
+        stages = list(self.fixed)
+        for k, choice in enumerate(choices):
+            layers = self.layer_blocks(k, choice)
+            # timm strides only a stage's first block: a fabric layer that halves opens a stage
+            cuts = [0] + [i for i, spec in enumerate(layers) if i and spec.stride != 1]
+            stages += [tuple(layers[a:b]) for a, b in zip(cuts, [*cuts[1:], len(layers)])]
         meta = {"space": self.name, "choices": [[c, list(p)] for c, p in choices]}
         return ArchSpec(
             stages=tuple(stages),
@@ -288,6 +410,8 @@ class SearchSpace:
 
     def sample(self, rng: Any) -> list[Choice]:
         """One uniformly random distinct architecture (cells weighted by their number of paths)."""
+        if self.fabric is not None:
+            return self._sample_fabric(rng)
         choices = []
         for block in self.blocks:
             weights = [len(block.ops) ** cell.layers for cell in block.cells]
@@ -296,6 +420,57 @@ class SearchSpace:
                 int(v) for v in rng.integers(0, len(block.ops), block.cells[cell_index].layers)
             )
             choices.append((cell_index, path))
+        return choices
+
+    def _sample_fabric(self, rng: Any) -> list[Choice]:
+        """Uniform over the fabric's routes: a cell is drawn in proportion to its paths times
+        the completions from where it ends."""
+        choices: list[Choice] = []
+        width = self.in_widths(0)[0]
+        for k, block in enumerate(self.blocks):
+            nxt = self._completions[k + 1]
+            weights = np.array(
+                [
+                    block.cell_paths(c) * nxt[cell.width]
+                    if width in self.cell_in_widths(k, c)
+                    else 0
+                    for c, cell in enumerate(block.cells)
+                ],
+                dtype=np.float64,
+            )
+            c = int(rng.choice(len(block.cells), p=weights / weights.sum()))
+            path = tuple(int(o[rng.integers(0, len(o))]) for o in block.layer_options(c))
+            choices.append((c, path))
+            width = block.cells[c].width
+        return choices
+
+    def example(self, end_width: int | None = None) -> list[Choice]:
+        """Some architecture (ending in `end_width` when given): first cells, first ops, that
+        the fabric allows (modules whose shape depends only on where a route ends use it)."""
+        last = len(self.blocks)
+        ends = (
+            self.in_widths(last) if end_width is None else (self.resolve_in_width(last, end_width),)
+        )
+        reach: list[set[int]] = [set(ends)]
+        for k in reversed(range(len(self.blocks))):
+            reach.insert(
+                0,
+                {
+                    w
+                    for c, cell in enumerate(self.blocks[k].cells)
+                    if cell.width in reach[0]
+                    for w in self.cell_in_widths(k, c)
+                },
+            )
+        width, choices = self.in_widths(0)[0], []
+        for k, block in enumerate(self.blocks):
+            c = next(
+                c
+                for c, cell in enumerate(block.cells)
+                if width in self.cell_in_widths(k, c) and cell.width in reach[k + 1]
+            )
+            choices.append((c, tuple(o[0] for o in block.layer_options(c))))
+            width = block.cells[c].width
         return choices
 
     def with_cells(self, k: int, cells: tuple[Cell, ...]) -> SearchSpace:
@@ -317,10 +492,20 @@ class SearchSpace:
                 "se": self.se,
                 "num_classes": self.num_classes,
                 "in_chans": self.in_chans,
+                **({"fabric": self._fabric_dict()} if self.fabric else {}),
             },
             sort_keys=True,
         )
         return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+    def _fabric_dict(self) -> dict[str, Any]:
+        assert self.fabric is not None
+        ops = self.blocks[0].ops
+        return {
+            "widths": list(self.fabric.widths),
+            "resolutions": [self.scale_resolution(i) for i in range(len(self.fabric.widths))],
+            "ops": [[ops[o].name for o in allowed] for allowed in self.fabric.ops],
+        }
 
     def describe(self) -> dict[str, Any]:
         """The `space show --json` object (contracts.md)."""
@@ -330,10 +515,21 @@ class SearchSpace:
             "distinct": self.distinct,
             "coupled": self.coupled,
             "resolution": self.resolution,
+            **({"fabric": self._fabric_dict()} if self.fabric else {}),
             "blocks": [
                 {
                     "cells": [
-                        {"layers": c.layers, "width": c.width, "count": c.count} for c in b.cells
+                        {
+                            "layers": c.layers,
+                            "width": c.width,
+                            "count": c.count,
+                            **(
+                                {"in_scale": c.in_scale, "scales": list(c.scales)}
+                                if c.scales
+                                else {}
+                            ),
+                        }
+                        for c in b.cells
                     ],
                     "ops": [op.name for op in b.ops],
                     "op_type": b.ops[0].type,
@@ -388,7 +584,12 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
         )
     try:
         default_ops = parse_ops(data["ops"])
-        blocks = tuple(_block(b, default_ops, version) for b in data["blocks"])
+        fabric = None
+        if "fabric" in data:
+            fabric = _fabric(data["fabric"], default_ops)
+            blocks = _fabric_blocks(data["blocks"], fabric, default_ops)
+        else:
+            blocks = tuple(_block(b, default_ops, version) for b in data["blocks"])
         if not blocks:
             raise ValueError("a space needs at least one block")
         se = float(data.get("se", 0.25))
@@ -396,6 +597,10 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
             for cell in block.cells:
                 for op in block.ops:
                     check_block(op.layer(out=cell.width, stride=block.stride, se=se))
+        if fabric is not None:
+            for width, allowed in zip(fabric.widths, fabric.ops, strict=True):
+                for op in allowed:
+                    check_block(default_ops[op].layer(out=width, stride=1, se=se))
         return SearchSpace(
             name=str(data["name"]),
             description=str(data.get("description", "")),
@@ -409,6 +614,7 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
             fixed=tuple(tuple(parse_block(s) for s in stage) for stage in data.get("fixed", [])),
             blocks=blocks,
             version=int(version),
+            fabric=fabric,
         )
     except KeyError as exc:
         raise BadInput(f"search space {source} lacks field {exc.args[0]!r}") from None
@@ -430,7 +636,69 @@ SPACE_FIELDS = {
     "fixed",
     "ops",
     "blocks",
+    "fabric",
 }
+
+
+def _fabric(data: Any, ops: tuple[Op, ...]) -> Fabric:
+    """`fabric: {widths: [..], ops: [[op names], ..]}`: one width (and allowed ops) per scale."""
+    if not isinstance(data, dict):
+        raise ValueError("fabric must be a mapping with `widths` (and `ops`)")
+    unknown = sorted(set(data) - {"widths", "ops"})
+    if unknown:
+        raise ValueError(f"unknown fabric field {unknown[0]!r}")
+    widths = tuple(int(w) for w in data["widths"])
+    if not widths or min(widths) < 1 or list(widths) != sorted(set(widths)):
+        raise ValueError("fabric widths must be positive and strictly increasing (one per scale)")
+    names = [op.name for op in ops]
+    allowed = data.get("ops", [names] * len(widths))
+    if len(allowed) != len(widths):
+        raise ValueError(
+            f"fabric ops must list the allowed ops of each of the {len(widths)} scales"
+        )
+    per_scale = []
+    for scale, listed in enumerate(allowed):
+        bad = [n for n in listed if n not in names]
+        if bad or not listed:
+            raise ValueError(
+                f"fabric scale {scale} allows unknown op {bad[0]!r} (ops: {', '.join(names)})"
+                if bad
+                else f"fabric scale {scale} allows no op"
+            )
+        per_scale.append(tuple(sorted({names.index(n) for n in listed})))
+    return Fabric(widths, tuple(per_scale))
+
+
+def _fabric_blocks(data: Any, fabric: Fabric, ops: tuple[Op, ...]) -> tuple[Block, ...]:
+    """A fabric space's blocks are `{layers: N}`: their cells are every route of N layers that
+    keeps or halves the scale layer by layer, from each scale the block can be entered at."""
+    blocks = []
+    entry = {0}
+    top = len(fabric.widths) - 1
+    for item in data:
+        if not isinstance(item, dict) or set(item) != {"layers"}:
+            raise ValueError("blocks of a fabric space are {layers: N} (cells follow the fabric)")
+        layers = int(item["layers"])
+        if layers < 1:
+            raise ValueError("fabric blocks need layers >= 1")
+        cells = []
+        for start in sorted(entry):
+            for steps in itertools.product((0, 1), repeat=layers):
+                scales = tuple(start + s for s in itertools.accumulate(steps))
+                if scales[-1] > top:
+                    continue
+                cells.append(
+                    Cell(
+                        layers=layers,
+                        width=fabric.widths[scales[-1]],
+                        in_scale=start,
+                        scales=scales,
+                        options=tuple(fabric.ops[s] for s in scales),
+                    )
+                )
+        blocks.append(Block(stride=1, cells=tuple(cells), ops=ops))
+        entry = {cell.scales[-1] for cell in cells}
+    return tuple(blocks)
 
 
 def _block(data: dict[str, Any], default_ops: tuple[Op, ...], version: int) -> Block:

@@ -21,27 +21,28 @@ from dnatool.nn.timm_adapter import build_model, build_op
 
 
 class SposCell(nn.Module):
-    """One cell of block k: `first[str(in_width)][op]` opens it, `later[d - 1][op]` is layer d."""
+    """One cell of block k: `first[str(in_width)][str(op)]` opens it, `later[d - 1][str(op)]` is
+    layer d; only the input widths and ops the cell allows there (a fabric cell: its own scale's)."""
 
     def __init__(self, space: SearchSpace, k: int, cell: int) -> None:
         super().__init__()
-        ops = range(len(space.blocks[k].ops))
+        options = space.blocks[k].layer_options(cell)
         self.first = nn.ModuleDict(
             {
-                str(w): nn.ModuleList([_op(space, k, cell, op, 0, w) for op in ops])
-                for w in space.in_widths(k)
+                str(w): nn.ModuleDict({str(op): _op(space, k, cell, op, 0, w) for op in options[0]})
+                for w in space.cell_in_widths(k, cell)
             }
         )
         self.later = nn.ModuleList(
             [
-                nn.ModuleList([_op(space, k, cell, op, d) for op in ops])
-                for d in range(1, space.blocks[k].cells[cell].layers)
+                nn.ModuleDict({str(op): _op(space, k, cell, op, d) for op in options[d]})
+                for d in range(1, len(options))
             ]
         )
 
     def layer_module(self, depth: int, op: int, in_width: int) -> nn.Module:
         """Op `op` at layer `depth` (the first layer's module depends on the block's input width)."""
-        return self.first[str(in_width)][op] if depth == 0 else self.later[depth - 1][op]
+        return self.first[str(in_width)][str(op)] if depth == 0 else self.later[depth - 1][str(op)]
 
     def path_modules(self, path: Sequence[int], in_width: int) -> list[nn.Module]:
         """The modules one path runs, in order."""
@@ -64,7 +65,7 @@ class SposSupernet(nn.Module):
         self.num_classes = num_classes or space.num_classes
         heads = space.in_widths(len(space.blocks))
         reference = {
-            w: build_model(space.to_arch(_ending_in(space, w)), num_classes=self.num_classes)
+            w: build_model(space.to_arch(space.example(w)), num_classes=self.num_classes)
             for w in heads
         }
         model = reference[heads[0]]
@@ -98,15 +99,6 @@ class SposSupernet(nn.Module):
         return self.classifier(self.global_pool(x))
 
 
-def _ending_in(space: SearchSpace, width: int) -> list[Choice]:
-    """Some architecture whose last block ends in `width` (for the head module of that width)."""
-    choices = [(0, (0,) * block.cells[0].layers) for block in space.blocks]
-    last = space.blocks[-1]
-    cell = next(c for c, spec in enumerate(last.cells) if spec.width == width)
-    choices[-1] = (cell, (0,) * last.cells[cell].layers)
-    return choices
-
-
 def extract_subnet(supernet: SposSupernet, choices: Sequence[Choice]) -> nn.Module:
     """The standalone timm network of `choices` carrying the supernet's weights of that path
     (its outputs equal `supernet(x, choices)`: the tests check it)."""
@@ -116,10 +108,11 @@ def extract_subnet(supernet: SposSupernet, choices: Sequence[Choice]) -> nn.Modu
     model.bn1.load_state_dict(supernet.bn1.state_dict())
     for s, stage in enumerate(supernet.fixed):
         model.blocks[s].load_state_dict(stage.state_dict())
-    offset = len(space.fixed)
-    for k, modules in enumerate(supernet.path_modules(choices)):
-        for j, module in enumerate(modules):
-            model.blocks[offset + k][j].load_state_dict(module.state_dict())
+    # the searchable layers in order (a fabric layer that halves opens a new stage)
+    layers = [layer for stage in list(model.blocks)[len(space.fixed) :] for layer in stage]
+    modules = [m for block in supernet.path_modules(choices) for m in block]
+    for layer, module in zip(layers, modules, strict=True):
+        layer.load_state_dict(module.state_dict())
     head = supernet.heads[str(space.chain_widths(list(choices))[-1])]
     model.conv_head.load_state_dict(head[0].state_dict())
     model.bn2.load_state_dict(head[1].state_dict())

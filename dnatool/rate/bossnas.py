@@ -30,7 +30,15 @@ from torch import nn
 from dnatool.arch.space import Choice
 from dnatool.data import Splits
 from dnatool.rate.score_lists import SCORES_DIR, STAGE, ScoreList, write_score_list
-from dnatool.train.bossnas import BossnasRecipe, BossNet, block_paths
+from dnatool.train.bossnas import (
+    BossnasRecipe,
+    BossNet,
+    Routes,
+    block_paths,
+    block_routes,
+    entry_width,
+    routes_after,
+)
 from dnatool.train.dnapp import two_views
 from dnatool.utils import io, runs
 from dnatool.utils.events import Report, quiet
@@ -122,10 +130,10 @@ def _project_cell(
     spec = net.space.blocks[k].cells[cell]
     module = net.supernet.blocks[k][cell].layer_module
     projector = net.projectors[k][str(spec.width)]
-    ops = range(len(net.space.blocks[k].ops))
+    options = net.space.blocks[k].layer_options(cell)
 
     def walk(depth: int, x: _Inputs) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for op in ops:
+        for op in options[depth]:
             y = _step(module(depth, op, in_width), x, size)
             evals[0] += 1
             if depth + 1 < spec.layers:
@@ -148,27 +156,40 @@ def rate_block(
     report: Report = quiet,
     batches: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     shared: bool = True,
+    routes: Routes | None = None,
 ) -> BlockRating:
     """Every path of block k against the population centre (on a copy: BN recalibration must not
     touch the trained target); `batches`: `rating_batches`, when the caller rates every block;
-    `shared=False` recalibrates and runs each path on its own (same scores, more work)."""
+    `shared=False` recalibrates and runs each path on its own (same scores, more work); `routes`:
+    the input route per width (`block_routes`; default: the chain `best`). In a fabric each cell
+    runs on the route ending at the scale it is entered at; the centre is over every path."""
     net = copy.deepcopy(target).eval()
     va, vb, calib = batches or rating_batches(splits, recipe, device)
     size = recipe.rate_batch_size
-    x = _Inputs(
-        net.prefix(calib, best, k),
-        _batched(lambda v: net.prefix(v, best, k), va, size),
-        _batched(lambda v: net.prefix(v, best, k), vb, size),
-    )
-    in_width = net.in_width(best, k)
+    routes = routes if routes is not None else block_routes(net.space, k, best, [])
+    inputs: dict[int, _Inputs] = {}
+
+    def block_input(c: int) -> tuple[int, _Inputs]:
+        width = entry_width(net.space, k, c, routes)
+        if width not in inputs:
+            route = routes[width]
+            inputs[width] = _Inputs(
+                net.prefix(calib, route, k),
+                _batched(lambda v: net.prefix(v, route, k), va, size),
+                _batched(lambda v: net.prefix(v, route, k), vb, size),
+            )
+        return width, inputs[width]
+
     choices = list(block_paths(net.space, k))
     report("start", task=f"rate block {k}", total=len(choices))
     za, zb, evals = [], [], [0]
     if shared:
         cells = range(len(net.space.blocks[k].cells))
-        projected = (z for c in cells for z in _project_cell(net, k, c, in_width, x, size, evals))
+        projected = (
+            z for c in cells for z in _project_cell(net, k, c, *block_input(c), size, evals)
+        )
     else:
-        projected = (_project_path(net, k, c, in_width, x, size, evals) for c in choices)
+        projected = (_project_path(net, k, c, *block_input(c[0]), size, evals) for c in choices)
     for a, b in projected:
         za.append(a)
         zb.append(b)
@@ -204,13 +225,18 @@ def run_rate_bossnas(run: str | Path, report: Report = quiet) -> dict[str, Any]:
         STAGE.open(run / SCORES_DIR), {"method": "bossnas"}, {"training run": run / runs.MANIFEST}
     )
     best: list[Choice] = []
+    ends: list[Routes] = []
     summary = {}
     batches = rating_batches(state.splits, recipe, device)
     for k in range(blocks):
         began = time.time()
-        rated = rate_block(state.target, state.splits, k, best, recipe, device, report, batches)
+        routes = block_routes(state.space, k, best, ends)
+        rated = rate_block(
+            state.target, state.splits, k, best, recipe, device, report, batches, routes=routes
+        )
         write_score_list(run, k, rated.score_list())
         best.append(rated.best)
+        ends.append(routes_after(state.space, k, routes, rated.choices, rated.scores))
         order = np.argsort(rated.scores)[:5]
         summary[str(k)] = {
             "paths": len(rated.choices),
@@ -227,6 +253,8 @@ def run_rate_bossnas(run: str | Path, report: Report = quiet) -> dict[str, Any]:
             "seconds": round(time.time() - began, 2),
         }
     io.write_json(run / SCORES_DIR / "summary.json", summary)
+    if state.space.fabric is not None:  # the route of the last block's best path
+        best = ends[-1][state.space.blocks[-1].cells[best[-1][0]].width]
     runs.finish_run(
         run / SCORES_DIR,
         [f"block_{k}.npz" for k in range(blocks)] + ["summary.json"],

@@ -141,6 +141,13 @@ def check_score_list(lst: ScoreList, space: SearchSpace, k: int, where: str) -> 
     col = np.arange(width)[None, :]
     expected_used = col < layers[:, None]
     bad = np.where(expected_used, (paths < 0) | (paths >= len(block.ops)), paths != -1).any(axis=1)
+    if any(cell.options for cell in block.cells):  # a fabric: ops allowed per layer's scale
+        allowed = np.zeros((len(block.cells), width, len(block.ops)), dtype=bool)
+        for c in range(len(block.cells)):
+            for d, options in enumerate(block.layer_options(c)):
+                allowed[c, d, list(options)] = True
+        ops = np.clip(paths, 0, len(block.ops) - 1)
+        bad |= (expected_used & ~allowed[cells[:, None], col, ops]).any(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise BadInput(

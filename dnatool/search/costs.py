@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from dnatool.arch.paths import grid_arrays, sum_along_paths
+from dnatool.arch.paths import block_with_holes, entry_blocked, grid_arrays, sum_along_paths
 from dnatool.arch.space import Choice, SearchSpace
 
 
@@ -73,9 +73,11 @@ def path_params_macs(
     table: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """int64 (S, n, 2) params and MACs of the listed paths of block k on each input state, from
-    `table` (the `layer_table` layout, e.g. a latency table's `layer_costs`) or counted."""
+    `table` (the `layer_table` layout, e.g. a latency table's `layer_costs`) or counted; float64
+    with +inf on a fabric's impossible (state, cell) pairs."""
     first, later = layer_table(space, k) if table is None else table
-    return sum_along_paths(first, later, cells, paths)
+    total = sum_along_paths(first, later, cells, paths)
+    return block_with_holes(total, entry_blocked(space, k, cells))
 
 
 @functools.lru_cache(maxsize=16)
@@ -86,10 +88,7 @@ def fixed_params_macs(space: SearchSpace, width: int | None = None) -> tuple[int
     from dnatool.nn.timm_adapter import build_model
 
     width = space.head_input(width)[0]
-    choices = [(0, (0,) * block.cells[0].layers) for block in space.blocks]
-    last = space.blocks[-1]
-    cell = next(c for c, cell in enumerate(last.cells) if cell.width == width)
-    choices[-1] = (cell, (0,) * last.cells[cell].layers)
+    choices = space.example(width)
     arch = space.to_arch(choices)
     whole = np.array(
         meta_counts(
@@ -113,6 +112,7 @@ def path_latency_ms(
     per-layer grid, summed layer by layer in path order (the same float as the table's own
     `path_latency_ms`)."""
     first, later = table.layer_latency_ms(space, k)
-    return sum_along_paths(
+    total = sum_along_paths(
         np.asarray(first, dtype=np.float64), np.asarray(later, dtype=np.float64), cells, paths
     )
+    return block_with_holes(total, entry_blocked(space, k, cells))

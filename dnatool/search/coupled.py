@@ -7,6 +7,8 @@ k+1 each candidate leads to (S_0 = S_N = 1: any head cost is folded into the las
 architecture's states are s_0 = 0, s_{k+1} = out_state[k][i_k]; its score and costs are the same
 left folds in block order as `Problem.totals` (`fixed + costs[0][s_0, i_0] + ...`) under the same
 total order (score, costs, indices), so every solver here agrees with brute force bit for bit.
+A cost of +inf marks a candidate that cannot be entered from that state (a fabric cell entered
+from another scale): no solver ever picks such a pair, whatever the budgets.
 
 Why the per-state dynamic programme is exact: two prefixes ending in the same state have exactly
 the same completions, and float addition is monotonic (x <= y implies x + c <= y + c), so a prefix
@@ -67,6 +69,20 @@ class CoupledProblem:
     def size(self) -> int:
         """Architectures covered: the product of the candidate counts."""
         return math.prod(len(s) for s in self.scores)
+
+    @property
+    def routes(self) -> int:
+        """Architectures that exist: those whose every (state, candidate) pair has finite costs
+        (`size` when every candidate can be entered from every state)."""
+        counts = [1]
+        for k, (c, o) in enumerate(zip(self.costs, self.out_state, strict=True)):
+            nxt = [0] * self.next_states(k)
+            possible = np.isfinite(c).all(axis=2)
+            for s, n in enumerate(counts):
+                for i in np.flatnonzero(possible[s]):
+                    nxt[int(o[i])] += n
+            counts = nxt
+        return counts[0]
 
     @property
     def states(self) -> tuple[int, ...]:
@@ -143,8 +159,12 @@ def _check_blocks(
     for k, (d, n) in enumerate(zip(o, nxt, strict=True)):
         if d.min() < 0 or d.max() >= n:
             raise BadInput(f"coupled search problem: out_state of block {k} must lie in [0, {n})")
-    if not all(np.isfinite(a).all() for a in s + c):
-        raise BadInput("coupled search problem: scores and costs must be finite")
+    if not all(np.isfinite(a).all() for a in s) or any(
+        np.isnan(a).any() or (a == -np.inf).any() for a in c
+    ):
+        raise BadInput(
+            "coupled search problem: scores must be finite, costs finite or +inf (no such pair)"
+        )
 
 
 def as_uncoupled(problem: CoupledProblem) -> Problem | None:
@@ -161,8 +181,8 @@ def as_uncoupled(problem: CoupledProblem) -> Problem | None:
 
 
 def coupled_tolerances(problem: CoupledProblem) -> tuple[float, np.ndarray]:
-    """`tolerances` over every state's costs (it reads magnitudes only)."""
-    flat = tuple(c.reshape(-1, problem.dims) for c in problem.costs)
+    """`tolerances` over every state's possible costs (it reads magnitudes only)."""
+    flat = tuple(np.where(np.isfinite(c), c, 0.0).reshape(-1, problem.dims) for c in problem.costs)
     return tolerances(Problem(problem.scores, flat, problem.fixed, problem.budget, problem.names))
 
 
@@ -225,7 +245,7 @@ def coupled_brute_force(problem: CoupledProblem, top: int = 1) -> list[Solution]
         score = (score[:, None] + s[None, :]).reshape(-1)
         cost = (cost[:, None, :] + c[state]).reshape(-1, problem.dims)
         state = np.tile(o, len(state))
-    feasible = np.flatnonzero((cost <= problem.budget).all(axis=1))
+    feasible = np.flatnonzero(((cost <= problem.budget) & np.isfinite(cost)).all(axis=1))
     keys = [feasible, *(cost[feasible, d] for d in reversed(range(problem.dims))), score[feasible]]
     order = feasible[np.lexsort(keys)][:top]
     shape = tuple(len(s) for s in problem.scores)
@@ -253,8 +273,11 @@ def _block_sums(
     pools: dict[int, list[tuple[np.ndarray, ...]]] = {}
     for s in np.unique(state):
         rows = np.flatnonzero(state == s)
+        possible = np.isfinite(problem.costs[k][s, :, dim])
         for t in np.unique(out):
-            lead = np.flatnonzero(out == t)
+            lead = np.flatnonzero((out == t) & possible)
+            if len(lead) == 0:
+                continue
             cand = lead[prune(problem.costs[k][s, lead, dim], problem.scores[k][lead], lead)]
             part = (
                 (cost[rows, None] + problem.costs[k][s, cand, dim][None, :]).reshape(-1),
@@ -332,7 +355,10 @@ def restrict(
 ) -> tuple[Problem, list[np.ndarray]] | None:
     """The uncoupled problem of the architectures following `sequence`, and each block's
     candidate indices in it (None when a block has no candidate leading to the next state)."""
-    cands = [np.flatnonzero(o == sequence[k + 1]) for k, o in enumerate(problem.out_state)]
+    cands = [
+        np.flatnonzero((o == sequence[k + 1]) & np.isfinite(problem.costs[k][sequence[k]]).all(1))
+        for k, o in enumerate(problem.out_state)
+    ]
     if any(len(c) == 0 for c in cands):
         return None
     sub = make_problem(
@@ -452,7 +478,7 @@ class _CoupledDfs:
         k = self.p.blocks - 1
         s = partial + self.p.scores[k]
         c = cost + self.p.costs[k][state]
-        ok = np.flatnonzero((c <= self.p.budget).all(axis=1))
+        ok = np.flatnonzero(((c <= self.p.budget) & np.isfinite(c)).all(axis=1))
         if len(ok) == 0:
             return
         i = ok[np.lexsort((ok, *c[ok].T[::-1], s[ok]))[0]]

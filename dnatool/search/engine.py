@@ -248,10 +248,11 @@ def search(
     axis = "latency_ms" if "latency_ms" in costs else names[0]
     front = whole_front(build_problem(space, lists, costs, [axis], {}, weights))
     seconds = time.perf_counter() - start
+    size = problem.routes if isinstance(problem, CoupledProblem) else problem.size
     done = (
-        f"evaluated {extra['evaluations']:,} of {problem.size:,}"
+        f"evaluated {extra['evaluations']:,} of {size:,}"
         if algorithm == "evolution"
-        else f"solved {problem.size:,}"
+        else f"solved {size:,}"
     )
     report("log", message=f"search: {algorithm} {done} distinct architectures in {seconds:.3f} s")
     everything = [n for n in COST_NAMES if n in costs]
@@ -272,7 +273,7 @@ def search(
         algorithm=algorithm,
         seconds=seconds,
         cost_seconds=cost_seconds,
-        evaluated_space_size=extra.get("evaluations", problem.size),
+        evaluated_space_size=extra.get("evaluations", size),
         extra={"coupled": coupled, "distinct_space_size": space.distinct, **extra},
     )
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import product
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -100,13 +101,21 @@ class BossnasRecipe:
 
 
 def sample_paths(
-    space: SearchSpace, k: int, n: int, fair: bool, generator: torch.Generator
+    space: SearchSpace,
+    k: int,
+    n: int,
+    fair: bool,
+    generator: torch.Generator,
+    cells: Sequence[int] | None = None,
 ) -> list[Choice]:
     """`n` paths of block k. Fair: at each layer position the paths take the ops of a fresh
-    random permutation in turn (every op once per `len(ops)` paths); cells are drawn uniformly."""
+    random permutation in turn (every op once per `len(ops)` paths); cells are drawn uniformly
+    (from `cells` when given: a fabric step's cells entered at one scale)."""
     block = space.blocks[k]
     n_ops, depth = len(block.ops), max(cell.layers for cell in block.cells)
-    cells = torch.randint(0, len(block.cells), (n,), generator=generator).tolist()
+    pool = list(range(len(block.cells))) if cells is None else list(cells)
+    picked = torch.randint(0, len(pool), (n,), generator=generator).tolist()
+    cells = [pool[i] for i in picked]
     if fair:
         columns = []
         for _ in range(depth):
@@ -117,14 +126,20 @@ def sample_paths(
         ops = [[columns[i][p] for i in range(depth)] for p in range(n)]
     else:
         ops = torch.randint(0, n_ops, (n, depth), generator=generator).tolist()
-    return [(c, tuple(ops[p][: block.cells[c].layers])) for p, c in enumerate(cells)]
+    return [(c, _allowed(block.layer_options(c), ops[p])) for p, c in enumerate(cells)]
+
+
+def _allowed(options: tuple[tuple[int, ...], ...], ops: list[int]) -> tuple[int, ...]:
+    """The drawn ops, each folded into the ops its layer allows (a fabric layer at a scale
+    without attention has one op: every draw lands on it; elsewhere draws are kept as they are)."""
+    return tuple(o[op % len(o)] if op not in o else op for o, op in zip(options, ops))
 
 
 def block_paths(space: SearchSpace, k: int) -> Iterator[Choice]:
     """Every (cell, path) of block k, cells in order, ops in lexicographic order."""
     block = space.blocks[k]
-    for c, cell in enumerate(block.cells):
-        for path in product(range(len(block.ops)), repeat=cell.layers):
+    for c in range(len(block.cells)):
+        for path in product(*block.layer_options(c)):
             yield c, tuple(path)
 
 
@@ -173,7 +188,7 @@ class BossNet(nn.Module):
         return x
 
     def in_width(self, best: Sequence[Choice], k: int) -> int:
-        return self.space.chain_widths([*best[:k], *_any_choices(self.space, k)])[k]
+        return self.space.chain_widths(list(best[:k]))[-1]
 
     def path_modules(self, k: int, choice: Choice, in_width: int) -> list[nn.Module]:
         cell, path = choice
@@ -187,8 +202,37 @@ class BossNet(nn.Module):
         return self.projectors[k][str(width)](x)
 
 
-def _any_choices(space: SearchSpace, start: int) -> list[Choice]:
-    return [(0, (0,) * space.blocks[j].cells[0].layers) for j in range(start, len(space.blocks))]
+Routes = dict[int, list[Choice]]
+
+
+def block_routes(
+    space: SearchSpace, k: int, best: Sequence[Choice], ends: Sequence[Routes]
+) -> Routes:
+    """Block k's input, per input width: the route (choices of blocks 0..k-1) that feeds it. In
+    a fabric every width has its own, the best-rated route ending there (`ends[k - 1]`);
+    elsewhere it is the one chain of best paths, whatever width the cells could take."""
+    if space.fabric is None or k == 0:
+        return {space.chain_widths(list(best[:k]))[-1]: list(best[:k])}
+    return ends[k - 1]
+
+
+def entry_width(space: SearchSpace, k: int, cell: int, routes: Routes) -> int:
+    """The input width cell `cell` of block k runs on, given the routes that feed the block."""
+    return next(w for w in routes if space.fabric is None or w in space.cell_in_widths(k, cell))
+
+
+def routes_after(
+    space: SearchSpace, k: int, routes: Routes, choices: Sequence[Choice], scores: np.ndarray
+) -> Routes:
+    """The routes feeding block k+1: for each width block k can end in, its best-scored path
+    ending there, after the route that feeds that path's cell (ties: the earlier path)."""
+    out: Routes = {}
+    for i in np.argsort(scores, kind="stable"):
+        cell, path = choices[int(i)]
+        width = space.blocks[k].cells[cell].width
+        if width not in out:
+            out[width] = [*routes[entry_width(space, k, cell, routes)], (cell, tuple(path))]
+    return dict(sorted(out.items()))
 
 
 def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -249,7 +293,7 @@ def projection_std(z: torch.Tensor) -> float:
 def check_space(space: SearchSpace) -> None:
     """BossNAS enumerates every path of a block when rating: refuse blocks too large for that."""
     for k, block in enumerate(space.blocks):
-        n = sum(len(block.ops) ** cell.layers for cell in block.cells)
+        n = block.paths
         if n > 20_000:
             raise BadInput(
                 f"block {k} of {space.name!r} has {n:,} paths; BossNAS rates every path against "

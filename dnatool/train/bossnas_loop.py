@@ -26,9 +26,12 @@ from dnatool.data import load_splits
 from dnatool.train.bossnas import (
     BossnasRecipe,
     BossNet,
+    Routes,
+    block_routes,
     check_space,
     ema_update,
     ensemble_loss,
+    routes_after,
     sample_paths,
     target_momentum,
 )
@@ -76,6 +79,7 @@ class BossState:
         self.device = device
         self.block, self.epoch = 0, 0  # the next epoch to train
         self.best: list[Choice] = []
+        self.ends: list[Routes] = []  # per finished block: the best route ending at each width
         self.history: list[list[float]] = []  # [block, epoch, loss, lr, momentum]
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
@@ -118,6 +122,10 @@ class BossState:
             "block": self.block,
             "epoch": self.epoch,
             "best": [[c, list(p)] for c, p in self.best],
+            "ends": [
+                {str(w): [[c, list(p)] for c, p in route] for w, route in end.items()}
+                for end in self.ends
+            ],
             "history": self.history,
             "online": cpu(self.online),
             "target": cpu(self.target),
@@ -131,6 +139,10 @@ class BossState:
         self.target.load_state_dict(data["target"])
         self.block, self.epoch = int(data["block"]), int(data["epoch"])
         self.best = [(int(c), tuple(int(op) for op in p)) for c, p in data["best"]]
+        self.ends = [
+            {int(w): [(int(c), tuple(int(op) for op in p)) for c, p in r] for w, r in end.items()}
+            for end in data.get("ends", [])
+        ]
         self.history = [list(r) for r in data["history"]]
         self.paths.set_state(data["paths"])
         if self.block < len(self.space.blocks) and data["optimizer"] is not None:
@@ -190,18 +202,29 @@ def _train(
                 f"(lr {row[3]:.3g}, target momentum {row[4]:.4f})",
             )
             _save(out, state, dist)
-        best = None
+        rated = None
+        routes = block_routes(state.space, k, state.best, state.ends)
         if dist.is_main:
-            best = rate_block(state.target, state.splits, k, state.best, recipe, dist.device).best
-        best = broadcast_object(best, dist)
+            rating = rate_block(
+                state.target, state.splits, k, state.best, recipe, dist.device, routes=routes
+            )
+            rated = (
+                rating.best,
+                routes_after(state.space, k, routes, rating.choices, rating.scores),
+            )
+        best, ends = broadcast_object(rated, dist)
         state.best.append(best)
+        state.ends.append(ends)
         report("log", message=f"block {k}: best path {best}")
         state.block, state.epoch, state.optimizer, state.scheduler = k + 1, 0, None, None
         _save(out, state, dist)
+    best = state.best
+    if state.space.fabric is not None:  # the route of the last block's best path
+        best = state.ends[-1][state.space.blocks[-1].cells[best[-1][0]].width]
     results = {
         "epochs_per_block": recipe.epochs,
         "seconds": round(time.time() - began, 2),
-        "best": [[c, list(p)] for c, p in state.best],
+        "best": [[c, list(p)] for c, p in best],
         "final_loss": {str(int(r[0])): r[2] for r in state.history if r[1] == recipe.epochs - 1},
     }
     if dist.is_main:
@@ -230,14 +253,15 @@ class _Step(nn.Module):
         self.online = state.online
         self.state = state
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, paths: list) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, b: torch.Tensor, paths: list, route: list) -> torch.Tensor:
+        """The loss of `paths` of the current block on the input `route` feeds it."""
         state, k = self.state, self.state.block
-        online, target, best = self.online, state.target, state.best
+        online, target = self.online, state.target
         with torch.set_grad_enabled(state.recipe.schedule != "frozen"):
-            xa, xb = online.prefix(a, best, k), online.prefix(b, best, k)
+            xa, xb = online.prefix(a, route, k), online.prefix(b, route, k)
         with torch.no_grad():
-            ta, tb = target.prefix(a, best, k), target.prefix(b, best, k)
-        in_width = online.in_width(best, k)
+            ta, tb = target.prefix(a, route, k), target.prefix(b, route, k)
+        in_width = online.in_width(route, k)
         return ensemble_loss(online, target, k, paths, xa, xb, ta, tb, in_width)
 
 
@@ -267,12 +291,24 @@ def _epoch(
     state.target.train()
     total_steps = steps * recipe.epochs
     losses, momentum = [], recipe.momentum
+    routes = block_routes(state.space, k, state.best, state.ends)
+    widths = sorted(routes)
     for i, (images, _) in enumerate(loader):
         if i >= steps:
             break
         a, b = two_views(images.to(state.device), views)
-        paths = sample_paths(state.space, k, recipe.paths, recipe.sampling == "fair", state.paths)
-        loss = step_module(a, b, paths)
+        cells = None
+        width = widths[0]
+        if len(widths) > 1:  # a fabric: one entry scale per step, its cells, its route
+            width = widths[int(torch.randint(0, len(widths), (1,), generator=state.paths))]
+            cells = [
+                c
+                for c in range(len(state.space.blocks[k].cells))
+                if width in state.space.cell_in_widths(k, c)
+            ]
+        fair = recipe.sampling == "fair"
+        paths = sample_paths(state.space, k, recipe.paths, fair, state.paths, cells)
+        loss = step_module(a, b, paths, routes[width])
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()

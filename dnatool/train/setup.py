@@ -9,6 +9,7 @@ import torch
 
 from dnatool.arch.space import SearchSpace, load_space
 from dnatool.data import Splits, load_splits
+from dnatool.errors import BadInput
 from dnatool.nn.supernet import Supernet
 from dnatool.nn.teacher import Teacher, build_teacher
 from dnatool.train.recipe import TrainRecipe
@@ -34,6 +35,11 @@ class Setup:
 def build_setup(recipe: TrainRecipe, augment: bool = True) -> Setup:
     """The teacher comes first: an ImageFolder is normalised the way the teacher was trained."""
     space = load_space(recipe.space)
+    if space.fabric is not None:
+        raise BadInput(
+            f"space {space.name!r} is a resolution fabric: a cell's input scale depends on the "
+            "route, which a teacher's fixed block cut cannot feed; train it with BossNAS or SPOS"
+        )
     resolution = recipe.resolution or space.resolution
     teacher = build_teacher(
         recipe.teacher, space, recipe.teacher_weights, recipe.teacher_pretrained, resolution

@@ -1,0 +1,317 @@
+"""HyTra's resolution fabric (`hytra`, `hytra-tiny`): every layer keeps or halves the scale, so a
+cell is entered from one scale only and attention is allowed only at the small scales. Counted
+exactly, sampled uniformly, built by timm, run by the SPOS / BossNAS supernet as deployed, and
+searched exactly (checked against brute force over every route)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from dnatool.arch.paths import all_paths
+from dnatool.arch.space import load_space, space_from_dict
+from dnatool.errors import BadInput
+from dnatool.nn.timm_adapter import build_model, count_macs, count_params
+
+TINY = "hytra-tiny"
+
+
+def _routes(space):
+    """Every architecture of a fabric space, by brute force over all cells and paths."""
+    per_block = [
+        [(c, p) for c, p in zip(*(x.tolist() for x in all_paths(space, k)), strict=True)]
+        for k in range(len(space.blocks))
+    ]
+    for combo in itertools.product(*per_block):
+        choices = [(c, tuple(op for op in p if op >= 0)) for c, p in combo]
+        try:
+            space.chain_widths(choices)
+        except BadInput:
+            continue
+        yield choices
+
+
+def _layer_count(layers: int, scales: int, allowed: list[int]) -> int:
+    """Routes of `layers` layers from scale 0, each keeping or halving, weighted by the ops
+    allowed at each layer's scale: a per-layer count that ignores blocks altogether."""
+    ways = [1] + [0] * (scales - 1)
+    for _ in range(layers):
+        ways = [(ways[s] + (ways[s - 1] if s else 0)) * allowed[s] for s in range(scales)]
+    return sum(ways)
+
+
+def test_the_fabric_size_counts_every_route_once():
+    tiny = load_space(TINY)
+    assert tiny.size == tiny.distinct == sum(1 for _ in _routes(tiny)) == 643
+    assert tiny.distinct == _layer_count(6, 3, [1, 2, 2])
+    hytra = load_space("hytra")  # 16 layers, 4 scales, ResAtt only at 1/16 and 1/32
+    assert hytra.distinct == _layer_count(16, 4, [1, 1, 2, 2]) == 1_703_991
+    assert hytra.coupled and tiny.coupled
+
+
+def test_a_route_is_a_timm_network_with_the_fabric_geometry():
+    """Each layer takes the previous one's output; the first enters at its cell's scale; a layer
+    that halves mid-block opens a timm stage (timm strides a stage's first block only); the
+    counts of the searchable layers plus the fixed part are the network's own."""
+    from dnatool.search import costs as C
+
+    space = load_space(TINY)
+    fabric = space.fabric
+    rng = np.random.default_rng(0)
+    mid_block_stride = False
+    for _ in range(6):
+        choices = space.sample(rng)
+        widths = space.chain_widths(choices)
+        size, width = space.block_in_resolution(0), widths[0]
+        searchable = np.zeros(2)
+        for k, choice in enumerate(choices):
+            for d, layer in enumerate(space.path_layers(k, choice, widths[k])):
+                assert (layer.in_width, layer.in_res) == (width, size)
+                assert layer.out_width in fabric.widths
+                assert layer.out_res == space.scale_resolution(fabric.widths.index(layer.out_width))
+                mid_block_stride |= d > 0 and layer.spec.stride == 2
+                size, width = layer.out_res, layer.out_width
+            cells, paths = (np.array([x]) for x in (choice[0], list(choice[1])))
+            pm = C.path_params_macs(space, k, cells, paths)
+            searchable += pm[space.in_widths(k).index(widths[k]), 0]
+        assert (width, size) == space.head_input(widths[-1])
+        arch = space.to_arch(choices)
+        assert all(b.stride == 1 for stage in arch.stages for b in stage[1:])
+        model = build_model(arch).eval()
+        with torch.no_grad():
+            features = model.forward_features(torch.randn(2, 3, 32, 32))
+        assert features.shape[-1] == size
+        fixed = np.array(C.fixed_params_macs(space, widths[-1]))
+        assert tuple(fixed + searchable) == (count_params(model), count_macs(model, (1, 3, 32, 32)))
+    assert mid_block_stride
+
+
+def test_routes_the_fabric_does_not_have_are_refused():
+    space = load_space(TINY)
+    block0, block1 = space.blocks[0], space.blocks[1]
+    at16 = next(c for c, cell in enumerate(block0.cells) if cell.scales[-1] == 0)
+    from32 = next(c for c, cell in enumerate(block1.cells) if cell.in_scale == 1)
+    route = [(at16, (0, 0)), (from32, (0, 0)), space.example()[2]]
+    with pytest.raises(BadInput, match="fabric cannot take that route"):
+        space.to_arch(route)
+    # ResAtt (op 1) is not allowed at the 16 px scale
+    with pytest.raises(BadInput, match="does not fit cell"):
+        space.path_layers(0, (at16, (1, 0)))
+    base = {
+        "version": 2,
+        "name": "f",
+        "ops": {"type": "hytra", "heads": [4]},
+        "fabric": {"widths": [32, 64], "ops": [["rc_k3"], ["rc_k3", "ra_h4"]]},
+        "blocks": [{"layers": 2}],
+    }
+    assert space_from_dict(base).distinct == _layer_count(2, 2, [1, 2])
+    for change, named in [
+        ({"fabric": {"widths": [64, 32]}}, "strictly increasing"),
+        ({"fabric": {"widths": [32, 64], "ops": [["rc_k3"], ["ra_h9"]]}}, "'ra_h9'"),
+        ({"fabric": {"widths": [32, 64], "ops": [["rc_k3"]]}}, "each of the 2 scales"),
+        ({"fabric": {"widths": [32, 64], "scales": 2}}, "'scales'"),
+        ({"blocks": [{"layers": 2, "cells": [2]}]}, r"\{layers: N\}"),
+        ({"ops": {"type": "hytra", "heads": [3]}, "fabric": {"widths": [32, 64]}}, "h3"),
+    ]:
+        with pytest.raises(BadInput, match=named):
+            space_from_dict({**base, **change})
+
+
+def test_sampling_is_uniform_over_the_routes():
+    space = load_space(TINY)
+    index = {tuple(r): i for i, r in enumerate(_routes(space))}
+    rng = np.random.default_rng(1)
+    counts = np.zeros(len(index))
+    for _ in range(20 * len(index)):
+        counts[index[tuple(space.sample(rng))]] += 1
+    assert counts.min() > 0
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_score_lists_refuse_an_op_the_scale_does_not_allow():
+    from dnatool.rate.score_lists import ScoreList, check_score_list
+
+    space = load_space(TINY)
+    cells, paths = all_paths(space, 0)
+    assert len(cells) == space.blocks[0].paths
+    check_score_list(ScoreList(cells, paths, np.zeros(len(cells))), space, 0, "block 0")
+    bad = paths.copy()
+    row = int(np.flatnonzero([space.blocks[0].cells[c].scales[0] == 0 for c in cells])[0])
+    bad[row, 0] = 1  # ResAtt at 16 px
+    with pytest.raises(BadInput, match=f"row {row}"):
+        check_score_list(ScoreList(cells, bad, np.zeros(len(cells))), space, 0, "block 0")
+
+
+def test_the_spos_supernet_runs_the_standalone_fabric_network():
+    from dnatool.nn.spos import SposSupernet, extract_subnet
+
+    space = load_space(TINY)
+    torch.manual_seed(0)
+    supernet = SposSupernet(space).eval()
+    cell = supernet.blocks[1][0]
+    assert list(cell.first) == [str(w) for w in space.cell_in_widths(1, 0)]
+    rng = np.random.default_rng(3)
+    x = torch.randn(2, 3, 32, 32)
+    for _ in range(3):
+        choices = space.sample(rng)
+        model = extract_subnet(supernet, choices).eval()
+        with torch.no_grad():
+            assert torch.allclose(model(x), supernet(x, choices), atol=1e-5)
+
+
+def _problem(space, names, budget, seed):
+    from dnatool.rate.score_lists import ScoreList
+    from dnatool.search.engine import build_problem, path_costs
+    from dnatool.utils.events import quiet
+
+    rng = np.random.default_rng(seed)
+    lists = []
+    for k in range(len(space.blocks)):
+        cells, paths = all_paths(space, k)
+        lists.append(ScoreList(cells, paths, rng.random(len(cells))))
+    costs = path_costs(space, lists, None, quiet)
+    return lists, build_problem(space, lists, costs, names, budget, [1.0] * len(lists))
+
+
+def _oracle(space, lists, names, budget, top):
+    """Every route scored and costed from the space itself: fixed + its layers' counts."""
+    from dnatool.search import costs as C
+
+    rows = [
+        {
+            (int(c), tuple(int(o) for o in p if o >= 0)): i
+            for i, (c, p) in enumerate(zip(lst.cells, lst.paths))
+        }
+        for lst in lists
+    ]
+    found = []
+    for route in _routes(space):
+        widths = space.chain_widths(route)
+        score, cost = 0.0, np.array(C.fixed_params_macs(space, widths[-1]), dtype=float)
+        for k, choice in enumerate(route):
+            cells, paths = np.array([choice[0]]), np.array([list(choice[1])])
+            cost = (
+                cost
+                + C.path_params_macs(space, k, cells, paths)[space.in_widths(k).index(widths[k]), 0]
+            )
+            score += lists[k].scores[rows[k][choice]]
+        picked = cost[[("params", "macs").index(n) for n in names]]
+        if (picked <= [budget[n] for n in names]).all():
+            found.append((score, tuple(rows[k][c] for k, c in enumerate(route))))
+    return sorted(found)[:top]
+
+
+@pytest.mark.parametrize(("names", "top"), [(["macs"], 1), (["params", "macs"], 4)])
+def test_coupled_search_equals_brute_force_on_hytra_tiny(names, top):
+    """The exact solvers on the fabric problem (impossible pairs cost +inf) give brute force's
+    answers, and those are the best routes of the space itself."""
+    from dnatool.search.coupled import coupled_brute_force, coupled_dfs, coupled_solve
+
+    space = load_space(TINY)
+    for seed in range(3):
+        budget = {"params": 100_000.0, "macs": 3_000_000.0}
+        lists, problem = _problem(space, names, budget, seed)
+        assert problem.routes == space.distinct
+        truth = coupled_brute_force(problem, top)
+        assert coupled_solve(problem, top) == truth
+        if top == 1:
+            assert coupled_dfs(problem) == truth[0]
+        oracle = _oracle(space, lists, names, budget, top)
+        assert [s.indices for s in truth] == [idx for _, idx in oracle]
+        assert [s.score for s in truth] == pytest.approx([sc for sc, _ in oracle])
+
+
+def test_coupled_front_skips_impossible_pairs():
+    from dnatool.search.coupled import coupled_brute_force, coupled_front
+
+    space = load_space(TINY)
+    _, problem = _problem(space, ["macs"], {}, 0)
+    front = coupled_front(problem, 0)
+    assert np.isfinite(front.cost).all()
+    best = coupled_brute_force(problem, 1)[0]
+    assert front.score.min() == pytest.approx(best.score)
+
+
+def test_bossnas_samples_and_rates_cells_on_their_own_routes():
+    """A step samples paths of the cells entered at one scale; rating runs each cell on the
+    best route ending at its scale, prefix-shared BN refills equal per-path ones, and the routes
+    feeding the next block are each width's best-scored path after its own route."""
+    from dnatool.rate.bossnas import rate_block
+    from dnatool.train.bossnas import block_routes, routes_after, sample_paths
+    from dnatool.train.bossnas_loop import BossState
+    from dnatool.train.recipe import load_train_recipe
+
+    space = load_space(TINY)
+    generator = torch.Generator().manual_seed(0)
+    cells = [c for c in range(len(space.blocks[1].cells)) if space.cell_in_widths(1, c) == (64,)]
+    for _ in range(20):
+        paths = sample_paths(space, 1, 4, True, generator, cells)
+        assert all(c in cells and space._check_choice(1, (c, p)) for c, p in paths)
+    recipe = load_train_recipe(
+        "bossnas-hytra-tiny",
+        (
+            "epochs=1",
+            "max_steps_per_epoch=2",
+            "rate_per_class=3",
+            "batch_size=16",
+            "rate_batch_size=7",
+        ),
+    )
+    state = BossState(recipe, torch.device("cpu"))
+    cpu, best, ends = torch.device("cpu"), [], []
+    for k in range(len(space.blocks)):
+        routes = block_routes(space, k, best, ends)
+        assert sorted(routes) == sorted(space.in_widths(k))
+        shared = rate_block(state.target, state.splits, k, best, recipe, cpu, routes=routes)
+        alone = rate_block(
+            state.target, state.splits, k, best, recipe, cpu, shared=False, routes=routes
+        )
+        assert shared.choices == alone.choices
+        assert np.array_equal(shared.scores, alone.scores)
+        block = space.blocks[k]
+        assert alone.layer_evals == sum(
+            len(o) * block.cell_paths(c)
+            for c in range(len(block.cells))
+            for o in [block.layer_options(c)]
+        )
+        ends.append(routes_after(space, k, routes, shared.choices, shared.scores))
+        for width, route in ends[-1].items():
+            assert space.chain_widths(route)[-1] == width
+            ending = [
+                s
+                for (c, _), s in zip(shared.choices, shared.scores)
+                if block.cells[c].width == width
+            ]
+            i = shared.choices.index(route[-1])
+            assert shared.scores[i] == min(ending)
+        best.append(shared.best)
+
+
+def test_dna_refuses_a_fabric_space(cli, tmp_path):
+    result = cli("train", "dna-tiny", "-o", "space=hytra-tiny", "--out", str(tmp_path / "r"))
+    assert result.code == 2
+    assert "resolution fabric" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_bossnas_hytra_tiny_trains_rates_searches_retrains_and_exports(cli, tmp_path):
+    """The shipped bossnas-hytra-tiny recipe down to ONNX parity, on the CLI."""
+    import json
+
+    run = tmp_path / "run"
+    trained = cli("train", "bossnas-hytra-tiny", "--out", str(run))
+    assert trained.code == 0, trained.stderr
+    assert cli("rate", str(run)).code == 0
+    searched = cli("search", str(run), "--macs", "3M", "--json")
+    assert searched.code == 0, searched.stderr
+    assert json.loads(searched.stdout)["macs"] <= 3_000_000
+    model = tmp_path / "model"
+    retrained = cli("retrain", str(run / "search.json"), "--epochs", "1", "--out", str(model))
+    assert retrained.code == 0, retrained.stderr
+    exported = cli("export", str(model), "--onnx", str(tmp_path / "m.onnx"), "--json")
+    assert exported.code == 0, exported.stderr
+    assert json.loads(exported.stdout)["max_abs_diff"] <= 1e-4
