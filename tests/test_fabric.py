@@ -299,19 +299,129 @@ def test_dna_refuses_a_fabric_space(cli, tmp_path):
 
 @pytest.mark.slow
 def test_bossnas_hytra_tiny_trains_rates_searches_retrains_and_exports(cli, tmp_path):
-    """The shipped bossnas-hytra-tiny recipe down to ONNX parity, on the CLI."""
+    """The shipped bossnas-hytra-tiny recipe: projections of each block's best route stay spread
+    (no collapse), and the chain runs on the CLI: rate, a latency table of the fabric, search
+    under MACs and latency budgets, retrain, ONNX parity."""
     import json
 
+    from dnatool.rate.bossnas import rating_batches
+    from dnatool.train.bossnas import projection_std
+    from dnatool.train.bossnas_loop import KIND, BossState, checkpoint_path, run_bossnas
+    from dnatool.train.recipe import load_train_recipe
+    from dnatool.utils import io
+
+    recipe = load_train_recipe("bossnas-hytra-tiny")
     run = tmp_path / "run"
-    trained = cli("train", "bossnas-hytra-tiny", "--out", str(run))
-    assert trained.code == 0, trained.stderr
+    run_bossnas(recipe, run)
+    state = BossState(recipe, torch.device("cpu"))
+    state.load(io.load_checkpoint(checkpoint_path(run), KIND))
+    va, _, _ = rating_batches(state.splits, recipe, torch.device("cpu"))
+    net, space = state.target.eval(), state.space
+    spreads = []
+    with torch.no_grad():
+        for k, choice in enumerate(state.best):
+            route = state.ends[k][space.blocks[k].cells[choice[0]].width]
+            assert route[-1] == choice
+            x = net.prefix(va, route, k)
+            spreads.append(projection_std(net.project(x, k, choice, net.in_width(route, k))))
+    assert min(spreads) > 0.3, spreads
     assert cli("rate", str(run)).code == 0
     searched = cli("search", str(run), "--macs", "3M", "--json")
     assert searched.code == 0, searched.stderr
     assert json.loads(searched.stdout)["macs"] <= 3_000_000
+    lut = tmp_path / "lut.json"
+    measured = cli(
+        "profile", "measure", str(run), "--device", "ort-cpu", "--quick", "--out", str(lut)
+    )
+    assert lut.is_file(), measured.stderr  # tiny nets: its hold-out check may fail ("too fast")
+    fast = cli("search", str(run), "--lut", str(lut), "--latency", "10ms", "--force", "--json")
+    assert fast.code == 0, fast.stderr
+    assert json.loads(fast.stdout)["latency_ms"] <= 10
     model = tmp_path / "model"
     retrained = cli("retrain", str(run / "search.json"), "--epochs", "1", "--out", str(model))
     assert retrained.code == 0, retrained.stderr
     exported = cli("export", str(model), "--onnx", str(tmp_path / "m.onnx"), "--json")
     assert exported.code == 0, exported.stderr
     assert json.loads(exported.stdout)["max_abs_diff"] <= 1e-4
+
+
+def test_latency_table_keys_and_samples_follow_the_fabric():
+    """The table's keys are exactly the layers of the fabric's routes (resolution and stride in
+    the key); each block's measured samples on an input width use only the cells entered there,
+    with each scale's ops, and cover every key of that width."""
+    from dnatool.profile.lut import head_key, layer_keys, space_keys, stem_key
+    from dnatool.profile.measure import Protocol, block_samples, samples_per_block
+
+    space = load_space(TINY)
+    routes = list(_routes(space))
+    keys = {stem_key(space)} | {head_key(space, width=w) for w in space.in_widths(3)}
+    for route in routes:
+        widths = space.chain_widths(route)
+        keys |= {
+            key for k, c in enumerate(route) for key in layer_keys(space, k, c, in_width=widths[k])
+        }
+    assert set(space_keys(space)) == keys
+    rng = np.random.default_rng(0)
+    for k in range(len(space.blocks)):
+        for width in space.in_widths(k):
+            n = samples_per_block(space, k, Protocol(), width)
+            samples = block_samples(space, k, n, rng, width)
+            assert len(samples) == len(set(samples)) == n
+            assert all(width in space.cell_in_widths(k, c) for c, _ in samples)
+            wanted = {
+                key
+                for route in routes
+                if space.chain_widths(route)[k] == width
+                for key in layer_keys(space, k, route[k], in_width=width)
+            }
+            got = {
+                key for choice in samples for key in layer_keys(space, k, choice, in_width=width)
+            }
+            assert got == wanted
+
+
+def test_strata_and_latency_search_on_the_fabric(tmp_path):
+    """Fastest and slowest routes by DP equal brute force; stratified validation networks are
+    routes spanning that range; a latency-budget search equals brute force over the routes."""
+    from dnatool.profile.lut import load_lut
+    from dnatool.profile.samples import choices_text
+    from dnatool.profile.strata import extremes, latency_costs, stratified
+    from dnatool.rate.score_lists import ScoreList
+    from dnatool.search.engine import search
+    from dnatool.search.synthetic import write_synthetic_lut
+
+    space = load_space(TINY)
+    table = load_lut(write_synthetic_lut(tmp_path / "lut.json", space, seed=3))
+    routes = list(_routes(space))
+    every = np.array([table.predict_ms(space, r) for r in routes])
+    costs = latency_costs(space, table)
+    lo, hi = extremes(costs)
+    assert costs.total(lo) == pytest.approx(every.min())
+    assert costs.total(hi) == pytest.approx(every.max())
+    nets = stratified(space, costs, 8, seed=0)
+    predicted = [table.predict_ms(space, c) for c in nets]  # refused if not a route
+    assert predicted[0] == pytest.approx(every.min()) and predicted[-1] == pytest.approx(
+        every.max()
+    )
+    assert len({choices_text(c) for c in nets}) == 8
+
+    rng = np.random.default_rng(5)
+    lists = []
+    for k in range(len(space.blocks)):
+        cells, paths = all_paths(space, k)
+        lists.append(ScoreList(cells, paths, rng.random(len(cells))))
+    budget = float(np.median(every))
+    result = search(space, lists, {"latency_ms": budget}, lut=table)
+    rows = [
+        {
+            (int(c), tuple(int(o) for o in p if o >= 0)): i
+            for i, (c, p) in enumerate(zip(lst.cells, lst.paths))
+        }
+        for lst in lists
+    ]
+    scores = [sum(lists[k].scores[rows[k][c]] for k, c in enumerate(r)) for r in routes]
+    fits = [i for i in range(len(routes)) if every[i] <= budget]
+    best = min(fits, key=lambda i: scores[i])
+    won = [(int(c), tuple(int(o) for o in p)) for c, p in result.winner["choices"]]
+    assert won == [(c, tuple(p)) for c, p in routes[best]]
+    assert result.winner["score"] == pytest.approx(scores[best])

@@ -159,7 +159,7 @@ def space_keys(
         grid = space.layer_grid(k)
         layers = [layer for state in grid.first for cell in state for layer in cell]
         layers += [layer for rows in grid.later for row in rows for layer in row]
-        for layer in layers:
+        for layer in (x for x in layers if x is not None):  # None: a fabric's missing routes
             keys.setdefault(
                 layer_key(layer, space.act, batch, dtype),
                 (k, layer.spec, layer.in_width, layer.in_res),
@@ -170,7 +170,7 @@ def space_keys(
             last,
             None,
             width,
-            space.block_in_resolution(last),
+            space.block_in_resolution(last, width=width),
         )
     return keys
 

@@ -124,12 +124,7 @@ def _any_model(space: SearchSpace, last_width: int | None = None) -> nn.Module:
     """Some network of the space (its last block ending in `last_width`): stem and head donor."""
     from dnatool.nn.timm_adapter import build_model
 
-    choices = [(0, (0,) * b.cells[0].layers) for b in space.blocks]
-    if last_width is not None:
-        last = space.blocks[-1]
-        cell = next(c for c, cell in enumerate(last.cells) if cell.width == last_width)
-        choices[-1] = (cell, (0,) * last.cells[cell].layers)
-    return build_model(space.to_arch(choices))
+    return build_model(space.to_arch(space.example(last_width)))
 
 
 def stem_net(space: SearchSpace, batch: int) -> tuple[nn.Module, tuple[int, ...]]:
@@ -167,29 +162,49 @@ def empty_net(shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...]]:
 # ---- the plan -------------------------------------------------------------------------------------
 
 
-def block_samples(space: SearchSpace, k: int, n: int, rng: np.random.Generator) -> list[Choice]:
-    """Distinct paths of block k: one uniform path per op and cell first (coverage: every layer
-    key appears, never cut), then random ones up to `n`."""
+def block_samples(
+    space: SearchSpace, k: int, n: int, rng: np.random.Generator, in_width: int | None = None
+) -> list[Choice]:
+    """Distinct paths of block k entered at `in_width`: one path per op index and cell first
+    (coverage: every layer key appears, never cut), then random ones up to `n`. In a fabric only
+    the cells entered at that width, with the ops each layer's scale allows."""
     block = space.blocks[k]
-    chosen: list[Choice] = [
-        (c, (op,) * cell.layers)
-        for c, cell in enumerate(block.cells)
-        for op in range(len(block.ops))
-    ]
-    chosen = list(dict.fromkeys(chosen))
+    cells = _entered(space, k, in_width)
+    chosen = list(dict.fromkeys(_coverage(space, k, cells)))
     seen = set(chosen)
     for _ in range(50 * n):
-        if len(chosen) >= min(n, block.paths):
+        if len(chosen) >= min(n, sum(block.cell_paths(c) for c in cells)):
             break
-        cell = int(rng.integers(len(block.cells)))
-        choice = (
-            cell,
-            tuple(int(v) for v in rng.integers(0, len(block.ops), block.cells[cell].layers)),
-        )
+        cell = cells[int(rng.integers(len(cells)))]
+        if block.cells[cell].options:
+            options = block.layer_options(cell)
+            path = tuple(int(o[rng.integers(len(o))]) for o in options)
+        else:
+            path = tuple(int(v) for v in rng.integers(0, len(block.ops), block.cells[cell].layers))
+        choice = (cell, path)
         if choice not in seen:
             seen.add(choice)
             chosen.append(choice)
     return chosen
+
+
+def _entered(space: SearchSpace, k: int, in_width: int | None) -> list[int]:
+    """The cells of block k that input width `in_width` enters (all of them when None)."""
+    return [
+        c
+        for c in range(len(space.blocks[k].cells))
+        if in_width is None or in_width in space.cell_in_widths(k, c)
+    ]
+
+
+def _coverage(space: SearchSpace, k: int, cells: list[int]) -> list[Choice]:
+    """Per cell, path j takes each layer's j-th allowed op (cycling): every layer key appears."""
+    block = space.blocks[k]
+    return [
+        (c, tuple(o[j % len(o)] for o in block.layer_options(c)))
+        for c in cells
+        for j in range(len(block.ops))
+    ]
 
 
 def samples_per_block(
@@ -200,18 +215,18 @@ def samples_per_block(
     from dnatool.profile.lut import layer_keys
 
     block = space.blocks[k]
+    cells = _entered(space, k, in_width)
     keys = {
         key
-        for c, cell in enumerate(block.cells)
-        for op in range(len(block.ops))
-        for key in layer_keys(space, k, (c, (op,) * cell.layers), in_width=in_width)
+        for choice in _coverage(space, k, cells)
+        for key in layer_keys(space, k, choice, in_width=in_width)
     }
     wanted = (
         max(protocol.samples_per_block, len(keys) + 2)
         if protocol.samples_per_block
         else 2 * len(keys) + 4
     )
-    return min(wanted, block.paths)
+    return min(wanted, sum(block.cell_paths(c) for c in cells))
 
 
 def calibration_choices(space: SearchSpace, protocol: Protocol) -> list[list[Choice]]:
@@ -242,13 +257,13 @@ def plan(
     rng = np.random.default_rng([protocol.seed, 0])
     for k in range(len(space.blocks)):
         for width in space.in_widths(k):
-            res = space.block_in_resolution(k)
+            res = space.block_in_resolution(k, width=width)
             shape = (batch, width, res, res)
             units[str(SampleKey.block_input(space, k, width))] = lambda shape=shape: empty_net(
                 shape
             )
             n = samples_per_block(space, k, protocol, width)
-            for choice in block_samples(space, k, n, rng):
+            for choice in block_samples(space, k, n, rng, width):
                 key = str(SampleKey.path(space, k, choice, width))
                 units[key] = lambda k=k, choice=choice, w=width: block_net(
                     space, k, choice, batch, w

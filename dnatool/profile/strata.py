@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from dnatool.arch.paths import all_paths, out_states, sum_along_paths
+from dnatool.arch.paths import (
+    all_paths,
+    block_with_holes,
+    entry_blocked,
+    out_states,
+    sum_along_paths,
+)
 from dnatool.arch.space import Choice, SearchSpace
 
 
@@ -69,7 +75,9 @@ def path_costs(
         first, later = grids(k)
         cells.append(c)
         paths.append(p)
-        block.append(sum_along_paths(first, later, c, p))
+        block.append(
+            block_with_holes(sum_along_paths(first, later, c, p), entry_blocked(space, k, c))
+        )
         nxt.append(out_states(space, k, c))
     head = np.array([fixed(w) for w in space.in_widths(len(space.blocks))], dtype=float)
     return Costs(cells, paths, block, nxt, head)
@@ -82,7 +90,9 @@ def extremes(costs: Costs) -> tuple[list[int], list[int]]:
         value = sign * costs.fixed  # best cost from the head on, per head state
         picks = []
         for k in reversed(range(len(costs.block))):
-            total = sign * costs.block[k] + value[costs.nxt[k]][None, :]  # (S_k, n_k)
+            # (S_k, n_k); a fabric's impossible pairs (+inf) stay impossible for either sign
+            signed = np.where(np.isfinite(costs.block[k]), sign * costs.block[k], np.inf)
+            total = signed + value[costs.nxt[k]][None, :]
             best = np.argmin(total, axis=1)
             picks.append(best)
             value = total[np.arange(len(best)), best]
@@ -120,7 +130,8 @@ def _toward(
             else:
                 follow, after = costs.fixed[nxt], 0.0
             miss = np.abs(before + here + follow + after - target)
-            index[k] = int(cand[np.argmin(miss + 1e-9 * rng.random(len(cand)))])
+            if np.isfinite(miss).any():  # else keep the block's pick (no candidate fits the route)
+                index[k] = int(cand[np.argmin(miss + 1e-9 * rng.random(len(cand)))])
     return index
 
 
@@ -179,9 +190,12 @@ def mac_costs(space: SearchSpace) -> Costs:
     from dnatool.arch.paths import grid_arrays
     from dnatool.nn.counts import layer_counts
 
-    res = space.block_in_resolution(len(space.blocks))
+    def head(width: int) -> float:
+        res = space.head_input(width)[1]
+        return float(width * space.head * res * res + space.head * space.num_classes)
+
     return path_costs(
         space,
         lambda k: grid_arrays(space, k, lambda layer: layer_counts(layer, space.act)[1]),
-        lambda w: float(w * space.head * res * res + space.head * space.num_classes),
+        head,
     )
