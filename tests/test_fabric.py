@@ -425,3 +425,40 @@ def test_strata_and_latency_search_on_the_fabric(tmp_path):
     won = [(int(c), tuple(int(o) for o in p)) for c, p in result.winner["choices"]]
     assert won == [(c, tuple(p)) for c, p in routes[best]]
     assert result.winner["score"] == pytest.approx(scores[best])
+
+
+def test_a_route_is_an_mmseg_backbone_with_one_level_per_scale(tmp_path):
+    """The levels of a searched route are the scales it visits (the last layer at each), with
+    the fabric's width there; the mmseg backbone returns them at those strides."""
+    import json
+
+    from dnatool.backbones.levels import default_out_indices, feature_levels
+    from dnatool.backbones.openmmlab import DNABackbone
+
+    space = load_space(TINY)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        choices = space.sample(rng)
+        arch = space.to_arch(choices)
+        widths = space.chain_widths(choices)
+        visited = sorted(
+            {
+                space.fabric.widths.index(layer.out_width)
+                for k, c in enumerate(choices)
+                for layer in space.path_layers(k, c, widths[k])
+            }
+        )
+        # scale 0 runs at the stem's stride 2: its level ends there (or the fixed stage does)
+        levels = feature_levels(arch)
+        assert [lv.reduction for lv in levels] == [2] + [2 * 2**s for s in visited if s]
+        first = space.fabric.widths[0] if 0 in visited else space.in_widths(0)[0]
+        assert [lv.channels for lv in levels] == [first] + [
+            space.fabric.widths[s] for s in visited if s
+        ]
+        path = tmp_path / f"arch{i}.json"
+        path.write_text(json.dumps(arch.to_dict()))
+        out = default_out_indices(feature_levels(arch))
+        backbone = DNABackbone(arch=str(path), out_indices=out).eval()
+        with torch.no_grad():
+            features = backbone(torch.randn(1, 3, 32, 32))
+        assert [f.shape[-1] for f in features] == [32 // levels[i].reduction for i in out]

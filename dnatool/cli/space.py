@@ -38,11 +38,19 @@ def list_(as_json: bool) -> None:
         return
     for s in spaces:
         distinct = "" if s.distinct == s.size else f" ({s.distinct:,} distinct)"
-        coupled = "  coupled widths" if s.coupled else ""
+        coupled = "  fabric" if s.fabric else "  coupled widths" if s.coupled else ""
         out.print(
             f"{s.name:<18} {s.size:>28,} architectures{distinct}  {len(s.blocks)} blocks  "
             f"{s.resolution}px{coupled}"
         )
+
+
+def _cell_text(s, c) -> str:
+    """`layers@width` (x count), or a fabric cell's route: input size > each layer's size."""
+    if not c.scales:
+        return f"{c.layers}@{c.width}" + (f" x{c.count}" if c.count > 1 else "")
+    sizes = "/".join(str(s.scale_resolution(x)) for x in c.scales)
+    return f"{s.scale_resolution(c.in_scale)}>{sizes}"
 
 
 @space.command("show")
@@ -63,19 +71,28 @@ def show(name: str, as_json: bool) -> None:
         title=f"{s.name}: {s.size:,} architectures ({s.distinct:,} distinct) "
         f"at {s.resolution}x{s.resolution}"
     )
-    for column in ("block", "in widths", "stride", "cells (layers@width)", "ops", "paths"):
+    fabric = s.fabric is not None
+    cells_column = "cells (px in > px per layer)" if fabric else "cells (layers@width)"
+    for column in ("block", "in widths", "stride", cells_column, "ops", "paths"):
         table.add_column(column)
     for k, b in enumerate(s.blocks):
         table.add_row(
             str(k),
             "/".join(str(w) for w in s.in_widths(k)),
-            str(b.stride),
-            ", ".join(
-                f"{c.layers}@{c.width}" + (f" x{c.count}" if c.count > 1 else "") for c in b.cells
-            ),
+            "fabric" if fabric else str(b.stride),
+            ", ".join(_cell_text(s, c) for c in b.cells),
             " ".join(op.name for op in b.ops),
             f"{b.paths:,}",
         )
     out.print(table)
+    if s.fabric is not None:
+        ops = s.blocks[0].ops
+        out.print(
+            "fabric scales: "
+            + ", ".join(
+                f"{s.scale_resolution(i)} px x {w} ({' '.join(ops[o].name for o in s.fabric.ops[i])})"
+                for i, w in enumerate(s.fabric.widths)
+            )
+        )
     if s.description:
         out.print(s.description)
