@@ -35,22 +35,56 @@ def _routes(space):
         yield choices
 
 
-def _layer_count(layers: int, scales: int, allowed: list[int]) -> int:
-    """Routes of `layers` layers from scale 0, each keeping or halving, weighted by the ops
-    allowed at each layer's scale: a per-layer count that ignores blocks altogether."""
-    ways = [1] + [0] * (scales - 1)
+def _layer_count(
+    layers: int, scales: int, allowed: list[int], starts=(0,), ends: tuple | None = None
+) -> int:
+    """Routes of `layers` choice layers from any of `starts` (the downsampling convs before them
+    have no choice), each keeping or halving, weighted by the ops allowed at each layer's input
+    scale, ending at any of `ends`: a per-layer count that ignores blocks altogether."""
+    ways = [int(s in starts) for s in range(scales)]
     for _ in range(layers):
-        ways = [(ways[s] + (ways[s - 1] if s else 0)) * allowed[s] for s in range(scales)]
-    return sum(ways)
+        ways = [
+            ways[s] * allowed[s] + (ways[s - 1] * allowed[s - 1] if s else 0) for s in range(scales)
+        ]
+    return sum(ways[s] for s in (range(scales) if ends is None else ends))
 
 
 def test_the_fabric_size_counts_every_route_once():
     tiny = load_space(TINY)
-    assert tiny.size == tiny.distinct == sum(1 for _ in _routes(tiny)) == 643
-    assert tiny.distinct == _layer_count(6, 3, [1, 2, 2])
-    hytra = load_space("hytra")  # 16 layers, 4 scales, ResAtt only at 1/16 and 1/32
-    assert hytra.distinct == _layer_count(16, 4, [1, 1, 2, 2]) == 1_703_991
-    assert hytra.coupled and tiny.coupled
+    assert tiny.size == tiny.distinct == sum(1 for _ in _routes(tiny)) == 769
+    assert tiny.distinct == _layer_count(6, 3, [1, 2, 2], starts=(0, 1), ends=(1, 2))
+    # 16 layers, 4 scales, any start, ResAtt from 1/16 on, ending at 1/32: the paper's
+    # "about 2.8e6"
+    hytra = load_space("hytra")
+    assert hytra.distinct == _layer_count(16, 4, [1, 1, 2, 2], (0, 1, 2, 3), (3,)) == 2_818_086
+    assert not hytra.coupled or hytra.in_widths(4) == (2048,)
+    assert tiny.coupled and tiny.in_widths(3) == (64, 128)
+
+
+def test_routes_may_start_after_downsampling_convs():
+    """A route starting at a smaller scale opens block 0 with 3x3 stride-2 conv layers (no
+    choice), one per halving, at the fabric's widths."""
+    space = load_space(TINY)
+    down = space.fabric.downsample
+    assert space.blocks[0].ops[down].name == "down_k3"
+    starts = set()
+    for c, cell in enumerate(space.blocks[0].cells):
+        options = space.blocks[0].layer_options(c)
+        lead = [d for d, o in enumerate(options) if o == (down,)]
+        assert lead == list(range(len(lead)))  # only leading layers, and only the conv
+        assert cell.layers == 2 + len(lead)
+        layers = space.path_layers(0, (c, tuple(o[0] for o in options)))
+        for layer in layers[: len(lead)]:
+            assert (layer.spec.type, layer.spec.kernel, layer.spec.stride) == ("cn", 3, 2)
+        starts.add(len(lead))
+        assert all(down not in o for o in options[len(lead) :])
+    assert starts == {0, 1}
+    assert all(
+        down not in o
+        for b in space.blocks[1:]
+        for c in range(len(b.cells))
+        for o in b.layer_options(c)
+    )
 
 
 def test_a_route_is_a_timm_network_with_the_fabric_geometry():
@@ -116,6 +150,10 @@ def test_routes_the_fabric_does_not_have_are_refused():
         ({"fabric": {"widths": [32, 64], "scales": 2}}, "'scales'"),
         ({"blocks": [{"layers": 2, "cells": [2]}]}, r"\{layers: N\}"),
         ({"ops": {"type": "hytra", "heads": [3]}, "fabric": {"widths": [32, 64]}}, "h3"),
+        ({"fabric": {"widths": [32, 64], "starts": [0, 1]}}, "need a `downsample` op"),
+        ({"fabric": {"widths": [32, 64], "downsample": "down_k5"}}, "'down_k5' is not an op"),
+        ({"fabric": {"widths": [32, 64], "ends": [2]}}, r"ends must be scales 0\.\.1"),
+        ({"fabric": {"widths": [32, 64, 128], "ends": [2]}, "blocks": [{"layers": 1}]}, "reaches"),
     ]:
         with pytest.raises(BadInput, match=named):
             space_from_dict({**base, **change})

@@ -86,6 +86,22 @@ class ResAtt:
         )
 
 
+@dataclass(frozen=True)
+class Downsample:
+    """HyTra's downsampling before the first choice layer: a kxk conv-BN-act (timm `cn` block)
+    that halves the scale; a fabric names it to let routes start at a smaller scale."""
+
+    kernel: int
+    type: ClassVar[str] = "hytra"
+
+    @property
+    def name(self) -> str:
+        return f"down_k{self.kernel}"
+
+    def layer(self, out: int, stride: int, se: float) -> BlockSpec:
+        return BlockSpec(type="cn", out=out, kernel=self.kernel, stride=stride)
+
+
 def out_resolution(in_res: int, stride: int) -> int:
     """Spatial size after a layer of `stride` (SAME padding rounds up): the one rule for every op."""
     return math.ceil(in_res / stride)
@@ -103,15 +119,17 @@ def _mbconv_ops(data: dict[str, Any]) -> tuple[Op, ...]:
 
 
 def _hytra_ops(data: dict[str, Any]) -> tuple[Op, ...]:
-    """ResConv plus one ResAtt per head count: `{type: hytra, kernel, bottleneck, heads: [..]}`."""
-    unknown = sorted(set(data) - {"type", "kernel", "bottleneck", "heads"})
+    """ResConv plus one ResAtt per head count: `{type: hytra, kernel, bottleneck, heads: [..]}`;
+    `downsample: true` adds the 3x3 downsampling conv a fabric's routes may start with."""
+    unknown = sorted(set(data) - {"type", "kernel", "bottleneck", "heads", "downsample"})
     if unknown:
         raise ValueError(f"unknown field {unknown[0]!r} in hytra ops")
     kernel, ratio = int(data.get("kernel", 3)), float(data.get("bottleneck", 0.25))
     heads = [int(h) for h in data.get("heads", [4])]
     if kernel < 1 or kernel % 2 == 0 or not 0 < ratio <= 1 or any(h < 1 for h in heads):
         raise ValueError("hytra ops need an odd kernel, a bottleneck in (0, 1] and heads >= 1")
-    return (ResConv(kernel, ratio), *(ResAtt(h, kernel, ratio) for h in heads))
+    down = (Downsample(3),) if data.get("downsample", False) else ()
+    return (ResConv(kernel, ratio), *(ResAtt(h, kernel, ratio) for h in heads), *down)
 
 
 OP_TYPES: dict[str, Callable[[dict[str, Any]], tuple[Op, ...]]] = {

@@ -42,10 +42,17 @@ class Fabric:
     """HyTra's resolution fabric (BossNAS, ICCV 2021, Sec. 4 and appendix): scale i runs at the
     resolution entering block 0 halved i times, with width `widths[i]` (widths tie states to
     scales); every layer keeps its input's scale or halves it (stride 2) until the last scale;
-    `ops[i]` are the op indices allowed at scale i (the paper allows ResAtt only at the last two)."""
+    `ops[i]` are the op indices a layer whose input is at scale i may take (the paper allows
+    ResAtt only at the last two scales; counting by the input's scale reproduces its space size);
+    `ends` are the scales a network may end at (the head's); `starts` the scales its first choice
+    layer may take its input at, reached from scale 0 by `downsample` layers (op index) opening
+    block 0's cells ("the input can be further down-sampled to different scales")."""
 
     widths: tuple[int, ...]
     ops: tuple[tuple[int, ...], ...]
+    ends: tuple[int, ...] = ()
+    starts: tuple[int, ...] = (0,)
+    downsample: int | None = None
 
 
 @dataclass(frozen=True)
@@ -505,6 +512,7 @@ class SearchSpace:
             "widths": list(self.fabric.widths),
             "resolutions": [self.scale_resolution(i) for i in range(len(self.fabric.widths))],
             "ops": [[ops[o].name for o in allowed] for allowed in self.fabric.ops],
+            "ends": list(self.fabric.ends),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -641,10 +649,12 @@ SPACE_FIELDS = {
 
 
 def _fabric(data: Any, ops: tuple[Op, ...]) -> Fabric:
-    """`fabric: {widths: [..], ops: [[op names], ..]}`: one width (and allowed ops) per scale."""
+    """`fabric: {widths: [..], ops: [[op names], ..], ends: [..], starts: [..], downsample: op}`:
+    one width (and the ops of layers entered at it) per scale; the scales a network may end at
+    (default: any) and start its choice layers at (default: 0; others need `downsample`)."""
     if not isinstance(data, dict):
-        raise ValueError("fabric must be a mapping with `widths` (and `ops`)")
-    unknown = sorted(set(data) - {"widths", "ops"})
+        raise ValueError("fabric must be a mapping with `widths` (and `ops`, `ends`, `starts`)")
+    unknown = sorted(set(data) - {"widths", "ops", "ends", "starts", "downsample"})
     if unknown:
         raise ValueError(f"unknown fabric field {unknown[0]!r}")
     widths = tuple(int(w) for w in data["widths"])
@@ -666,14 +676,27 @@ def _fabric(data: Any, ops: tuple[Op, ...]) -> Fabric:
                 else f"fabric scale {scale} allows no op"
             )
         per_scale.append(tuple(sorted({names.index(n) for n in listed})))
-    return Fabric(widths, tuple(per_scale))
+    ends = tuple(sorted({int(e) for e in data.get("ends", range(len(widths)))}))
+    starts = tuple(sorted({int(e) for e in data.get("starts", [0])}))
+    for name, scales in (("ends", ends), ("starts", starts)):
+        if not scales or scales[0] < 0 or scales[-1] >= len(widths):
+            raise ValueError(f"fabric {name} must be scales 0..{len(widths) - 1}")
+    down = data.get("downsample")
+    if down is not None and down not in names:
+        raise ValueError(f"fabric downsample {down!r} is not an op (ops: {', '.join(names)})")
+    if starts != (0,) and down is None:
+        raise ValueError("fabric starts beyond scale 0 need a `downsample` op")
+    return Fabric(
+        widths, tuple(per_scale), ends, starts, None if down is None else names.index(down)
+    )
 
 
 def _fabric_blocks(data: Any, fabric: Fabric, ops: tuple[Op, ...]) -> tuple[Block, ...]:
     """A fabric space's blocks are `{layers: N}`: their cells are every route of N layers that
-    keeps or halves the scale layer by layer, from each scale the block can be entered at."""
-    blocks = []
-    entry = {0}
+    keeps or halves the scale layer by layer, from each scale the block can be entered at; cells
+    from which no route reaches one of the fabric's `ends` are dropped."""
+    routes: list[list[tuple[int, tuple[int, ...]]]] = []
+    entry = set(fabric.starts)
     top = len(fabric.widths) - 1
     for item in data:
         if not isinstance(item, dict) or set(item) != {"layers"}:
@@ -681,24 +704,40 @@ def _fabric_blocks(data: Any, fabric: Fabric, ops: tuple[Op, ...]) -> tuple[Bloc
         layers = int(item["layers"])
         if layers < 1:
             raise ValueError("fabric blocks need layers >= 1")
-        cells = []
-        for start in sorted(entry):
-            for steps in itertools.product((0, 1), repeat=layers):
-                scales = tuple(start + s for s in itertools.accumulate(steps))
-                if scales[-1] > top:
-                    continue
-                cells.append(
-                    Cell(
-                        layers=layers,
-                        width=fabric.widths[scales[-1]],
-                        in_scale=start,
-                        scales=scales,
-                        options=tuple(fabric.ops[s] for s in scales),
-                    )
-                )
-        blocks.append(Block(stride=1, cells=tuple(cells), ops=ops))
-        entry = {cell.scales[-1] for cell in cells}
-    return tuple(blocks)
+        cells = [
+            (start, scales)
+            for start in sorted(entry)
+            for steps in itertools.product((0, 1), repeat=layers)
+            if (scales := tuple(start + s for s in itertools.accumulate(steps)))[-1] <= top
+        ]
+        routes.append(cells)
+        entry = {scales[-1] for _, scales in cells}
+    if not routes:
+        return ()
+    alive = set(fabric.ends)
+    for k in reversed(range(len(routes))):
+        routes[k] = [(start, scales) for start, scales in routes[k] if scales[-1] in alive]
+        if not routes[k]:
+            raise ValueError(f"no route of the fabric reaches its ends {list(fabric.ends)}")
+        alive = {start for start, _ in routes[k]}
+
+    def cell(k: int, start: int, scales: tuple[int, ...]) -> Cell:
+        options = tuple(fabric.ops[s] for s in (start, *scales[:-1]))
+        if k == 0 and start:  # block 0 opens with the downsampling layers down to its start
+            scales = (*range(1, start + 1), *scales)
+            options = ((fabric.downsample,),) * start + options
+        return Cell(
+            layers=len(scales),
+            width=fabric.widths[scales[-1]],
+            in_scale=0 if k == 0 else start,
+            scales=scales,
+            options=options,
+        )
+
+    return tuple(
+        Block(stride=1, cells=tuple(cell(k, *c) for c in cells), ops=ops)
+        for k, cells in enumerate(routes)
+    )
 
 
 def _block(data: dict[str, Any], default_ops: tuple[Op, ...], version: int) -> Block:
