@@ -63,7 +63,8 @@ def test_the_fabric_size_counts_every_route_once():
 
 def test_routes_may_start_after_downsampling_convs():
     """A route starting at a smaller scale opens block 0 with 3x3 stride-2 conv layers (no
-    choice), one per halving, at the fabric's widths."""
+    choice), one per halving, keeping the width entering block 0 (a stem's convs); its first
+    choice layer then projects to its scale's width."""
     space = load_space(TINY)
     down = space.fabric.downsample
     assert space.blocks[0].ops[down].name == "down_k3"
@@ -76,6 +77,8 @@ def test_routes_may_start_after_downsampling_convs():
         layers = space.path_layers(0, (c, tuple(o[0] for o in options)))
         for layer in layers[: len(lead)]:
             assert (layer.spec.type, layer.spec.kernel, layer.spec.stride) == ("cn", 3, 2)
+            assert layer.in_width == layer.out_width == space.in_widths(0)[0]
+        assert layers[len(lead)].out_width == space.fabric.widths[cell.scales[len(lead)]]
         starts.add(len(lead))
         assert all(down not in o for o in options[len(lead) :])
     assert starts == {0, 1}
@@ -103,10 +106,12 @@ def test_a_route_is_a_timm_network_with_the_fabric_geometry():
         size, width = space.block_in_resolution(0), widths[0]
         searchable = np.zeros(2)
         for k, choice in enumerate(choices):
+            cell = space.blocks[k].cells[choice[0]]
             for d, layer in enumerate(space.path_layers(k, choice, widths[k])):
                 assert (layer.in_width, layer.in_res) == (width, size)
-                assert layer.out_width in fabric.widths
-                assert layer.out_res == space.scale_resolution(fabric.widths.index(layer.out_width))
+                assert layer.out_res == space.scale_resolution(cell.scales[d])
+                if layer.spec.type != "cn":  # a choice layer: its scale's width
+                    assert layer.out_width == fabric.widths[cell.scales[d]]
                 mid_block_stride |= d > 0 and layer.spec.stride == 2
                 size, width = layer.out_res, layer.out_width
             cells, paths = (np.array([x]) for x in (choice[0], list(choice[1])))
@@ -466,8 +471,8 @@ def test_strata_and_latency_search_on_the_fabric(tmp_path):
 
 
 def test_a_route_is_an_mmseg_backbone_with_one_level_per_scale(tmp_path):
-    """The levels of a searched route are the scales it visits (the last layer at each), with
-    the fabric's width there; the mmseg backbone returns them at those strides."""
+    """The levels of a searched route are the scales it visits, each with its last layer's width
+    there; the mmseg backbone returns them at those strides."""
     import json
 
     from dnatool.backbones.levels import default_out_indices, feature_levels
@@ -479,20 +484,15 @@ def test_a_route_is_an_mmseg_backbone_with_one_level_per_scale(tmp_path):
         choices = space.sample(rng)
         arch = space.to_arch(choices)
         widths = space.chain_widths(choices)
-        visited = sorted(
-            {
-                space.fabric.widths.index(layer.out_width)
-                for k, c in enumerate(choices)
-                for layer in space.path_layers(k, c, widths[k])
-            }
-        )
+        last = {0: space.in_widths(0)[0]}  # scale -> width of the last layer there
+        for k, c in enumerate(choices):
+            scales = space.blocks[k].cells[c[0]].scales
+            for scale, layer in zip(scales, space.path_layers(k, c, widths[k]), strict=True):
+                last[scale] = layer.out_width
         # scale 0 runs at the stem's stride 2: its level ends there (or the fixed stage does)
         levels = feature_levels(arch)
-        assert [lv.reduction for lv in levels] == [2] + [2 * 2**s for s in visited if s]
-        first = space.fabric.widths[0] if 0 in visited else space.in_widths(0)[0]
-        assert [lv.channels for lv in levels] == [first] + [
-            space.fabric.widths[s] for s in visited if s
-        ]
+        assert [lv.reduction for lv in levels] == [2 * 2**s for s in sorted(last)]
+        assert [lv.channels for lv in levels] == [last[s] for s in sorted(last)]
         path = tmp_path / f"arch{i}.json"
         path.write_text(json.dumps(arch.to_dict()))
         out = default_out_indices(feature_levels(arch))

@@ -86,6 +86,7 @@ def test_bad_retrain_inputs_exit_2_with_one_line(cli, tmp_path, args):
     _one_line_error(cli("retrain", *args, "--out", str(tmp_path / "run")))
 
 
+@pytest.mark.slow  # two CLI retrains (19 s): the default suite stays under its 10-minute line
 def test_retrain_with_a_teacher_run_from_the_command_line(cli, tmp_path):
     """`--teacher RUN` distils from a trained model run and records it in the metrics and manifest."""
     from dnatool.arch.resolve import resolve_arch

@@ -59,8 +59,9 @@ class Fabric:
 class Cell:
     """A cell: `layers` layers of width `width`; `count` declared cells it stands for (identical
     cells are merged into one, so each distinct network is trained and scored once). A fabric
-    cell is entered at scale `in_scale` only, its layer d outputs scale `scales[d]` and picks one
-    of `options[d]` (op indices); other cells take any input state and every op at every layer."""
+    cell is entered at scale `in_scale` only, its layer d outputs scale `scales[d]` at width
+    `widths[d]` and picks one of `options[d]` (op indices); other cells take any input state and
+    every op at every layer."""
 
     layers: int
     width: int
@@ -68,6 +69,7 @@ class Cell:
     in_scale: int = -1
     scales: tuple[int, ...] = ()
     options: tuple[tuple[int, ...], ...] = ()
+    widths: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,7 @@ class SearchSpace:
             )
         before = c.in_scale if depth == 0 else c.scales[depth - 1]
         return block.ops[op].layer(
-            out=self.fabric.widths[c.scales[depth]],
+            out=c.widths[depth],
             stride=2 if c.scales[depth] > before else 1,
             se=self.se,
         )
@@ -286,7 +288,7 @@ class SearchSpace:
                 width = self.resolve_cell_in_width(k, cell, in_width)
                 return Layer(spec, width, self.scale_resolution(c.in_scale))
             scale = c.scales[depth - 1]
-            return Layer(spec, self.fabric.widths[scale], self.scale_resolution(scale))
+            return Layer(spec, c.widths[depth - 1], self.scale_resolution(scale))
         res = self.block_in_resolution(k)
         if depth == 0:
             return Layer(spec, self.resolve_in_width(k, in_width), res)
@@ -595,7 +597,9 @@ def space_from_dict(data: Any, source: str = "<dict>") -> SearchSpace:
         fabric = None
         if "fabric" in data:
             fabric = _fabric(data["fabric"], default_ops)
-            blocks = _fabric_blocks(data["blocks"], fabric, default_ops)
+            fixed = [[parse_block(b) for b in stage] for stage in data.get("fixed", [])]
+            entry = fixed[-1][-1].out if fixed and fixed[-1] else int(data.get("stem", 32))
+            blocks = _fabric_blocks(data["blocks"], fabric, default_ops, entry)
         else:
             blocks = tuple(_block(b, default_ops, version) for b in data["blocks"])
         if not blocks:
@@ -691,10 +695,14 @@ def _fabric(data: Any, ops: tuple[Op, ...]) -> Fabric:
     )
 
 
-def _fabric_blocks(data: Any, fabric: Fabric, ops: tuple[Op, ...]) -> tuple[Block, ...]:
+def _fabric_blocks(
+    data: Any, fabric: Fabric, ops: tuple[Op, ...], entry_width: int
+) -> tuple[Block, ...]:
     """A fabric space's blocks are `{layers: N}`: their cells are every route of N layers that
     keeps or halves the scale layer by layer, from each scale the block can be entered at; cells
-    from which no route reaches one of the fabric's `ends` are dropped."""
+    from which no route reaches one of the fabric's `ends` are dropped. The downsampling convs
+    before a later start keep the width entering block 0 (a stem's convs); the first choice
+    layer then projects to its scale's width."""
     routes: list[list[tuple[int, tuple[int, ...]]]] = []
     entry = set(fabric.starts)
     top = len(fabric.widths) - 1
@@ -723,15 +731,18 @@ def _fabric_blocks(data: Any, fabric: Fabric, ops: tuple[Op, ...]) -> tuple[Bloc
 
     def cell(k: int, start: int, scales: tuple[int, ...]) -> Cell:
         options = tuple(fabric.ops[s] for s in (start, *scales[:-1]))
+        widths = tuple(fabric.widths[s] for s in scales)
         if k == 0 and start:  # block 0 opens with the downsampling layers down to its start
             scales = (*range(1, start + 1), *scales)
             options = ((fabric.downsample,),) * start + options
+            widths = (entry_width,) * start + widths
         return Cell(
             layers=len(scales),
-            width=fabric.widths[scales[-1]],
+            width=widths[-1],
             in_scale=0 if k == 0 else start,
             scales=scales,
             options=options,
+            widths=widths,
         )
 
     return tuple(
