@@ -500,3 +500,34 @@ def test_a_route_is_an_mmseg_backbone_with_one_level_per_scale(tmp_path):
         with torch.no_grad():
             features = backbone(torch.randn(1, 3, 32, 32))
         assert [f.shape[-1] for f in features] == [32 // levels[i].reduction for i in out]
+
+
+@pytest.mark.slow
+def test_spos_trains_rates_and_evolves_on_the_fabric(cli, tmp_path):
+    """SPOS on hytra-tiny: uniform and FLOPs-bin sampling draw routes, rating samples routes,
+    and the evolutionary search returns a route within the budget (impossible pairs are never
+    candidates)."""
+    import json
+
+    run = tmp_path / "run"
+    for sampling in ("flops", "uniform"):
+        trained = cli(
+            "train", "spos-tiny", "-o", "space=hytra-tiny", "-o", "epochs=1",
+            "-o", f"sampling={sampling}", "--out", str(tmp_path / sampling),
+        )  # fmt: skip
+        assert trained.code == 0, trained.stderr
+    run = tmp_path / "uniform"
+    rated = cli("rate", str(run), "--sample", "4", "--json")
+    assert rated.code == 0, rated.stderr
+    small = ["--population", "6", "--select", "3", "--mutations", "2", "--crossovers", "2"]
+    out = tmp_path / "search.json"
+    found = cli("search", str(run), "--macs", "3M", *small, "--generations", "2", "--out", str(out))
+    assert found.code == 0, found.stderr
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.arch.space import load_space
+
+    arch = resolve_arch(str(out))
+    choices = [(c, tuple(p)) for c, p in arch.meta["choices"]]
+    space = load_space(TINY)
+    assert space.to_arch(choices).stages == arch.stages  # a route of the fabric
+    assert json.loads(out.read_text())["winner"]["macs"] <= 3_000_000
