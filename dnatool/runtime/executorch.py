@@ -96,13 +96,19 @@ class ProgramCache:
         return None
 
     def contains(self, module: Any, input_shape: tuple[int, ...]) -> bool:
-        return self._find(self.key(_export(module, input_shape), input_shape)) is not None
+        return self.has(_export(module, input_shape), input_shape)
+
+    def has(self, exported: Any, input_shape: tuple[int, ...]) -> bool:
+        return self._find(self.key(exported, input_shape)) is not None
 
     def program(self, module: Any, input_shape: tuple[int, ...]) -> bytes:
         """The lowered program of `module`'s graph at `input_shape` (lowered and kept on a miss)."""
+        return self.program_of(_export(module, input_shape), input_shape)
+
+    def program_of(self, exported: Any, input_shape: tuple[int, ...]) -> bytes:
+        """`program` of an already exported graph (exporting is a large part of lowering)."""
         from dnatool.utils.io import write_bytes
 
-        exported = _export(module, input_shape)
         key = self.key(exported, input_shape)
         data = self._find(key)
         if data is not None:
@@ -129,12 +135,13 @@ def lower_all(
 ) -> int:
     """Lower every (module, input shape) not yet in `cache`, `jobs` processes at a time (one:
     in this process); returns how many were lowered."""
-    missing = [(m, shape) for m, shape in items if not cache.contains(m, shape)]
+    exported = [(m, shape, _export(m, shape)) for m, shape in items]
+    missing = [(m, shape, e) for m, shape, e in exported if not cache.has(e, shape)]
     for _ in range(len(items) - len(missing)):
         advance()
-    if jobs <= 1 or len(missing) <= 1:
-        for module, shape in missing:
-            cache.program(module, shape)
+    if jobs <= 1 or len(missing) <= 1:  # lower what was exported once for the cache lookup
+        for _, shape, graph in missing:
+            cache.program_of(graph, shape)
             advance()
         return len(missing)
     import multiprocessing
@@ -142,7 +149,7 @@ def lower_all(
 
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_lower_into, str(cache.root), m, shape) for m, shape in missing]
+        futures = [pool.submit(_lower_into, str(cache.root), m, shape) for m, shape, _ in missing]
         for future in as_completed(futures):
             future.result()
             advance()
