@@ -14,6 +14,7 @@ from scipy import stats
 
 from dnatool.arch.paths import all_paths
 from dnatool.arch.space import load_space, space_from_dict
+from dnatool.arch.spec import parse_block
 from dnatool.errors import BadInput
 from dnatool.nn.timm_adapter import build_model, count_macs, count_params
 
@@ -531,3 +532,34 @@ def test_spos_trains_rates_and_evolves_on_the_fabric(cli, tmp_path):
     space = load_space(TINY)
     assert space.to_arch(choices).stages == arch.stages  # a route of the fabric
     assert json.loads(out.read_text())["winner"]["macs"] <= 3_000_000
+
+
+def test_a_path_built_alone_strides_where_its_layers_say():
+    """`build_layers` (supernet ops, profiled block paths) opens a timm stage at every later
+    stride, as the network does: timm would otherwise run a stage's later layers at stride 1 and
+    a profiled path would not be the layers its table keys name."""
+    from dnatool.nn.timm_adapter import build_layers
+    from dnatool.profile.measure import block_net
+
+    space = load_space(TINY)
+    for k, block in enumerate(space.blocks):
+        for c, cell in enumerate(block.cells):
+            if all(b == a for a, b in zip((cell.in_scale, *cell.scales), cell.scales)):
+                continue  # no layer halves
+            choice = (c, tuple(o[-1] for o in block.layer_options(c)))
+            layers = space.path_layers(k, choice)
+            module = build_layers(layers[0].in_width, [x.spec for x in layers], space.act).eval()
+            with torch.no_grad():
+                out = module(torch.randn(1, layers[0].in_width, layers[0].in_res, layers[0].in_res))
+            assert tuple(out.shape[1:]) == (
+                layers[-1].out_width,
+                layers[-1].out_res,
+                layers[-1].out_res,
+            )
+            net, shape = block_net(space, k, choice, 1)
+            assert shape == (1, layers[0].in_width, layers[0].in_res, layers[0].in_res)
+    # `hytra`'s routes from 1/32 open with three downsampling convs (timm's own `cn` blocks)
+    specs = [parse_block(t) for t in ["cn_r1_k3_s2_e1_c16"] * 3 + ["rc_r1_k3_s1_e0.25_c64"]]
+    with torch.no_grad():
+        out = build_layers(16, specs, "relu").eval()(torch.randn(1, 16, 32, 32))
+    assert tuple(out.shape) == (1, 64, 4, 4)

@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from dnatool.arch.ops import Op, out_resolution, parse_ops
-from dnatool.arch.spec import ArchSpec, BlockSpec, check_block, parse_block
+from dnatool.arch.spec import ArchSpec, BlockSpec, check_block, parse_block, stride_stages
 from dnatool.errors import BadInput
 
 SPACES_DIR = Path(__file__).with_name("spaces")
@@ -400,10 +400,7 @@ class SearchSpace:
         self.chain_widths(choices)
         stages = list(self.fixed)
         for k, choice in enumerate(choices):
-            layers = self.layer_blocks(k, choice)
-            # timm strides only a stage's first block: a fabric layer that halves opens a stage
-            cuts = [0] + [i for i, spec in enumerate(layers) if i and spec.stride != 1]
-            stages += [tuple(layers[a:b]) for a, b in zip(cuts, [*cuts[1:], len(layers)])]
+            stages += stride_stages(self.layer_blocks(k, choice))  # a fabric's halving layers
         meta = {"space": self.name, "choices": [[c, list(p)] for c, p in choices]}
         return ArchSpec(
             stages=tuple(stages),

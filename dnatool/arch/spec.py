@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -287,6 +288,13 @@ def check_block_input(block: BlockSpec, in_chs: int) -> None:
                 f"block {text!r}: SE ratio se{_num(block.se)} is out of range (it squeezes "
                 f"{channels} channels to {reduced}; at least 1 is needed)"
             )
+
+
+def stride_stages(blocks: Sequence[BlockSpec]) -> list[tuple[BlockSpec, ...]]:
+    """A run of layers as timm stages: a later layer that strides opens a new stage (timm strides
+    only a stage's first block and would silently run the others at stride 1)."""
+    cuts = [0] + [i for i, block in enumerate(blocks) if i and block.stride != 1]
+    return [tuple(blocks[a:b]) for a, b in zip(cuts, [*cuts[1:], len(blocks)], strict=True)]
 
 
 @dataclass(frozen=True)

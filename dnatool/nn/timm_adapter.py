@@ -20,7 +20,7 @@ from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_d
 from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 from torch import nn
 
-from dnatool.arch.spec import HYBRID_TYPES, ArchSpec, BlockSpec
+from dnatool.arch.spec import HYBRID_TYPES, ArchSpec, BlockSpec, stride_stages
 from dnatool.errors import BadInput
 
 
@@ -144,7 +144,8 @@ def build_layers(
     """A run of layers (one timm block per BlockSpec) as the builder makes them inside a network.
 
     Same builder arguments as timm's `EfficientNet` (BatchNorm2d, timm's SqueezeExcite), so a layer
-    built here has exactly the parameters of the same layer inside `build_model`.
+    built here has exactly the parameters of the same layer inside `build_model`; a later layer
+    that strides opens a timm stage (`stride_stages`), as in the network.
     """
     builder = EfficientNetBuilder(
         round_chs_fn=keep_channels,
@@ -153,10 +154,13 @@ def build_layers(
         se_layer=SqueezeExcite,
         drop_path_rate=drop_path_rate,
     )
-    stages = builder(in_chs, decode_arch_def(_arch_def([blocks])))
+    groups = stride_stages(blocks)
+    stages = builder(in_chs, decode_arch_def(_arch_def(groups)))
     if any(block.type in HYBRID_TYPES for block in blocks):
-        _swap_hybrid(stages, in_chs, [blocks], act, drop_path_rate)
-    return stages[0]
+        _swap_hybrid(stages, in_chs, groups, act, drop_path_rate)
+    if len(stages) == 1:
+        return stages[0]
+    return nn.Sequential(*(layer for stage in stages for layer in stage))
 
 
 def build_op(in_chs: int, block: BlockSpec, act: str) -> nn.Module:
