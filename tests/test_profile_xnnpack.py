@@ -21,6 +21,7 @@ def tiny_arch():
     return space.to_arch([(0, tuple(range(block.cells[0].layers))) for block in space.blocks])
 
 
+@pytest.mark.slow  # lowers a whole network (17 s): the default suite stays under 10 minutes
 def test_xnnpack_program_computes_what_torch_computes():
     """What is timed is the network itself: the lowered program's output equals torch's."""
     from executorch.runtime import Runtime
