@@ -4,7 +4,8 @@ A space's YAML names an op type (`ops: {type: mbconv, ...}`); the registry turns
 ops. Everything downstream derives from `Op.layer`: the supernet module and the standalone network
 (timm builds the block string), the latency-table key and the params / MACs count (of that same
 block at its input width and resolution). Two kinds today: `mbconv` (timm `ir` blocks) and
-`hytra` (BossNAS's ResConv / ResAtt, `rc` / `ra` blocks); a new kind plugs in with its `layer`.
+`hytra` (BossNAS's ResConv / ResAtt, `rc` / `ra` blocks), `vit` (transformer layers, `vt` blocks,
+one op per MLP ratio); a new kind plugs in with its `layer`.
 """
 
 from __future__ import annotations
@@ -102,6 +103,29 @@ class Downsample:
         return BlockSpec(type="cn", out=out, kernel=self.kernel, stride=stride)
 
 
+@dataclass(frozen=True)
+class ViTLayer:
+    """A transformer layer (`vt` block) with MLP ratio `mlp`; its heads follow its width
+    (`width / head_dim`, DeiT's 64 or the DNA space's 32), so a cell's width fixes them."""
+
+    mlp: float
+    head_dim: int
+    type: ClassVar[str] = "vit"
+
+    @property
+    def name(self) -> str:
+        return f"m{self.mlp:g}"
+
+    def layer(self, out: int, stride: int, se: float) -> BlockSpec:
+        if stride != 1:
+            raise ValueError("vit layers keep the token grid: blocks of a vit space have stride 1")
+        if out % self.head_dim:
+            raise ValueError(f"width {out} is not a multiple of the head dim {self.head_dim}")
+        return BlockSpec(
+            type="vt", out=out, kernel=1, stride=1, exp=self.mlp, heads=out // self.head_dim
+        )
+
+
 def out_resolution(in_res: int, stride: int) -> int:
     """Spatial size after a layer of `stride` (SAME padding rounds up): the one rule for every op."""
     return math.ceil(in_res / stride)
@@ -132,9 +156,22 @@ def _hytra_ops(data: dict[str, Any]) -> tuple[Op, ...]:
     return (ResConv(kernel, ratio), *(ResAtt(h, kernel, ratio) for h in heads), *down)
 
 
+def _vit_ops(data: dict[str, Any]) -> tuple[Op, ...]:
+    """One transformer layer per MLP ratio: `{type: vit, mlp_ratios: [..], head_dim: 32}`."""
+    unknown = sorted(set(data) - {"type", "mlp_ratios", "head_dim"})
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} in vit ops")
+    ratios = [float(r) for r in data["mlp_ratios"]]
+    head_dim = int(data.get("head_dim", 32))
+    if not ratios or min(ratios) <= 0 or head_dim < 1:
+        raise ValueError("vit ops need MLP ratios > 0 and a head_dim >= 1")
+    return tuple(ViTLayer(r, head_dim) for r in ratios)
+
+
 OP_TYPES: dict[str, Callable[[dict[str, Any]], tuple[Op, ...]]] = {
     "mbconv": _mbconv_ops,
     "hytra": _hytra_ops,
+    "vit": _vit_ops,
 }
 
 

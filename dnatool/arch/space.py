@@ -220,6 +220,11 @@ class SearchSpace:
         return size
 
     @property
+    def tokens(self) -> bool:
+        """A ViT space: its blocks are transformer layers on one token grid."""
+        return any(op.type == "vit" for block in self.blocks for op in block.ops)
+
+    @property
     def coupled(self) -> bool:
         """True when a block's (or the head's) input width depends on the previous choice."""
         return any(len(self.in_widths(k)) > 1 for k in range(1, len(self.blocks) + 1))
@@ -420,11 +425,13 @@ class SearchSpace:
             return self._sample_fabric(rng)
         choices = []
         for block in self.blocks:
-            weights = [len(block.ops) ** cell.layers for cell in block.cells]
+            weights = [block.cell_paths(c) for c in range(len(block.cells))]
             cell_index = int(rng.choice(len(block.cells), p=[w / sum(weights) for w in weights]))
-            path = tuple(
-                int(v) for v in rng.integers(0, len(block.ops), block.cells[cell_index].layers)
-            )
+            cell = block.cells[cell_index]
+            if cell.options:
+                path = tuple(int(o[rng.integers(0, len(o))]) for o in cell.options)
+            else:
+                path = tuple(int(v) for v in rng.integers(0, len(block.ops), cell.layers))
             choices.append((cell_index, path))
         return choices
 
@@ -533,6 +540,11 @@ class SearchSpace:
                             **(
                                 {"in_scale": c.in_scale, "scales": list(c.scales)}
                                 if c.scales
+                                else {}
+                            ),
+                            **(
+                                {"ops": [[b.ops[o].name for o in opts] for opts in c.options]}
+                                if c.options and not c.scales
                                 else {}
                             ),
                         }
@@ -756,7 +768,8 @@ def _block(data: dict[str, Any], default_ops: tuple[Op, ...], version: int) -> B
     if unknown:
         raise ValueError(f"unknown block field {unknown[0]!r}")
     width = data.get("width") if version == 2 else data["width"]
-    declared = [_cell(c, width, version) for c in data["cells"]]
+    ops = parse_ops(data["ops"]) if "ops" in data else default_ops
+    declared = _cells(data["cells"], width, version, len(ops))
     if not declared:
         raise ValueError("a block needs at least one cell")
     if version == 1 and any(c.width != int(width) for c in declared):
@@ -766,15 +779,39 @@ def _block(data: dict[str, Any], default_ops: tuple[Op, ...], version: int) -> B
         )
     if any(c.layers < 1 or c.width < 1 for c in declared):
         raise ValueError("cells need layers >= 1 and width >= 1")
-    merged: dict[tuple[int, int], int] = {}
+    merged: dict[tuple[int, int, tuple[tuple[int, ...], ...]], int] = {}
     for c in declared:
-        merged[(c.layers, c.width)] = merged.get((c.layers, c.width), 0) + 1
-    cells = tuple(Cell(layers, w, count) for (layers, w), count in merged.items())
-    ops = parse_ops(data["ops"]) if "ops" in data else default_ops
+        key = (c.layers, c.width, c.options)
+        merged[key] = merged.get(key, 0) + 1
+    cells = tuple(
+        Cell(layers, w, count, options=options) for (layers, w, options), count in merged.items()
+    )
     stride = int(data["stride"])
     if stride not in (1, 2):
         raise ValueError(f"block stride must be 1 or 2, got {stride}")
     return Block(stride=stride, cells=cells, ops=ops)
+
+
+def _cells(data: Any, width: Any, version: int, num_ops: int) -> list[Cell]:
+    """A list of cells, or a grid `{layers: [..], widths: [..], one_op: bool}`: every depth at
+    every width; `one_op: true` makes one cell per op whose layers all take that op (a ViT
+    space's MLP ratio chosen per cell, not per layer)."""
+    if not isinstance(data, dict):
+        return [_cell(c, width, version) for c in data]
+    if version != 2:
+        raise ValueError("a grid of cells needs `version: 2`")
+    unknown = sorted(set(data) - {"layers", "widths", "one_op"})
+    if unknown:
+        raise ValueError(f"unknown cell grid field {unknown[0]!r} (known: layers, widths, one_op)")
+    depths = [int(d) for d in data["layers"]]
+    widths = [int(w) for w in data["widths"]]
+    if len(set(depths)) != len(depths) or len(set(widths)) != len(widths):
+        raise ValueError("a cell grid lists a depth or a width twice")
+    if not bool(data.get("one_op", False)):
+        return [Cell(d, w) for d in depths for w in widths]
+    return [
+        Cell(d, w, options=((op,),) * d) for d in depths for w in widths for op in range(num_ops)
+    ]
 
 
 def _cell(data: Any, width: Any, version: int) -> Cell:

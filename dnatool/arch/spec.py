@@ -25,7 +25,11 @@ blocks made by `nn/hybrid.py`): `rc` ResConv, a ResNet bottleneck (ratio `e`) wh
 (`k`) follows a depthwise kxk position-encoding conv that does the striding, and `ra` ResAtt, the
 same with multi-head self-attention (`h` heads) in place of the dense kxk conv. They take only
 `r k s e c` (and `h`, 1..64 heads dividing the bottleneck width, for `ra`); any other token is
-refused.
+refused. Two vision-transformer layers (timm `vision_transformer` modules, `nn/vit.py`): `vt` a
+pre-norm transformer layer on the H x W tokens of its input map (`c` width, `h` heads dividing
+it, `e` MLP ratio, `k1 s1` only; a width change enters through a linear projection), and `pe` a
+patch embedding (timm `PatchEmbed`, a k x k conv of stride k = `s`, with a learned position
+embedding).
 
 Bounds needing the block's input width (`gs`, `se`) are checked when the blocks form an ArchSpec.
 """
@@ -45,8 +49,10 @@ from dnatool.errors import BadInput
 ARCH_FORMAT = "dnatool.arch"
 ARCH_VERSION = 1
 
-BLOCK_TYPES = ("ds", "dsa", "ir", "er", "cn", "uir", "rc", "ra")
-HYBRID_TYPES = ("rc", "ra")  # built by nn/hybrid.py, not by timm's EfficientNet builder
+BLOCK_TYPES = ("ds", "dsa", "ir", "er", "cn", "uir", "rc", "ra", "vt", "pe")
+TOKEN_TYPES = ("vt", "pe")  # vision-transformer layers, built by nn/vit.py
+# built by nn/hybrid.py and nn/vit.py, not by timm's EfficientNet builder
+HYBRID_TYPES = ("rc", "ra", *TOKEN_TYPES)
 ACTIVATIONS = {"re": "relu", "r6": "relu6", "hs": "hard_swish", "sw": "swish", "mi": "mish"}
 MODEL_ACTIVATIONS = ("swish", "silu", "relu", "relu6", "hard_swish", "mish", "gelu")
 _INT_KEYS = ("r", "k", "a", "p", "s", "c", "gs", "h")
@@ -111,7 +117,9 @@ class BlockSpec:
         parts = [self.type, f"r{self.repeat}", f"k{self.kernel}"]
         parts += [f"a{self.exp_kernel}"] if self.exp_kernel is not None else []
         parts += [f"p{self.pw_kernel}"] if self.pw_kernel is not None else []
-        parts += [f"s{self.stride}", f"e{_num(self.exp)}", f"c{self.out}"]
+        parts += [f"s{self.stride}"]
+        parts += [] if self.type == "pe" else [f"e{_num(self.exp)}"]  # a patch conv expands nothing
+        parts += [f"c{self.out}"]
         parts += [f"h{self.heads}"] if self.heads is not None else []
         parts += [f"se{_num(self.se)}"] if self.se else []
         parts += [f"gs{self.group_size}"] if self.group_size is not None else []
@@ -157,10 +165,16 @@ def parse_block(text: str) -> BlockSpec:
         fields[key], written[key] = value, token
     if "out" not in fields:
         raise BadInput(f"block string {text!r} has no output width token (c<N>)")
+    if kind == "vt":
+        fields.setdefault("kernel", 1)
+    if kind == "pe":
+        fields.setdefault("kernel", fields.get("stride", 1))
     if kind in HYBRID_TYPES:
         _check_hybrid_tokens(kind, fields, written, text)
     elif "heads" in fields:
-        raise BadInput(f"token {written['heads']!r} in {text!r}: heads are for `ra` blocks only")
+        raise BadInput(
+            f"token {written['heads']!r} in {text!r}: heads are for `ra` and `vt` blocks only"
+        )
     spec = BlockSpec(type=kind, **fields)
     check_block(spec, text, written)
     return spec
@@ -168,15 +182,29 @@ def parse_block(text: str) -> BlockSpec:
 
 _HYBRID_FIELDS = {"rc": {"repeat", "kernel", "stride", "exp", "out"}}
 _HYBRID_FIELDS["ra"] = _HYBRID_FIELDS["rc"] | {"heads"}
+_HYBRID_FIELDS["vt"] = _HYBRID_FIELDS["ra"]
+_HYBRID_FIELDS["pe"] = {"repeat", "kernel", "stride", "out"}
 
 
 def _check_hybrid_tokens(kind: str, fields: dict[str, Any], written: dict[str, str], text: str):
-    """`rc` / `ra` take only the tokens they use (timm would ignore the others silently)."""
+    """`rc` / `ra` / `vt` / `pe` take only the tokens they use (timm would ignore the others
+    silently); a `vt` layer mixes tokens only (k1 s1), a patch embedding's kernel is its stride."""
     extra = [f for f in fields if f not in _HYBRID_FIELDS[kind]]
     if extra:
         raise BadInput(f"token {written[extra[0]]!r} in {text!r}: `{kind}` blocks do not take it")
-    if kind == "ra" and "heads" not in fields:
-        raise BadInput(f"block string {text!r} has no heads token (h<N>); `ra` blocks need one")
+    if kind in ("ra", "vt") and "heads" not in fields:
+        raise BadInput(f"block string {text!r} has no heads token (h<N>); `{kind}` blocks need one")
+    if kind == "vt" and (fields["kernel"] != 1 or fields.get("stride", 1) != 1):
+        raise BadInput(
+            f"block string {text!r}: `vt` layers take k1 s1 only (tokens keep their grid)"
+        )
+    if kind == "pe" and (
+        fields["kernel"] != fields.get("stride", 1) or fields.get("repeat", 1) != 1
+    ):
+        raise BadInput(
+            f"block string {text!r}: a `pe` patch embedding is one layer whose kernel equals its "
+            "stride (k2_s2: 2 x 2 patches)"
+        )
 
 
 def _parse_token(token: str, text: str) -> tuple[str, Any]:
@@ -213,7 +241,11 @@ def _block_bounds(spec: BlockSpec) -> list[tuple[str, str, bool, str]]:
     """(field, what it is, within bounds, the bound) for every value the block sets."""
     bounds = [
         ("repeat", "repeat", 1 <= spec.repeat <= MAX_REPEAT, f"1..{MAX_REPEAT}"),
-        ("kernel", "kernel", _odd_kernel(spec.kernel), f"odd, 1..{MAX_KERNEL}"),
+        (
+            ("kernel", "kernel", spec.kernel == spec.stride, "equal to the stride")
+            if spec.type == "pe"
+            else ("kernel", "kernel", _odd_kernel(spec.kernel), f"odd, 1..{MAX_KERNEL}")
+        ),
         ("stride", "stride", spec.stride in STRIDES, " or ".join(map(str, STRIDES))),
         ("exp", "expansion", 0 < spec.exp <= MAX_EXP, f"> 0 and <= {MAX_EXP:g}"),
         ("out", "width", 1 <= spec.out <= MAX_WIDTH, f"1..{MAX_WIDTH}"),
@@ -227,15 +259,10 @@ def _block_bounds(spec: BlockSpec) -> list[tuple[str, str, bool, str]]:
     if spec.group_size is not None:
         bounds.append(("group_size", "group size", spec.group_size >= 1, ">= 1"))
     if spec.heads is not None:
-        ok = 1 <= spec.heads <= MAX_HEADS and spec.bottleneck % spec.heads == 0
-        bounds.append(
-            (
-                "heads",
-                "heads",
-                ok,
-                f"1..{MAX_HEADS}, dividing the {spec.bottleneck}-wide bottleneck",
-            )
-        )
+        split = spec.out if spec.type == "vt" else spec.bottleneck
+        what = "width" if spec.type == "vt" else "bottleneck"
+        ok = 1 <= spec.heads <= MAX_HEADS and split % spec.heads == 0
+        bounds.append(("heads", "heads", ok, f"1..{MAX_HEADS}, dividing the {split}-wide {what}"))
     return bounds
 
 

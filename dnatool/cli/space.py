@@ -45,6 +45,15 @@ def list_(as_json: bool) -> None:
         )
 
 
+def _cells_text(s, b) -> str:
+    """A block's cells; a grid of one-op cells (a ViT space's) as its depths x widths x ops."""
+    if s.fabric is None and all(len(set(c.options)) == 1 for c in b.cells):
+        depths = "/".join(str(d) for d in sorted({c.layers for c in b.cells}))
+        widths = "/".join(str(w) for w in sorted({c.width for c in b.cells}))
+        return f"{len(b.cells)} cells: layers {depths} @ widths {widths}, one op per cell"
+    return ", ".join(_cell_text(s, c) for c in b.cells)
+
+
 def _cell_text(s, c) -> str:
     """`layers@width` (x count), or a fabric cell's route: input size > each layer's size."""
     if not c.scales:
@@ -80,7 +89,7 @@ def show(name: str, as_json: bool) -> None:
             str(k),
             "/".join(str(w) for w in s.in_widths(k)),
             "fabric" if fabric else str(b.stride),
-            ", ".join(_cell_text(s, c) for c in b.cells),
+            _cells_text(s, b),
             " ".join(op.name for op in b.ops),
             f"{b.paths:,}",
         )

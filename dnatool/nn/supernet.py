@@ -3,7 +3,10 @@
 DNA (CVPR 2020, Sec. 3.3): each block holds cells of different depth and width in parallel; each layer of a
 cell holds every candidate op (timm blocks, the same modules the final network uses) and a path
 picks one op per layer. The last layer of every cell outputs the teacher's width at that cut, so
-plain MSE applies without an adapter (as in the released code). Blocks are independent modules:
+plain MSE applies without an adapter (as in the released code). A ViT cell keeps its own width
+(its heads depend on it) and ends in a learned linear projection to the teacher's width instead
+(the adapter of DNA-T); its first layer's projection takes the teacher's input width. A layer
+holds only the ops its cell allows (a one-op cell of a ViT space: one module per layer). Blocks are independent modules:
 they train in parallel, can live on different devices, and checkpoint separately.
 """
 
@@ -31,17 +34,27 @@ class Cell(nn.Module):
         super().__init__()
         block = space.blocks[k]
         width, layers = block.cells[cell].width, block.cells[cell].layers
+        self.options = block.layer_options(cell)
+        self.full = all(len(o) == len(block.ops) for o in self.options)
+        adapt = space.tokens
         self.layers = nn.ModuleList()
         for i in range(layers):
             layer_in = in_chs if i == 0 else width
             self.layers.append(
                 nn.ModuleList(
                     [
-                        build_op(layer_in, self._spec(space, k, cell, op, i, out_chs), space.act)
+                        build_op(
+                            layer_in,
+                            self._spec(space, k, cell, op, i, width if adapt else out_chs),
+                            space.act,
+                        )
+                        if op in self.options[i]
+                        else nn.Identity()  # not a candidate here: no weights
                         for op in range(len(block.ops))
                     ]
                 )
             )
+        self.adapter = nn.Conv2d(width, out_chs, 1) if adapt else nn.Identity()
 
     @staticmethod
     def _spec(space: SearchSpace, k: int, cell: int, op: int, i: int, out_chs: int) -> BlockSpec:
@@ -60,11 +73,17 @@ class Cell(nn.Module):
     def forward(self, x: torch.Tensor, path: Sequence[int]) -> torch.Tensor:
         for layer, op in zip(self.layers, path, strict=True):
             x = layer[op](x)
-        return x
+        return self.adapter(x)
 
     def sample_path(self, generator: torch.Generator) -> tuple[int, ...]:
-        """One op per layer, uniformly, from an explicit generator (never the global RNG)."""
-        return tuple(torch.randint(0, self.num_ops, (self.depth,), generator=generator).tolist())
+        """One allowed op per layer, uniformly, from an explicit generator (never the global
+        RNG)."""
+        if self.full:
+            return tuple(
+                torch.randint(0, self.num_ops, (self.depth,), generator=generator).tolist()
+            )
+        picks = torch.randint(0, 1 << 30, (self.depth,), generator=generator).tolist()
+        return tuple(o[p % len(o)] for o, p in zip(self.options, picks, strict=True))
 
 
 class Block(nn.Module):

@@ -5,6 +5,12 @@ Y_k, feeding it the teacher's Y_{k-1}. The cut is chosen where the teacher's sta
 same stride as the search space's block outputs; when several teacher stages share a stride, the
 deepest ones are used, matching the space's blocks in order (tf_efficientnet_b7 at 224 gives
 48x56x56, 80x28x28, 160x14x14, 224x14x14, 384x7x7, 640x7x7 for the DNA space).
+
+A ViT space keeps one token grid in every block, which no CNN teacher's stages share. Its cut is
+the teacher's pyramid instead (the deepest stage of each of its last n output sizes, the levels a
+backbone hands a segmentation head: strides 4..32 of EfficientNet-B1 at 224 for dna-vit's four
+blocks), and each cut map is resampled to the student's grid (area-averaged down, bilinear up):
+the resolution adapter DNA needs when teacher and student are different kinds of network.
 """
 
 from __future__ import annotations
@@ -26,12 +32,27 @@ class TeacherCut:
 
     stages: tuple[int, ...]
     shapes: tuple[tuple[int, int, int], ...]
+    grid: int | None = None  # resample every cut map to grid x grid (a ViT student's tokens)
 
     def describe(self) -> list[dict]:
         return [
             {"block": k, "teacher_stage": s, "shape": list(shape)}
+            | ({"resampled_to": [self.grid, self.grid]} if self.grid else {})
             for k, (s, shape) in enumerate(zip(self.stages, self.shapes))
         ]
+
+    def select(self, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The cut stages of a teacher's stage outputs, at the student's sizes."""
+        return [resample(outputs[s], self.grid) for s in self.stages]
+
+
+def resample(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """A map at `size` x `size`: area average to shrink, bilinear to grow, as is when None."""
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    mode = "area" if x.shape[-1] >= size and x.shape[-2] >= size else "bilinear"
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return nn.functional.interpolate(x, size=(size, size), mode=mode, **kwargs)
 
 
 class Teacher(nn.Module):
@@ -56,7 +77,7 @@ class Teacher(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         outputs = stage_outputs(self.model, images, last=max(self.cut.stages))
-        return [outputs[s] for s in self.cut.stages]
+        return self.cut.select(outputs)
 
 
 def stage_outputs(
@@ -89,7 +110,24 @@ def find_cut(model: nn.Module, space: SearchSpace, resolution: int | None = None
     for index, out in enumerate(outs):
         by_size.setdefault(out.shape[-1], []).append(index)
     wanted = [space.block_out_resolution(k, res) for k in range(len(space.blocks))]
+    if space.tokens:
+        return _pyramid(outs, by_size, len(wanted), wanted[0])
     return _assign(outs, by_size, wanted)
+
+
+def _pyramid(
+    outs: list[torch.Tensor], by_size: dict[int, list[int]], n: int, grid: int
+) -> TeacherCut:
+    """The deepest stage of each of the teacher's last n output sizes, resampled to `grid`."""
+    sizes = sorted(by_size, reverse=True)
+    if len(sizes) < n:
+        raise BadInput(
+            f"teacher has {len(sizes)} output sizes ({', '.join(map(str, sizes))}); the ViT "
+            f"space's {n} blocks need one per block"
+        )
+    stages = tuple(by_size[size][-1] for size in sizes[-n:])
+    shapes = tuple((int(outs[s].shape[1]), grid, grid) for s in stages)
+    return TeacherCut(stages=stages, shapes=shapes, grid=grid)
 
 
 def _assign(

@@ -2,7 +2,8 @@
 
 Supernet ops, LUT entries and the final network are all built here from the same block strings,
 so a supernet path, its latency entry and the deployed layer are the same timm module type.
-Hybrid layers (`rc` / `ra`, timm ByobNet blocks made by `nn/hybrid.py`) enter timm's builder as 1x1
+Hybrid layers (`rc` / `ra`, timm ByobNet blocks made by `nn/hybrid.py`; `vt` / `pe`, timm
+vision-transformer modules made by `nn/vit.py`) enter timm's builder as 1x1
 `cn` placeholders of the same width and stride and are swapped in right after, so a network keeps
 timm's `EfficientNet` stem, stages, head, drop-path schedule and `feature_info`.
 """
@@ -20,7 +21,7 @@ from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_d
 from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 from torch import nn
 
-from dnatool.arch.spec import HYBRID_TYPES, ArchSpec, BlockSpec, stride_stages
+from dnatool.arch.spec import HYBRID_TYPES, TOKEN_TYPES, ArchSpec, BlockSpec, stride_stages
 from dnatool.errors import BadInput
 
 
@@ -58,6 +59,7 @@ def _swap_hybrid(
     """Replace the placeholders in built stages by the hybrid layers, with the drop-path rate timm's
     builder gives the block at that position (`rate * index / count`)."""
     from dnatool.nn.hybrid import hybrid_layer
+    from dnatool.nn.vit import token_layer
 
     count = sum(block.repeat for stage in stages for block in stage)
     index, chs = 0, in_chs
@@ -68,7 +70,11 @@ def _swap_hybrid(
                 if block.type in HYBRID_TYPES:
                     one = dataclasses.replace(block, repeat=1, stride=block.stride if r == 0 else 1)
                     rate = drop_path_rate * index / count
-                    stage_module[position] = hybrid_layer(chs, one, act, rate)
+                    stage_module[position] = (
+                        token_layer(chs, one, rate)
+                        if block.type in TOKEN_TYPES
+                        else hybrid_layer(chs, one, act, rate)
+                    )
                 chs, position, index = block.out, position + 1, index + 1
 
 

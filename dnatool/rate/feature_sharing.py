@@ -121,13 +121,14 @@ def _visit(
     norm: str | Metric,
     result: CellScores,
 ) -> None:
-    for index, op in enumerate(cell.layers[depth]):
+    for index in cell.options[depth]:
+        op = cell.layers[depth][index]
         path = prefix + (index,)
         calib_out = _calibrate(op, path, calib, result) if result.calibration is not None else None
         out = op(x)
         result.layer_evals += 1
         if depth + 1 == cell.depth:
-            result.add(path, path_score(out, target, norm), x.shape[0])
+            result.add(path, path_score(cell.adapter(out), target, norm), x.shape[0])
         else:
             _visit(cell, depth + 1, path, out, calib_out, target, norm, result)
 
@@ -157,7 +158,7 @@ def all_paths(cell: Cell) -> Iterator[tuple[int, ...]]:
     """Paths in the same (lexicographic) order as the depth-first walk."""
     import itertools
 
-    return itertools.product(range(cell.num_ops), repeat=cell.depth)
+    return itertools.product(*cell.options)
 
 
 @torch.no_grad()
@@ -181,6 +182,6 @@ def score_cell_naive(
                     result.recalibrations += 1
                 h = op(h)
                 result.layer_evals += 1
-            result.add(path, path_score(h, target, norm), x.shape[0])
+            result.add(path, path_score(cell.adapter(h), target, norm), x.shape[0])
         result.count += x.shape[0]
     return result

@@ -231,7 +231,7 @@ class _StepModule(nn.Module):
         if self.teacher is not None:
             self.teacher.train()
             outs = stage_outputs(self.teacher, torch.cat([a, b]), last=max(cut))
-            feats = [outs[s] for s in cut]
+            feats = self.setup.teacher.cut.select(outs)
             targets = [f[: len(a)] for f in feats]
             inputs = [b, *(f[len(a) :].detach() for f in feats[:-1])]
         else:
