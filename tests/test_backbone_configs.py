@@ -12,6 +12,7 @@ from openmmlab_support import DEPLOY, SMALL_ARCH
 from dnatool.arch.resolve import resolve_arch
 from dnatool.backbones.configs import (
     DEPLOY_FILES,
+    DEPLOY_VIT_FILE,
     KINDS,
     pyformat,
     render_config,
@@ -77,8 +78,8 @@ def test_every_in_channels_matches_the_built_backbone(kind, arch):
 
 def test_deploy_configs_are_the_writer_output(tmp_path):
     written = write_deploy_configs(tmp_path)
-    assert len(written) == len(DEPLOY_FILES) == 5
-    for rel in DEPLOY_FILES.values():
+    assert len(written) == len(DEPLOY_FILES) + 1 == 6
+    for rel in [*DEPLOY_FILES.values(), DEPLOY_VIT_FILE]:
         assert (DEPLOY / rel).read_text() == (tmp_path / rel).read_text(), (
             f"regenerate deploy/{rel}"
         )

@@ -53,7 +53,7 @@ def test_shipped_configs_exist():
     assert {p.name.split("_")[0] for p in SEG_CONFIGS} == {"deeplabv3plus", "aspp", "upernet"}
 
 
-@pytest.mark.parametrize("path", SEG_CONFIGS, ids=lambda p: p.name.split("_")[0])
+@pytest.mark.parametrize("path", SEG_CONFIGS, ids=lambda p: p.stem)
 def test_shipped_config_trains_a_step_and_predicts(path):
     cfg = cpu_config(path)
     model = _build(cfg)

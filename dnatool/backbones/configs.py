@@ -33,6 +33,9 @@ DEPLOY_FILES = {  # what `deploy/` ships: this module's output for efficientnet_
     "faster_rcnn": "mmdet/faster-rcnn_dna-b0_fpn_1x_coco.py",
 }
 DEPLOY_ARCH = "efficientnet_b0"
+# and UperNet on an arch of the dna-vit space (depth 14, widths 256..448: DNA-T's 4.5 GMACs)
+DEPLOY_VIT_FILE = "mmseg/upernet_dna-vit_ade20k-512x512.py"
+DEPLOY_VIT_ARCH = Path(__file__).resolve().parents[2] / "recipes" / "arch" / "dna-vit-example.json"
 IMPORTS = "dict(imports=['dnatool.backbones.openmmlab'], allow_failed_imports=False)"
 
 
@@ -163,7 +166,10 @@ def export_mmseg_config(model: Any, out: str | Path) -> dict[str, Any]:
 
 def write_deploy_configs(root: str | Path) -> list[Path]:
     """(Re)write the configs shipped in `deploy/` (tests check they are up to date)."""
-    return [write_config(DEPLOY_ARCH, Path(root) / rel, kind) for kind, rel in DEPLOY_FILES.items()]
+    written = [
+        write_config(DEPLOY_ARCH, Path(root) / rel, kind) for kind, rel in DEPLOY_FILES.items()
+    ]
+    return [*written, write_config(str(DEPLOY_VIT_ARCH), Path(root) / DEPLOY_VIT_FILE, "upernet")]
 
 
 def pyformat(value: Any, indent: int = 0, width: int = 100) -> str:

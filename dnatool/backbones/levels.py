@@ -5,6 +5,11 @@ stem when the first block has stride 2, and at the end of every stage followed b
 (and the last stage). Level 0 is then the stride-2 level, 1 stride 4, ... (contracts.md). With an
 `output_stride` below 32, later strides become dilations and reductions stop growing, as in timm.
 Configs use this to write every `in_channels` without importing torch.
+
+A ViT arch (`vt` layers) keeps one token grid after its patch embedding, so strides alone would
+give it one level; there, every stage that ends in a `vt` layer (each searched block) is a level
+too, all at the grid's stride, as mmseg's ViT backbone hands out several layers' outputs (a neck
+such as `MultiLevelNeck` then makes the pyramid).
 """
 
 from __future__ import annotations
@@ -27,19 +32,28 @@ class Level:
 
 def feature_levels(arch: ArchSpec, output_stride: int = 32) -> list[Level]:
     """Channels and reduction of every feature level of `arch` (timm's `feature_info` order)."""
+    return [Level(i, c, r) for i, (c, r, _) in enumerate(_levels(arch, output_stride))]
+
+
+def level_positions(arch: ArchSpec, output_stride: int = 32) -> list[int]:
+    """Where each level is taken: 0 after the stem, k + 1 after stage k."""
+    return [position for _, _, position in _levels(arch, output_stride)]
+
+
+def _levels(arch: ArchSpec, output_stride: int) -> list[tuple[int, int, int]]:
     check_output_stride(output_stride)
-    levels: list[tuple[int, int]] = []
+    levels: list[tuple[int, int, int]] = []
     stride = 2
     if arch.stages[0][0].stride > 1:
-        levels.append((arch.stem, stride))
+        levels.append((arch.stem, stride, 0))
     for k, stage in enumerate(arch.stages):
         # timm strides only the first block of a stage (the builder sets later strides to 1)
         if stage[0].stride > 1 and stride * stage[0].stride <= output_stride:
             stride *= stage[0].stride
         last = k + 1 == len(arch.stages)
-        if last or arch.stages[k + 1][0].stride > 1:
-            levels.append((stage[-1].out, stride))
-    return [Level(i, c, r) for i, (c, r) in enumerate(levels)]
+        if last or arch.stages[k + 1][0].stride > 1 or stage[-1].type == "vt":
+            levels.append((stage[-1].out, stride, k + 1))
+    return levels
 
 
 def check_output_stride(output_stride: int) -> None:

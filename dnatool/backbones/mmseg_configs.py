@@ -36,11 +36,14 @@ ADE = dict(
 )
 
 
-def _segmentor(bb: Any, head: dict, crop: int, num_classes: int) -> dict[str, Any]:
-    aux_level = len(bb.channels) - 2
+def _segmentor(
+    bb: Any, head: dict, crop: int, num_classes: int, neck: dict | None = None
+) -> dict[str, Any]:
+    channels = neck["out_channels_list"] if neck else bb.channels
+    aux_level = len(channels) - 2
     aux = dict(
         type="FCNHead",
-        in_channels=bb.channels[aux_level],
+        in_channels=channels[aux_level],
         in_index=aux_level,
         channels=128,
         num_convs=1,
@@ -63,6 +66,7 @@ def _segmentor(bb: Any, head: dict, crop: int, num_classes: int) -> dict[str, An
             size=(crop, crop),
         ),
         backbone=backbone_dict(bb, frozen_stages=-1, norm_eval=False),
+        **({"neck": {k: v for k, v in neck.items() if k != "out_channels_list"}} if neck else {}),
         decode_head={
             **head,
             "num_classes": num_classes,
@@ -174,6 +178,7 @@ def _seg(
     crop_size: int,
     data_root: str | None,
     iters: int,
+    neck: dict | None = None,
 ) -> dict[str, Any]:
     classes = num_classes or data["classes"]
     if len(bb.channels) < 2:
@@ -181,7 +186,7 @@ def _seg(
     return dict(
         default_scope="mmseg",
         crop_size=(crop_size, crop_size),
-        model=_segmentor(bb, head, crop_size, classes),
+        model=_segmentor(bb, head, crop_size, classes, neck),
         **_seg_data(data, data_root or data["root"], crop_size, data is ADE),
         **_seg_schedule(iters),
     )
@@ -223,16 +228,36 @@ def aspp(
 def upernet(
     bb: Any, num_classes: int | None = None, crop_size: int = 512, data_root: str | None = None
 ) -> dict[str, Any]:
-    """UperNet (PPM + FPN over every backbone level) on ADE20K-style data."""
+    """UperNet (PPM + FPN over every backbone level) on ADE20K-style data. A ViT backbone's
+    levels share one stride; mmseg's `MultiLevelNeck` (its ViT + UperNet configs) resamples them
+    to strides 4, 8, 16 and 32 first, as the DNA family's ADE20K setting does."""
+    neck = _vit_neck(bb)
+    channels = neck["out_channels_list"] if neck else bb.channels
     head = dict(
         type="UPerHead",
-        in_channels=bb.channels,
-        in_index=list(range(len(bb.channels))),
+        in_channels=channels,
+        in_index=list(range(len(channels))),
         pool_scales=(1, 2, 3, 6),
         channels=256,
         dropout_ratio=0.1,
     )
-    return _seg(bb, head, ADE, num_classes, crop_size, data_root, 80000)
+    return _seg(bb, head, ADE, num_classes, crop_size, data_root, 80000, neck)
+
+
+def _vit_neck(bb: Any) -> dict | None:
+    """MultiLevelNeck for a backbone whose levels all have one stride (a ViT's blocks)."""
+    if len(set(bb.strides)) != 1 or len(bb.strides) < 2:
+        return None
+    stride, count = bb.strides[0], len(bb.strides)
+    targets = [4 * 2**i for i in range(count)]  # 4, 8, 16, 32 for four levels
+    width = max(bb.channels)
+    return dict(
+        type="MultiLevelNeck",
+        in_channels=bb.channels,
+        out_channels=width,
+        scales=[stride / t for t in targets],
+        out_channels_list=[width] * count,
+    )
 
 
 BUILDERS = dict(deeplabv3plus=deeplabv3plus, aspp=aspp, upernet=upernet)

@@ -11,6 +11,7 @@ timm's `EfficientNet` stem, stages, head, drop-path schedule and `feature_info`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,8 +103,69 @@ class HybridEfficientNetFeatures(EfficientNetFeatures):
         _swap_hybrid(self.blocks, hybrid.stem, hybrid.stages, hybrid.act, drop_path_rate)
 
 
+class TokenEfficientNetFeatures(nn.Module):
+    """Features of a ViT arch: timm's EfficientNet body (stem, stages; parameter names as in the
+    classifier and a `model.pt`) returning the levels of `backbones/levels.py`, which include the
+    output of every stage that ends in a `vt` layer (all at the token grid's stride). No dilated
+    form: `output_stride` must be at least the arch's total stride."""
+
+    def __init__(
+        self,
+        *,
+        hybrid: ArchSpec,
+        out_indices: Sequence[int] = (0, 1, 2, 3, 4),
+        output_stride: int = 32,
+        drop_path_rate: float = 0.0,
+        feature_location: str = "bottleneck",
+        **kwargs: Any,
+    ) -> None:
+        from timm.models._features import FeatureInfo
+
+        from dnatool.backbones.levels import feature_levels, level_positions
+
+        super().__init__()
+        total = 2 * math.prod(stage[0].stride for stage in hybrid.stages)
+        if output_stride < total:
+            raise BadInput(
+                f"output_stride {output_stride}: a ViT arch has no dilated form; its stride is "
+                f"{total}"
+            )
+        if feature_location != "bottleneck":
+            raise BadInput("ViT archs give features at the end of their stages only")
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("num_classes", "num_features")}
+        body = HybridEfficientNet(hybrid=hybrid, drop_path_rate=drop_path_rate, **kwargs)
+        self.conv_stem, self.bn1, self.blocks = body.conv_stem, body.bn1, body.blocks
+        levels, positions = feature_levels(hybrid), level_positions(hybrid)
+        info = [
+            dict(
+                num_chs=level.channels,
+                reduction=level.reduction,
+                module="bn1" if position == 0 else f"blocks.{position - 1}",
+                stage=position,
+            )
+            for level, position in zip(levels, positions, strict=True)
+        ]
+        self.feature_info = FeatureInfo(info, tuple(out_indices))
+        self._stage_out_idx = {positions[i] for i in out_indices}
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.bn1(self.conv_stem(x))
+        outs = [x] if 0 in self._stage_out_idx else []
+        for i, stage in enumerate(self.blocks):
+            x = stage(x)
+            if i + 1 in self._stage_out_idx:
+                outs.append(x)
+        return outs
+
+
+def is_vit(arch: ArchSpec) -> bool:
+    return any(block.type == "vt" for stage in arch.stages for block in stage)
+
+
 def model_classes(arch: ArchSpec) -> tuple[type[nn.Module], type[nn.Module]]:
     """(classifier class, feature class) that build `arch` from `efficientnet_kwargs(arch)`."""
+    if is_vit(arch):
+        return HybridEfficientNet, TokenEfficientNetFeatures
     if is_hybrid(arch):
         return HybridEfficientNet, HybridEfficientNetFeatures
     return EfficientNet, EfficientNetFeatures
