@@ -211,8 +211,15 @@ def test_v1_files_keep_loading_and_v2_rules(tmp_path):
         space_from_dict({**v2, "blocks": [{"stride": 2, "cells": [{"layers": 1}]}]})
     with pytest.raises(BadInput, match="version 3"):
         space_from_dict({**v2, "version": 3})
-    with pytest.raises(BadInput, match="unknown op type 'vit'"):
-        space_from_dict({**v2, "ops": {"type": "vit"}})
+    with pytest.raises(BadInput, match="unknown op type 'mamba'"):
+        space_from_dict({**v2, "ops": {"type": "mamba"}})
+    with pytest.raises(BadInput, match="vit ops"):  # a known type still checks its fields
+        space_from_dict({**v2, "ops": {"type": "vit", "mlp_ratios": [4], "heads": 3}})
+    with pytest.raises(BadInput, match="stride 1"):  # transformer layers keep the token grid
+        space_from_dict({**v2, "ops": {"type": "vit", "mlp_ratios": [4], "head_dim": 8}})
+    with pytest.raises(BadInput, match="cell grid"):
+        grid = {"layers": [1], "widths": [8, 8]}
+        space_from_dict({**v2, "blocks": [{"stride": 1, "cells": grid}]})
     with pytest.raises(BadInput, match="unknown block field 'depth'"):
         space_from_dict({**v2, "blocks": [{"stride": 2, "depth": 3, "cells": [1]}]})
     path = tmp_path / "mine.yaml"

@@ -257,3 +257,83 @@ def test_dna_and_dnapp_search_a_vit_that_retrains_and_exports(cli, recipe, tmp_p
     assert exported.code == 0, exported.stderr
     report = json.loads(exported.stdout)
     assert report["passed"] and report["max_abs_diff"] <= 1e-4 and report["trained"]
+    if recipe == "dna-vit-tiny":
+        _served_like_onnxruntime(tmp_path / "m.onnx")
+        _upernet_on_it_trains_a_step_and_predicts(model, tmp_path)
+
+
+def _served_like_onnxruntime(onnx_path: Path) -> None:
+    """`dnatool serve` answers the KServe v2 protocol with what onnxruntime computes."""
+    import signal
+
+    import onnxruntime as ort
+    from test_serve import _client, _input, _start
+
+    proc, port, _ = _start(str(onnx_path), "--max-batch", "2")
+    try:
+        x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+        out = _client(port).infer(onnx_path.stem, [_input(x)]).as_numpy("logits")
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(out, session.run(None, {"input": x})[0], atol=1e-5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def _upernet_on_it_trains_a_step_and_predicts(model: Path, tmp_path: Path) -> None:
+    """The searched, retrained ViT as an mmseg backbone (its weights loaded): MultiLevelNeck +
+    UperNet build, take a training step and predict."""
+    pytest.importorskip("mmseg")
+    from openmmlab_support import cpu_config, install_mmcv_ext_placeholder
+
+    from dnatool.backbones.configs import write_config
+
+    install_mmcv_ext_placeholder()
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    cfg = cpu_config(write_config(str(model), tmp_path / "upernet.py", "upernet", num_classes=5))
+    assert cfg.model.neck.type == "MultiLevelNeck" and cfg.model.backbone.init_cfg
+    init_default_scope("mmseg")
+    segmentor = MODELS.build(cfg.model)
+    segmentor.init_weights()
+    trained = torch.load(model / "model.pt", weights_only=True)["state_dict"]
+    key = next(k for k in trained if k.startswith("blocks.1."))
+    assert torch.equal(segmentor.backbone.state_dict()[key], trained[key])
+    gen = torch.Generator().manual_seed(0)
+    samples = []
+    for _ in range(2):
+        sample = SegDataSample(metainfo=dict(img_shape=(32, 32), ori_shape=(32, 32)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 5, (1, 32, 32), generator=gen))
+        samples.append(sample)
+    inputs = torch.randn(2, 3, 32, 32, generator=gen)
+    segmentor.train()
+    losses = segmentor.loss(inputs, samples)
+    total = sum(v for k, v in losses.items() if "loss" in k)
+    total.backward()
+    assert (
+        torch.isfinite(total)
+        and segmentor.backbone.blocks[1][0].block.attn.qkv.weight.grad is not None
+    )
+    segmentor.eval()
+    with torch.no_grad():
+        preds = segmentor.predict(inputs, samples)
+    assert preds[0].pred_sem_seg.data.shape == (1, 32, 32)
+
+
+def test_scaling_a_vit_keeps_its_head_dim():
+    """Compound scaling rounds a transformer layer's width to whole heads of the same size, so
+    the scaled network builds (rounding to 8 would give 424 = 12 heads of 35.3)."""
+    from dnatool.arch.scale import scale_arch
+
+    arch = resolve_arch(str(REPO / "recipes" / "arch" / "dna-vit-example.json"))
+    scaled = scale_arch(arch, 1.1, 1.0, 224)
+    for before, after in zip(arch.stages, scaled.stages, strict=True):
+        for a, b in zip(before, after, strict=True):
+            if a.type == "vt":
+                assert b.out // b.heads == a.out // a.heads == 32 and b.out % b.heads == 0
+                assert abs(b.out - 1.1 * a.out) <= 16
+    model = build_model(scaled.replace(resolution=64))
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)

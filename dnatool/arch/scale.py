@@ -14,7 +14,7 @@ import dataclasses
 import math
 from typing import Any
 
-from dnatool.arch.spec import ArchSpec, make_divisible
+from dnatool.arch.spec import ArchSpec, BlockSpec, make_divisible
 from dnatool.errors import BadInput
 
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # depth, width, resolution bases of the compound rule
@@ -53,6 +53,16 @@ def scale_stage_depth(repeats: list[int], multiplier: float) -> list[int]:
     return scaled[::-1]
 
 
+def _scaled_block(block: BlockSpec, repeat: int, width: float) -> BlockSpec:
+    """A block at `repeat` and its width x `width`; a transformer layer keeps its head dim and
+    rounds its width to whole heads (DeiT's Ti / S / B grow heads with width at head dim 64)."""
+    if block.type == "vt" and block.heads and width:
+        head_dim = block.out // block.heads
+        heads = max(1, round(block.out * width / head_dim))
+        return dataclasses.replace(block, repeat=repeat, out=heads * head_dim, heads=heads)
+    return dataclasses.replace(block, repeat=repeat, out=round_channels(block.out, width))
+
+
 def scale_arch(
     arch: ArchSpec, width: float, depth: float, resolution: int, name: str | None = None
 ) -> ArchSpec:
@@ -64,10 +74,7 @@ def scale_arch(
     for stage in arch.stages:
         repeats = scale_stage_depth([block.repeat for block in stage], depth)
         stages.append(
-            tuple(
-                dataclasses.replace(block, repeat=r, out=round_channels(block.out, width))
-                for block, r in zip(stage, repeats, strict=True)
-            )
+            tuple(_scaled_block(block, r, width) for block, r in zip(stage, repeats, strict=True))
         )
     meta: dict[str, Any] = {
         **arch.meta,
