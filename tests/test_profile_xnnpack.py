@@ -21,15 +21,23 @@ def tiny_arch():
     return space.to_arch([(0, tuple(range(block.cells[0].layers))) for block in space.blocks])
 
 
-@pytest.mark.slow  # lowers a whole network (17 s): the default suite stays under 10 minutes
-def test_xnnpack_program_computes_what_torch_computes():
-    """What is timed is the network itself: the lowered program's output equals torch's."""
+def vit_arch():
+    """A vit-tiny network: patch embedding, transformer layers of two widths."""
+    space = load_space("vit-tiny")
+    return space.to_arch([(3, (1, 0)), (1, (0,)), (0, (0, 1))])
+
+
+@pytest.mark.slow  # lowers a whole network (17-25 s): the default suite stays under 10 minutes
+@pytest.mark.parametrize("arch", [tiny_arch, vit_arch], ids=["mbconv", "vit"])
+def test_xnnpack_program_computes_what_torch_computes(arch):
+    """What is timed is the network itself: the lowered program's output equals torch's (a ViT's
+    LayerNorm, attention and GELU included)."""
     from executorch.runtime import Runtime
 
     from dnatool.runtime.executorch import pte_bytes
 
     torch.manual_seed(0)
-    model = build_model(tiny_arch()).eval()
+    model = build_model(arch()).eval()
     x = torch.randn(1, 3, 32, 32)
     program = Runtime.get().load_program(pte_bytes(model, tuple(x.shape)))
     (got,) = program.load_method("forward").execute([x])
