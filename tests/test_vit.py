@@ -337,3 +337,10 @@ def test_scaling_a_vit_keeps_its_head_dim():
                 assert abs(b.out - 1.1 * a.out) <= 16
     model = build_model(scaled.replace(resolution=64))
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+
+
+def test_detection_configs_refuse_a_vit_in_one_line_naming_the_way_out():
+    from dnatool.backbones.configs import render_config
+
+    with pytest.raises(BadInput, match="--kind upernet"):
+        render_config(str(REPO / "recipes" / "arch" / "dna-vit-example.json"), "retinanet")

@@ -23,7 +23,13 @@ def _fpn_strides(bb: Any, start_level: int, num_outs: int = 5) -> list[int]:
     """Strides of the FPN outputs: the backbone's from `start_level`, then doubling (extra convs)."""
     strides = bb.strides[start_level:]
     if any(b != 2 * a for a, b in zip(strides, strides[1:], strict=False)):
-        raise BadInput(f"FPN needs levels that double in stride, got strides {bb.strides}")
+        hint = (
+            " (a ViT's blocks share its token grid's stride; its dense-prediction config is "
+            "`--kind upernet`, which puts mmseg's MultiLevelNeck before the head)"
+            if len(set(bb.strides)) == 1
+            else ""
+        )
+        raise BadInput(f"FPN needs levels that double in stride, got strides {bb.strides}{hint}")
     return [strides[0] * 2**i for i in range(num_outs)]
 
 
