@@ -329,7 +329,9 @@ def test_scaling_a_vit_keeps_its_head_dim():
     from dnatool.arch.scale import scale_arch
 
     arch = resolve_arch(str(REPO / "recipes" / "arch" / "dna-vit-example.json"))
-    scaled = scale_arch(arch, 1.1, 1.0, 224)
+    scaled = scale_arch(arch, 1.1, 1.2, 224)
+    patch = next(b for stage in scaled.stages for b in stage if b.type == "pe")
+    assert patch.repeat == 1  # deeper networks do not embed patches twice
     for before, after in zip(arch.stages, scaled.stages, strict=True):
         for a, b in zip(before, after, strict=True):
             if a.type == "vt":
@@ -344,3 +346,17 @@ def test_detection_configs_refuse_a_vit_in_one_line_naming_the_way_out():
 
     with pytest.raises(BadInput, match="--kind upernet"):
         render_config(str(REPO / "recipes" / "arch" / "dna-vit-example.json"), "retinanet")
+
+
+def test_a_vit_teacher_on_the_same_grid_is_cut_without_resampling(tmp_path):
+    """DNA+ on a ViT space: the previous generation's ViT supervises the next with its own
+    blocks' outputs (its deepest stages on the 8x8 grid)."""
+    from dnatool.nn.teacher import build_teacher
+
+    space = load_space("vit-tiny")
+    arch = space.to_arch(space.example())
+    save_model_run(tmp_path / "vit", build_model(arch), arch, {}, {})
+    teacher = build_teacher(str(tmp_path / "vit"), space, pretrained=False)
+    assert teacher.cut.grid is None
+    assert teacher.cut.stages == (1, 2, 3)  # after the patch embedding's stage 0
+    assert [s[0] for s in teacher.cut.shapes] == [stage[-1].out for stage in arch.stages[1:]]

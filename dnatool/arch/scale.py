@@ -55,7 +55,10 @@ def scale_stage_depth(repeats: list[int], multiplier: float) -> list[int]:
 
 def _scaled_block(block: BlockSpec, repeat: int, width: float) -> BlockSpec:
     """A block at `repeat` and its width x `width`; a transformer layer keeps its head dim and
-    rounds its width to whole heads (DeiT's Ti / S / B grow heads with width at head dim 64)."""
+    rounds its width to whole heads (DeiT's Ti / S / B grow heads with width at head dim 64); a
+    patch embedding stays one layer."""
+    if block.type == "pe":  # the patch embedding is the network's entry, as the stem
+        return dataclasses.replace(block, out=round_channels(block.out, width))
     if block.type == "vt" and block.heads and width:
         head_dim = block.out // block.heads
         heads = max(1, round(block.out * width / head_dim))

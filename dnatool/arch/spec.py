@@ -240,13 +240,23 @@ def check_block(
 def _block_bounds(spec: BlockSpec) -> list[tuple[str, str, bool, str]]:
     """(field, what it is, within bounds, the bound) for every value the block sets."""
     bounds = [
-        ("repeat", "repeat", 1 <= spec.repeat <= MAX_REPEAT, f"1..{MAX_REPEAT}"),
+        (
+            ("repeat", "repeat", spec.repeat == 1, "1: a patch embedding is one layer")
+            if spec.type == "pe"
+            else ("repeat", "repeat", 1 <= spec.repeat <= MAX_REPEAT, f"1..{MAX_REPEAT}")
+        ),
         (
             ("kernel", "kernel", spec.kernel == spec.stride, "equal to the stride")
             if spec.type == "pe"
+            else ("kernel", "kernel", spec.kernel == 1, "1: a transformer layer mixes tokens")
+            if spec.type == "vt"
             else ("kernel", "kernel", _odd_kernel(spec.kernel), f"odd, 1..{MAX_KERNEL}")
         ),
-        ("stride", "stride", spec.stride in STRIDES, " or ".join(map(str, STRIDES))),
+        (
+            ("stride", "stride", spec.stride == 1, "1: tokens keep their grid")
+            if spec.type == "vt"
+            else ("stride", "stride", spec.stride in STRIDES, " or ".join(map(str, STRIDES)))
+        ),
         ("exp", "expansion", 0 < spec.exp <= MAX_EXP, f"> 0 and <= {MAX_EXP:g}"),
         ("out", "width", 1 <= spec.out <= MAX_WIDTH, f"1..{MAX_WIDTH}"),
         ("se", "SE ratio", 0 <= spec.se <= MAX_SE, f"0..{MAX_SE:g}"),

@@ -10,7 +10,9 @@ A ViT space keeps one token grid in every block, which no CNN teacher's stages s
 the teacher's pyramid instead (the deepest stage of each of its last n output sizes, the levels a
 backbone hands a segmentation head: strides 4..32 of EfficientNet-B1 at 224 for dna-vit's four
 blocks), and each cut map is resampled to the student's grid (area-averaged down, bilinear up):
-the resolution adapter DNA needs when teacher and student are different kinds of network.
+the resolution adapter DNA needs when teacher and student are different kinds of network. A ViT
+teacher with enough stages on the student's grid (a DNA+ generation of a ViT space) is cut like
+a CNN teacher of the same strides: its deepest stages, nothing resampled.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def find_cut(model: nn.Module, space: SearchSpace, resolution: int | None = None
     for index, out in enumerate(outs):
         by_size.setdefault(out.shape[-1], []).append(index)
     wanted = [space.block_out_resolution(k, res) for k in range(len(space.blocks))]
-    if space.tokens:
+    if space.tokens and len(by_size.get(wanted[0], [])) < len(wanted):
         return _pyramid(outs, by_size, len(wanted), wanted[0])
     return _assign(outs, by_size, wanted)
 
