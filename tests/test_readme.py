@@ -32,6 +32,7 @@ SHORTER = {
     "dnatool train dnapp-tiny -o teacher=runs/demo/teacher --out runs/dnapp-tiny": "-o epochs=1",
     "dnatool train spos-tiny --out runs/spos-tiny": "-o epochs=6",
     "dnatool train bossnas-tiny --out runs/bossnas-tiny": "-o epochs=1",
+    "dnatool train dna-vit-tiny -o teacher=runs/demo/teacher --out runs/dna-vit": "-o epochs=1",
     "dnatool cascade dnaplus-tiny --generations 2 --out runs/cascade": "--generations 1",
 }
 
