@@ -6,8 +6,9 @@ picks one op per layer. The last layer of every cell outputs the teacher's width
 plain MSE applies without an adapter (as in the released code). A ViT cell keeps its own width
 (its heads depend on it) and ends in a learned linear projection to the teacher's width instead
 (the adapter of DNA-T); its first layer's projection takes the teacher's input width. A layer
-holds only the ops its cell allows (a one-op cell of a ViT space: one module per layer). Blocks are independent modules:
-they train in parallel, can live on different devices, and checkpoint separately.
+holds only the ops its cell allows (a one-op cell of a ViT space: one module per layer). Blocks
+are independent modules: they train in parallel, can live on different devices, and checkpoint
+separately.
 """
 
 from __future__ import annotations
