@@ -33,6 +33,7 @@ from dnatool.search.brute import MAX_SIZE
 from dnatool.search.dfs import DfsTimeout
 from dnatool.search.pareto import Front, prune
 from dnatool.search.problem import (
+    BlockShape,
     Problem,
     Solution,
     _fmt,
@@ -46,7 +47,7 @@ ALGORITHMS = ("exact", "dfs")
 
 
 @dataclass(frozen=True)
-class CoupledProblem:
+class CoupledProblem(BlockShape):
     """Scores `(n_k,)`, state-dependent costs `(S_k, n_k, D)` and next states `(n_k,)` per block,
     fixed costs `(D,)`, budgets `(D,)`."""
 
@@ -56,19 +57,6 @@ class CoupledProblem:
     fixed: np.ndarray
     budget: np.ndarray
     names: tuple[str, ...]
-
-    @property
-    def blocks(self) -> int:
-        return len(self.scores)
-
-    @property
-    def dims(self) -> int:
-        return len(self.names)
-
-    @property
-    def size(self) -> int:
-        """Architectures covered: the product of the candidate counts."""
-        return math.prod(len(s) for s in self.scores)
 
     @property
     def routes(self) -> int:

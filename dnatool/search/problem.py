@@ -20,14 +20,10 @@ from dnatool.errors import BadInput
 COST_NAMES = ("latency_ms", "params", "macs")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """Weighted scores `(n_k,)` and costs `(n_k, D)` per block, fixed costs `(D,)`, budgets `(D,)`."""
+class BlockShape:
+    """Sizes shared by the plain and the coupled problem (both hold `scores` and `names`)."""
 
     scores: tuple[np.ndarray, ...]
-    costs: tuple[np.ndarray, ...]
-    fixed: np.ndarray
-    budget: np.ndarray
     names: tuple[str, ...]
 
     @property
@@ -42,6 +38,17 @@ class Problem:
     def size(self) -> int:
         """Architectures covered: the product of the candidate counts."""
         return math.prod(len(s) for s in self.scores)
+
+
+@dataclass(frozen=True)
+class Problem(BlockShape):
+    """Weighted scores `(n_k,)` and costs `(n_k, D)` per block, fixed costs `(D,)`, budgets `(D,)`."""
+
+    scores: tuple[np.ndarray, ...]
+    costs: tuple[np.ndarray, ...]
+    fixed: np.ndarray
+    budget: np.ndarray
+    names: tuple[str, ...]
 
     def totals(self, indices: tuple[int, ...]) -> tuple[float, np.ndarray]:
         """Score and costs of one architecture, folded exactly as the solvers fold them."""
