@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Subset,
+    TensorDataset,
+)
 
 from dnatool.errors import BadInput
 
@@ -123,6 +130,35 @@ def set_epoch(dataset: Any, epoch: int) -> None:
     """Tell a training set which epoch is being read (augmentations that depend on it)."""
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
+
+
+def epoch_loader(
+    data: Dataset,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    workers: int = 0,
+    shard: tuple[int, int] | None = None,
+) -> tuple[DataLoader, list[int]]:
+    """One epoch's loader and its sample order, a pure function of (seed, epoch): a resumed run
+    reads what an uninterrupted one would. `shard` (rank, world): torch's DistributedSampler
+    share; None: the whole seeded permutation. The last partial batch is dropped when this
+    process has at least two full ones (a lone tiny batch would skew BatchNorm)."""
+    set_epoch(data, epoch)
+    if shard is not None:
+        sampler = DistributedSampler(data, num_replicas=shard[1], rank=shard[0], seed=seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(seed + epoch))
+    order = list(sampler)
+    loader = DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=order,
+        num_workers=workers,
+        drop_last=len(order) >= batch_size * 2,
+    )
+    return loader, order
 
 
 def _digits(resolution: int, rate_per_class: int, seed: int, augment: bool) -> Splits:

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 
-from dnatool.data import set_epoch
+from dnatool.data import epoch_loader
 from dnatool.errors import BadInput
 from dnatool.train.curves import write_curves
 from dnatool.train.dna import AllCells, dna_step
@@ -94,27 +94,13 @@ def owned_blocks(num_blocks: int, dist: ProcessInfo, mode: str) -> list[int]:
 
 
 def _loader(setup: Setup, dist: ProcessInfo, epoch: int) -> tuple[DataLoader, list[int]]:
-    """This process's loader for `epoch` and its sample order: a DistributedSampler shard in
-    data-parallel mode, the whole seeded permutation otherwise (every block rank sees all)."""
+    """A DistributedSampler shard in data-parallel mode, the whole seeded permutation otherwise
+    (every block rank sees all)."""
     recipe = setup.recipe
-    data = setup.splits.train
-    set_epoch(data, epoch)
-    if dist.distributed and recipe.distributed == "data":
-        sampler = DistributedSampler(
-            data, num_replicas=dist.world, rank=dist.rank, seed=recipe.seed
-        )
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(recipe.seed + epoch))
-    order = list(sampler)
-    loader = DataLoader(
-        data,
-        batch_size=recipe.batch_size,
-        sampler=order,
-        num_workers=recipe.workers,
-        drop_last=len(data) >= recipe.batch_size * 2,
+    shard = (dist.rank, dist.world) if dist.distributed and recipe.distributed == "data" else None
+    return epoch_loader(
+        setup.splits.train, recipe.batch_size, recipe.seed, epoch, recipe.workers, shard
     )
-    return loader, order
 
 
 @locked("out")  # one writer per run directory

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 
 from dnatool.arch.space import Choice, SearchSpace, load_space
-from dnatool.data import Splits, load_splits, set_epoch
+from dnatool.data import Splits, epoch_loader, load_splits
 from dnatool.nn.spos import SposSupernet
 from dnatool.train.recipe import SposRecipe
 from dnatool.train.resume import STAGE, check_run_dir, train_inputs
@@ -222,24 +222,11 @@ def run_spos(
 
 def _loader(setup: SposSetup, dist: ProcessInfo, epoch: int) -> tuple[DataLoader, list[int]]:
     """A DistributedSampler shard under torchrun, the seeded permutation otherwise."""
-    recipe, data = setup.recipe, setup.splits.train
-    set_epoch(data, epoch)
-    if dist.distributed:
-        sampler = DistributedSampler(
-            data, num_replicas=dist.world, rank=dist.rank, seed=recipe.seed
-        )
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(recipe.seed + epoch))
-    order = list(sampler)
-    loader = DataLoader(
-        data,
-        batch_size=recipe.batch_size,
-        sampler=order,
-        num_workers=recipe.workers,
-        drop_last=len(order) >= recipe.batch_size * 2,
+    recipe = setup.recipe
+    shard = (dist.rank, dist.world) if dist.distributed else None
+    return epoch_loader(
+        setup.splits.train, recipe.batch_size, recipe.seed, epoch, recipe.workers, shard
     )
-    return loader, order
 
 
 def _train(recipe: SposRecipe, out: Path, report: Report, dist: ProcessInfo) -> dict[str, Any]:
