@@ -16,6 +16,7 @@ from dnatool.bench.stats import bootstrap_correlations, method_correlations, noi
 from dnatool.data import cluttered
 from dnatool.data.cluttered import ClutterSpec, generate, source_split, spec_from_options
 from dnatool.errors import BadInput, RunFailure
+from dnatool.utils import io
 
 SMALL = ClutterSpec(train_per_class=3, val_per_class=2)
 
@@ -229,8 +230,6 @@ def _fake_job(truth_dir, plan, job, report=None):
         "epoch_seconds": 1.0,
         "device": "cpu",
     }
-    from dnatool.utils import io
-
     io.write_json(truth_mod.result_path(truth_dir, job), row)
     return row
 
@@ -271,6 +270,31 @@ def test_torchrun_ranks_take_their_share_and_rank0_writes_the_truth(tmp_path, mo
     six = truth_mod.run_truth(tmp_path / "truth", wider)
     assert trained[12:] == ["a004-s0", "a005-s0", "a004-s1", "a005-s1", "a004-s2", "a005-s2"]
     assert len(six["archs"]) == 6 and six["jobs"] == 18
+
+
+def test_a_truth_copied_elsewhere_resumes_reading_the_new_data_folder(tmp_path, monkeypatch):
+    """The data is identified by its digest, not its path: a truth copied into another --out
+    (docs/figures keeps one) is complete there, and grows with jobs that read the new folder."""
+    import shutil
+
+    space = load_space("ranking")
+    plan = _fake_plan(space)
+    plan["recipe"] = {"seed": 0, "data": str(tmp_path / "a" / "data")}
+    monkeypatch.setattr(truth_mod, "run_job", _fake_job)
+    truth_mod.run_truth(tmp_path / "a" / "truth", plan)
+    shutil.copytree(tmp_path / "a" / "truth", tmp_path / "b" / "truth")
+    moved = {**plan, "recipe": {"seed": 0, "data": str(tmp_path / "b" / "data")}}
+    trained = []
+    monkeypatch.setattr(
+        truth_mod, "run_job", lambda d, p, j, r=None: trained.append(p) or _fake_job(d, p, j)
+    )
+    assert truth_mod.run_truth(tmp_path / "b" / "truth", moved)["jobs"] == 8 and not trained
+    assert truth_mod.run_truth(tmp_path / "b" / "truth", {**moved, "seeds": 3})["jobs"] == 12
+    assert {p["recipe"]["data"] for p in trained} == {str(tmp_path / "b" / "data")}
+    written = io.read_json(tmp_path / "b" / "truth" / truth_mod.PLAN_FILE, "plan")
+    assert written["recipe"]["data"] == str(tmp_path / "b" / "data")
+    with pytest.raises(BadInput, match="recipe differs"):
+        truth_mod.run_truth(tmp_path / "b" / "truth", {**moved, "recipe": {"seed": 1, "data": "x"}})
 
 
 def test_an_incomplete_truth_is_refused(tmp_path):

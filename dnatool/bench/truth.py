@@ -186,20 +186,29 @@ def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
     """Write the plan, or check it against the one a previous (killed) truth wrote. Only the
     number of seeds may change, and architectures may be added after the planned ones: every
     job keeps its meaning, so a truth can gain a seed or architectures later (or be closed with
-    the seeds done so far)."""
+    the seeds done so far). The data folder's path is not part of the truth (the data is
+    identified by its digest): a truth copied elsewhere resumes, its jobs reading the new folder."""
     path = truth_dir / PLAN_FILE
     if path.is_file():
         old = io.read_json(path, "truth plan")
         grows = old.get("archs") == plan["archs"][: len(old.get("archs") or [])]
         for key in ("space", "data", "recipe", "archs"):
-            if old.get(key) != plan.get(key) and not (key == "archs" and grows):
+            before, now = old.get(key), plan.get(key)
+            if key == "recipe":
+                before, now = _without_data(before), _without_data(now)
+            if before != now and not (key == "archs" and grows):
                 raise BadInput(
                     f"{path} plans another truth ({key} differs); use another --out or the same settings"
                 )
-        if old.get("seeds") == plan["seeds"] and old.get("archs") == plan["archs"]:
+        same = old.get("recipe", {}).get("data") == plan["recipe"].get("data")
+        if same and old.get("seeds") == plan["seeds"] and old.get("archs") == plan["archs"]:
             return old
     io.write_json(path, plan)
     return plan
+
+
+def _without_data(recipe: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (recipe or {}).items() if k != "data"}
 
 
 def result_path(truth_dir: Path, job: Job) -> Path:
