@@ -288,6 +288,28 @@ def test_channels_last_on_cpu_trains_the_same_network(short_run, tmp_path):
     assert abs(nhwc["top1"] - metrics["top1"]) <= 3.0
 
 
+@pytest.mark.slow  # inductor compiles for about a minute on a cold cache
+def test_compiled_training_step_keeps_plain_checkpoints_and_tracks_eager(short_run, tmp_path):
+    """`compile` wraps the training step only: the checkpoint and model keep the plain module's
+    keys (so every later stage loads them), the EMA tracks the network and not the wrapper, and
+    the run follows the eager run of the same seed up to fused-kernel rounding."""
+    from dnatool.retrain.train import run_retrain
+    from dnatool.utils import io
+
+    out, metrics, _ = short_run
+    recipe = dataclasses.replace(two_epoch_recipe(), compile="default")
+    compiled = run_retrain(tiny_arch(1), recipe, tmp_path / "run")
+    assert compiled["compile"] == "default" and metrics["compile"] is None
+    state = io.load_checkpoint(tmp_path / "run" / "checkpoint.pt", "retrain-state")
+    eager = io.load_checkpoint(out / "checkpoint.pt", "retrain-state")
+    assert state["model"].keys() == eager["model"].keys()
+    assert state["ema"].keys() == eager["ema"].keys()
+    for a, b in zip(state["rows"], eager["rows"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-2)
+    with pytest.raises(BadInput, match="unknown compile mode 'fast'"):
+        dataclasses.replace(recipe, compile="fast")
+
+
 @pytest.mark.gpu
 def test_cuda_retrain_uses_amp_and_channels_last(tmp_path):
     """One short epoch on CUDA: float16 autocast with a GradScaler, NHWC weights, a finite loss."""

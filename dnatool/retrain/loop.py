@@ -94,7 +94,9 @@ def _clip(trainer: Trainer) -> None:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The plain network under torch.compile's and DDP's wrappers (EMA tracks its weights)."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 @torch.no_grad()

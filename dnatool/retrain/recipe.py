@@ -13,6 +13,7 @@ from dnatool.errors import BadInput
 
 OPTIMIZERS = ("rmsproptf", "rmsprop", "sgd", "momentum", "adamw", "adam", "lamb", "lion")
 SCHEDULES = ("step", "cosine", "multistep", "poly", "constant")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class RetrainRecipe:
     kd_temperature: float = 1.0
     amp: bool = True
     channels_last: bool = True
+    # torch.compile mode for the training forward and backward (None: eager). On a GPU these
+    # networks are launch-bound: "reduce-overhead" replays CUDA graphs of the fused kernels.
+    compile: str | None = None
     workers: int = 4
     threads: int | None = None
     seed: int = 0
@@ -84,6 +88,10 @@ class RetrainRecipe:
         _check(
             min(self.mixup, self.cutmix, self.reprob, self.warmup_epochs) >= 0,
             "mixup, cutmix, reprob and warmup_epochs must be >= 0",
+        )
+        _check(
+            self.compile is None or self.compile in COMPILE_MODES,
+            f"unknown compile mode {self.compile!r} (known: {', '.join(COMPILE_MODES)})",
         )
         _check(
             self.workers >= 0 and (self.threads is None or self.threads >= 1),

@@ -156,8 +156,11 @@ def _build_trainer(
     )
     teacher = _teacher(recipe, arch, info) if recipe.teacher else None
     scaler = torch.amp.GradScaler("cuda") if recipe.amp and cuda else None
+    trained = dist.wrap(model, info)
+    if recipe.compile:  # the training step only: evaluation and checkpoints use the plain module
+        trained = torch.compile(trained, mode=recipe.compile)
     trainer = Trainer(
-        dist.wrap(model, info),
+        trained,
         RetrainLoss(recipe, teacher),
         optimizer,
         scheduler,
@@ -325,6 +328,7 @@ def _finish(
         "device": info.device.type,
         "amp": trainer.amp,
         "channels_last": trainer.channels_last,
+        "compile": recipe.compile,
     }
     if info.is_main:
         save_model_run(out, final, arch, loaders.splits.preprocess, metrics)

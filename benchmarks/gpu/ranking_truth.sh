@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The ranking benchmark's truth on one lent GPU (docs/gpu.md), inside a fixed time budget.
+# The truth's networks are launch-bound on a GPU (50k-770k parameters at 32 px), so one CUDA
+# process per architecture (WORKERS of them, one CPU core each) shares the chip, under MPS when
+# the machine allows it, and each compiles its training step into CUDA graphs (recipe key
+# `compile`; eager when the compiled step fails here). Jobs run seed-major, so a stop at the
+# budget leaves whole seeds; what finished is packed into $OUT/truth.tgz (results, curves, logs:
+# no checkpoints) and grows the truth anywhere later (`dnatool bench ranking --out ...`).
+#   BUDGET=540 EPOCHS=24 bash benchmarks/gpu/ranking_truth.sh     (from the repository root)
+set -u
+began=$(date +%s)
+OUT=${OUT:-/tmp/gpu-out}
+WORK=${WORK:-/tmp/gpu-truth}
+BUDGET=${BUDGET:-540}
+EPOCHS=${EPOCHS:-24}
+ARCHS=${ARCHS:-14}
+SEEDS=${SEEDS:-3}
+WORKERS=${WORKERS:-14}
+MODE=${MODE:-reduce-overhead}
+PY=${PY:-python3}
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 TORCHINDUCTOR_COMPILE_THREADS=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+left() { echo $((BUDGET - ($(date +%s) - began))); }
+
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nproc --all
+  "$PY" -c "import torch, timm, numpy, PIL; print('torch', torch.__version__, 'timm', timm.__version__, 'numpy', numpy.__version__, 'pillow', PIL.__version__)"
+} 2>&1 | tee "$OUT/machine.txt"
+
+mps=0
+export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+if nvidia-cuda-mps-control -d 2>>"$OUT/machine.txt"; then mps=1; fi
+
+"$PY" - "$WORK/data" <<'EOF' &
+import sys
+from dnatool.data.cluttered import ClutterSpec, generate
+generate(sys.argv[1], ClutterSpec())
+EOF
+gen=$!
+plan=docs/figures/ranking-truth-2026-12-04/plan.json  # the same 14 archs (same sampling seed)
+timeout 150 "$PY" benchmarks/gpu/step_speed.py "$plan" 13 "$MODE" >"$OUT/step_speed.json" 2>"$OUT/step_speed.err"
+speed=$?
+if [ $speed -ne 0 ] && [ $mps -eq 1 ]; then  # MPS itself may be what fails: retry without it
+  echo quit | nvidia-cuda-mps-control; mps=0
+  timeout 150 "$PY" benchmarks/gpu/step_speed.py "$plan" 13 "$MODE" >"$OUT/step_speed.json" 2>>"$OUT/step_speed.err"
+  speed=$?
+fi
+[ $speed -eq 0 ] || MODE=null
+wait $gen
+(cd "$WORK/data" && find . -type f -name '*.png' | sort | xargs cat | sha256sum) >"$OUT/data.sha256"
+echo "mps=$mps mode=$MODE epochs=$EPOCHS left=$(left)s" | tee -a "$OUT/machine.txt"
+
+nvidia-smi dmon -s u -d 10 >"$OUT/dmon.log" 2>&1 &
+dmon=$!
+timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o archs="$ARCHS" -o seeds="$SEEDS" \
+  -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE]" --methods none --workers "$WORKERS" \
+  --out "$WORK" >"$OUT/bench.log" 2>&1
+echo "bench rc=$? left=$(left)s" | tee -a "$OUT/machine.txt"
+kill $dmon 2>/dev/null
+tar czf "$OUT/truth.tgz" -C "$WORK" --exclude='*.pt' --exclude='*.png' truth
+ls "$WORK/truth/results" | wc -l
