@@ -99,3 +99,34 @@ def test_digit_shifts_depend_on_epoch_and_index_not_on_reading_order():
     assert any(not torch.equal(a, train[i][0]) for i, a in enumerate(shifted))
     train.set_epoch(0)
     assert all(torch.equal(a, train[i][0]) for i, a in enumerate(shifted))
+
+
+def test_small_image_folders_decode_each_image_once_and_read_the_same(tmp_path, monkeypatch):
+    """A small folder's decoded images are kept (decoding is most of a 32 px image's CPU cost):
+    every file is decoded once however often it is read, and the samples are those of a plain
+    decode; past the size limit every read decodes again."""
+    import torchvision.datasets.folder as folder
+
+    from dnatool.data.datasets import DecodedImages
+
+    _image_folder(tmp_path)
+    plain = load_splits(str(tmp_path), 16, rate_per_class=1, augment=False)
+    plain.val.loader.enabled = False
+    expected = [plain.val[index][0] for index in range(len(plain.val))]
+    decodes = []
+    original = folder.default_loader
+    monkeypatch.setattr(folder, "default_loader", lambda p: decodes.append(p) or original(p))
+    splits = load_splits(str(tmp_path), 16, rate_per_class=1, augment=False)
+    assert isinstance(splits.val.loader, DecodedImages) and splits.val.loader.enabled
+    decodes.clear()
+    for _ in range(3):
+        for index in range(len(splits.val)):
+            assert torch.equal(splits.val[index][0], expected[index])
+    assert len(decodes) == len(set(decodes)) == len(splits.val)
+
+    tight = DecodedImages(max_bytes=16 * 16 * 3)
+    tight.limit_to(2, splits.val.samples[0][0])
+    assert not tight.enabled
+    decodes.clear()
+    tight(splits.val.samples[0][0]), tight(splits.val.samples[0][0])
+    assert len(decodes) == 2
