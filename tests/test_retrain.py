@@ -118,6 +118,16 @@ def test_interrupted_run_resumes_to_the_same_weights(short_run, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(BadInput, match="different recipe"):
         run_retrain(arch, dataclasses.replace(recipe, lr=0.01), tmp_path / "b", resume=True)
+    # resuming a finished run rewrites nothing (runs distilled from it check its sha256) and
+    # returns what it recorded; the compile mode is an execution detail a resume may change
+    digest = io.file_sha256(tmp_path / "b" / "model.pt")
+    again = run_retrain(
+        arch, dataclasses.replace(recipe, compile="default"), tmp_path / "b", resume=True
+    )
+    assert io.file_sha256(tmp_path / "b" / "model.pt") == digest
+    assert {k: again[k] for k in resumed if k != "run"} == {
+        k: resumed[k] for k in resumed if k != "run"
+    }
 
 
 def test_distillation_from_a_model_run(short_run, tmp_path):

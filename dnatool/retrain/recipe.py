@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dnatool.config import resumable
 from dnatool.errors import BadInput
 
 OPTIMIZERS = ("rmsproptf", "rmsprop", "sgd", "momentum", "adamw", "adam", "lamb", "lion")
@@ -57,7 +58,7 @@ class RetrainRecipe:
     channels_last: bool = True
     # torch.compile mode for the training forward and backward (None: eager). On a GPU these
     # networks are launch-bound: "reduce-overhead" replays CUDA graphs of the fused kernels.
-    compile: str | None = None
+    compile: str | None = resumable(None)
     workers: int = 4
     threads: int | None = None
     seed: int = 0
