@@ -66,8 +66,8 @@ def test_demo_runs_every_stage_and_a_rerun_reuses_them(cli, tmp_path):
     second = cli("demo", "--out", str(out))
     assert second.code == 0, second.stderr
     assert _mtimes(out) == before
-    assert f"resuming {out / 'teacher'} after epoch {epochs}/{epochs}" in second.stderr
-    assert f"resuming {out / 'retrain'} after epoch {epochs}/{epochs}" in second.stderr
+    assert f"{out / 'teacher'} finished {epochs}/{epochs} epochs already, reused" in second.stderr
+    assert f"{out / 'retrain'} finished {epochs}/{epochs} epochs already, reused" in second.stderr
     assert "scores already there, skipped" in second.stderr
     assert "validation are complete, reused" in second.stderr
     assert not [line for line in second.stderr.splitlines() if line.startswith("epoch ")]

@@ -74,7 +74,10 @@ def run_retrain(
     out = Path(out)
     STAGE.open(out, recipe, _inputs(recipe), resume)
     if resume and _finished(out):
-        return _recorded(out)
+        metrics = _recorded(out)
+        epochs = metrics["epochs"]
+        report("log", message=f"{out} finished {epochs}/{epochs} epochs already, reused")
+        return metrics
     info = dist.setup()
     report = report if info.is_main else _silent
     try:
