@@ -17,7 +17,7 @@ from typing import Any
 
 from dnatool.arch.space import Choice, SearchSpace
 from dnatool.errors import BadInput
-from dnatool.utils import io
+from dnatool.utils import io, runs
 from dnatool.utils.events import Report, quiet
 
 STAGES_FILE = "stages.json"
@@ -63,12 +63,6 @@ def stage(ctx: MethodContext, name: str, work: Callable[[], Any], done: bool = F
 def stage_times(out: Path) -> dict[str, Any]:
     path = out / STAGES_FILE
     return io.read_json(path, "stage record") if path.is_file() else {}
-
-
-def _finished(run: Path) -> bool:
-    from dnatool.utils import runs
-
-    return runs.is_run(run) and bool(runs.read_manifest(run).get("finished"))
 
 
 # --- DNA ------------------------------------------------------------------------------------
@@ -122,7 +116,7 @@ def _teacher(ctx: MethodContext, opts: dict[str, Any]) -> tuple[Path, dict[str, 
         ctx,
         "teacher",
         lambda: run_retrain(teacher_arch, teacher_recipe, teacher_run, ctx.report, resume=True),
-        done=_finished(teacher_run),
+        done=runs.is_finished(teacher_run),
     )
     return teacher_run, teacher
 
@@ -171,9 +165,11 @@ def _train_and_score(ctx: MethodContext, recipe: Any, method: str) -> dict[str, 
         ctx,
         "train",
         lambda: train(recipe, supernet, ctx.report, resume=True),
-        done=_finished(supernet),
+        done=runs.is_finished(supernet),
     )
-    stage(ctx, "rate", lambda: rate(supernet, ctx.report), done=_finished(supernet / "scores"))
+    stage(
+        ctx, "rate", lambda: rate(supernet, ctx.report), done=runs.is_finished(supernet / "scores")
+    )
     lists = load_score_lists(supernet, ctx.space)
     return {
         "scores": [arch_score(lists, choices) for choices in ctx.archs],
@@ -235,7 +231,7 @@ def rate_spos(ctx: MethodContext) -> dict[str, Any]:
         ctx,
         "train",
         lambda: run_spos(recipe, supernet, ctx.report, resume=True),
-        done=_finished(supernet),
+        done=runs.is_finished(supernet),
     )
     archs_file = io.write_json(
         ctx.out / "archs.json", [[[c, list(p)] for c, p in choices] for choices in ctx.archs]
@@ -246,7 +242,7 @@ def rate_spos(ctx: MethodContext) -> dict[str, Any]:
         lambda: run_rate_spos(
             supernet, archs=archs_file, bn_batches=opts["bn_batches"], report=ctx.report
         ),
-        done=_finished(supernet / "scores"),
+        done=runs.is_finished(supernet / "scores"),
     )
     by_key = {choices_key([(c, tuple(p)) for c, p in e["choices"]]): e for e in rated["archs"]}
     entries = [by_key[choices_key(choices)] for choices in ctx.archs]

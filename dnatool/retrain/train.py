@@ -73,7 +73,7 @@ def run_retrain(
     """
     out = Path(out)
     STAGE.open(out, recipe, _inputs(recipe), resume)
-    if resume and _finished(out):
+    if resume and runs.is_finished(out) and (out / "model.pt").is_file():
         metrics = _recorded(out)
         epochs = metrics["epochs"]
         report("log", message=f"{out} finished {epochs}/{epochs} epochs already, reused")
@@ -84,14 +84,6 @@ def run_retrain(
         return _retrain(arch, recipe, out, report, resume, info)
     finally:
         dist.teardown(info)
-
-
-def _finished(out: Path) -> bool:
-    return (
-        runs.is_run(out)
-        and bool(runs.read_manifest(out).get("finished"))
-        and (out / "model.pt").is_file()
-    )
 
 
 def _recorded(out: Path) -> dict[str, Any]:

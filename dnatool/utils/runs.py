@@ -85,6 +85,11 @@ def is_run(path: str | os.PathLike) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def is_finished(path: str | os.PathLike) -> bool:
+    """A run whose manifest records its end (`finish_run`)."""
+    return is_run(path) and bool(read_manifest(path).get("finished"))
+
+
 def run_method(run_dir: str | os.PathLike) -> str | None:
     """The training method a run's recipe records (`dna`, `spos`; None when it names none)."""
     if not is_run(run_dir):
