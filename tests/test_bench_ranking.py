@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -297,6 +298,24 @@ def test_a_truth_copied_elsewhere_resumes_reading_the_new_data_folder(tmp_path, 
         truth_mod.run_truth(tmp_path / "b" / "truth", {**moved, "recipe": {"seed": 1, "data": "x"}})
 
 
+def test_methods_read_their_own_out_data_whichever_truth_they_score(tmp_path):
+    """`--truth` of another folder: the methods keep reading OUT/data (their runs record that
+    path, and a resumed teacher refuses another), the truth's folder serves only when OUT has
+    none, and nothing is regenerated while either holds the same digest."""
+    from dnatool.bench.ranking import data_for_truth
+
+    spec = dataclasses.asdict(SMALL)
+    truth = {
+        "data": {"builtin": "cluttered", "digest": SMALL.digest, "spec": spec},
+        "_path": str(tmp_path / "t" / "truth" / "truth.json"),
+    }
+    generate(tmp_path / "t" / "data", SMALL)
+    generate(tmp_path / "out" / "data", SMALL)
+    assert data_for_truth(truth, tmp_path / "out") == str((tmp_path / "out" / "data").resolve())
+    assert data_for_truth(truth, tmp_path / "new") == str((tmp_path / "t" / "data").resolve())
+    assert not (tmp_path / "new").exists()
+
+
 def test_an_incomplete_truth_is_refused(tmp_path):
     plan = _fake_plan(load_space("ranking"))
     truth_mod.write_plan(tmp_path, plan)
@@ -401,15 +420,20 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert shrunk.code == 2 and "would drop" in shrunk.stderr
 
 
-def test_summary_reports_targets_and_prints_undefined_figures():
+def test_summary_reports_targets_and_prints_undefined_figures(tmp_path):
+    from dnatool.bench.plots import summary_plot
     from dnatool.bench.ranking import RankingRecipe, summarize, summary_lines
     from dnatool.bench.stats import finite_or_none
 
     top1 = [[50.0, 51.0], [60.0, 59.0], [70.0, 70.5], [80.0, 79.0]]
+    macs, params = [1e6, 2e6, 3e6, 4e6], [9e5, 5e5, 7e5, 3e5]  # MACs rank them, params do not
     truth = {
         "space": {"name": "ranking"},
         "seeds": 2,
-        "archs": [{"mean_top1": float(np.mean(t)), "top1": t} for t in top1],
+        "archs": [
+            {"mean_top1": float(np.mean(t)), "top1": t, "macs": m, "params": p}
+            for t, m, p in zip(top1, macs, params)
+        ],
         "noise_ceiling": finite_or_none(noise_ceiling(top1, resamples=100)),
         "cpu_seconds": 10.0,
     }
@@ -430,7 +454,13 @@ def test_summary_reports_targets_and_prints_undefined_figures():
     assert "noise ceiling: tau between seeds 1.000" in lines[1]
     assert lines[2].startswith("the 2-seed mean methods are scored against: reliability")
     assert lines[3].startswith("dna: kendall_tau 1.000") and "spos: kendall_tau n/a" in lines[4]
+    baselines = summary["baselines"]  # size alone, what a rating must beat
+    assert baselines["macs"]["kendall_tau"]["value"] == pytest.approx(1.0)
+    assert baselines["params"]["kendall_tau"]["value"] == pytest.approx(-4 / 6)
+    assert lines[5].startswith("baseline, size only (macs): kendall_tau 1.000")
+    assert lines[6].startswith("baseline, size only (params): kendall_tau -0.667")
     json.dumps(summary, allow_nan=False)  # strict JSON
+    assert summary_plot(summary, tmp_path / "ranking.png").stat().st_size > 0
 
 
 def test_method_options_are_checked(tmp_path):

@@ -48,13 +48,17 @@ def scatter_plot(truth: dict[str, Any], result: dict[str, Any], path: Path) -> P
 
 
 def summary_plot(summary: dict[str, Any], path: Path) -> Path:
-    """Tau / rho / r of every method with their intervals, and the truth's noise ceiling."""
-    methods = list(summary["methods"])
-    fig = new_figure(figsize=(6.5, 4.0))
+    """Tau / rho / r of every method with their intervals, the size-only baselines (hatched) they
+    must beat, and the truth's noise ceiling."""
+    entries = dict(summary["methods"])
+    baselines = {f"{k} (size)": v for k, v in (summary.get("baselines") or {}).items()}
+    entries.update(baselines)
+    methods = list(entries)
+    fig = new_figure(figsize=(6.5 + 0.6 * len(baselines), 4.0))
     ax = fig.subplots()
     width = 0.8 / len(STAT_LABELS)
     for j, (key, label) in enumerate(STAT_LABELS.items()):
-        values = [summary["methods"][m][key] for m in methods]
+        values = [entries[m][key] for m in methods]
         x = np.arange(len(methods)) + (j - 1) * width
         centre = np.array([_num(v["value"]) for v in values])
         errors = np.nan_to_num(
@@ -63,7 +67,11 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
                 np.array([_num(v["high"]) for v in values]) - centre,
             ]
         )
-        ax.bar(x, np.nan_to_num(centre), width, yerr=errors, capsize=3, label=label)
+        bars = ax.bar(x, np.nan_to_num(centre), width, yerr=errors, capsize=3, label=label)
+        for bar, name in zip(bars, methods):
+            if name in baselines:
+                bar.set_hatch("//")
+                bar.set_alpha(0.5)
     ceiling = (summary["truth"].get("noise_ceiling") or {}).get("kendall_tau")
     if ceiling and ceiling["value"] is not None:
         ax.axhline(ceiling["value"], color="black", linestyle="--", linewidth=1)

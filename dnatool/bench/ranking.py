@@ -40,6 +40,7 @@ RANKING_FORMAT = "dnatool.ranking"
 BUILTIN_DATA = "cluttered"
 SAMPLING = ("uniform", "macs", "spread")
 TARGETS = {"noise_ceiling": 0.8, "spread_ratio": 3.0, "dna_kendall_tau": 0.6, "dna_over_spos": 0.3}
+SIZE_BASELINES = ("macs", "params")  # truth.json records both for every architecture
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,15 @@ def prepare_data(recipe: RankingRecipe, out: Path, report: Report = quiet) -> tu
 
 
 def data_for_truth(truth: dict[str, Any], out: Path, report: Report = quiet) -> str:
-    """The truth's data: its folder when it still holds the same dataset, else (built-in data)
-    regenerated bit for bit from the recorded spec into OUT/data."""
+    """The truth's data: OUT/data when it holds the same dataset (so the methods trained in OUT
+    read the path they recorded, whichever truth is scored), else the truth's own folder, else
+    (built-in data) regenerated bit for bit from the recorded spec into OUT/data."""
     from dnatool.data.cluttered import generate, read_dataset_spec, spec_from_options
 
     data = truth["data"]
     root = Path(data.get("root") or out / "data")
     if data.get("builtin"):
-        candidates = [Path(truth.get("_path", ".")).parent.parent / "data", out / "data"]
+        candidates = [out / "data", Path(truth.get("_path", ".")).parent.parent / "data"]
         for candidate in candidates:
             described = read_dataset_spec(candidate) if candidate.is_dir() else None
             if described and described.get("digest") == data["digest"]:
@@ -276,6 +278,27 @@ def rate_method(
     return result
 
 
+def size_baselines(truth: dict[str, Any], recipe: RankingRecipe) -> dict[str, Any]:
+    """What a rating must beat to be worth its training: the architecture's size alone (more
+    MACs / parameters predicted better), correlated with the truth like a method's scores."""
+    archs = truth["archs"]
+    accuracy = [a["mean_top1"] for a in archs]
+    return {
+        key: {
+            "method": f"size: {key}",
+            **method_correlations(
+                [-float(a[key]) for a in archs],
+                accuracy,
+                recipe.bootstrap,
+                recipe.confidence,
+                recipe.seed,
+            ),
+        }
+        for key in SIZE_BASELINES
+        if all(a.get(key) is not None for a in archs)
+    }
+
+
 def _meets(value: float | None, target: str) -> bool | None:
     """Whether a figure reaches its target; None when the figure is undefined (NaN)."""
     if value is None or not np.isfinite(value):
@@ -301,6 +324,7 @@ def summarize(
     if ceiling:
         checks["noise_ceiling"] = _meets(ceiling["kendall_tau"]["value"], "noise_ceiling")
         checks["spread_ratio"] = _meets(ceiling["spread_ratio"], "spread_ratio")
+    baselines = size_baselines(truth, recipe)
     tau = {name: r["kendall_tau"]["value"] for name, r in results.items()}
     if "dna" in tau:
         checks["dna_kendall_tau"] = _meets(tau["dna"], "dna_kendall_tau")
@@ -320,6 +344,7 @@ def summarize(
             "cpu_seconds": truth.get("cpu_seconds"),
         },
         "methods": methods,
+        "baselines": baselines,
         "targets": TARGETS,
         "met": checks,
         "recipe": {k: v for k, v in dataclasses.asdict(recipe).items()},
@@ -357,9 +382,14 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 )
             )
     for name, m in summary.get("methods", {}).items():
-        cells = ", ".join(
-            f"{key} {_fmt(m[key]['value'])} [{_fmt(m[key]['low'])}, {_fmt(m[key]['high'])}]"
-            for key in ("kendall_tau", "spearman", "pearson")
-        )
-        lines.append(f"{name}: {cells} (n={m['n']}, {_fmt(m.get('cpu_seconds'), 0)} s CPU)")
+        lines.append(f"{name}: {_cells(m)} (n={m['n']}, {_fmt(m.get('cpu_seconds'), 0)} s CPU)")
+    for name, m in summary.get("baselines", {}).items():
+        lines.append(f"baseline, size only ({name}): {_cells(m)}")
     return lines
+
+
+def _cells(m: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{key} {_fmt(m[key]['value'])} [{_fmt(m[key]['low'])}, {_fmt(m[key]['high'])}]"
+        for key in ("kendall_tau", "spearman", "pearson")
+    )
