@@ -6,6 +6,9 @@
 # `compile`; eager when the compiled step fails here). Jobs run seed-major, so a stop at the
 # budget leaves whole seeds; what finished is packed into $OUT/truth.tgz (results, curves, logs:
 # no checkpoints) and grows the truth anywhere later (`dnatool bench ranking --out ...`).
+# DATA_OPTIONS (a YAML mapping of ClutterSpec knobs, e.g. '{fragments: 3, clutter: 0.8,
+# noise: 0.2}') sets the task; SEED_TRUTH (a truth folder: plan.json + results/, e.g. one kept
+# in docs/figures) is copied in first, so its finished jobs are kept and only the rest train.
 #   BUDGET=540 EPOCHS=24 bash benchmarks/gpu/ranking_truth.sh     (from the repository root)
 set -u
 began=$(date +%s)
@@ -18,7 +21,12 @@ SEEDS=${SEEDS:-3}
 WORKERS=${WORKERS:-14}
 MODE=${MODE:-reduce-overhead}
 PY=${PY:-python3}
+DATA_OPTIONS=${DATA_OPTIONS:-"{}"}
+SEED_TRUTH=${SEED_TRUTH:-}
 mkdir -p "$OUT" "$WORK"
+if [ -n "$SEED_TRUTH" ]; then
+  mkdir -p "$WORK/truth" && cp -r "$SEED_TRUTH/plan.json" "$SEED_TRUTH/results" "$WORK/truth/"
+fi
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 TORCHINDUCTOR_COMPILE_THREADS=1
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -38,13 +46,14 @@ export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
 mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
 if nvidia-cuda-mps-control -d 2>>"$OUT/machine.txt"; then mps=1; fi
 
-"$PY" - "$WORK/data" <<'EOF' &
+"$PY" - "$WORK/data" "$DATA_OPTIONS" <<'EOF' &
 import sys
-from dnatool.data.cluttered import ClutterSpec, generate
-generate(sys.argv[1], ClutterSpec())
+import yaml
+from dnatool.data.cluttered import generate, spec_from_options
+generate(sys.argv[1], spec_from_options(yaml.safe_load(sys.argv[2])))
 EOF
 gen=$!
-plan=docs/figures/ranking-truth-2026-12-04/plan.json  # the same 14 archs (same sampling seed)
+plan=${SEED_TRUTH:-docs/figures/ranking-truth-2026-12-04}/plan.json  # archs of the same space
 timeout 150 "$PY" benchmarks/gpu/step_speed.py "$plan" 13 "$MODE" >"$OUT/step_speed.json" 2>"$OUT/step_speed.err"
 speed=$?
 if [ $speed -ne 0 ] && [ $mps -eq 1 ]; then  # MPS itself may be what fails: retry without it
@@ -55,12 +64,13 @@ fi
 [ $speed -eq 0 ] || MODE=null
 wait $gen
 (cd "$WORK/data" && find . -type f -name '*.png' | sort | xargs cat | sha256sum) >"$OUT/data.sha256"
-echo "mps=$mps mode=$MODE epochs=$EPOCHS left=$(left)s" | tee -a "$OUT/machine.txt"
+echo "mps=$mps mode=$MODE epochs=$EPOCHS data=$DATA_OPTIONS left=$(left)s" | tee -a "$OUT/machine.txt"
 
 nvidia-smi dmon -s u -d 10 >"$OUT/dmon.log" 2>&1 &
 dmon=$!
 timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o archs="$ARCHS" -o seeds="$SEEDS" \
-  -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE]" --methods none --workers "$WORKERS" \
+  -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE]" -o "data_options=$DATA_OPTIONS" \
+  --methods none --workers "$WORKERS" \
   --out "$WORK" >"$OUT/bench.log" 2>&1
 echo "bench rc=$? left=$(left)s" | tee -a "$OUT/machine.txt"
 kill $dmon 2>/dev/null
