@@ -37,6 +37,7 @@ SPEC_FILE = "dataset.json"
 SPLITS = ("train", "val")
 CLASSES = tuple(str(c) for c in range(10))
 AUGMENT_KEYS = ("scale", "ratio", "hflip", "vflip", "color_jitter")  # timm create_transform
+LATER_KNOBS = {"elastic": 0.0}  # knobs added after version 1, with the value that adds nothing
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ClutterSpec:
     colour: bool = True  # random colours (False: grey levels)
     min_contrast: float = 0.35  # least colour distance between the digit and its background
     seed: int = 0
+    elastic: float = 0.0  # RMS of a smooth random displacement of each glyph, fraction of its side
 
     def __post_init__(self) -> None:
         checks = [
@@ -76,6 +78,7 @@ class ClutterSpec:
             (0 <= self.clutter <= 1, "clutter must be in [0, 1]"),
             (0 <= self.noise <= 1, "noise must be in [0, 1]"),
             (0 <= self.min_contrast <= 1, "min_contrast must be in [0, 1]"),
+            (0 <= self.elastic <= 0.5, "elastic must be in [0, 0.5]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -83,10 +86,14 @@ class ClutterSpec:
 
     @property
     def digest(self) -> str:
-        """What identifies the generated images: the spec (and the generator's version)."""
-        data = json.dumps(
-            {"generator": GENERATOR, "version": 1, **dataclasses.asdict(self)}, sort_keys=True
-        )
+        """What identifies the generated images: the spec (and the generator's version). Knobs
+        added later enter only when set, so every earlier dataset keeps its digest."""
+        spec = {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k not in LATER_KNOBS or v != LATER_KNOBS[k]
+        }
+        data = json.dumps({"generator": GENERATOR, "version": 1, **spec}, sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -159,6 +166,7 @@ def render(
         int(rng.integers(spec.digit_min, spec.digit_max + 1)),
         spec.rotate,
         rng,
+        spec.elastic,
     )
     alpha = np.zeros((size, size), np.float32)
     h, w = digit.shape
@@ -221,21 +229,41 @@ def _background(spec: ClutterSpec, rng: np.random.Generator) -> np.ndarray:
     return canvas.astype(np.float32)
 
 
-def _glyph(image: np.ndarray, side: int, rotate: float, rng: np.random.Generator) -> np.ndarray:
-    """A source digit upscaled to `side` pixels and rotated by up to `rotate` degrees (0..1 alpha)."""
+def _glyph(
+    image: np.ndarray, side: int, rotate: float, rng: np.random.Generator, elastic: float = 0.0
+) -> np.ndarray:
+    """A source digit upscaled to `side` pixels, rotated by up to `rotate` degrees and, with
+    `elastic`, warped (0..1 alpha)."""
     from PIL import Image
 
     glyph = Image.fromarray(image).resize((side, side), Image.BILINEAR)
     if rotate > 0:
         glyph = glyph.rotate(float(rng.uniform(-rotate, rotate)), Image.BILINEAR)
-    return np.clip(np.asarray(glyph, dtype=np.float32), 0.0, 1.0)
+    alpha = np.clip(np.asarray(glyph, dtype=np.float32), 0.0, 1.0)
+    return _warp(alpha, elastic, rng) if elastic > 0 else alpha
+
+
+def _warp(alpha: np.ndarray, elastic: float, rng: np.random.Generator) -> np.ndarray:
+    """Elastic distortion (Simard et al., ICDAR 2003): a random displacement field smoothed over a
+    sixth of the glyph, scaled to an RMS of `elastic` x side. Each canvas gets its own field, so
+    the ~130 source digits of a class become new handwriting on every canvas."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    side = alpha.shape[0]
+    fields = []
+    for _ in range(2):
+        field = gaussian_filter(rng.uniform(-1.0, 1.0, alpha.shape), side / 6.0, mode="constant")
+        fields.append(field / max(1e-8, float(np.sqrt(np.mean(field**2)))) * elastic * side)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float64)
+    warped = map_coordinates(alpha, [yy + fields[0], xx + fields[1]], order=1, mode="constant")
+    return np.clip(warped, 0.0, 1.0).astype(np.float32)
 
 
 def _fragment(spec: ClutterSpec, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A partial digit (a random window of a scaled glyph) somewhere on the canvas, as alpha."""
     size = spec.size
-    glyph = _glyph(image, int(rng.integers(spec.digit_min, spec.digit_max + 1)), spec.rotate, rng)
-    side = glyph.shape[0]
+    side = int(rng.integers(spec.digit_min, spec.digit_max + 1))
+    glyph = _glyph(image, side, spec.rotate, rng, spec.elastic)
     part = max(2, int(round(spec.fragment_fraction * side)))
     gy, gx = (int(v) for v in rng.integers(0, side - part + 1, 2))
     piece = glyph[gy : gy + part, gx : gx + part]
