@@ -161,3 +161,29 @@ def test_stage_lifecycle_refuses_what_would_lose_or_mix_work(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(BadInput, match="exists and is not a directory"):
         stage.open(tmp_path / "file")
+
+
+def test_a_resume_accepts_the_same_generated_dataset_in_another_folder(tmp_path):
+    """Runs record their data folder's path; a benchmark scored from another --out, or a run
+    folder copied elsewhere, reads another copy of the same dataset (same digest): that resumes,
+    a different dataset or a plain folder at another path does not."""
+    import dataclasses
+
+    from dnatool.data.cluttered import ClutterSpec, generate
+
+    @dataclasses.dataclass
+    class Recipe:
+        data: str = ""
+
+    small = ClutterSpec(train_per_class=1, val_per_class=1)
+    for name, spec in (("a", small), ("b", small), ("c", dataclasses.replace(small, seed=1))):
+        generate(tmp_path / name, spec)
+    (tmp_path / "plain").mkdir()
+    stage = runs.Stage("demo", (), "nothing")
+    out = tmp_path / "run"
+    stage.open(out, Recipe(str(tmp_path / "a")))
+    stage.start(out, Recipe(str(tmp_path / "a")))
+    stage.open(out, Recipe(str(tmp_path / "b")), resume=True)
+    for other in ("c", "plain", "gone"):
+        with pytest.raises(BadInput, match="different recipe: data was"):
+            stage.open(out, Recipe(str(tmp_path / other)), resume=True)

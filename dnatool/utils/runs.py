@@ -159,11 +159,26 @@ class Stage:
         if not dataclasses.is_dataclass(recipe):
             return
         names = {f.name for f in dataclasses.fields(recipe)}
-        conflict = resume_conflict(
-            type(recipe), {k: v for k, v in old.items() if k in names}, to_dict(recipe)
-        )
+        new = to_dict(recipe)
+        old = {k: v for k, v in old.items() if k in names}
+        if "data" in old and same_dataset(old["data"], new.get("data")):
+            old["data"] = new["data"]  # the same generated dataset in another folder
+        conflict = resume_conflict(type(recipe), old, new)
         if conflict:
             raise BadInput(f"--resume of {out} with a different recipe: {conflict}")
+
+
+def same_dataset(old: Any, new: Any) -> bool:
+    """Whether two data folders hold the same generated dataset (their `dataset.json` digests
+    match): a run resumed with another copy of its data reads the same images. Both folders must
+    exist; plain ImageFolders, with no digest, only match by path."""
+    if not (isinstance(old, str) and isinstance(new, str)) or old == new:
+        return False
+    from dnatool.data.cluttered import read_dataset_spec
+
+    specs = [read_dataset_spec(path) if Path(path).is_dir() else None for path in (old, new)]
+    digests = [(spec or {}).get("digest") for spec in specs]
+    return digests[0] is not None and digests[0] == digests[1]
 
 
 def _same_inputs(
