@@ -453,6 +453,7 @@ def test_summary_reports_targets_and_prints_undefined_figures(tmp_path):
         ],
         "noise_ceiling": finite_or_none(noise_ceiling(top1, resamples=100)),
         "cpu_seconds": 10.0,
+        "recipe": {"epochs": 24, "lr": 0.003},
     }
     accuracy = [a["mean_top1"] for a in truth["archs"]]
     results = {
@@ -467,7 +468,9 @@ def test_summary_reports_targets_and_prints_undefined_figures(tmp_path):
         "dna_over_spos": None,  # SPOS rated every architecture alike: its tau is undefined
     }
     lines = summary_lines(summary)
-    assert lines[0].startswith("truth: 4 archs x 2 seeds")
+    assert lines[0].startswith("truth: 4 archs x 2 seeds of ranking, 24 epochs, top-1 50.50-")
+    # a kept truth's own training recipe, not the benchmark recipe's (12 epochs by default)
+    assert summary["truth"]["recipe"] == {"epochs": 24, "lr": 0.003}
     assert "noise ceiling: tau between seeds 1.000" in lines[1]
     assert lines[2].startswith("the 2-seed mean methods are scored against: reliability")
     assert lines[3].startswith("dna: kendall_tau 1.000") and "spos: kendall_tau n/a" in lines[4]

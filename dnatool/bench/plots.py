@@ -90,8 +90,10 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
     ax.set_ylim(-1, 1)
     ax.axhline(0, color="grey", linewidth=0.5)
     truth = summary["truth"]
+    epochs = (truth.get("recipe") or {}).get("epochs")
     ax.set_title(
-        f"ranking fidelity on {truth['space']}: {truth['archs']} archs x {truth['seeds']} seeds",
+        f"ranking fidelity on {truth['space']}: {truth['archs']} archs x {truth['seeds']} seeds"
+        + (f", {epochs} epochs" if epochs else ""),
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="lower left")

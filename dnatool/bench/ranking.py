@@ -342,12 +342,13 @@ def summarize(
             "top1_range": [float(accuracy.min()), float(accuracy.max())],
             "noise_ceiling": ceiling,
             "cpu_seconds": truth.get("cpu_seconds"),
+            "recipe": truth.get("recipe"),  # how the truth trained (a kept truth's own)
         },
         "methods": methods,
         "baselines": baselines,
         "targets": TARGETS,
         "met": checks,
-        "recipe": {k: v for k, v in dataclasses.asdict(recipe).items()},
+        "recipe": {k: v for k, v in dataclasses.asdict(recipe).items()},  # the benchmark's
     }
 
 
@@ -359,7 +360,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The summary as the CLI prints it: the truth's reliability, then one line per method."""
     truth = summary["truth"]
     low, high = truth["top1_range"]
-    lines = [f"truth: {truth['archs']} archs x {truth['seeds']} seeds, top-1 {low:.2f}-{high:.2f}%"]
+    epochs = (truth.get("recipe") or {}).get("epochs")
+    lines = [
+        f"truth: {truth['archs']} archs x {truth['seeds']} seeds of {truth['space']}"
+        + (f", {epochs} epochs" if epochs else "")
+        + f", top-1 {low:.2f}-{high:.2f}%"
+    ]
     ceiling = truth.get("noise_ceiling")
     if ceiling:
         tau = ceiling["kendall_tau"]
