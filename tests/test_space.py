@@ -90,6 +90,7 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
         "tiny-w": 110_592,
         "hybrid-r50": 2 * 2 * (2**5 + 2**6) * (2**2 + 2**3),
         "hybrid-tiny": 10 * 16 * 12,
+        "ranking-narrow": (4 + 16 + 16) ** 3,
     }
     assert set(list_spaces()) >= set(expected)
     listed = json.loads(cli("space", "list", "--json").stdout)["spaces"]
@@ -102,6 +103,7 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
         "tiny-w": 3,
         "hybrid-r50": 4,
         "hybrid-tiny": 3,
+        "ranking-narrow": 3,
     }
     lines = cli("space", "list").stdout.splitlines()
     for name, size in expected.items():
@@ -125,7 +127,9 @@ def _independent_counts(data: dict) -> tuple[int, int]:
     return declared, distinct
 
 
-@pytest.mark.parametrize("name", ["dna-mbconv", "dna-mbconv-small", "dna-mbconv-w", "tiny-w"])
+@pytest.mark.parametrize(
+    "name", ["dna-mbconv", "dna-mbconv-small", "dna-mbconv-w", "tiny-w", "ranking-narrow"]
+)
 def test_sizes_equal_an_independent_count(name, cli):
     import yaml
 
