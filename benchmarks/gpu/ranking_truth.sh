@@ -9,6 +9,8 @@
 # DATA_OPTIONS (a YAML mapping of ClutterSpec knobs, e.g. '{fragments: 3, clutter: 0.8,
 # noise: 0.2}') sets the task; SEED_TRUTH (a truth folder: plan.json + results/, e.g. one kept
 # in docs/figures) is copied in first, so its finished jobs are kept and only the rest train.
+# SPACE is the benchmark space (e.g. ranking-narrow, with SEED_TRUTH a truth of it, whose
+# architectures the compiled-step check then uses).
 #   BUDGET=540 EPOCHS=24 bash benchmarks/gpu/ranking_truth.sh     (from the repository root)
 set -u
 began=$(date +%s)
@@ -23,6 +25,7 @@ MODE=${MODE:-reduce-overhead}
 PY=${PY:-python3}
 DATA_OPTIONS=${DATA_OPTIONS:-"{}"}
 SEED_TRUTH=${SEED_TRUTH:-}
+SPACE=${SPACE:-ranking}
 mkdir -p "$OUT" "$WORK"
 if [ -n "$SEED_TRUTH" ]; then
   mkdir -p "$WORK/truth" && cp -r "$SEED_TRUTH/plan.json" "$SEED_TRUTH/results" "$WORK/truth/"
@@ -64,11 +67,11 @@ fi
 [ $speed -eq 0 ] || MODE=null
 wait $gen
 (cd "$WORK/data" && find . -type f -name '*.png' | sort | xargs cat | sha256sum) >"$OUT/data.sha256"
-echo "mps=$mps mode=$MODE epochs=$EPOCHS data=$DATA_OPTIONS left=$(left)s" | tee -a "$OUT/machine.txt"
+echo "mps=$mps mode=$MODE space=$SPACE epochs=$EPOCHS data=$DATA_OPTIONS left=$(left)s" | tee -a "$OUT/machine.txt"
 
 nvidia-smi dmon -s u -d 10 >"$OUT/dmon.log" 2>&1 &
 dmon=$!
-timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o archs="$ARCHS" -o seeds="$SEEDS" \
+timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o space="$SPACE" -o archs="$ARCHS" -o seeds="$SEEDS" \
   -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE]" -o "data_options=$DATA_OPTIONS" \
   --methods none --workers "$WORKERS" \
   --out "$WORK" >"$OUT/bench.log" 2>&1
