@@ -89,12 +89,8 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
     ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_ylim(-1, 1)
     ax.axhline(0, color="grey", linewidth=0.5)
-    truth = summary["truth"]
-    epochs = (truth.get("recipe") or {}).get("epochs")
-    ax.set_title(
-        f"ranking fidelity on {truth['space']}: {truth['archs']} archs x {truth['seeds']} seeds"
-        + (f", {epochs} epochs" if epochs else ""),
-        fontsize=9,
-    )
+    from dnatool.bench.ranking import truth_label
+
+    ax.set_title(f"ranking fidelity: {truth_label(summary['truth'])}", fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
     return save_png(fig, path, dpi=100)

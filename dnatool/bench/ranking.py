@@ -356,16 +356,18 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def truth_label(truth: dict[str, Any]) -> str:
+    """What a summary's truth is, as the printed summary and the plot name it."""
+    epochs = (truth.get("recipe") or {}).get("epochs")
+    label = f"{truth['archs']} archs x {truth['seeds']} seeds of {truth['space']}"
+    return label + (f", {epochs} epochs" if epochs else "")
+
+
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The summary as the CLI prints it: the truth's reliability, then one line per method."""
     truth = summary["truth"]
     low, high = truth["top1_range"]
-    epochs = (truth.get("recipe") or {}).get("epochs")
-    lines = [
-        f"truth: {truth['archs']} archs x {truth['seeds']} seeds of {truth['space']}"
-        + (f", {epochs} epochs" if epochs else "")
-        + f", top-1 {low:.2f}-{high:.2f}%"
-    ]
+    lines = [f"truth: {truth_label(truth)}, top-1 {low:.2f}-{high:.2f}%"]
     ceiling = truth.get("noise_ceiling")
     if ceiling:
         tau = ceiling["kendall_tau"]
