@@ -7,15 +7,17 @@ import torch
 
 from dnatool.arch.space import Cell as SpaceCell
 from dnatool.arch.space import load_space
-from dnatool.nn.supernet import Cell
+from dnatool.errors import BadInput
+from dnatool.nn.supernet import Cell, Supernet
+from dnatool.nn.timm_adapter import build_model
 from dnatool.rate.bench import bench_rate
 from dnatool.rate.feature_sharing import score_cell_naive, score_cell_shared
 
 
-def _cell(layers: int) -> Cell:
+def _cell(layers: int, own_width: bool = False) -> Cell:
     torch.manual_seed(0)
     space = load_space("tiny").with_cells(1, (SpaceCell(layers, 8),))
-    cell = Cell(space, 1, 0, in_chs=8, out_chs=12)
+    cell = Cell(space, 1, 0, in_chs=8, out_chs=12, own_width=own_width)
     for module in cell.modules():  # trained-looking BN statistics, so recalibration changes scores
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -33,8 +35,9 @@ def _batches(n: int = 2):
 
 @pytest.mark.parametrize("norm", ["std", "var"])
 @pytest.mark.parametrize("recal", [False, True])
-def test_prefix_sharing_equals_naive(norm, recal):
-    cell = _cell(3)
+@pytest.mark.parametrize("own_width", [False, True])
+def test_prefix_sharing_equals_naive(norm, recal, own_width):
+    cell = _cell(3, own_width)
     batches = _batches()
     calib = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(2)) if recal else None
     shared = score_cell_shared(cell, batches, norm, calib)
@@ -42,6 +45,32 @@ def test_prefix_sharing_equals_naive(norm, recal):
     assert len(shared.scores()) == 4**3
     assert shared.scores() == naive.scores()
     assert shared.layer_evals == 2 * (4 + 16 + 64) and naive.layer_evals == 2 * 3 * 64
+
+
+def test_cells_keeping_their_own_width_are_the_deployed_layers_behind_an_adapter():
+    """cell_output=own: a cell's layers are the deployed network's (its width, its residuals)
+    and a 1x1 adapter maps its output to the teacher's width; the default makes the last layer
+    output the teacher's width instead, so a narrow cell is never narrow in the supernet."""
+    space = load_space("ranking-narrow")
+    choices = [(1, (0, 3)), (0, (2,)), (2, (1, 1))]
+    deployed = build_model(space.to_arch(choices)).blocks[1]  # block 0's stage (after `fixed`)
+    x = torch.randn(2, 8, 16, 16)
+    for mode, last_width, same_as_deployed in (
+        ("teacher", 32, [True, False]),
+        ("own", 12, [True, True]),
+    ):
+        cell = Supernet(space, [32, 64, 128], mode).blocks[0].cells[1].eval()
+        layers = [cell.layers[i][op] for i, op in enumerate((0, 3))]
+        assert [
+            str(layer) == str(deployed[i]) for i, layer in enumerate(layers)
+        ] == same_as_deployed
+        assert layers[1](layers[0](x)).shape[1] == last_width
+        assert cell(x, (0, 3)).shape == (2, 32, 8, 8)
+        assert isinstance(cell.adapter, torch.nn.Conv2d) == (mode == "own")
+    assert Supernet(space, [32, 64, 128]).blocks[0].cells[1].adapter.__class__ is torch.nn.Identity
+    with pytest.raises(BadInput, match="token cells"):
+        vit = load_space("vit-tiny")
+        Supernet(vit, [64] * len(vit.blocks), "teacher")
 
 
 def test_bn_recalibration_is_computed_once_per_prefix_across_batches():

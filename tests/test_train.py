@@ -345,3 +345,33 @@ def test_bad_recipe_inputs(cli, tmp_path):
         "train", "dna-tiny", "-o", "teacher=no/such/teacher", "--out", str(tmp_path / "z")
     )
     assert missing.code == 2 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_cells_keeping_their_own_width_train_rate_and_refuse_the_other_mode(
+    cli, teacher_run, tmp_path
+):
+    run = tmp_path / "own"
+    own = ("-o", "epochs=1", "-o", "cell_output=own")
+    assert cli(*_train_args(teacher_run, run, *own)).code == 0
+    block = io.load_checkpoint(run / "supernet" / "block_0.pt", "supernet_block")
+    assert any(key.endswith("adapter.weight") for key in block["state_dict"])
+    rated = cli("rate", str(run), "--json")
+    assert rated.code == 0, rated.stderr
+    other = cli(*_train_args(teacher_run, run, "-o", "epochs=2", "--resume"))
+    assert other.code == 2 and "cell_output was 'own', now 'auto'" in other.stderr
+    bad = cli(*_train_args(teacher_run, tmp_path / "bad", "-o", "cell_output=wide"))
+    assert bad.code == 2 and "cell_output" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_run_recorded_before_a_recipe_key_existed_resumes_with_its_default():
+    from dataclasses import asdict
+
+    from dnatool.config import resume_conflict
+    from dnatool.train.recipe import TrainRecipe
+
+    new = asdict(TrainRecipe())
+    old = {k: v for k, v in new.items() if k != "cell_output"}
+    assert resume_conflict(TrainRecipe, old, new) is None
+    own = {**new, "cell_output": "own"}
+    assert "cell_output was 'auto', now 'own'" in resume_conflict(TrainRecipe, old, own)

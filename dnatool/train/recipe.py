@@ -10,6 +10,9 @@ from dnatool.config import from_dict, recipe_data, resumable
 from dnatool.errors import BadInput
 
 METHODS = ("dna", "dna++", "spos", "bossnas")
+# Whose width a DNA supernet cell outputs (`nn.supernet.keeps_own_width`): the teacher's at the
+# cut, or its own behind a learned 1x1 adapter; auto: the teacher's, a ViT cell's own.
+CELL_OUTPUTS = ("auto", "teacher", "own")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class TrainRecipe:
     score_norm: str = resumable("std")
     bn_recalibrate: bool = resumable(True)
     rate_batch_size: int = resumable(64)
+    cell_output: str = "auto"
 
     def __post_init__(self) -> None:
         _check_method(self.method, "dna")
@@ -46,6 +50,7 @@ class TrainRecipe:
             "distributed": ("data", "blocks"),
             "score_norm": ("std", "var"),
             "device": ("auto", "cpu", "cuda"),
+            "cell_output": CELL_OUTPUTS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

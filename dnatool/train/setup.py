@@ -54,7 +54,7 @@ def build_setup(recipe: TrainRecipe, augment: bool = True) -> Setup:
     )
     with torch.random.fork_rng(devices=[]):  # the recipe's seed decides the initial weights
         torch.manual_seed(recipe.seed)
-        supernet = Supernet(space, [shape[0] for shape in teacher.cut.shapes])
+        supernet = Supernet(space, [shape[0] for shape in teacher.cut.shapes], recipe.cell_output)
     return Setup(recipe, space, splits, teacher, supernet)
 
 
