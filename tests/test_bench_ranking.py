@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,31 @@ def test_a_truth_grows_by_the_next_draws_or_the_widest_gaps():
     assert max(np.diff(ranks)) <= 26 < max(np.diff(sorted(pool.index(c) for c in base)))
     with pytest.raises(BadInput, match="not what this sampling draws"):
         truth_mod.sample_spread(space, macs, 9, pool=200, seed=1, keep=base)
+
+
+def test_log_macs_sampling_spaces_values_not_ranks_and_grows_into_the_widest_value_gap():
+    """`sample: log-macs`: targets evenly spaced in log MACs over the pool's range, each taken
+    by its nearest pool architecture (denser where the pool is sparse: the small networks);
+    growth fills the widest log-MACs gap, so a MACs-ranked truth grows at the small end."""
+    space = load_space("ranking")
+    macs = truth_mod.macs_counter(space)
+    log = lambda c: math.log(macs(c))  # noqa: E731
+    pool = sorted(truth_mod.sample_uniform(space, 200, 0), key=log)
+    values = np.asarray([log(c) for c in pool])
+    picks = truth_mod.sample_spread(space, log, 6, pool=200, seed=0, by="value")
+    targets = np.linspace(values[0], values[-1], 6)
+    picked = np.asarray([log(c) for c in picks])
+    assert picked[0] == values[0] and picked[-1] == values[-1]
+    assert np.all(np.abs(picked - targets) == np.abs(values[:, None] - targets).min(axis=0))
+    by_rank = truth_mod.sample_spread(space, macs, 6, pool=200, seed=0)
+    assert sum(pool.index(c) < 100 for c in picks) > sum(pool.index(c) < 100 for c in by_rank)
+    grown = truth_mod.sample_spread(space, log, 7, pool=200, seed=0, keep=by_rank, by="value")
+    assert grown[:6] == by_rank
+    ranked = sorted(log(c) for c in by_rank)
+    widest = int(np.argmax(np.diff(ranked)))
+    assert ranked[widest] < log(grown[6]) < ranked[widest + 1]
+    with pytest.raises(BadInput, match="not what this sampling draws"):
+        truth_mod.sample_spread(space, log, 7, pool=200, seed=1, keep=by_rank, by="value")
 
 
 def _fake_plan(space, archs=4, seeds=2):

@@ -15,6 +15,7 @@ Layout of OUT: `data/` (generated), `truth/` (plan, per-job runs and results, `t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from dnatool.utils.events import Report, quiet
 
 RANKING_FORMAT = "dnatool.ranking"
 BUILTIN_DATA = "cluttered"
-SAMPLING = ("uniform", "macs", "spread")
+SAMPLING = ("uniform", "macs", "log-macs", "spread")
 TARGETS = {"noise_ceiling": 0.8, "spread_ratio": 3.0, "dna_kendall_tau": 0.6, "dna_over_spos": 0.3}
 SIZE_BASELINES = ("macs", "params")  # truth.json records both for every architecture
 
@@ -52,7 +53,8 @@ class RankingRecipe:
     data_options: dict[str, Any] = field(default_factory=dict)  # ClutterSpec knobs
     archs: int = 16
     seeds: int = 3
-    sample: str = "uniform"  # uniform; macs / spread: even over a pool's MACs / rated scores
+    sample: str = "uniform"  # uniform; macs / log-macs / spread: even over a pool's MACs ranking,
+    # log-MACs values or rated scores
     spread_run: str | None = None
     pool: int = 2000
     truth_recipe: str = "retrain-ranking"
@@ -146,6 +148,17 @@ def sample_truth_archs(recipe: RankingRecipe, space: Any, keep: list | None = No
     if recipe.sample == "macs":  # method-neutral: small and large networks both represented
         return truth_mod.sample_spread(
             space, truth_mod.macs_counter(space), recipe.archs, recipe.pool, recipe.seed, keep
+        )
+    if recipe.sample == "log-macs":  # also method-neutral; denser where accuracy still climbs
+        macs = truth_mod.macs_counter(space)
+        return truth_mod.sample_spread(
+            space,
+            lambda c: math.log(macs(c)),
+            recipe.archs,
+            recipe.pool,
+            recipe.seed,
+            keep,
+            by="value",
         )
     from dnatool.rate.ranking import arch_score
     from dnatool.rate.score_lists import load_score_lists, run_space

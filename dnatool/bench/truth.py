@@ -86,23 +86,40 @@ def sample_spread(
     pool: int,
     seed: int,
     keep: Sequence[Sequence[Choice]] = (),
+    by: str = "rank",
 ) -> list[list[Choice]]:
     """`count` architectures whose scores (`scores(choices)`, e.g. a rated run's) are evenly
     spread over the range of a uniform pool: the ends of the range are always represented.
-    With `keep` (a truth's architectures, drawn from the same pool) those stay first, in order,
-    and each further pick takes the pool's architecture farthest in score rank from every pick
-    so far (the middle of the widest gap): a truth grows without retraining what it has."""
+    `by="rank"` spaces them evenly in the pool's score ranking (quantiles), `by="value"` in the
+    score itself (each target value's nearest pool architecture), which samples more densely
+    where the pool is sparse. With `keep` (a truth's architectures, drawn from the same pool)
+    those stay first, in order, and each further pick takes the pool's architecture farthest
+    (in rank or value) from every pick so far, the middle of the widest gap: a truth grows
+    without retraining what it has."""
+    if by not in ("rank", "value"):
+        raise ValueError(f"by must be 'rank' or 'value', got {by!r}")
     candidates = sample_uniform(space, min(max(pool, count), space.distinct), seed)
     ranked = sorted(candidates, key=scores)
-    if not keep:
+    position = (
+        np.asarray([scores(c) for c in ranked], dtype=float)
+        if by == "value"
+        else np.arange(len(ranked), dtype=float)
+    )
+    if not keep and by == "rank":
         picks = np.unique(np.linspace(0, len(ranked) - 1, count).round().astype(int))
         return [ranked[i] for i in picks]
+    if not keep:
+        taken: list[int] = []
+        for target in np.linspace(position[0], position[-1], min(count, len(ranked))):
+            free = np.setdiff1d(np.arange(len(ranked)), taken)
+            taken.append(int(free[int(np.argmin(np.abs(position[free] - target)))]))
+        return [ranked[i] for i in taken]
     rank = {_key(c): i for i, c in enumerate(ranked)}
     _check_kept(keep, [_key(c) if _key(c) in rank else None for c in keep])
     taken = [rank[_key(c)] for c in keep]
     free = np.setdiff1d(np.arange(len(ranked)), taken)
     while len(taken) < count and free.size:
-        gaps = np.abs(free[:, None] - np.asarray(taken)[None, :]).min(axis=1)
+        gaps = np.abs(position[free][:, None] - position[taken][None, :]).min(axis=1)
         best = int(free[int(np.argmax(gaps))])  # the first of equal gaps: deterministic
         taken.append(best)
         free = free[free != best]
