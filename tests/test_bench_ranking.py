@@ -430,6 +430,8 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
             stat = method[key]
             assert stat["value"] is None or stat["low"] <= stat["value"] <= stat["high"]
     dna = summary["methods"]["dna"]
+    assert summary["truth"]["path"] == "truth/truth.json"  # relative to OUT: the summary moves
+    assert dna["run"] == "methods/dna/supernet"
     assert set(summary["met"]) >= {"noise_ceiling", "spread_ratio", "dna_kendall_tau"}
     for path in (
         "ranking.json",

@@ -241,7 +241,7 @@ def run_ranking(
         with truth_mod.single_process():  # under torchrun only rank 0 gets here: no DDP
             for method in chosen:
                 results[method.name] = rate_method(method, recipe, truth, space, data, out, report)
-    summary = finite_or_none(summarize(truth, str(truth_path), results, recipe))
+    summary = finite_or_none(summarize(truth, recorded_path(truth_path, out), results, recipe))
     io.write_json(out / "ranking.json", summary)
     if results:
         from dnatool.bench.plots import summary_plot
@@ -285,10 +285,22 @@ def rate_method(
         **{k: v for k, v in rated.items() if k != "scores"},
     }
     result["cpu_seconds"] = float(sum(s["cpu_seconds"] for s in result["stages"].values()))
+    if "run" in result:
+        result["run"] = recorded_path(result["run"], out)
     result = finite_or_none(result)
     io.write_json(method_dir / "ratings.json", result)
     scatter_plot(truth, result, method_dir / "scatter.png")
     return result
+
+
+def recorded_path(path: str | Path, out: Path) -> str:
+    """A path as the summaries record it: relative to OUT when inside it, so a summary kept or
+    copied elsewhere still names its parts; absolute otherwise (a `--truth` from elsewhere)."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path(out).resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
 
 
 def size_baselines(truth: dict[str, Any], recipe: RankingRecipe) -> dict[str, Any]:
