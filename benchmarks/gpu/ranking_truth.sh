@@ -10,7 +10,9 @@
 # noise: 0.2}') sets the task; SEED_TRUTH (a truth folder: plan.json + results/, e.g. one kept
 # in docs/figures) is copied in first, so its finished jobs are kept and only the rest train.
 # SPACE is the benchmark space (e.g. ranking-narrow, with SEED_TRUTH a truth of it, whose
-# architectures the compiled-step check then uses).
+# architectures the compiled-step check then uses). SAMPLE is the truth's sampling (macs, or
+# log-macs: evenly spaced log MACs, denser among the small networks; a grown truth keeps its
+# architectures and adds the new sampling's picks).
 #   BUDGET=540 EPOCHS=24 bash benchmarks/gpu/ranking_truth.sh     (from the repository root)
 set -u
 began=$(date +%s)
@@ -26,6 +28,7 @@ PY=${PY:-python3}
 DATA_OPTIONS=${DATA_OPTIONS:-"{}"}
 SEED_TRUTH=${SEED_TRUTH:-}
 SPACE=${SPACE:-ranking}
+SAMPLE=${SAMPLE:-macs}
 mkdir -p "$OUT" "$WORK"
 if [ -n "$SEED_TRUTH" ]; then
   mkdir -p "$WORK/truth" && cp -r "$SEED_TRUTH/plan.json" "$SEED_TRUTH/results" "$WORK/truth/"
@@ -67,11 +70,11 @@ fi
 [ $speed -eq 0 ] || MODE=null
 wait $gen
 (cd "$WORK/data" && find . -type f -name '*.png' | sort | xargs cat | sha256sum) >"$OUT/data.sha256"
-echo "mps=$mps mode=$MODE space=$SPACE epochs=$EPOCHS data=$DATA_OPTIONS left=$(left)s" | tee -a "$OUT/machine.txt"
+echo "mps=$mps mode=$MODE space=$SPACE sample=$SAMPLE epochs=$EPOCHS data=$DATA_OPTIONS left=$(left)s" | tee -a "$OUT/machine.txt"
 
 nvidia-smi dmon -s u -d 10 >"$OUT/dmon.log" 2>&1 &
 dmon=$!
-timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o space="$SPACE" -o archs="$ARCHS" -o seeds="$SEEDS" \
+timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o space="$SPACE" -o sample="$SAMPLE" -o archs="$ARCHS" -o seeds="$SEEDS" \
   -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE]" -o "data_options=$DATA_OPTIONS" \
   --methods none --workers "$WORKERS" \
   --out "$WORK" >"$OUT/bench.log" 2>&1
