@@ -295,12 +295,11 @@ def rate_method(
 
 def recorded_path(path: str | Path, out: Path) -> str:
     """A path as the summaries record it: relative to OUT when inside it, so a summary kept or
-    copied elsewhere still names its parts; absolute otherwise (a `--truth` from elsewhere)."""
-    resolved = Path(path).resolve()
+    copied elsewhere still names its parts; as given otherwise (a `--truth` from elsewhere)."""
     try:
-        return resolved.relative_to(Path(out).resolve()).as_posix()
+        return Path(path).resolve().relative_to(Path(out).resolve()).as_posix()
     except ValueError:
-        return str(resolved)
+        return str(path)
 
 
 def size_baselines(truth: dict[str, Any], recipe: RankingRecipe) -> dict[str, Any]:
