@@ -2,9 +2,9 @@
 
 DNA (CVPR 2020, Sec. 3.3): each block holds cells of different depth and width in parallel; each layer of a
 cell holds every candidate op (timm blocks, the same modules the final network uses) and a path
-picks one op per layer. By default (`cell_output="teacher"`) the last layer of every cell outputs
-the teacher's width at that cut, so plain MSE applies without an adapter (as in the released
-code); but then a cell narrower than the teacher is never narrow in the supernet, and its rating
+picks one op per layer. By default (`cell_output` auto or teacher) the last layer of every cell
+outputs the teacher's width at that cut, so plain MSE applies without an adapter (as in the
+released code); but then a cell narrower than the teacher is never narrow in the supernet, and its rating
 cannot see the bottleneck the deployed network has (docs/ranking.md). With `cell_output="own"`
 every layer keeps the cell's width, exactly as deployed (residuals included), and a learned 1x1
 conv maps the cell's output to the teacher's width: the adapter of DNA-T, which a ViT cell always
