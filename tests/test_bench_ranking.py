@@ -337,7 +337,7 @@ def test_a_truth_copied_elsewhere_resumes_reading_the_new_data_folder(tmp_path, 
     assert {p["recipe"]["data"] for p in trained} == {str(tmp_path / "b" / "data")}
     written = io.read_json(tmp_path / "b" / "truth" / truth_mod.PLAN_FILE, "plan")
     assert written["recipe"]["data"] == str(tmp_path / "b" / "data")
-    with pytest.raises(BadInput, match="recipe differs"):
+    with pytest.raises(BadInput, match="recipe key seed was 0, now 1"):
         truth_mod.run_truth(tmp_path / "b" / "truth", {**moved, "recipe": {"seed": 1, "data": "x"}})
 
 

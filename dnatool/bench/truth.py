@@ -214,8 +214,12 @@ def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
             if key == "recipe":
                 before, now = _without_data(before), _without_data(now)
             if before != now and not (key == "archs" and grows):
+                detail = key
+                if key == "recipe":  # name the setting, so the fix is one override away
+                    first = next(k for k in sorted({*before, *now}) if before.get(k) != now.get(k))
+                    detail = f"recipe key {first} was {before.get(first)!r}, now {now.get(first)!r}"
                 raise BadInput(
-                    f"{path} plans another truth ({key} differs); use another --out or the same settings"
+                    f"{path} plans another truth ({detail}); use another --out or the same settings"
                 )
         same = old.get("recipe", {}).get("data") == plan["recipe"].get("data")
         if same and old.get("seeds") == plan["seeds"] and old.get("archs") == plan["archs"]:
