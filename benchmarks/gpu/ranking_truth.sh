@@ -27,7 +27,7 @@ MODE=${MODE:-reduce-overhead}
 PY=${PY:-python3}
 DATA_OPTIONS=${DATA_OPTIONS:-"{}"}
 SEED_TRUTH=${SEED_TRUTH:-}
-SPACE=${SPACE:-ranking}
+SPACE=${SPACE:-ranking-narrow}   # the benchmark's default space (recipes/bench-ranking.yaml)
 SAMPLE=${SAMPLE:-macs}
 mkdir -p "$OUT" "$WORK"
 if [ -n "$SEED_TRUTH" ]; then
@@ -59,7 +59,7 @@ from dnatool.data.cluttered import generate, spec_from_options
 generate(sys.argv[1], spec_from_options(yaml.safe_load(sys.argv[2])))
 EOF
 gen=$!
-plan=${SEED_TRUTH:-docs/figures/ranking-truth-2026-12-04}/plan.json  # archs of the same space
+plan=${SEED_TRUTH:-docs/figures/ranking-truth-narrow18-2026-12-05}/plan.json  # archs of the same space
 timeout 150 "$PY" benchmarks/gpu/step_speed.py "$plan" 13 "$MODE" >"$OUT/step_speed.json" 2>"$OUT/step_speed.err"
 speed=$?
 if [ $speed -ne 0 ] && [ $mps -eq 1 ]; then  # MPS itself may be what fails: retry without it
