@@ -379,6 +379,21 @@ def test_methods_are_pluggable_and_unavailable_ones_refused(monkeypatch):
     with pytest.raises(BadInput, match="needs CUDA"):
         select_methods(["dna", "gpu-only"])
     assert "gpu-only" not in methods.available_methods()
+    variant = select_methods(["dna@own"])[
+        0
+    ]  # a variant: its own name (folder, options), DNA's code
+    assert variant.name == "dna@own" and variant.rate is METHODS["dna"].rate
+    with pytest.raises(BadInput, match="unknown method 'boss'"):
+        select_methods(["boss@own"])
+    with pytest.raises(BadInput, match="write METHOD@NAME"):
+        select_methods(["dna@own/x"])
+
+
+def test_a_method_variant_needs_its_options(cli, tmp_path):
+    result = cli("bench", "ranking", "--methods", "dna,dna@own", "--out", str(tmp_path / "b"))
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "method variant 'dna@own' has no options" in result.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_cli_refuses_an_unknown_method_in_one_line(cli, tmp_path):
@@ -407,6 +422,9 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
         "-o", "bootstrap=200",
         "-o", "methods={dna: {teacher_overrides: [epochs=1, batch_size=32], "
               "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
+              "dna@own: {teacher_overrides: [epochs=1, batch_size=32], "
+              "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20, "
+              "cell_output=own]}, "
               "dna++: {teacher_overrides: [epochs=1, batch_size=32], "
               "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
               "bossnas: {overrides: [epochs=1, rate_per_class=2, batch_size=32, "
@@ -421,9 +439,11 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert summary["format"] == "dnatool.ranking"
     assert summary["truth"]["archs"] == 4 and summary["truth"]["seeds"] == 2
     assert "noise_ceiling" in summary["truth"]
-    assert set(summary["methods"]) == {"dna", "dna++", "bossnas", "spos"}
+    assert set(summary["methods"]) == {"dna", "dna@own", "dna++", "bossnas", "spos"}
     assert summary["methods"]["dna++"]["n"] == 4
-    assert len(list((out / "methods" / "teachers").iterdir())) == 1  # dna and dna++ share it
+    assert len(list((out / "methods" / "teachers").iterdir())) == 1  # dna, its variant, dna++
+    own = json.loads((out / "methods" / "dna@own" / "supernet" / "manifest.json").read_text())
+    assert own["recipe"]["cell_output"] == "own"
     for method in summary["methods"].values():
         assert method["n"] == 4
         for key in ("kendall_tau", "spearman", "pearson"):

@@ -305,16 +305,29 @@ METHODS: dict[str, Method] = {
 }
 
 
+def base_method(name: str) -> str:
+    """`METHOD@VARIANT` names a variant of a method: its own options and folder, the same code
+    (e.g. `dna@own` beside `dna`, sharing the teacher), so one summary compares them."""
+    return name.partition("@")[0]
+
+
 def select_methods(names: list[str]) -> list[Method]:
-    """The named methods, refusing unknown or unavailable ones in one line (exit 2)."""
+    """The named methods (variants named after their method), refusing unknown or unavailable
+    ones in one line (exit 2)."""
+    import dataclasses
+    import re
+
     chosen = []
     for name in names:
-        if name not in METHODS:
-            raise BadInput(f"unknown method {name!r} (known: {', '.join(METHODS)})")
-        reason = METHODS[name].missing()
+        base = base_method(name)
+        if base not in METHODS:
+            raise BadInput(f"unknown method {base!r} (known: {', '.join(METHODS)})")
+        if name != base and not re.fullmatch(r"[A-Za-z0-9_.-]+", name.partition("@")[2]):
+            raise BadInput(f"method variant {name!r}: write METHOD@NAME (letters, digits, _ . -)")
+        reason = METHODS[base].missing()
         if reason:
             raise BadInput(reason)
-        chosen.append(METHODS[name])
+        chosen.append(dataclasses.replace(METHODS[base], name=name))
     return chosen
 
 

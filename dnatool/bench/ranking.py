@@ -29,6 +29,7 @@ from dnatool.bench.methods import (
     METHODS,
     MethodContext,
     available_methods,
+    base_method,
     select_methods,
     stage_times,
 )
@@ -215,12 +216,20 @@ def run_ranking(
 
     out = Path(out)
     if methods is None:  # the recipe's methods that are available here; the others are named
-        names = [m for m in recipe.methods or ["dna"] if m in available_methods()]
+        names = [m for m in recipe.methods or ["dna"] if base_method(m) in available_methods()]
         for skipped in sorted(set(recipe.methods) - set(names)):
-            report("log", message=f"skipping {METHODS[skipped].missing()}", always=True)
+            report(
+                "log", message=f"skipping {METHODS[base_method(skipped)].missing()}", always=True
+            )
     else:
         names = list(methods)
     chosen = select_methods(names)  # refuse unavailable methods before hours of truth training
+    for method in chosen:
+        if method.name != base_method(method.name) and method.name not in recipe.methods:
+            raise BadInput(
+                f"method variant {method.name!r} has no options in the recipe's methods "
+                f"(e.g. -o 'methods={{{method.name}: {{overrides: [...]}}}}')"
+            )
     if truth_path is None:
         truth = build_truth(recipe, out, workers, report)
         if truth is None:
