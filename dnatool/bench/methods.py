@@ -9,6 +9,8 @@ one line and adding it later is one `Method(...)` entry. Stage CPU times are rec
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -314,9 +316,6 @@ def base_method(name: str) -> str:
 def select_methods(names: list[str]) -> list[Method]:
     """The named methods (variants named after their method), refusing unknown or unavailable
     ones in one line (exit 2)."""
-    import dataclasses
-    import re
-
     chosen = []
     for name in names:
         base = base_method(name)

@@ -99,9 +99,11 @@ def sample_spread(
     if by not in ("rank", "value"):
         raise ValueError(f"by must be 'rank' or 'value', got {by!r}")
     candidates = sample_uniform(space, min(max(pool, count), space.distinct), seed)
-    ranked = sorted(candidates, key=scores)
+    values = [scores(c) for c in candidates]  # once each: a score may count a whole network
+    order = sorted(range(len(candidates)), key=values.__getitem__)  # stable, as sorted(key=)
+    ranked = [candidates[i] for i in order]
     position = (
-        np.asarray([scores(c) for c in ranked], dtype=float)
+        np.asarray([values[i] for i in order], dtype=float)
         if by == "value"
         else np.arange(len(ranked), dtype=float)
     )
