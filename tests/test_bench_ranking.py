@@ -14,7 +14,12 @@ import pytest
 from dnatool.arch.space import load_space
 from dnatool.bench import truth as truth_mod
 from dnatool.bench.methods import METHODS, select_methods
-from dnatool.bench.stats import bootstrap_correlations, method_correlations, noise_ceiling
+from dnatool.bench.stats import (
+    bootstrap_correlations,
+    finite_or_none,
+    method_correlations,
+    noise_ceiling,
+)
 from dnatool.data import cluttered
 from dnatool.data.cluttered import ClutterSpec, generate, source_split, spec_from_options
 from dnatool.errors import BadInput, RunFailure
@@ -429,7 +434,7 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
               "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
               "bossnas: {overrides: [epochs=1, rate_per_class=2, batch_size=32, "
               "max_steps_per_epoch=4]}, "
-              "spos: {overrides: [epochs=1, rate_per_class=2, bn_batches=1]}}",
+              "spos: {overrides: [epochs=1, rate_per_class=2, bn_batches=1], seeds: 2}}",
         "--out", str(out),
         "--json",
     ]  # fmt: skip
@@ -439,7 +444,12 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert summary["format"] == "dnatool.ranking"
     assert summary["truth"]["archs"] == 4 and summary["truth"]["seeds"] == 2
     assert "noise_ceiling" in summary["truth"]
-    assert set(summary["methods"]) == {"dna", "dna@own", "dna++", "bossnas", "spos"}
+    assert set(summary["methods"]) == {"dna", "dna@own", "dna++", "bossnas", "spos", "spos@seed1"}
+    seeded = json.loads((out / "methods" / "spos@seed1" / "supernet" / "manifest.json").read_text())
+    assert seeded["recipe"]["seed"] == 1  # the second supernet seed of spos
+    assert summary["supernet_seeds"]["spos"]["runs"] == ["spos", "spos@seed1"]
+    pairs = {(c["first"], c["second"]) for c in summary["comparisons"]}
+    assert {("dna", "spos"), ("dna", "macs"), ("bossnas", "spos")} <= pairs
     assert summary["methods"]["dna++"]["n"] == 4
     assert len(list((out / "methods" / "teachers").iterdir())) == 1  # dna, its variant, dna++
     own = json.loads((out / "methods" / "dna@own" / "supernet" / "manifest.json").read_text())
@@ -488,7 +498,6 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
 def test_summary_reports_targets_and_prints_undefined_figures(tmp_path):
     from dnatool.bench.plots import summary_plot
     from dnatool.bench.ranking import RankingRecipe, summarize, summary_lines
-    from dnatool.bench.stats import finite_or_none
 
     top1 = [[50.0, 51.0], [60.0, 59.0], [70.0, 70.5], [80.0, 79.0]]
     macs, params = [1e6, 2e6, 3e6, 4e6], [9e5, 5e5, 7e5, 3e5]  # MACs rank them, params do not
@@ -504,9 +513,10 @@ def test_summary_reports_targets_and_prints_undefined_figures(tmp_path):
         "recipe": {"epochs": 24, "lr": 0.003},
     }
     accuracy = [a["mean_top1"] for a in truth["archs"]]
+    rated = {"dna": [4.0, 3.0, 2.0, 1.0], "spos": [1.0, 1.0, 1.0, 1.0]}
     results = {
-        "dna": method_correlations([4.0, 3.0, 2.0, 1.0], accuracy, resamples=100),
-        "spos": finite_or_none(method_correlations([1.0, 1.0, 1.0, 1.0], accuracy, resamples=100)),
+        name: {**method_correlations(s, accuracy, resamples=100), "scores": s}
+        for name, s in rated.items()
     }
     summary = finite_or_none(summarize(truth, "t.json", results, RankingRecipe()))
     assert summary["met"] == {
@@ -527,8 +537,112 @@ def test_summary_reports_targets_and_prints_undefined_figures(tmp_path):
     assert baselines["params"]["kendall_tau"]["value"] == pytest.approx(-4 / 6)
     assert lines[5].startswith("baseline, size only (macs): kendall_tau 1.000")
     assert lines[6].startswith("baseline, size only (params): kendall_tau -0.667")
+    assert lines[7].startswith("dna - spos: kendall_tau n/a")
+    assert lines[8].startswith("dna - macs: kendall_tau +0.000")  # both rank perfectly
     json.dumps(summary, allow_nan=False)  # strict JSON
     assert summary_plot(summary, tmp_path / "ranking.png").stat().st_size > 0
+
+
+def test_seed_means_and_paired_differences_of_ratings():
+    from dnatool.bench.stats import paired_difference, seed_mean_correlation
+
+    rng = np.random.default_rng(0)
+    accuracy = np.linspace(80, 90, 12)
+    perfect = -accuracy  # losses: lower is better
+    noisy = [perfect + rng.normal(0, 3, 12) for _ in range(3)]
+    one = seed_mean_correlation([noisy[0]], accuracy, resamples=300)
+    alone = bootstrap_correlations(-noisy[0], accuracy, resamples=300)
+    assert one["value"] == pytest.approx(alone["kendall_tau"]["value"]) and one["sd"] is None
+    assert (one["low"], one["high"]) == pytest.approx(
+        (alone["kendall_tau"]["low"], alone["kendall_tau"]["high"])  # the same resamples
+    )
+    three = seed_mean_correlation(noisy, accuracy, "spearman", resamples=300)
+    per_run = [bootstrap_correlations(-n, accuracy, resamples=100)["spearman"] for n in noisy]
+    assert three["values"] == pytest.approx([r["value"] for r in per_run])
+    assert three["value"] == pytest.approx(np.mean(three["values"]))
+    assert three["low"] <= three["value"] <= three["high"] and three["sd"] > 0
+
+    same = paired_difference(noisy, noisy, accuracy, resamples=300)
+    assert (same["value"], same["low"], same["high"], same["share_ahead"]) == (0, 0, 0, 0)
+    ahead = paired_difference([perfect], noisy, accuracy, resamples=300)
+    taus = [bootstrap_correlations(-n, accuracy, resamples=100)["kendall_tau"] for n in noisy]
+    assert ahead["value"] == pytest.approx(1 - np.mean([t["value"] for t in taus]))
+    assert 0 <= ahead["low"] <= ahead["value"] <= ahead["high"] and ahead["share_ahead"] > 0.9
+    behind = paired_difference(noisy, [perfect], accuracy, resamples=300)
+    assert behind["value"] == pytest.approx(-ahead["value"])
+    with pytest.raises(ValueError, match="score lists of 12 architectures"):
+        paired_difference([perfect[:5]], noisy, accuracy)
+
+
+def test_method_seeds_are_runs_with_the_seed_appended(tmp_path):
+    from dnatool.bench.methods import method_runs
+
+    dna, own = select_methods(["dna", "dna@own"])
+    runs = method_runs(dna, {"overrides": ["epochs=4"], "seeds": 3})
+    assert [r.name for r, _ in runs] == ["dna", "dna@seed1", "dna@seed2"]
+    assert [o["overrides"] for _, o in runs] == [
+        ["epochs=4"],
+        ["epochs=4", "seed=1"],
+        ["epochs=4", "seed=2"],
+    ]
+    assert all("seeds" not in o for _, o in runs)  # not a method option: refused there
+    assert [r.name for r, _ in method_runs(own, {"seeds": 2})] == ["dna@own", "dna@own-seed1"]
+    assert method_runs(dna, {}) == [(dna, {})]
+    for bad in (0, "2", 1.5, True):
+        with pytest.raises(BadInput, match="seeds must be an integer >= 1"):
+            method_runs(dna, {"seeds": bad})
+    with pytest.raises(BadInput, match="drop seed= from its overrides"):
+        method_runs(dna, {"seeds": 2, "overrides": ["seed=3"]})
+
+
+def test_summary_judges_a_method_on_its_seed_mean(tmp_path):
+    from dnatool.bench.ranking import RankingRecipe, summarize, summary_lines
+
+    accuracy = [50.0, 60.0, 70.0, 80.0, 85.0]
+    truth = {
+        "space": {"name": "ranking"},
+        "seeds": 2,
+        "archs": [{"mean_top1": a, "macs": m, "params": m} for a, m in zip(accuracy, range(5))],
+    }
+    rated = {
+        "dna": [5.0, 4.0, 3.0, 2.0, 1.0],  # perfect
+        "dna@seed1": [4.0, 5.0, 2.0, 3.0, 1.0],  # two swaps: tau 0.6
+        "spos": [5.0, 3.0, 4.0, 1.0, 2.0],  # two swaps
+    }
+    results = {
+        name: {**method_correlations(s, accuracy, resamples=100), "scores": s}
+        for name, s in rated.items()
+    }
+    groups = {"dna": ["dna", "dna@seed1"], "spos": ["spos"]}
+    recipe = RankingRecipe(bootstrap=200)
+    summary = summarize(truth, "t.json", results, recipe, groups)
+    seeded = summary["supernet_seeds"]
+    assert list(seeded) == ["dna"] and seeded["dna"]["runs"] == ["dna", "dna@seed1"]
+    assert seeded["dna"]["kendall_tau"]["value"] == pytest.approx(0.8)
+    assert seeded["dna"]["kendall_tau"]["values"] == pytest.approx([1.0, 0.6])
+    pairs = {(c["first"], c["second"]): c for c in summary["comparisons"]}
+    assert set(pairs) == {("dna", "spos"), ("dna", "macs"), ("spos", "macs")}
+    assert pairs["dna", "spos"]["value"] == pytest.approx(0.2)  # the seed mean, not seed 0's 0.4
+    assert pairs["dna", "macs"]["value"] == pytest.approx(-0.2)
+    assert summary["met"]["dna_kendall_tau"] is True and summary["met"]["dna_over_spos"] is False
+    lines = summary_lines(finite_or_none(summary))
+    assert any(
+        line.startswith("dna, mean of 2 supernet seeds: kendall_tau 0.800")
+        and "per seed 1.000 0.600" in line
+        for line in lines
+    )
+    assert any(line.startswith("dna - spos: kendall_tau +0.200 [") for line in lines)
+    # one run per method when no groups are given (a summary from an older caller)
+    assert summarize(truth, "t.json", results, recipe)["supernet_seeds"] == {}
+
+
+def test_a_method_seed_named_like_a_variant_is_refused(cli, tmp_path):
+    methods = "methods={dna: {seeds: 2}, dna@seed1: {overrides: [seed=5]}}"
+    out = tmp_path / "o"
+    result = cli("bench", "ranking", "--methods", "dna,dna@seed1", "-o", methods, "--out", out)
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "method run 'dna@seed1' is named twice" in result.stderr
+    assert not out.exists()  # refused before any training
 
 
 def test_method_options_are_checked(tmp_path):

@@ -330,5 +330,28 @@ def select_methods(names: list[str]) -> list[Method]:
     return chosen
 
 
+def method_runs(method: Method, options: dict[str, Any]) -> list[tuple[Method, dict[str, Any]]]:
+    """The supernets a method trains and its options for each: `seeds: N` (default 1) trains N,
+    the method as configured and `METHOD@seedK` (a variant's `VARIANT-seedK`) with `seed=K`
+    appended to its overrides (the supernet's seed and its rating split), so its ratings' own
+    noise is measured beside the truth's."""
+    options = dict(options)
+    seeds = options.pop("seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise BadInput(f"method {method.name}: seeds must be an integer >= 1, got {seeds!r}")
+    overrides = list(options.get("overrides", []))
+    if seeds > 1 and any(str(o).partition("=")[0].strip() == "seed" for o in overrides):
+        raise BadInput(
+            f"method {method.name}: seeds={seeds} sets the supernet seeds; drop seed= from its "
+            "overrides"
+        )
+    joiner = "-" if "@" in method.name else "@"
+    planned = [(method, options)]
+    for k in range(1, seeds):
+        run = dataclasses.replace(method, name=f"{method.name}{joiner}seed{k}")
+        planned.append((run, {**options, "overrides": [*overrides, f"seed={k}"]}))
+    return planned
+
+
 def available_methods() -> list[str]:
     return [name for name, method in METHODS.items() if method.missing() is None]

@@ -30,10 +30,17 @@ from dnatool.bench.methods import (
     MethodContext,
     available_methods,
     base_method,
+    method_runs,
     select_methods,
     stage_times,
 )
-from dnatool.bench.stats import finite_or_none, method_correlations
+from dnatool.bench.stats import (
+    STATISTICS,
+    finite_or_none,
+    method_correlations,
+    paired_difference,
+    seed_mean_correlation,
+)
 from dnatool.errors import BadInput
 from dnatool.utils import io
 from dnatool.utils.events import Report, quiet
@@ -230,6 +237,15 @@ def run_ranking(
                 f"method variant {method.name!r} has no options in the recipe's methods "
                 f"(e.g. -o 'methods={{{method.name}: {{overrides: [...]}}}}')"
             )
+    groups, planned = {}, []
+    for method in chosen:
+        runs = method_runs(method, recipe.methods.get(method.name) or {})
+        groups[method.name] = [run.name for run, _ in runs]
+        planned += runs
+    names = [run.name for run, _ in planned]
+    clash = sorted({name for name in names if names.count(name) > 1})
+    if clash:
+        raise BadInput(f"method run {clash[0]!r} is named twice (a variant and a method's seed?)")
     if truth_path is None:
         truth = build_truth(recipe, out, workers, report)
         if truth is None:
@@ -239,7 +255,7 @@ def run_ranking(
         truth = truth_mod.load_truth(truth_path)
     truth = {**truth, "_path": str(truth_path)}
     results = {}
-    if chosen:
+    if planned:
         space = load_space(truth["space"]["ref"])
         if space.digest != truth["space"]["digest"]:
             raise BadInput(f"space {truth['space']['ref']!r} changed since the truth was trained")
@@ -248,9 +264,13 @@ def run_ranking(
 
         torch.set_num_threads(recipe.threads)
         with truth_mod.single_process():  # under torchrun only rank 0 gets here: no DDP
-            for method in chosen:
-                results[method.name] = rate_method(method, recipe, truth, space, data, out, report)
-    summary = finite_or_none(summarize(truth, recorded_path(truth_path, out), results, recipe))
+            for method, options in planned:
+                results[method.name] = rate_method(
+                    method, options, recipe, truth, space, data, out, report
+                )
+    summary = finite_or_none(
+        summarize(truth, recorded_path(truth_path, out), results, recipe, groups)
+    )
     io.write_json(out / "ranking.json", summary)
     if results:
         from dnatool.bench.plots import summary_plot
@@ -261,6 +281,7 @@ def run_ranking(
 
 def rate_method(
     method: Any,
+    options: dict[str, Any],
     recipe: RankingRecipe,
     truth: dict[str, Any],
     space: Any,
@@ -272,14 +293,13 @@ def rate_method(
     from dnatool.bench.plots import scatter_plot
 
     method_dir = out / "methods" / method.name
-    options = dict(recipe.methods.get(method.name) or {})
     ctx = MethodContext(
         method_dir,
         space,
         truth["space"]["ref"],
         data,
         truth_mod.truth_choices(truth),
-        options,
+        dict(options),
         report,
     )
     report("log", message=f"method {method.name}: {method.description}", always=True)
@@ -340,9 +360,15 @@ def _meets(value: float | None, target: str) -> bool | None:
 
 
 def summarize(
-    truth: dict[str, Any], truth_path: str, results: dict[str, Any], recipe: RankingRecipe
+    truth: dict[str, Any],
+    truth_path: str,
+    results: dict[str, Any],
+    recipe: RankingRecipe,
+    groups: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """The summary: truth reliability, per-method tau / rho / r with intervals, targets."""
+    """The summary: truth reliability, per-run tau / rho / r with intervals, each method's mean
+    over its supernet seeds (`groups`: method -> its runs; one run each when None), each method's
+    paired difference to SPOS and to MACs, targets judged on the seed means."""
     ceiling = truth.get("noise_ceiling")
     accuracy = np.array([a["mean_top1"] for a in truth["archs"]])
     methods = {
@@ -353,17 +379,43 @@ def summarize(
         }
         for name, r in results.items()
     }
+    groups = {
+        group: [run for run in runs if run in results]
+        for group, runs in (groups or {name: [name] for name in results}).items()
+    }
+    groups = {group: runs for group, runs in groups.items() if runs}
+    scores = {group: [results[run]["scores"] for run in runs] for group, runs in groups.items()}
+    seeded = {
+        group: {
+            "runs": groups[group],
+            **{
+                name: seed_mean_correlation(sets, accuracy, name, **_kw(recipe))
+                for name in STATISTICS
+            },
+        }
+        for group, sets in scores.items()
+        if len(sets) > 1
+    }
+    references = {"spos": scores.get("spos")}
+    if all(a.get("macs") is not None for a in truth["archs"]):
+        references["macs"] = [[-float(a["macs"]) for a in truth["archs"]]]
+    comparisons = [
+        {"first": group, "second": ref, **paired_difference(sets, other, accuracy, **_kw(recipe))}
+        for group, sets in scores.items()
+        for ref, other in references.items()
+        if other is not None and ref != group
+    ]
     checks: dict[str, Any] = {}
     if ceiling:
         checks["noise_ceiling"] = _meets(ceiling["kendall_tau"]["value"], "noise_ceiling")
         checks["spread_ratio"] = _meets(ceiling["spread_ratio"], "spread_ratio")
     baselines = size_baselines(truth, recipe)
-    tau = {name: r["kendall_tau"]["value"] for name, r in results.items()}
-    if "dna" in tau:
-        checks["dna_kendall_tau"] = _meets(tau["dna"], "dna_kendall_tau")
-        if "spos" in tau:
-            gap = None if None in (tau["dna"], tau["spos"]) else tau["dna"] - tau["spos"]
-            checks["dna_over_spos"] = _meets(gap, "dna_over_spos")
+    if "dna" in scores:
+        dna = seeded["dna"]["kendall_tau"] if "dna" in seeded else methods["dna"]["kendall_tau"]
+        checks["dna_kendall_tau"] = _meets(dna["value"], "dna_kendall_tau")
+        gap = [c for c in comparisons if (c["first"], c["second"]) == ("dna", "spos")]
+        if gap:
+            checks["dna_over_spos"] = _meets(gap[0]["value"], "dna_over_spos")
     return {
         "format": RANKING_FORMAT,
         "version": 1,
@@ -378,11 +430,17 @@ def summarize(
             "recipe": truth.get("recipe"),  # how the truth trained (a kept truth's own)
         },
         "methods": methods,
+        "supernet_seeds": seeded,
+        "comparisons": comparisons,
         "baselines": baselines,
         "targets": TARGETS,
         "met": checks,
         "recipe": {k: v for k, v in dataclasses.asdict(recipe).items()},  # the benchmark's
     }
+
+
+def _kw(recipe: RankingRecipe) -> dict[str, Any]:
+    return {"resamples": recipe.bootstrap, "confidence": recipe.confidence, "seed": recipe.seed}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -424,9 +482,27 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             )
     for name, m in summary.get("methods", {}).items():
         lines.append(f"{name}: {_cells(m)} (n={m['n']}, {_fmt(m.get('cpu_seconds'), 0)} s CPU)")
+    for name, m in summary.get("supernet_seeds", {}).items():
+        tau = m["kendall_tau"]
+        lines.append(
+            f"{name}, mean of {len(m['runs'])} supernet seeds: kendall_tau {_fmt(tau['value'])} "
+            f"[{_fmt(tau['low'])}, {_fmt(tau['high'])}] (per seed "
+            f"{' '.join(_fmt(v) for v in tau['values'])}; sd {_fmt(tau['sd'])})"
+        )
     for name, m in summary.get("baselines", {}).items():
         lines.append(f"baseline, size only ({name}): {_cells(m)}")
+    for c in summary.get("comparisons", []):
+        lines.append(
+            f"{c['first']} - {c['second']}: kendall_tau {_signed(c['value'])} "
+            f"[{_signed(c['low'])}, {_signed(c['high'])}] (paired bootstrap; {c['first']} ahead "
+            f"in {_fmt(None if c['share_ahead'] is None else 100 * c['share_ahead'], 0)}% of "
+            "resamples)"
+        )
     return lines
+
+
+def _signed(value: Any) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
 
 
 def _cells(m: dict[str, Any]) -> str:

@@ -99,6 +99,99 @@ def method_correlations(
     )
 
 
+def _interval(draws: np.ndarray, confidence: float) -> tuple[float, float, int]:
+    """Percentile interval of the finite draws, and how many were dropped (undefined)."""
+    kept = draws[np.isfinite(draws)]
+    if not kept.size:
+        return float("nan"), float("nan"), int(draws.size)
+    low, high = np.quantile(kept, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(low), float(high), int(draws.size - kept.size)
+
+
+def _mean_correlation(
+    score_sets: np.ndarray, accuracies: np.ndarray, rows: np.ndarray, name: str
+) -> float:
+    """Mean over runs of the statistic between -scores (losses: lower is better) and accuracy
+    on the architectures `rows`; NaN when it is undefined for every run."""
+    values = [_correlate(name, -scores[rows], accuracies[rows]) for scores in score_sets]
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _score_sets(sets: Sequence[Sequence[float]], n: int) -> np.ndarray:
+    array = np.asarray(sets, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != n:
+        raise ValueError(f"need one or more score lists of {n} architectures each")
+    return array
+
+
+def seed_mean_correlation(
+    score_sets: Sequence[Sequence[float]],
+    accuracies: Sequence[float],
+    statistic: str = "kendall_tau",
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A method trained with several supernet seeds: the mean over its runs of the statistic
+    (scores are losses), each run's value, and a bootstrap interval of the mean over
+    architectures. The seeds' spread is the method's own noise, which one run's figure hides."""
+    acc = np.asarray(accuracies, dtype=np.float64)
+    sets = _score_sets(score_sets, acc.size)
+    rng = np.random.default_rng([seed, 2718])
+    index = rng.integers(0, acc.size, size=(resamples, acc.size))
+    draws = np.array([_mean_correlation(sets, acc, rows, statistic) for rows in index])
+    low, high, dropped = _interval(draws, confidence)
+    values = [_correlate(statistic, -scores, acc) for scores in sets]
+    return {
+        "statistic": statistic,
+        "runs": int(sets.shape[0]),
+        "value": _mean_correlation(sets, acc, np.arange(acc.size), statistic),
+        "low": low,
+        "high": high,
+        "dropped": dropped,
+        "values": values,
+        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+    }
+
+
+def paired_difference(
+    first: Sequence[Sequence[float]],
+    second: Sequence[Sequence[float]],
+    accuracies: Sequence[float],
+    statistic: str = "kendall_tau",
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """How much better `first` ranks than `second` (each one or more runs' scores, losses): the
+    difference of their mean statistics, with a paired bootstrap (both scored on the same resampled
+    architectures, so the architectures' shared difficulty cancels; two separate intervals
+    overlap far more than the difference's) and the share of resamples in which `first` is ahead."""
+    acc = np.asarray(accuracies, dtype=np.float64)
+    a, b = _score_sets(first, acc.size), _score_sets(second, acc.size)
+    rng = np.random.default_rng([seed, 1618])
+    index = rng.integers(0, acc.size, size=(resamples, acc.size))
+    draws = np.array(
+        [
+            _mean_correlation(a, acc, rows, statistic) - _mean_correlation(b, acc, rows, statistic)
+            for rows in index
+        ]
+    )
+    low, high, dropped = _interval(draws, confidence)
+    everything = np.arange(acc.size)
+    finite = draws[np.isfinite(draws)]
+    return {
+        "statistic": statistic,
+        "value": _mean_correlation(a, acc, everything, statistic)
+        - _mean_correlation(b, acc, everything, statistic),
+        "low": low,
+        "high": high,
+        "dropped": dropped,
+        "share_ahead": float(np.mean(finite > 0)) if finite.size else float("nan"),
+    }
+
+
 def noise_ceiling(
     top1: np.ndarray | Sequence[Sequence[float]],
     resamples: int = 2000,
