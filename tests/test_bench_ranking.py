@@ -632,6 +632,13 @@ def test_summary_judges_a_method_on_its_seed_mean(tmp_path):
         for line in lines
     )
     assert any(line.startswith("dna - spos: kendall_tau +0.200 [") for line in lines)
+    from dnatool.bench.plots import _method_entries, summary_plot
+
+    summary = finite_or_none(summary)
+    entries = _method_entries(summary)
+    assert list(entries) == ["dna x2", "spos"]  # the plot shows the seed mean, dots per seed
+    assert entries["dna x2"]["kendall_tau"]["value"] == pytest.approx(0.8)
+    assert summary_plot(summary, tmp_path / "ranking.png").stat().st_size > 0
     # one run per method when no groups are given (a summary from an older caller)
     assert summarize(truth, "t.json", results, recipe)["supernet_seeds"] == {}
 

@@ -47,10 +47,26 @@ def scatter_plot(truth: dict[str, Any], result: dict[str, Any], path: Path) -> P
     return save_png(fig, path, dpi=100)
 
 
+def _method_entries(summary: dict[str, Any]) -> dict[str, Any]:
+    """One entry per method: a method trained with several supernet seeds is its seed mean
+    (named `NAME xN`, each seed's value kept for the dots), the others their single run."""
+    seeded = summary.get("supernet_seeds") or {}
+    owner = {run: group for group, entry in seeded.items() for run in entry["runs"]}
+    entries: dict[str, Any] = {}
+    for name, result in summary["methods"].items():
+        group = owner.get(name)
+        if group is None:
+            entries[name] = result
+        elif name == seeded[group]["runs"][0]:
+            entries[f"{group} x{len(seeded[group]['runs'])}"] = seeded[group]
+    return entries
+
+
 def summary_plot(summary: dict[str, Any], path: Path) -> Path:
-    """Tau / rho / r of every method with their intervals, the size-only baselines (hatched) they
-    must beat, and the truth's noise ceiling."""
-    entries = dict(summary["methods"])
+    """Tau / rho / r of every method with their intervals (a method with several supernet seeds:
+    their mean, each seed a dot), the size-only baselines (hatched) they must beat, and the
+    truth's noise ceiling."""
+    entries = _method_entries(summary)
     baselines = {f"{k} (size)": v for k, v in (summary.get("baselines") or {}).items()}
     entries.update(baselines)
     methods = list(entries)
@@ -72,6 +88,11 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
             if name in baselines:
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
+        for position, value in zip(x, values):
+            seeds = [_num(v) for v in value.get("values", [])]
+            ax.scatter(
+                [position] * len(seeds), seeds, c="white", edgecolors="black", s=14, zorder=3
+            )
     ceiling = (summary["truth"].get("noise_ceiling") or {}).get("kendall_tau")
     if ceiling and ceiling["value"] is not None:
         ax.axhline(ceiling["value"], color="black", linestyle="--", linewidth=1)
