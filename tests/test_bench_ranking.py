@@ -643,6 +643,28 @@ def test_summary_judges_a_method_on_its_seed_mean(tmp_path):
     assert summarize(truth, "t.json", results, recipe)["supernet_seeds"] == {}
 
 
+def test_methods_overrides_merge_into_the_shipped_options():
+    from dnatool.bench.ranking import load_ranking_recipe
+
+    shipped = load_ranking_recipe("bench-ranking").methods
+    assert "cell_output=own" in shipped["dna"]["overrides"]
+    recipe = load_ranking_recipe(
+        "bench-ranking",
+        ("methods={dna: {seeds: 3}, dna@x: {overrides: [seed=7]}}", "methods={spos: {seeds: 2}}"),
+    )
+    # a variant beside dna, or dna's seeds, leaves dna's overrides and the other methods alone
+    assert recipe.methods["dna"] == {**shipped["dna"], "seeds": 3}
+    assert recipe.methods["dna@x"] == {"overrides": ["seed=7"]}
+    assert recipe.methods["spos"] == {**shipped["spos"], "seeds": 2}
+    assert recipe.methods["bossnas"] == shipped["bossnas"]
+    replaced = load_ranking_recipe("bench-ranking", ("methods={dna: {overrides: [epochs=1]}}",))
+    assert replaced.methods["dna"]["overrides"] == ["epochs=1"]  # a given list replaces whole
+    assert replaced.methods["dna"]["recipe"] == shipped["dna"]["recipe"]
+    for bad in ("methods=[dna]", "methods={dna: 3}", "methods={dna: [1"):
+        with pytest.raises(BadInput, match="methods must"):
+            load_ranking_recipe("bench-ranking", (bad,))
+
+
 def test_a_method_seed_named_like_a_variant_is_refused(cli, tmp_path):
     methods = "methods={dna: {seeds: 2}, dna@seed1: {overrides: [seed=5]}}"
     out = tmp_path / "o"

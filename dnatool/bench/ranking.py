@@ -87,9 +87,36 @@ class RankingRecipe:
 
 
 def load_ranking_recipe(ref: str | None, overrides: tuple[str, ...] = ()) -> RankingRecipe:
-    from dnatool.config import load_recipe
+    """The recipe with its `-o key=value` overrides. `methods=...` merges into the recipe's
+    methods, option by option: `-o 'methods={dna: {seeds: 3}}'` keeps dna's other options and
+    every other method's, and a new variant beside them leaves the shipped methods as they were
+    (a plain replacement would silently drop their overrides)."""
+    import yaml
 
-    return load_recipe(ref, RankingRecipe, overrides)
+    from dnatool.config import from_dict, recipe_data
+
+    def is_methods(item: str) -> bool:
+        return item.partition("=")[0].strip() == "methods"
+
+    data = recipe_data(ref, tuple(item for item in overrides if not is_methods(item)))
+    for item in filter(is_methods, overrides):
+        try:
+            given = yaml.safe_load(item.partition("=")[2])
+        except yaml.YAMLError:
+            raise BadInput(f"override {item!r}: methods must be a YAML mapping") from None
+        data["methods"] = merge_method_options(data.get("methods") or {}, given)
+    return from_dict(RankingRecipe, data)
+
+
+def merge_method_options(recipe: dict[str, Any], given: Any) -> dict[str, Any]:
+    """`given` (method -> options) over `recipe`'s: each named method's options replace the
+    recipe's key by key (a given `overrides` list replaces the recipe's list whole)."""
+    if not isinstance(given, dict) or not all(isinstance(v, dict | None) for v in given.values()):
+        raise BadInput("bench ranking: methods must map method names to their options")
+    merged = {name: dict(options or {}) for name, options in recipe.items()}
+    for name, options in given.items():
+        merged[name] = {**merged.get(name, {}), **(options or {})}
+    return merged
 
 
 def prepare_data(recipe: RankingRecipe, out: Path, report: Report = quiet) -> tuple[str, dict]:
