@@ -187,3 +187,32 @@ def test_a_resume_accepts_the_same_generated_dataset_in_another_folder(tmp_path)
     for other in ("c", "plain", "gone"):
         with pytest.raises(BadInput, match="different recipe: data was"):
             stage.open(out, Recipe(str(tmp_path / other)), resume=True)
+
+
+def test_a_resume_accepts_the_same_teacher_run_in_another_folder(tmp_path):
+    """A DNA supernet records its teacher run's path; an OUT copied elsewhere with its teacher
+    (the same model.pt) resumes and rescores, another teacher or a missing one does not."""
+    import dataclasses
+    import shutil
+
+    @dataclasses.dataclass
+    class Recipe:
+        teacher: str = ""
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "model.pt").write_bytes(b"weights")
+    shutil.copytree(tmp_path / "t", tmp_path / "copy")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "model.pt").write_bytes(b"other weights")
+    stage = runs.Stage("demo", (), "nothing")
+    out = tmp_path / "run"
+    stage.open(out, Recipe(str(tmp_path / "t")))
+    stage.start(out, Recipe(str(tmp_path / "t")))
+    stage.open(out, Recipe(str(tmp_path / "copy")), resume=True)
+    for other in ("other", "gone", "tf_efficientnet_b0"):
+        with pytest.raises(BadInput, match="different recipe: teacher was"):
+            stage.open(
+                out,
+                Recipe(str(tmp_path / other) if other != "tf_efficientnet_b0" else other),
+                resume=True,
+            )

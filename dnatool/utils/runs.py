@@ -163,6 +163,8 @@ class Stage:
         old = {k: v for k, v in old.items() if k in names}
         if "data" in old and same_dataset(old["data"], new.get("data")):
             old["data"] = new["data"]  # the same generated dataset in another folder
+        if "teacher" in old and same_model_run(old["teacher"], new.get("teacher")):
+            old["teacher"] = new["teacher"]  # the same trained teacher in another folder
         conflict = resume_conflict(type(recipe), old, new)
         if conflict:
             raise BadInput(f"--resume of {out} with a different recipe: {conflict}")
@@ -179,6 +181,16 @@ def same_dataset(old: Any, new: Any) -> bool:
     specs = [read_dataset_spec(path) if Path(path).is_dir() else None for path in (old, new)]
     digests = [(spec or {}).get("digest") for spec in specs]
     return digests[0] is not None and digests[0] == digests[1]
+
+
+def same_model_run(old: Any, new: Any) -> bool:
+    """Whether two run folders hold the same trained model (their `model.pt` hash the same): a
+    supernet resumed, or a benchmark rescored, after its teacher's run was copied with it to
+    another folder. Both must exist; a name (a timm teacher) only matches itself."""
+    if not (isinstance(old, str) and isinstance(new, str)) or old == new:
+        return False
+    models = [Path(path) / "model.pt" for path in (old, new)]
+    return all(m.is_file() for m in models) and len({io.file_sha256(m) for m in models}) == 1
 
 
 def _same_inputs(
