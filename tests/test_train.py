@@ -228,7 +228,12 @@ def test_resume_refuses_a_different_recipe_or_teacher(cli, teacher_run, tmp_path
     weights = teacher / "model.pt"
     assert {"path": str(weights), "sha256": io.file_sha256(weights)} in inputs
 
-    other = cli(*_train_args(teacher_run, run, "-o", "epochs=2", "--resume"))
+    other_teacher = tmp_path / "other-teacher"  # the same arch, other weights
+    shutil.copytree(teacher_run, other_teacher)
+    state = io.load_checkpoint(other_teacher / "model.pt", "model")
+    state["state_dict"] = {k: v * 0.5 for k, v in state["state_dict"].items()}
+    io.save_checkpoint(other_teacher / "model.pt", "model", state)
+    other = cli(*_train_args(other_teacher, run, "-o", "epochs=2", "--resume"))
     assert other.code == 2 and len(other.stderr.strip().splitlines()) == 1
     assert "teacher was" in other.stderr
 
@@ -238,6 +243,19 @@ def test_resume_refuses_a_different_recipe_or_teacher(cli, teacher_run, tmp_path
     changed = cli(*_train_args(teacher, run, "-o", "epochs=2", "--resume"))
     assert changed.code == 2 and "teacher file" in changed.stderr and "changed" in changed.stderr
     assert (run / "manifest.json").read_text() == manifest, "a refused resume writes nothing"
+
+
+def test_resume_accepts_the_same_teacher_copied_elsewhere(cli, teacher_run, tmp_path):
+    """A run folder moved with its teacher (a benchmark OUT copied to another machine) resumes:
+    the teacher is the same model.pt at another path."""
+    teacher, moved = tmp_path / "teacher", tmp_path / "moved" / "teacher"
+    shutil.copytree(teacher_run, teacher)
+    shutil.copytree(teacher_run, moved)
+    run = tmp_path / "run"
+    assert cli(*_train_args(teacher, run, "-o", "epochs=1")).code == 0
+    again = cli(*_train_args(moved, run, "-o", "epochs=2", "--resume"))
+    assert again.code == 0, again.stderr
+    assert json.loads((run / "manifest.json").read_text())["recipe"]["teacher"] == str(moved)
 
 
 def _torchrun(

@@ -184,13 +184,18 @@ def same_dataset(old: Any, new: Any) -> bool:
 
 
 def same_model_run(old: Any, new: Any) -> bool:
-    """Whether two run folders hold the same trained model (their `model.pt` hash the same): a
-    supernet resumed, or a benchmark rescored, after its teacher's run was copied with it to
-    another folder. Both must exist; a name (a timm teacher) only matches itself."""
+    """Whether two run folders hold the same trained model (`model.pt` and `arch.json` hash the
+    same): a supernet resumed, or a benchmark rescored, after its teacher's run was copied with
+    it to another folder. Both must exist; a name (a timm teacher) only matches itself."""
     if not (isinstance(old, str) and isinstance(new, str)) or old == new:
         return False
-    models = [Path(path) / "model.pt" for path in (old, new)]
-    return all(m.is_file() for m in models) and len({io.file_sha256(m) for m in models}) == 1
+    runs = [Path(path) for path in (old, new)]
+    if not all((run / "model.pt").is_file() for run in runs):
+        return False
+    return all(
+        len({io.file_sha256(run / name) if (run / name).is_file() else None for run in runs}) == 1
+        for name in ("model.pt", "arch.json")
+    )
 
 
 def _same_inputs(
