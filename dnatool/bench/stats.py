@@ -66,24 +66,24 @@ def bootstrap_correlations(
         raise ValueError("need two 1-d sequences of the same length (>= 3)")
     if not 0 < confidence < 1 or resamples < 1:
         raise ValueError("confidence must be in (0, 1) and resamples >= 1")
-    rng = np.random.default_rng([seed, 2718])
-    index = rng.integers(0, x.size, size=(resamples, x.size))
+    index = _resampled_rows(x.size, resamples, seed, 2718)
     result: dict[str, Any] = {"n": int(x.size), "confidence": confidence, "resamples": resamples}
     for name in STATISTICS:
         draws = np.array([_correlate(name, x[i], y[i]) for i in index])
-        kept = draws[np.isfinite(draws)]
-        low, high = (
-            np.quantile(kept, [(1 - confidence) / 2, (1 + confidence) / 2])
-            if kept.size
-            else (np.nan, np.nan)
-        )
+        low, high, dropped = _interval(draws, confidence)
         result[name] = {
             "value": _correlate(name, x, y),
-            "low": float(low),
-            "high": float(high),
-            "dropped": int(draws.size - kept.size),
+            "low": low,
+            "high": high,
+            "dropped": dropped,
         }
     return result
+
+
+def _resampled_rows(n: int, resamples: int, seed: int, stream: int) -> np.ndarray:
+    """Bootstrap resamples of n architectures (resamples x n indices), seeded per statistic
+    family; equal (seed, stream) give equal resamples, which pairs two methods' draws."""
+    return np.random.default_rng([seed, stream]).integers(0, n, size=(resamples, n))
 
 
 def method_correlations(
@@ -138,8 +138,7 @@ def seed_mean_correlation(
     architectures. The seeds' spread is the method's own noise, which one run's figure hides."""
     acc = np.asarray(accuracies, dtype=np.float64)
     sets = _score_sets(score_sets, acc.size)
-    rng = np.random.default_rng([seed, 2718])
-    index = rng.integers(0, acc.size, size=(resamples, acc.size))
+    index = _resampled_rows(acc.size, resamples, seed, 2718)
     draws = np.array([_mean_correlation(sets, acc, rows, statistic) for rows in index])
     low, high, dropped = _interval(draws, confidence)
     values = [_correlate(statistic, -scores, acc) for scores in sets]
@@ -170,8 +169,7 @@ def paired_difference(
     overlap far more than the difference's) and the share of resamples in which `first` is ahead."""
     acc = np.asarray(accuracies, dtype=np.float64)
     a, b = _score_sets(first, acc.size), _score_sets(second, acc.size)
-    rng = np.random.default_rng([seed, 1618])
-    index = rng.integers(0, acc.size, size=(resamples, acc.size))
+    index = _resampled_rows(acc.size, resamples, seed, 1618)
     draws = np.array(
         [
             _mean_correlation(a, acc, rows, statistic) - _mean_correlation(b, acc, rows, statistic)
