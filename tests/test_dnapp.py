@@ -13,6 +13,7 @@ from dnatool.train.dnapp import (
     cosine_factor,
     ssl_distance,
     ssl_loss,
+    ssl_score,
     two_views,
 )
 
@@ -46,6 +47,24 @@ def test_loss_is_the_papers_formula(hinge):
     assert ssl_distance(zhat, z) == pytest.approx(float(((z - zhat) ** 2).mean()), rel=1e-6)
     with pytest.raises(ValueError, match="hinge"):
         ssl_loss(z, zhat, SslWeights(hinge="none"))
+
+
+def test_the_loss_rating_does_not_reward_a_shrunk_path_as_the_invariance_term_does():
+    """Why DNA++ rates by its full loss: a path whose Z-hat is weakly related to Z scores a
+    lower invariance term when it shrinks towards the batch mean (E||Z - c Zhat||^2 falls with c
+    while the correlation is weak); the variance hinge makes the shrunk path the worse one."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(100, 8, generator=gen)
+    faithful = 0.3 * z + torch.randn(100, 8, generator=gen)
+    shrunk = 0.1 * faithful
+    assert ssl_score(shrunk, z, "invariance") < ssl_score(faithful, z, "invariance")
+    assert ssl_score(shrunk, z, "loss") > ssl_score(faithful, z, "loss")
+    assert ssl_score(faithful, z, "loss") == pytest.approx(float(ssl_loss(z, faithful)[0]))
+    assert ssl_score(faithful, z, "invariance") == ssl_distance(faithful, z)
+    with pytest.raises(ValueError, match="at least 2"):
+        ssl_score(faithful[:1], z[:1], "loss")
+    with pytest.raises(ValueError, match="loss, invariance"):
+        ssl_score(faithful, z, "cosine")
 
 
 def test_views_are_seeded_different_and_shaped():

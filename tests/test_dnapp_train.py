@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def test_a_frozen_teacher_is_not_checkpointed(teacher_run, tmp_path):
     assert not teacher_checkpoint(out).exists()
 
 
-def test_rating_uses_the_ssl_distance_and_prefix_sharing_equals_naive(trained):
+def test_rating_uses_the_ssl_loss_and_prefix_sharing_equals_naive(trained):
     from dnatool.rate.feature_sharing import score_cell_naive, score_cell_shared
     from dnatool.rate.score_lists import load_score_lists, run_space
     from dnatool.rate.scores import run_rate
@@ -92,23 +93,56 @@ def test_rating_uses_the_ssl_distance_and_prefix_sharing_equals_naive(trained):
     lists = load_score_lists(out, space)
     assert [len(lst.scores) for lst in lists] == [b.paths for b in space.blocks]
     assert all((lst.scores >= 0).all() for lst in lists)
-    assert summary["1"]["settings"]["norm"] == "ssl"
+    assert summary["1"]["settings"]["norm"] == "ssl-loss"
+    again = run_rate(out, ssl_score="invariance")  # another score: every block is rated again
+    assert again["1"]["settings"]["norm"] == "ssl-invariance"
+    invariance = load_score_lists(out, space)
+    assert not np.allclose(invariance[1].scores, lists[1].scores)
+    with pytest.raises(BadInput, match="--ssl-score"):
+        run_rate(out, norm="std")
 
-    from dnatool.train.dnapp import Projector, ssl_distance
+    from dnatool.train.dnapp import Projector, ssl_score
 
     gen = torch.Generator().manual_seed(0)
     cell = _a_cell(out, space)
     proj = Projector(24, 16, 8).eval()
     x = torch.randn(6, cell.layers[0][0].conv_pw.in_channels, 8, 8, generator=gen)
     z = torch.randn(6, 8, generator=gen)
+    for kind in ("loss", "invariance"):
 
-    def metric(output, target):
-        return ssl_distance(proj(output), target)
+        def metric(output, target, kind=kind):
+            return ssl_score(proj(output), target, kind)
 
-    shared = score_cell_shared(cell, [(x, z)], metric, calibration=x).scores()
-    naive = score_cell_naive(cell, [(x, z)], metric, calibration=x).scores()
-    assert shared.keys() == naive.keys()
-    assert all(shared[p] == pytest.approx(naive[p], rel=1e-5) for p in shared)
+        shared = score_cell_shared(cell, [(x, z)], metric, calibration=x).scores()
+        naive = score_cell_naive(cell, [(x, z)], metric, calibration=x).scores()
+        assert shared.keys() == naive.keys()
+        assert all(shared[p] == pytest.approx(naive[p], rel=1e-5) for p in shared)
+
+
+def test_rate_cli_takes_the_ssl_score_and_refuses_dnas_norm(cli, trained):
+    out, _ = trained
+    refused = cli("rate", str(out), "--norm", "var")
+    assert refused.code == 2 and "--ssl-score" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
+    rated = cli("rate", str(out), "--ssl-score", "invariance", "--json")
+    assert rated.code == 0, rated.stderr
+    assert json.loads(rated.stdout)["blocks"]["0"]["settings"]["norm"] == "ssl-invariance"
+
+
+def test_the_loss_rating_never_scores_a_lone_image():
+    """The SSL loss needs batch variances: the rating split is cut into near-equal batches."""
+    from types import SimpleNamespace
+
+    from dnatool.rate.scores import _rating_loader
+
+    data = torch.utils.data.TensorDataset(torch.arange(201.0))
+    setup = SimpleNamespace(
+        recipe=SimpleNamespace(rate_batch_size=100), splits=SimpleNamespace(rate=data)
+    )
+    assert [len(b[0]) for b in _rating_loader(setup, "ssl-loss")] == [67, 67, 67]
+    assert [len(b[0]) for b in _rating_loader(setup, "std")] == [100, 100, 1]
+    seen = sorted(int(i) for b in _rating_loader(setup, "ssl-loss") for i in b[0])
+    assert seen == list(range(201))
 
 
 def _a_cell(out, space):

@@ -170,6 +170,7 @@ def test_rate_refusals(cli, spos_run, tmp_path):
     for extra, needle in [
         ([], "--sample N or --archs"),
         (["--norm", "var", "--sample", "2"], "norm"),
+        (["--ssl-score", "loss", "--sample", "2"], "--ssl-score"),
     ]:
         result = cli("rate", str(run), *extra)
         assert result.code == 2 and needle in result.stderr and len(result.stderr.splitlines()) == 1

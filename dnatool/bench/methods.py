@@ -188,7 +188,7 @@ DNAPP_DEFAULTS: dict[str, Any] = {**DNA_DEFAULTS, "recipe": "dnapp-tiny"}
 def rate_dnapp(ctx: MethodContext) -> dict[str, Any]:
     """The same teacher as DNA (trained on the benchmark's labels), a DNA++ supernet trained
     without labels (two views, VICReg-style loss, teacher trained jointly), rated by the SSL
-    distance per path; an architecture's score is the sum of its blocks' scores."""
+    loss per path (`dnapp.ssl_score`); an architecture's score is the sum of its blocks' scores."""
     from dnatool.config import load_recipe
     from dnatool.train.dnapp import DnappRecipe
 
@@ -293,7 +293,7 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "dna++",
-            "DNA++: self-supervised block-wise learning, SSL-distance rating",
+            "DNA++: self-supervised block-wise learning, rated by the SSL loss per path",
             lambda: None,
             rate_dnapp,
         ),

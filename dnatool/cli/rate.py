@@ -19,6 +19,13 @@ from dnatool.cli._options import json_option
     help="DNA: normaliser D of the relative L1 score (default: the recipe's, std as in the released code).",
 )
 @click.option(
+    "--ssl-score",
+    type=click.Choice(["loss", "invariance"]),
+    default=None,
+    help="DNA++: a path's score, the block's SSL loss or its invariance term alone (default: the "
+    "recipe's, loss).",
+)
+@click.option(
     "--bn-recalibrate/--no-bn-recalibrate",
     default=None,
     help="Recalibrate BN per candidate (DNA: on one rating batch; SPOS: on --bn-batches training "
@@ -53,6 +60,7 @@ from dnatool.cli._options import json_option
 def rate(
     run: str,
     norm: str | None,
+    ssl_score: str | None,
     bn_recalibrate: bool | None,
     sample: int | None,
     archs: str | None,
@@ -68,8 +76,10 @@ def rate(
     from dnatool.utils.runs import run_method
 
     if run_method(run) == "spos":
-        if norm is not None:
-            raise BadInput("--norm is DNA's score normaliser; an SPOS run is rated by top-1")
+        if norm is not None or ssl_score is not None:
+            raise BadInput(
+                "--norm and --ssl-score are DNA's and DNA++'s scores; an SPOS run is rated by top-1"
+            )
         from dnatool.rate.spos import run_rate_spos
 
         with progress() as bar:
@@ -94,7 +104,7 @@ def rate(
             "rates every path"
         )
     if run_method(run) == "bossnas":
-        if norm is not None or bn_recalibrate is False:
+        if norm is not None or ssl_score is not None or bn_recalibrate is False:
             raise BadInput(
                 "a BossNAS run is rated against its population centre, with BN recalibration"
             )
@@ -110,7 +120,9 @@ def rate(
     from dnatool.rate.scores import run_rate
 
     with progress() as bar:
-        summary = run_rate(run, Reporter(bar), norm=norm, bn_recalibrate=bn_recalibrate)
+        summary = run_rate(
+            run, Reporter(bar), norm=norm, bn_recalibrate=bn_recalibrate, ssl_score=ssl_score
+        )
     if as_json:
         emit_json({"run": run, "blocks": summary})
         return

@@ -36,15 +36,17 @@ def run_rate(
     report: Callable[..., None] | None = None,
     norm: str | None = None,
     bn_recalibrate: bool | None = None,
+    ssl_score: str | None = None,
 ) -> dict[str, Any]:
-    """Rate every block of a trained supernet run; returns the per-block summary."""
+    """Rate every block of a trained supernet run; returns the per-block summary. `norm` is DNA's
+    relative-L1 normaliser, `ssl_score` DNA++'s rating (None: the recipe's)."""
     report = report or quiet
     run = Path(run)
     manifest = runs.read_manifest(run)
     if manifest.get("stage") != "train":
         raise BadInput(f"{run} is not a supernet training run (stage {manifest.get('stage')!r})")
     recipe = _recipe(manifest["recipe"])
-    norm = "ssl" if recipe.method == "dna++" else norm or recipe.score_norm
+    norm = _norm(recipe, norm, ssl_score)
     recal = recipe.bn_recalibrate if bn_recalibrate is None else bn_recalibrate
     setup = build_setup(recipe, augment=False)
     if recipe.method == "dna++" and getattr(recipe, "train_teacher", False):
@@ -86,6 +88,36 @@ def _recipe(data: dict[str, Any]) -> Any:
     return from_dict(TrainRecipe, data)
 
 
+def _norm(recipe: Any, norm: str | None, ssl_score: str | None) -> str:
+    """What a path's score is: `std` / `var` (DNA's relative L1), `ssl-loss` / `ssl-invariance`
+    (DNA++'s `dnapp.ssl_score`); recorded in the scores' settings, so changing it rates again."""
+    if recipe.method != "dna++":
+        if ssl_score is not None:
+            raise BadInput(
+                "--ssl-score rates DNA++ runs; a DNA run is rated by relative L1 (--norm)"
+            )
+        return norm or recipe.score_norm
+    if norm is not None:
+        raise BadInput("--norm is DNA's score normaliser; a DNA++ run is rated by --ssl-score")
+    from dnatool.train.dnapp import SSL_SCORES
+
+    kind = ssl_score or recipe.ssl_score
+    if kind not in SSL_SCORES:
+        raise BadInput(f"--ssl-score must be one of {', '.join(SSL_SCORES)}, got {kind!r}")
+    return f"ssl-{kind}"
+
+
+def _rating_loader(setup: Setup, norm: str) -> DataLoader:
+    """The rating split in `rate_batch_size` batches; for the SSL loss (batch variances) split
+    into near-equal batches, so no batch is a lone image."""
+    size = setup.recipe.rate_batch_size
+    if norm != "ssl-loss":
+        return DataLoader(setup.splits.rate, batch_size=size, shuffle=False)
+    n = len(setup.splits.rate)
+    batches = [b.tolist() for b in torch.arange(n).tensor_split(max(1, -(-n // size)))]
+    return DataLoader(setup.splits.rate, batch_sampler=batches)
+
+
 def unfinished_warning(manifest: dict[str, Any], recipe_epochs: int, epochs: list[int]) -> str:
     """One line naming every block's epoch when the training run is unfinished, else ''."""
     if manifest.get("finished") and min(epochs) >= recipe_epochs and len(set(epochs)) == 1:
@@ -118,10 +150,14 @@ def _rate_block(
     block.to(device).eval()
     began = time.time()
     results = [CellScores() for _ in block.cells]
-    loader = DataLoader(setup.splits.rate, batch_size=setup.recipe.rate_batch_size, shuffle=False)
+    loader = _rating_loader(setup, norm)
     report("start", task=f"rate block {k}", total=len(loader))
     calibration = None
-    project, metric = _ssl_metric(setup, k, checkpoint, device) if norm == "ssl" else (None, norm)
+    project, metric = (
+        _ssl_metric(setup, k, checkpoint, device, norm.removeprefix("ssl-"))
+        if norm.startswith("ssl-")
+        else (None, norm)
+    )
     for images, _ in loader:
         x, target = _block_io(setup, block, k, images.to(device))
         if project is not None:
@@ -136,11 +172,11 @@ def _rate_block(
 
 
 def _ssl_metric(
-    setup: Setup, k: int, checkpoint: dict[str, Any], device: str
+    setup: Setup, k: int, checkpoint: dict[str, Any], device: str, kind: str
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor, torch.Tensor], float]]:
     """DNA++'s rating: the teacher feature through the teacher projector is Z; a path's score is
-    `dnapp.ssl_distance` between its output through the student projector and Z."""
-    from dnatool.train.dnapp import Projector, ssl_distance
+    `dnapp.ssl_score` (`kind`) of its output through the student projector against Z."""
+    from dnatool.train.dnapp import Projector, ssl_score
 
     recipe = setup.recipe
     width = setup.teacher.cut.shapes[k][0]
@@ -150,7 +186,7 @@ def _ssl_metric(
     proj_s.to(device).eval(), proj_t.to(device).eval()
 
     def metric(output: torch.Tensor, z: torch.Tensor) -> float:
-        return ssl_distance(proj_s(output), z)
+        return ssl_score(proj_s(output), z, kind, recipe.weights)
 
     return proj_t, metric
 

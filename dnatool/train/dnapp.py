@@ -18,9 +18,13 @@ The paper's text puts the variance hinge on Z and method.md on Z-hat: `hinge` se
 (default), `student` or `teacher`. There is no EMA or other non-learnable network: the hinge is
 what keeps the jointly trained teacher and student from collapsing.
 
-Rating (`ssl_distance`): a path's score is the invariance term alone, the mean squared distance
-between Z-hat of the path and Z of the teacher on the same (unaugmented) rating images, divided by
-the number of channels; lower is better.
+Rating (`ssl_score`, recipe key `ssl_score`): a path's score is the block's training objective on
+the (unaugmented) rating images, as DNA rates a path by its distillation loss: `loss` (default) is
+L_SSL + L_SDR per rating batch, Z from the teacher projector and Z-hat from the path through the
+student projector; `invariance` is the invariance term alone (`ssl_distance`), lower is better for
+both. The invariance term alone rewards a path whose Z-hat shrinks towards the batch mean (the
+variance term is what penalises that in training): on the ranking benchmark it ranked the
+architectures backwards, the full loss forwards (docs/ranking.md).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dnatool.config import resumable
 from dnatool.errors import BadInput
 from dnatool.train.recipe import TrainRecipe
 
 HINGES = ("both", "student", "teacher")
+SSL_SCORES = ("loss", "invariance")  # the rating: the full block objective, or its first term
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,20 @@ def ssl_distance(zhat: torch.Tensor, z: torch.Tensor) -> float:
     return float((z - zhat).pow(2).sum(dim=1).mean() / z.shape[1])
 
 
+def ssl_score(
+    zhat: torch.Tensor, z: torch.Tensor, kind: str, w: SslWeights = SslWeights()
+) -> float:
+    """The DNA++ rating of one path on one batch (lower is better): the block's loss
+    (`ssl_loss`, needs a batch of 2 or more) or its invariance term (`ssl_distance`)."""
+    if kind == "invariance":
+        return ssl_distance(zhat, z)
+    if kind != "loss":
+        raise ValueError(f"ssl score must be one of {', '.join(SSL_SCORES)}, got {kind!r}")
+    if z.shape[0] < 2:
+        raise ValueError("the SSL loss needs a batch of at least 2 (its variances and covariances)")
+    return float(ssl_loss(z, zhat, w)[0])
+
+
 def channel_std(z: torch.Tensor) -> float:
     """Mean per-channel standard deviation over the batch: ~0 means collapsed, ~gamma healthy."""
     return float(z.std(dim=0).mean())
@@ -171,7 +191,8 @@ def cosine_factor(step: int, total: int, warmup: int = 0) -> float:
 class DnappRecipe(TrainRecipe):
     """DNA++: DNA's keys plus the projectors, the loss constants (VICReg's, see the module
     docstring), LARS with a cosine schedule (paper: 0.0025 per 256 images) and whether the teacher
-    trains jointly with the student supernet (the paper's default) or stays frozen."""
+    trains jointly with the student supernet (the paper's default) or stays frozen; `ssl_score`
+    is the rating (see the module docstring), changeable on resume like every rating key."""
 
     method: str = "dna++"
     proj_hidden: int = 512
@@ -186,6 +207,7 @@ class DnappRecipe(TrainRecipe):
     lr_per_256: float = 0.0025
     momentum: float = 0.9
     warmup_epochs: int = 0
+    ssl_score: str = resumable("loss")
 
     def __post_init__(self) -> None:
         if self.method != "dna++":
@@ -197,6 +219,10 @@ class DnappRecipe(TrainRecipe):
             object.__setattr__(self, "method", "dna++")
         if self.hinge not in HINGES:
             raise BadInput(f"recipe key 'hinge' must be one of {', '.join(HINGES)}")
+        if self.ssl_score not in SSL_SCORES:
+            raise BadInput(f"recipe key 'ssl_score' must be one of {', '.join(SSL_SCORES)}")
+        if self.ssl_score == "loss" and self.rate_batch_size < 2:
+            raise BadInput("ssl_score loss needs rate_batch_size >= 2 (batch variances)")
         if min(self.proj_hidden, self.proj_out) < 1 or self.lr_per_256 <= 0:
             raise BadInput("recipe needs proj_hidden, proj_out >= 1 and lr_per_256 > 0")
         if min(self.invariance, self.covariance, self.variance, self.eps) < 0:
