@@ -70,7 +70,7 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
     baselines = {f"{k} (size)": v for k, v in (summary.get("baselines") or {}).items()}
     entries.update(baselines)
     methods = list(entries)
-    fig = new_figure(figsize=(6.5 + 0.6 * len(baselines), 4.0))
+    fig = new_figure(figsize=(max(6.5, 1.0 + 1.05 * len(methods)), 4.0))
     ax = fig.subplots()
     width = 0.8 / len(STAT_LABELS)
     for j, (key, label) in enumerate(STAT_LABELS.items()):
@@ -106,7 +106,13 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
             va="bottom",
             fontsize=8,
         )
-    ax.set_xticks(np.arange(len(methods)), methods)
+    long = max(len(m) for m in methods) > 10  # variant names: tilt them rather than overlap
+    ax.set_xticks(
+        np.arange(len(methods)),
+        methods,
+        rotation=20 if long else 0,
+        ha="right" if long else "center",
+    )
     ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_ylim(-1, 1)
     ax.axhline(0, color="grey", linewidth=0.5)
