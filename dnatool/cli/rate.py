@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from dnatool.cli._options import json_option
+from dnatool.train.recipe import SSL_SCORES
 
 
 @click.command()
@@ -20,7 +21,7 @@ from dnatool.cli._options import json_option
 )
 @click.option(
     "--ssl-score",
-    type=click.Choice(["loss", "invariance"]),
+    type=click.Choice(SSL_SCORES),
     default=None,
     help="DNA++: a path's score, the block's SSL loss or its invariance term alone (default: the "
     "recipe's, loss).",

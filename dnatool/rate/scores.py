@@ -23,7 +23,7 @@ from dnatool.config import from_dict
 from dnatool.errors import BadInput
 from dnatool.rate.feature_sharing import CellScores, all_paths, score_batch
 from dnatool.rate.score_lists import SCORES_DIR, STAGE, ScoreList, scores_path, write_score_list
-from dnatool.train.recipe import TrainRecipe
+from dnatool.train.recipe import SSL_SCORES, TrainRecipe
 from dnatool.train.setup import Setup, block_checkpoint, build_setup
 from dnatool.utils import io, runs
 from dnatool.utils.events import quiet
@@ -99,8 +99,6 @@ def _norm(recipe: Any, norm: str | None, ssl_score: str | None) -> str:
         return norm or recipe.score_norm
     if norm is not None:
         raise BadInput("--norm is DNA's score normaliser; a DNA++ run is rated by --ssl-score")
-    from dnatool.train.dnapp import SSL_SCORES
-
     kind = ssl_score or recipe.ssl_score
     if kind not in SSL_SCORES:
         raise BadInput(f"--ssl-score must be one of {', '.join(SSL_SCORES)}, got {kind!r}")

@@ -37,10 +37,9 @@ from torch import nn
 
 from dnatool.config import resumable
 from dnatool.errors import BadInput
-from dnatool.train.recipe import TrainRecipe
+from dnatool.train.recipe import SSL_SCORES, TrainRecipe
 
 HINGES = ("both", "student", "teacher")
-SSL_SCORES = ("loss", "invariance")  # the rating: the full block objective, or its first term
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ METHODS = ("dna", "dna++", "spos", "bossnas")
 # Whose width a DNA supernet cell outputs (`nn.supernet.keeps_own_width`): the teacher's at the
 # cut, or its own behind a learned 1x1 adapter; auto: the teacher's, a ViT cell's own.
 CELL_OUTPUTS = ("auto", "teacher", "own")
+SSL_SCORES = ("loss", "invariance")  # DNA++'s rating: the full block objective, or its first term
 
 
 @dataclass(frozen=True)
