@@ -94,7 +94,8 @@ def run_cascade(
         report("log", message=f"cascade: generation {m} under teacher {teacher}", always=True)
         row = run_generation(recipe, m, teacher, out / f"gen_{m}", report)
         if truth is not None:
-            row["ranking"] = generation_ranking(out / f"gen_{m}" / "supernet", truth)
+            first = rows[0]["ranking"]["scores"] if rows else None
+            row["ranking"] = generation_ranking(out / f"gen_{m}" / "supernet", truth, first)
             tau = row["ranking"]["kendall_tau"]["value"]
             report("log", message=f"cascade: generation {m} ranking tau {tau}", always=True)
         rows.append(row)
@@ -142,20 +143,31 @@ def load_cascade_truth(recipe: CascadeRecipe) -> dict[str, Any] | None:
     return truth
 
 
-def generation_ranking(run: Path, truth: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+def generation_ranking(
+    run: Path,
+    truth: dict[str, Any],
+    first: list[float] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Kendall / Spearman / Pearson (bootstrap 95% intervals) between one generation's ratings
-    of the truth's architectures and their trained top-1, as `bench ranking` computes them."""
+    of the truth's architectures and their trained top-1, as `bench ranking` computes them, and
+    the scores themselves. With generation 0's scores (`first`), also the paired-bootstrap
+    difference of Kendall tau against generation 0 (`vs_generation_0`): whether a generation
+    ranks better is a paired question, since both are scored on the same architectures."""
     from dnatool.arch.space import load_space
-    from dnatool.bench.stats import finite_or_none, method_correlations
+    from dnatool.bench.stats import finite_or_none, method_correlations, paired_difference
     from dnatool.bench.truth import truth_choices
     from dnatool.rate.ranking import arch_score
     from dnatool.rate.score_lists import load_score_lists
 
     lists = load_score_lists(run, load_space(truth["space"]["ref"]))
-    scores = [arch_score(lists, choices) for choices in truth_choices(truth)]
+    scores = [float(arch_score(lists, choices)) for choices in truth_choices(truth)]
     accuracy = [a["mean_top1"] for a in truth["archs"]]
     result = method_correlations(scores, accuracy, 2000, 0.95, seed)
-    return finite_or_none({k: result[k] for k in ("kendall_tau", "spearman", "pearson", "n")})
+    ranking = {k: result[k] for k in ("kendall_tau", "spearman", "pearson", "n")}
+    if first is not None:
+        ranking["vs_generation_0"] = paired_difference([scores], [first], accuracy, seed=seed)
+    return finite_or_none({**ranking, "scores": scores})
 
 
 def first_teacher(recipe: CascadeRecipe, report: Report) -> str:

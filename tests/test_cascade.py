@@ -146,9 +146,29 @@ def test_ranking_tau_per_generation_and_a_truth_of_another_space_refused(tmp_pat
     assert ranking["n"] == 12
     assert ranking["kendall_tau"]["value"] == pytest.approx(1.0)
     assert ranking["spearman"]["value"] == pytest.approx(1.0)
+    assert "vs_generation_0" not in ranking  # generation 0 itself
+    # a later generation is compared with generation 0 on the same architectures, paired
+    backwards = [-s for s in ranking["scores"]]
+    gain = generation_ranking(run, load_truth(path), first=backwards)["vs_generation_0"]
+    assert gain["value"] == pytest.approx(2.0) and gain["low"] > 0 and gain["share_ahead"] == 1.0
+    same = generation_ranking(run, load_truth(path), first=ranking["scores"])["vs_generation_0"]
+    assert same["value"] == pytest.approx(0.0) and same["share_ahead"] == 0.0
     reverse = _truth(tmp_path, space, lambda choices: 10 * arch_score(lists, choices))
     assert generation_ranking(run, load_truth(reverse))["kendall_tau"]["value"] == pytest.approx(-1)
     recipe = CascadeRecipe(params=80_000, truth=str(path), train_overrides=("space=tiny",))
     with pytest.raises(BadInput, match="ranks architectures of 'tiny-w', not of the cascade's"):
         load_cascade_truth(recipe)
     assert load_cascade_truth(CascadeRecipe(params=80_000, truth=str(path))) is not None
+
+
+def test_the_shipped_benchmark_cascade_recipe_matches_its_truth(monkeypatch):
+    """`dnaplus-ranking` rates the kept `ranking-narrow` truth: its supernets train on that
+    truth's space, it searches a MACs budget and scales to the teacher's MACs."""
+    from dnatool.cascade import load_cascade_recipe, load_cascade_truth
+    from dnatool.config import RECIPES_DIR
+
+    monkeypatch.chdir(RECIPES_DIR.parent)
+    recipe = load_cascade_recipe("dnaplus-ranking")
+    assert recipe.match == "macs" and set(recipe.budgets) == {"macs"}
+    truth = load_cascade_truth(recipe)
+    assert truth["space"]["ref"] == "ranking-narrow" and len(truth["archs"]) == 24

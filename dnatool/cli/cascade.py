@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from dnatool.cli._options import json_option
@@ -41,7 +43,7 @@ def cascade(
         return
     table = Table(title=f"DNA+ cascade: {result['stopped']}")
     columns = ["gen", "teacher", "phi", f"{loaded.match} / teacher's", "top-1 %"]
-    for column in columns + (["ranking tau"] if loaded.truth else []):
+    for column in columns + (["ranking tau", "tau - gen 0"] if loaded.truth else []):
         table.add_column(column)
     for row in result["generations"]:
         cells = [
@@ -55,6 +57,15 @@ def cascade(
             tau = row["ranking"]["kendall_tau"]
             interval = f" [{tau['low']:.2f}, {tau['high']:.2f}]" if tau["low"] is not None else ""
             cells.append("n/a" if tau["value"] is None else f"{tau['value']:.3f}{interval}")
+            cells.append(_gain(row["ranking"].get("vs_generation_0")))
         table.add_row(*cells)
     console.print(table)
     info(f"report in {out}/cascade.json and {out}/cascade.png")
+
+
+def _gain(diff: dict[str, Any] | None) -> str:
+    """A generation's paired tau difference to generation 0, with its interval."""
+    if diff is None or diff["value"] is None:
+        return ""
+    interval = f" [{diff['low']:+.2f}, {diff['high']:+.2f}]" if diff["low"] is not None else ""
+    return f"{diff['value']:+.3f}{interval}"
