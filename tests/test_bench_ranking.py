@@ -249,6 +249,33 @@ def test_log_macs_sampling_spaces_values_not_ranks_and_grows_into_the_widest_val
         truth_mod.sample_spread(space, log, 7, pool=200, seed=1, keep=by_rank, by="value")
 
 
+def test_truth_sampling_retrains_a_kept_truths_architectures_in_order():
+    """`sample: truth` plans another truth's networks (the first `archs`, in its order), so a
+    recipe is compared on the same architectures and methods only rescore; another space, more
+    architectures than it has, or a truth planned from other networks are refused in one line."""
+    from dnatool.bench.ranking import load_ranking_recipe, sample_truth_archs
+    from dnatool.config import RECIPES_DIR
+
+    kept = RECIPES_DIR.parent / "docs/figures/ranking-truth-narrow24-2026-12-05/truth.json"
+    narrow = load_space("ranking-narrow")
+    expected = truth_mod.truth_choices(truth_mod.load_truth(kept))
+    recipe = load_ranking_recipe(
+        None, ("space=ranking-narrow", "sample=truth", f"from_truth={kept}", "archs=10")
+    )
+    first = sample_truth_archs(recipe, narrow)
+    assert first == expected[:10]
+    grown = dataclasses.replace(recipe, archs=24)
+    assert sample_truth_archs(grown, narrow, keep=first) == expected
+    with pytest.raises(BadInput, match="has 24 architectures; archs=25 is more"):
+        sample_truth_archs(dataclasses.replace(recipe, archs=25), narrow)
+    with pytest.raises(BadInput, match="not what this sampling draws"):
+        sample_truth_archs(grown, narrow, keep=expected[1:4])
+    with pytest.raises(BadInput, match="ranks architectures of 'ranking-narrow', not of 'ranking'"):
+        sample_truth_archs(recipe, load_space("ranking"))
+    with pytest.raises(BadInput, match="sample=truth needs from_truth"):
+        load_ranking_recipe(None, ("sample=truth",))
+
+
 def _fake_plan(space, archs=4, seeds=2):
     return {
         "format": truth_mod.PLAN_FORMAT,

@@ -47,7 +47,7 @@ from dnatool.utils.events import Report, quiet
 
 RANKING_FORMAT = "dnatool.ranking"
 BUILTIN_DATA = "cluttered"
-SAMPLING = ("uniform", "macs", "log-macs", "spread")
+SAMPLING = ("uniform", "macs", "log-macs", "spread", "truth")
 TARGETS = {"noise_ceiling": 0.8, "spread_ratio": 3.0, "dna_kendall_tau": 0.6, "dna_over_spos": 0.3}
 SIZE_BASELINES = ("macs", "params")  # truth.json records both for every architecture
 
@@ -64,6 +64,7 @@ class RankingRecipe:
     sample: str = "uniform"  # uniform; macs / log-macs / spread: even over a pool's MACs ranking,
     # log-MACs values or rated scores
     spread_run: str | None = None
+    from_truth: str | None = None  # sample=truth: that truth's architectures, in its order
     pool: int = 2000
     truth_recipe: str = "retrain-ranking"
     truth_overrides: tuple[str, ...] = ()
@@ -80,6 +81,8 @@ class RankingRecipe:
             raise BadInput(f"bench ranking: sample must be one of {', '.join(SAMPLING)}")
         if self.sample == "spread" and not self.spread_run:
             raise BadInput("bench ranking: sample=spread needs spread_run (a rated run)")
+        if self.sample == "truth" and not self.from_truth:
+            raise BadInput("bench ranking: sample=truth needs from_truth (a truth.json)")
         if self.bootstrap < 100 or not 0 < self.confidence < 1 or self.threads < 1:
             raise BadInput("bench ranking: bootstrap >= 100, confidence in (0, 1), threads >= 1")
         if not isinstance(self.methods, dict):
@@ -195,6 +198,8 @@ def sample_truth_archs(recipe: RankingRecipe, space: Any, keep: list | None = No
             keep,
             by="value",
         )
+    if recipe.sample == "truth":  # another recipe on the same networks: methods only rescore
+        return truth_mod.sample_from_truth(space, recipe.from_truth, recipe.archs, keep)
     from dnatool.rate.ranking import arch_score
     from dnatool.rate.score_lists import load_score_lists, run_space
 

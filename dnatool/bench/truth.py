@@ -128,6 +128,25 @@ def sample_spread(
     return [ranked[i] for i in taken]
 
 
+def sample_from_truth(
+    space: SearchSpace, path: str | Path, count: int, keep: Sequence[Sequence[Choice]] = ()
+) -> list[list[Choice]]:
+    """The first `count` architectures of the truth at `path`, in its order: the same networks
+    trained with another recipe (or data), so the two truths compare recipe for recipe and a
+    method's ratings of them are scored against either without retraining its supernet."""
+    truth = load_truth(path)
+    if truth.get("space", {}).get("digest") != space.digest:
+        raise BadInput(
+            f"from_truth {path} ranks architectures of {truth.get('space', {}).get('ref')!r}, "
+            f"not of {space.name!r}"
+        )
+    archs = truth_choices(truth)
+    if count > len(archs):
+        raise BadInput(f"from_truth {path} has {len(archs)} architectures; archs={count} is more")
+    _check_kept(keep, [_key(c) for c in archs[: len(keep)]])
+    return archs[:count]
+
+
 def _check_kept(keep: Sequence[Sequence[Choice]], drawn: list[tuple | None]) -> None:
     """Refuse to grow a truth whose architectures this sampling would not have drawn."""
     if [_key(c) for c in keep] != drawn:
