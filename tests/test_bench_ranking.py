@@ -733,3 +733,40 @@ def test_the_seed_mean_is_more_reliable_than_one_seed():
     assert ceiling["seed_mean_reliability"] == pytest.approx(0.8, abs=0.04)  # 4 * .5 / 2.5
     assert ceiling["held_out_seed_tau"] > ceiling["kendall_tau"]["value"] + 0.05
     assert noise_ceiling(top1[:, :2], resamples=20)["held_out_seed_tau"] is None
+
+
+def test_truth_noise_tells_a_carried_gap_from_a_noisy_end(tmp_path):
+    """`benchmarks/truth_noise.py` on curves where seed 1 fell behind early and stayed behind
+    (its train loss higher): the final gap follows the train-loss gap, and averaging the last
+    epochs leaves it as it was; the kept truth's curves give the figures docs/ranking.md cites."""
+    import runpy
+
+    from dnatool.config import RECIPES_DIR
+
+    root = RECIPES_DIR.parent
+    script = runpy.run_path(str(root / "benchmarks/truth_noise.py"))
+    rng = np.random.default_rng(0)
+    for arch in range(6):
+        lag = rng.uniform(0, 3)
+        for seed in (0, 1):
+            behind = lag * seed
+            epochs = np.arange(1, 13)
+            top1 = 90 - 40 * np.exp(-epochs / 3) - behind
+            loss = 0.6 + 2 * np.exp(-epochs / 3) + 0.05 * behind
+            lines = ["epoch,lr,train_loss,val_loss,top1,top5,ema_top1,seconds"]
+            lines += [
+                f"{e},0.001,{lo:.4f},0.5,{t:.3f},99,,1" for e, lo, t in zip(epochs, loss, top1)
+            ]
+            (tmp_path / f"a{arch:03d}-s{seed}.csv").write_text("\n".join(lines) + "\n")
+    found = script["analyse"](script["read_curves"](tmp_path))
+    assert found["archs"] == 6 and found["epochs"] == 12
+    assert found["pearson_final_gap_vs_train_loss_gap"] == pytest.approx(-1.0)
+    averaged = found["last_epochs_averaged"]
+    assert averaged["last_3"]["mean_seed_difference"] == pytest.approx(
+        found["mean_seed_difference"], abs=0.01
+    )
+    kept = script["analyse"](
+        script["read_curves"](root / "docs/figures/ranking-truth-narrow24-2026-12-05/curves")
+    )
+    assert kept["archs"] == 24 and kept["mean_seed_difference"] == pytest.approx(1.09)
+    assert kept["pearson_final_gap_vs_train_loss_gap"] < -0.8

@@ -12,7 +12,8 @@
 # SPACE is the benchmark space (e.g. ranking-narrow, with SEED_TRUTH a truth of it, whose
 # architectures the compiled-step check then uses). SAMPLE is the truth's sampling (macs, or
 # log-macs: evenly spaced log MACs, denser among the small networks; a grown truth keeps its
-# architectures and adds the new sampling's picks).
+# architectures and adds the new sampling's picks; truth with FROM_TRUTH, a truth.json, retrains
+# that truth's architectures, e.g. the kept 24 x 2 one at another EPOCHS).
 #   BUDGET=540 EPOCHS=24 bash benchmarks/gpu/ranking_truth.sh     (from the repository root)
 set -u
 began=$(date +%s)
@@ -29,6 +30,7 @@ DATA_OPTIONS=${DATA_OPTIONS:-"{}"}
 SEED_TRUTH=${SEED_TRUTH:-}
 SPACE=${SPACE:-ranking-narrow}   # the benchmark's default space (recipes/bench-ranking.yaml)
 SAMPLE=${SAMPLE:-macs}
+FROM_TRUTH=${FROM_TRUTH:-}       # with SAMPLE=truth
 mkdir -p "$OUT" "$WORK"
 if [ -n "$SEED_TRUTH" ]; then
   mkdir -p "$WORK/truth" && cp -r "$SEED_TRUTH/plan.json" "$SEED_TRUTH/results" "$WORK/truth/"
@@ -74,7 +76,7 @@ echo "mps=$mps mode=$MODE space=$SPACE sample=$SAMPLE epochs=$EPOCHS data=$DATA_
 
 nvidia-smi dmon -s u -d 10 >"$OUT/dmon.log" 2>&1 &
 dmon=$!
-timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o space="$SPACE" -o sample="$SAMPLE" -o archs="$ARCHS" -o seeds="$SEEDS" \
+timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o space="$SPACE" -o sample="$SAMPLE" ${FROM_TRUTH:+-o from_truth="$FROM_TRUTH"} -o archs="$ARCHS" -o seeds="$SEEDS" \
   -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE]" -o "data_options=$DATA_OPTIONS" \
   --methods none --workers "$WORKERS" \
   --out "$WORK" >"$OUT/bench.log" 2>&1

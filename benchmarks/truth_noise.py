@@ -1,0 +1,92 @@
+"""Where a ranking truth's seed noise comes from, read from its runs' per-epoch curves.
+
+A truth's ceiling (seed-vs-seed Kendall tau) is limited by how far two seeds of one architecture
+end apart. This reads `curves.csv` of every (architecture, seed) run (the `retrain` runs under
+`TRUTH/runs/aIII-sS/`, or a folder of `aIII-sS.csv` copies such as the kept
+`docs/figures/ranking-truth-narrow24-2026-12-05/curves/`) and asks whether the final gap between
+seeds 0 and 1 is a noisy end (then averaging the last epochs would shrink it) or a difference
+carried from earlier in training (then the gap at epoch k and the train-loss gap predict it):
+
+    python benchmarks/truth_noise.py docs/figures/ranking-truth-narrow24-2026-12-05/curves
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau, pearsonr
+
+NAME = re.compile(r"a(\d{3})-s(\d+)")
+
+
+def read_curves(folder: Path) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+    """(arch, seed) -> column arrays, from `aIII-sS.csv` files or `aIII-sS/curves.csv` runs."""
+    found = {}
+    for path in sorted([*folder.glob("a*-s*.csv"), *folder.glob("a*-s*/curves.csv")]):
+        match = NAME.fullmatch(path.parent.name if path.name == "curves.csv" else path.stem)
+        if not match:
+            continue
+        with path.open() as handle:
+            rows = list(csv.DictReader(handle))
+        found[int(match[1]), int(match[2])] = {
+            key: np.array([float(r[key]) for r in rows]) for key in ("top1", "train_loss")
+        }
+    return found
+
+
+def analyse(curves: dict[tuple[int, int], dict[str, np.ndarray]]) -> dict:
+    archs = sorted(a for a, s in curves if s == 0 and (a, 1) in curves)
+    if len(archs) < 3:
+        raise SystemExit("need seeds 0 and 1 of at least 3 architectures")
+    s0 = [curves[a, 0] for a in archs]
+    s1 = [curves[a, 1] for a in archs]
+    epochs = min(len(c["top1"]) for c in s0 + s1)
+    final = np.array([a["top1"][-1] - b["top1"][-1] for a, b in zip(s0, s1, strict=True)])
+
+    def gap_at(epoch: int) -> np.ndarray:
+        return np.array([a["top1"][epoch - 1] - b["top1"][epoch - 1] for a, b in zip(s0, s1)])
+
+    loss_gap = np.array([a["train_loss"][-1] - b["train_loss"][-1] for a, b in zip(s0, s1)])
+    averaged = {}
+    for k in (1, 3, 5):
+        x = [c["top1"][-k:].mean() for c in s0]
+        y = [c["top1"][-k:].mean() for c in s1]
+        averaged[f"last_{k}"] = {
+            "seed_tau": float(kendalltau(x, y)[0]),
+            "mean_seed_difference": float(np.mean(np.abs(np.subtract(x, y)))),
+        }
+    checkpoints = sorted({e for e in (epochs // 6, epochs // 3, epochs // 2) if e >= 1})
+    return {
+        "archs": len(archs),
+        "epochs": epochs,
+        "mean_seed_difference": float(np.mean(np.abs(final))),
+        "final_gap_by_arch": {f"a{a:03d}": round(float(g), 2) for a, g in zip(archs, final)},
+        "last_epochs_averaged": averaged,
+        "pearson_final_gap_vs_gap_at_epoch": {
+            str(e): float(pearsonr(gap_at(e), final)[0]) for e in checkpoints
+        },
+        "pearson_final_gap_vs_train_loss_gap": float(pearsonr(loss_gap, final)[0]),
+        "final_train_loss": [
+            float(min(c["train_loss"][-1] for c in s0 + s1)),
+            float(max(c["train_loss"][-1] for c in s0 + s1)),
+        ],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="TRUTH/runs, or a folder of aIII-sS.csv")
+    args = parser.parse_args(argv)
+    curves = read_curves(args.folder)
+    print(json.dumps(analyse(curves), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
