@@ -322,19 +322,34 @@ def _write(
 
 
 def _plot(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Top-1 of every generation beside the size of its scaled winner."""
+    """Top-1 of every generation beside its ranking tau, the tau with its 95% interval (so a
+    change inside the interval does not look like a fall)."""
     from dnatool.utils.plots import new_figure, save_png
 
     fig = new_figure(figsize=(6, 3.5), dpi=100)
     ax = fig.add_subplot()
     gens = [r["generation"] for r in rows]
-    ax.plot(gens, [r["top1"] for r in rows], "o-", label="retrained winner top-1")
+    lines = ax.plot(gens, [r["top1"] for r in rows], "o-", label="retrained winner top-1")
     ax.set(xlabel="generation", ylabel="top-1 (%)", title="DNA+ cascade", xticks=gens)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    taus = [r.get("ranking", {}).get("kendall_tau", {}).get("value") for r in rows]
-    if any(t is not None for t in taus):
+    taus = [r.get("ranking", {}).get("kendall_tau", {}) for r in rows]
+    if any(t.get("value") is not None for t in taus):
+        value = [t["value"] if t.get("value") is not None else float("nan") for t in taus]
+        low = [t.get("low") if t.get("low") is not None else v for t, v in zip(taus, value)]
+        high = [t.get("high") if t.get("high") is not None else v for t, v in zip(taus, value)]
         twin = ax.twinx()
-        twin.plot(gens, [t if t is not None else float("nan") for t in taus], "s--", color="C1")
+        errors = [[v - lo for v, lo in zip(value, low)], [h - v for v, h in zip(value, high)]]
+        shown = twin.errorbar(
+            [g + 0.05 for g in gens],
+            value,
+            yerr=errors,
+            fmt="s--",
+            color="C1",
+            capsize=3,
+            label="ranking Kendall tau (95% CI)",
+        )
+        twin.set_ylim(max(-1.0, min(low) - 0.1), min(1.0, max(high) + 0.1))
         twin.set_ylabel("ranking Kendall tau", color="C1")
+        lines = [*lines, shown]
+    ax.legend(handles=lines, fontsize=8, loc="lower left")
     save_png(fig, path)

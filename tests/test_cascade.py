@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from dnatool.arch.resolve import resolve_arch
@@ -172,3 +173,19 @@ def test_the_shipped_benchmark_cascade_recipe_matches_its_truth(monkeypatch):
     assert recipe.match == "macs" and set(recipe.budgets) == {"macs"}
     truth = load_cascade_truth(recipe)
     assert truth["space"]["ref"] == "ranking-narrow" and len(truth["archs"]) == 24
+
+
+def test_the_cascade_plot_draws_tau_with_its_interval(tmp_path):
+    """The per-generation plot from a real report (the benchmark run kept in docs/figures): tau
+    is drawn with its interval on its own axis, and a report without a truth plots top-1 only."""
+    from matplotlib.image import imread
+
+    from dnatool.cascade import _plot
+    from dnatool.config import RECIPES_DIR
+
+    report = RECIPES_DIR.parent / "docs/figures/dnaplus-ranking-2026-12-05.json"
+    rows = json.loads(report.read_text())["generations"]
+    _plot(tmp_path / "with.png", rows)
+    _plot(tmp_path / "without.png", [{k: v for k, v in r.items() if k != "ranking"} for r in rows])
+    with_tau, without = imread(tmp_path / "with.png"), imread(tmp_path / "without.png")
+    assert with_tau.shape == without.shape and not np.array_equal(with_tau, without)
