@@ -129,18 +129,12 @@ def load_cascade_truth(recipe: CascadeRecipe) -> dict[str, Any] | None:
     if recipe.truth is None:
         return None
     from dnatool.arch.space import load_space
-    from dnatool.bench.truth import load_truth
+    from dnatool.bench.truth import load_truth_of
     from dnatool.config import load_recipe
     from dnatool.train.recipe import TrainRecipe
 
-    truth = load_truth(recipe.truth)
     space = load_space(load_recipe(recipe.train, TrainRecipe, recipe.train_overrides).space)
-    if truth.get("space", {}).get("digest") != space.digest:
-        raise BadInput(
-            f"truth {recipe.truth} ranks architectures of {truth.get('space', {}).get('ref')!r}, "
-            f"not of the cascade's space {space.name!r}"
-        )
-    return truth
+    return load_truth_of(recipe.truth, space, "truth", "the cascade's space ")
 
 
 def generation_ranking(

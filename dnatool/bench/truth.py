@@ -134,13 +134,7 @@ def sample_from_truth(
     """The first `count` architectures of the truth at `path`, in its order: the same networks
     trained with another recipe (or data), so the two truths compare recipe for recipe and a
     method's ratings of them are scored against either without retraining its supernet."""
-    truth = load_truth(path)
-    if truth.get("space", {}).get("digest") != space.digest:
-        raise BadInput(
-            f"from_truth {path} ranks architectures of {truth.get('space', {}).get('ref')!r}, "
-            f"not of {space.name!r}"
-        )
-    archs = truth_choices(truth)
+    archs = truth_choices(load_truth_of(path, space, "from_truth"))
     if count > len(archs):
         raise BadInput(f"from_truth {path} has {len(archs)} architectures; archs={count} is more")
     _check_kept(keep, [_key(c) for c in archs[: len(keep)]])
@@ -540,6 +534,18 @@ def load_truth(path: str | Path) -> dict[str, Any]:
         if not isinstance(a, dict) or len(a.get("top1", [])) != seeds or "choices" not in a:
             raise BadInput(f"{path}: every arch needs 'choices' and one top-1 per seed")
     return data
+
+
+def load_truth_of(path: str | Path, space: SearchSpace, name: str, of: str = "") -> dict[str, Any]:
+    """A truth that must rank architectures of `space`, refused in one line otherwise (`name`
+    and `of` say whose truth and space the message is about)."""
+    truth = load_truth(path)
+    if truth.get("space", {}).get("digest") != space.digest:
+        raise BadInput(
+            f"{name} {path} ranks architectures of {truth.get('space', {}).get('ref')!r}, "
+            f"not of {of}{space.name!r}"
+        )
+    return truth
 
 
 def truth_choices(truth: dict[str, Any]) -> list[list[Choice]]:
