@@ -770,3 +770,73 @@ def test_truth_noise_tells_a_carried_gap_from_a_noisy_end(tmp_path):
     )
     assert kept["archs"] == 24 and kept["mean_seed_difference"] == pytest.approx(1.09)
     assert kept["pearson_final_gap_vs_train_loss_gap"] < -0.8
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper (containers may have none)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _workers_started(logs: Path, proc, count: int = 2, timeout: float = 240) -> list[int]:
+    """The pids of the truth workers once `count` have started a job (their logs are named so)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        started = [p for p in logs.glob("worker-*.log") if "start" in p.read_text()]
+        if len(started) >= count:
+            return [int(p.stem.split("-")[1]) for p in started]
+        time.sleep(0.5)
+    raise AssertionError("the truth workers did not start")
+
+
+def _gone(pids: list[int], timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.5)
+    return not any(_alive(p) for p in pids)
+
+
+def test_a_killed_bench_takes_its_truth_workers_with_it(tmp_path):
+    """`kill` (SIGTERM) of `bench ranking --workers 2` stops its workers as Ctrl-C does; after a
+    SIGKILL, which nothing can catch, the orphaned workers exit by themselves within a poll. No
+    worker trains on beside the next run, which resumes the same jobs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench"
+    args = [
+        sys.executable, "-m", "dnatool", "bench", "ranking",
+        "-o", "archs=3", "-o", "seeds=1",
+        "-o", "data_options={train_per_class: 12, val_per_class: 6}",
+        "-o", "truth_overrides=[epochs=400, batch_size=32]",
+        "--methods", "none", "--workers", "2", "--out", str(out),
+    ]  # fmt: skip
+    logs = out / "truth" / truth_mod.LOGS_DIR
+    for sig, within in ((signal.SIGTERM, 60), (signal.SIGKILL, 3 * truth_mod.POLL_SECONDS + 30)):
+        for log in logs.glob("*.log"):
+            log.unlink()
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        workers = []
+        try:
+            workers = _workers_started(logs, proc)
+            proc.send_signal(sig)
+            assert proc.wait(timeout=60) != 0
+            assert _gone(workers, within), f"workers {workers} outlived their bench ({sig.name})"
+        finally:
+            proc.kill()
+            proc.wait()
+            for pid in filter(_alive, workers):  # a failed check leaves no orphan behind
+                os.kill(pid, signal.SIGKILL)
+    assert not (out / "truth" / truth_mod.RESULTS_DIR).exists() or not any(
+        (out / "truth" / truth_mod.RESULTS_DIR).iterdir()
+    )

@@ -7,7 +7,8 @@ A killed truth resumes job by job (and inside a job, epoch by epoch). Jobs are s
 
 Parallelism: under `torchrun` each rank takes the jobs whose index is its rank modulo the world
 size and trains them as a single process (the jobs are independent: no DDP); with
-`workers > 1` that many local processes split the pending jobs. `TRUTH/plan.json` fixes the
+`workers > 1` that many local processes split the pending jobs; they stop with their bench process
+(Ctrl-C or SIGTERM stops them, and after a SIGKILL they exit within a poll). `TRUTH/plan.json` fixes the
 architectures, data and recipe first, so every process and every resume trains the same truth.
 `truth.json` (format `dnatool.truth`) gathers the results and the noise ceiling.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -309,10 +312,18 @@ def run_job(truth_dir: Path, plan: dict[str, Any], job: Job, report: Report = qu
     return row
 
 
-def run_share(truth_dir: str | Path, names: Sequence[str], threads: int | None = None) -> None:
-    """A worker process: train the named jobs in order (entry point of local workers)."""
+def run_share(
+    truth_dir: str | Path,
+    names: Sequence[str],
+    threads: int | None = None,
+    parent: int | None = None,
+) -> None:
+    """A worker process: train the named jobs in order (entry point of local workers, which pass
+    their bench process as `parent` and stop when it is gone)."""
     import torch
 
+    if parent is not None:
+        _exit_with_parent(parent)
     truth_dir = Path(truth_dir)
     if threads:
         torch.set_num_threads(threads)
@@ -402,7 +413,7 @@ def _run_workers(
     processes = [
         context.Process(
             target=run_share,
-            args=(str(truth_dir), [j.name for j in pending[r::count]], threads),
+            args=(str(truth_dir), [j.name for j in pending[r::count]], threads, os.getpid()),
             daemon=False,
         )
         for r in range(count)
@@ -410,9 +421,10 @@ def _run_workers(
     for process in processes:
         process.start()
     try:
-        _wait(truth_dir, plan, report, done, processes)
-        for process in processes:
-            process.join()
+        with _terminate_as_interrupt():
+            _wait(truth_dir, plan, report, done, processes)
+            for process in processes:
+                process.join()
     except BaseException:  # interrupted: stop the workers (their jobs resume on the next run)
         for process in processes:
             if process.is_alive():
@@ -424,6 +436,36 @@ def _run_workers(
         raise RunFailure(
             f"{len(failed)} truth worker(s) failed (exit codes {failed}); see {truth_dir / LOGS_DIR}"
         )
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, a scheduler's stop) unwinds like Ctrl-C, so the workers are stopped too
+    instead of training on as orphans beside the next run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose bench process died without unwinding (SIGKILL, OOM) exits within a poll;
+    its job resumes from its last epoch on the next run."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _wait(
