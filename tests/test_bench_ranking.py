@@ -840,3 +840,16 @@ def test_a_killed_bench_takes_its_truth_workers_with_it(tmp_path):
     assert not (out / "truth" / truth_mod.RESULTS_DIR).exists() or not any(
         (out / "truth" / truth_mod.RESULTS_DIR).iterdir()
     )
+
+
+def test_a_second_bench_on_a_truth_under_way_is_refused_in_one_line(cli, tmp_path):
+    """Two benches training one OUT's truth would run into each other's jobs hours in; the second
+    is refused before it generates or trains anything, naming the holder."""
+    from dnatool.utils.locks import artifact_lock
+
+    out = tmp_path / "bench"
+    with artifact_lock(out / "truth"):
+        result = cli("bench", "ranking", "-o", "archs=3", "--methods", "none", "--out", str(out))
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "is being written by another dnatool process" in result.stderr
+    assert not (out / "data").exists() and not (out / "truth" / truth_mod.PLAN_FILE).exists()

@@ -44,6 +44,7 @@ from dnatool.bench.stats import (
 from dnatool.errors import BadInput
 from dnatool.utils import io
 from dnatool.utils.events import Report, quiet
+from dnatool.utils.locks import locked
 
 RANKING_FORMAT = "dnatool.ranking"
 BUILTIN_DATA = "cluttered"
@@ -214,6 +215,7 @@ def sample_truth_archs(recipe: RankingRecipe, space: Any, keep: list | None = No
     )
 
 
+@locked("out", "truth")  # one bench trains OUT's truth: a second is refused before it starts
 def build_truth(
     recipe: RankingRecipe, out: str | Path, workers: int = 1, report: Report = quiet
 ) -> dict[str, Any] | None:
