@@ -853,3 +853,39 @@ def test_a_second_bench_on_a_truth_under_way_is_refused_in_one_line(cli, tmp_pat
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "is being written by another dnatool process" in result.stderr
     assert not (out / "data").exists() and not (out / "truth" / truth_mod.PLAN_FILE).exists()
+
+
+def test_truth_compare_matches_networks_and_sees_smaller_seed_gaps(tmp_path):
+    """`benchmarks/truth_compare.py`: a second truth of 7 of the kept truth's networks (in another
+    order) whose seed gaps are halved around the same means is matched network for network, its
+    gaps are smaller everywhere, its ranking of the means has not moved, and its ceiling is up."""
+    import copy
+    import runpy
+
+    from dnatool.config import RECIPES_DIR
+
+    root = RECIPES_DIR.parent
+    script = runpy.run_path(str(root / "benchmarks/truth_compare.py"))
+    kept = truth_mod.load_truth(root / "docs/figures/ranking-truth-narrow24-2026-12-05/truth.json")
+    second = copy.deepcopy(kept)
+    second["archs"] = second["archs"][6::-1]
+    for arch in second["archs"]:
+        mean, half = np.mean(arch["top1"]), np.subtract(*arch["top1"]) / 4
+        arch["top1"] = [mean + half, mean - half]
+    path = tmp_path / "truth.json"
+    path.write_text(json.dumps(second))
+    found = script["compare"](kept, truth_mod.load_truth(path))
+    assert found["archs"] == 7 and list(found["seed_gap_by_arch"]) == [
+        f"a{i:03d}" for i in range(7)
+    ]
+    for before, after in found["seed_gap_by_arch"].values():
+        assert after == pytest.approx(before / 2, abs=0.01)
+    assert found["seed_gap_smaller_in_second"] == 7
+    assert found["kendall_tau_between_means"] == pytest.approx(1.0)
+    assert found["mean_top1_gain"] == pytest.approx(0.0, abs=1e-9)
+    assert found["second"]["mean_seed_difference"] == pytest.approx(
+        found["first"]["mean_seed_difference"] / 2
+    )
+    assert found["second"]["seed_tau"]["value"] >= found["first"]["seed_tau"]["value"]
+    with pytest.raises(SystemExit, match="share 2 architectures"):
+        script["compare"](kept, {**second, "archs": second["archs"][:2]})
