@@ -94,18 +94,12 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
                 [position] * len(seeds), seeds, c="white", edgecolors="black", s=14, zorder=3
             )
     ceiling = (summary["truth"].get("noise_ceiling") or {}).get("kendall_tau")
-    if ceiling and ceiling["value"] is not None:
-        ax.axhline(ceiling["value"], color="black", linestyle="--", linewidth=1)
+    if ceiling and ceiling["value"] is not None:  # in the legend: a label on the line hid bars
+        label = f"noise ceiling (tau between seeds) {ceiling['value']:.2f}"
         if ceiling["low"] is not None and ceiling["high"] is not None:
             ax.axhspan(ceiling["low"], ceiling["high"], color="grey", alpha=0.15)
-        ax.text(
-            len(methods) - 0.5,
-            ceiling["value"],
-            f"noise ceiling (tau between seeds) {ceiling['value']:.2f}",
-            ha="right",
-            va="bottom",
-            fontsize=8,
-        )
+            label += f", 95% CI [{ceiling['low']:.2f}, {ceiling['high']:.2f}] shaded"
+        ax.axhline(ceiling["value"], color="black", linestyle="--", linewidth=1, label=label)
     long = max(len(m) for m in methods) > 10  # variant names: tilt them rather than overlap
     ax.set_xticks(
         np.arange(len(methods)),
