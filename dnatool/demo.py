@@ -7,7 +7,7 @@ a small summary. Later stages read earlier results from `ctx.results`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,17 +220,7 @@ def _profile_and_validate(ctx: DemoContext, path: Path) -> dict[str, Any]:
     from dnatool.profile.validate import validate
 
     backend = get_backend("ort-cpu", BackendOptions(threads=1, clock="cpu"))
-    quick = Protocol(
-        warmup=2,
-        min_reps=5,
-        max_reps=30,
-        round_reps=5,
-        min_seconds=0.0,
-        samples_per_block=10,
-        calibration_nets=9,
-        pair_rounds=5,
-        seed=SEED,
-    )
+    quick = replace(Protocol.quick(SEED), calibration_nets=9)
     profile_space(load_space(SPACE), backend, path, quick, resume=path.exists(), report=ctx.report)
     return validate(load_lut(path), 6, seed=SEED, report=ctx.report)
 

@@ -351,20 +351,7 @@ def _space(run: str | None, space_name: str | None) -> Any:
 def _protocol(quick: bool, seed: int) -> Any:
     from dnatool.profile.measure import Protocol
 
-    if quick:
-        return Protocol(
-            warmup=2,
-            min_reps=5,
-            max_reps=30,
-            round_reps=5,
-            min_seconds=0.0,
-            samples_per_block=10,
-            calibration_nets=6,
-            reference_every=10,
-            pair_rounds=5,
-            seed=seed,
-        )
-    return Protocol(seed=seed)
+    return Protocol.quick(seed) if quick else Protocol(seed=seed)
 
 
 def _num(value: float | None) -> str:

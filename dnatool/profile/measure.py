@@ -52,6 +52,22 @@ class Protocol(TimingProtocol):
         }
 
     @classmethod
+    def quick(cls, seed: int = 0) -> Protocol:
+        """`profile --quick`: few repetitions and samples, for a smoke run or the demo, not for a
+        table to search with."""
+        return cls(
+            warmup=2,
+            min_reps=5,
+            max_reps=30,
+            round_reps=5,
+            min_seconds=0.0,
+            samples_per_block=10,
+            calibration_nets=6,
+            pair_rounds=5,
+            seed=seed,
+        )
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Protocol:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
