@@ -889,3 +889,46 @@ def test_truth_compare_matches_networks_and_sees_smaller_seed_gaps(tmp_path):
     assert found["second"]["seed_tau"]["value"] >= found["first"]["seed_tau"]["value"]
     with pytest.raises(SystemExit, match="share 2 architectures"):
         script["compare"](kept, {**second, "archs": second["archs"][:2]})
+
+
+def test_a_method_trained_on_a_larger_space_scores_the_same_networks(tmp_path, monkeypatch):
+    """`methods: {M: {space: S}}` trains M's supernet on S and hands it the truth's networks as
+    choices of S (the same layers); a space that cannot build them is refused before any method
+    trains, naming the block."""
+    from dnatool.bench import methods
+    from dnatool.bench import ranking as ranking_mod
+    from dnatool.config import RECIPES_DIR
+
+    calls = []
+
+    def rate(ctx):
+        calls.append(ctx)
+        return {"scores": [-float(sum(sum(p) for _, p in c)) for c in ctx.archs]}
+
+    monkeypatch.setitem(methods.METHODS, "fake", methods.Method("fake", "test", lambda: None, rate))
+    monkeypatch.setattr(ranking_mod, "data_for_truth", lambda truth, out, report=None: "/nowhere")
+    kept = RECIPES_DIR.parent / "docs/figures/ranking-truth-narrow24-2026-12-05/truth.json"
+    recipe = ranking_mod.RankingRecipe(
+        bootstrap=100, methods={"fake@many": {"space": "ranking-narrow-many"}, "fake@bad": {}}
+    )
+    summary = ranking_mod.run_ranking(recipe, tmp_path, ["fake", "fake@many"], truth_path=kept)
+    narrow, many = calls
+    assert (narrow.space.name, narrow.space_ref) == ("ranking-narrow", "ranking-narrow")
+    assert (many.space.name, many.space_ref) == ("ranking-narrow-many", "ranking-narrow-many")
+    assert "space" not in many.options
+    truth = truth_mod.load_truth(kept)
+    assert narrow.archs == truth_mod.truth_choices(truth)
+    assert many.archs != narrow.archs and len(many.archs) == 24
+    for small, large in zip(narrow.archs, many.archs, strict=True):
+        assert many.space.to_arch(large).stages == narrow.space.to_arch(small).stages
+    assert summary["methods"]["fake@many"]["space"] == "ranking-narrow-many"
+    assert summary["methods"]["fake"]["space"] == "ranking-narrow"
+    lines = ranking_mod.summary_lines(finite_or_none(summary))
+    assert any(
+        x.startswith("fake@many: ") and "supernet on ranking-narrow-many" in x for x in lines
+    )
+    assert not any(x.startswith("fake: ") and "supernet on" in x for x in lines)
+    recipe.methods["fake@bad"] = {"space": "ranking"}
+    with pytest.raises(BadInput, match="'ranking' has no path for block 0"):
+        ranking_mod.run_ranking(recipe, tmp_path / "b", ["fake", "fake@bad"], truth_path=kept)
+    assert len(calls) == 2  # refused before the first method ran

@@ -91,6 +91,7 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
         "hybrid-r50": 2 * 2 * (2**5 + 2**6) * (2**2 + 2**3),
         "hybrid-tiny": 10 * 16 * 12,
         "ranking-narrow": (4 + 16 + 16) ** 3,
+        "ranking-narrow-many": (12 + 144 + 144) ** 3,
     }
     assert set(list_spaces()) >= set(expected)
     listed = json.loads(cli("space", "list", "--json").stdout)["spaces"]
@@ -104,6 +105,7 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
         "hybrid-r50": 4,
         "hybrid-tiny": 3,
         "ranking-narrow": 3,
+        "ranking-narrow-many": 3,
     }
     lines = cli("space", "list").stdout.splitlines()
     for name, size in expected.items():
@@ -231,3 +233,33 @@ def test_v1_files_keep_loading_and_v2_rules(tmp_path):
 
     path.write_text(yaml.safe_dump(v2))
     assert load_space(str(path)).name == "v1"
+
+
+def test_a_space_expresses_its_subspaces_networks_layer_for_layer():
+    """`ranking-narrow-many` (12 ops) builds every `ranking-narrow` (4 ops) network as the same
+    layers, so its supernets can score the narrow truth; a network it cannot build is refused
+    naming the block, and a space expresses its own choices as they are."""
+    import numpy as np
+
+    from dnatool.errors import BadInput
+
+    many, narrow = load_space("ranking-narrow-many"), load_space("ranking-narrow")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        choices = narrow.sample(rng)
+        mapped = many.express(narrow, choices)
+        assert mapped != choices  # other op indices for the same layers
+        built, wanted = many.to_arch(mapped), narrow.to_arch(choices)
+        assert built.stages == wanted.stages and built.stem == wanted.stem
+        assert built.head == wanted.head and built.resolution == wanted.resolution
+    assert many.express(narrow, [(0, (2,)), (1, (1, 3)), (2, (0, 0))]) == [
+        (0, (5,)),  # k5 e3
+        (1, (3, 7)),  # k3 e6, k5 e6
+        (2, (1, 1)),  # k3 e3
+    ]
+    own = many.sample(rng)
+    assert many.express(many, own) == own
+    with pytest.raises(BadInput, match=r"no path for block 0 of a 'ranking-narrow-many' network"):
+        narrow.express(many, [(0, (8,)), (0, (0,)), (0, (0,))])  # k7: not in the narrow space
+    with pytest.raises(BadInput, match="no path for block 0 of a 'ranking' network"):
+        many.express(load_space("ranking"), load_space("ranking").sample(rng))  # other widths

@@ -419,6 +419,54 @@ class SearchSpace:
             meta=meta,
         )
 
+    def express(self, other: SearchSpace, choices: list[Choice]) -> list[Choice]:
+        """The choices of this space that build the same network as `choices` of `other` (a
+        subspace: fewer ops or cells), so a supernet of this space can score networks drawn from
+        `other`; BadInput naming the first block this space cannot build."""
+        if other.digest == self.digest:
+            return [self._check_choice(k, c) for k, c in enumerate(choices)]
+        target = other.to_arch(choices)
+        if len(self.blocks) != len(other.blocks) or self.fabric or other.fabric:
+            raise BadInput(f"space {self.name!r} cannot express networks of {other.name!r}")
+        mapped = []
+        for k, choice in enumerate(choices):
+            layers = other.layer_blocks(k, choice)
+            found = next(
+                (
+                    (c, path)
+                    for c in range(len(self.blocks[k].cells))
+                    if self.blocks[k].cells[c].layers == len(layers)
+                    and (path := self._path_of(k, c, layers)) is not None
+                ),
+                None,
+            )
+            if found is None:
+                raise BadInput(
+                    f"space {self.name!r} has no path for block {k} of a {other.name!r} "
+                    f"network ({' '.join(b.to_str() for b in layers)})"
+                )
+            mapped.append(found)
+        built = self.to_arch(mapped)
+        if dataclasses.replace(built, name="", meta={}) != dataclasses.replace(
+            target, name="", meta={}
+        ):
+            raise BadInput(
+                f"space {self.name!r} cannot express networks of {other.name!r} "
+                "(fixed layers, stem, head or input differ)"
+            )
+        return mapped
+
+    def _path_of(self, k: int, cell: int, layers: list[BlockSpec]) -> tuple[int, ...] | None:
+        """The ops of cell `cell` of block k whose layers are `layers`, or None."""
+        options = self.blocks[k].layer_options(cell)
+        path = []
+        for d, layer in enumerate(layers):
+            op = next((o for o in options[d] if self.layer_spec(k, cell, o, d) == layer), None)
+            if op is None:
+                return None
+            path.append(op)
+        return tuple(path)
+
     def sample(self, rng: Any) -> list[Choice]:
         """One uniformly random distinct architecture (cells weighted by their number of paths)."""
         if self.fabric is not None:

@@ -293,6 +293,8 @@ def run_ranking(
         space = load_space(truth["space"]["ref"])
         if space.digest != truth["space"]["digest"]:
             raise BadInput(f"space {truth['space']['ref']!r} changed since the truth was trained")
+        # every method's space and its networks first: a bad `space:` is refused before hours
+        spaces = {m.name: method_space(o, truth, space) for m, o in planned}
         data = data_for_truth(truth, out, report)
         import torch
 
@@ -300,7 +302,7 @@ def run_ranking(
         with truth_mod.single_process():  # under torchrun only rank 0 gets here: no DDP
             for method, options in planned:
                 results[method.name] = rate_method(
-                    method, options, recipe, truth, space, data, out, report
+                    method, options, recipe, truth, spaces[method.name], data, out, report
                 )
     summary = finite_or_none(
         summarize(truth, recorded_path(truth_path, out), results, recipe, groups)
@@ -313,29 +315,42 @@ def run_ranking(
     return summary
 
 
+def method_space(
+    options: dict[str, Any], truth: dict[str, Any], truth_space: Any
+) -> tuple[Any, str, list[list[Any]]]:
+    """The space a method's supernet is trained on (its `space:` option, default the truth's)
+    and the truth's networks as choices of it: a larger space that builds every truth network
+    (same cells, more ops) asks whether weight sharing over more paths costs a method its
+    ranking, on the same truth."""
+    from dnatool.arch.space import load_space
+
+    choices = truth_mod.truth_choices(truth)
+    ref = options.get("space")
+    if ref is None:
+        return truth_space, truth["space"]["ref"], choices
+    if not isinstance(ref, str):
+        raise BadInput(f"a method's space must be a space name or file, got {ref!r}")
+    space = load_space(ref)
+    return space, ref, [space.express(truth_space, c) for c in choices]
+
+
 def rate_method(
     method: Any,
     options: dict[str, Any],
     recipe: RankingRecipe,
     truth: dict[str, Any],
-    space: Any,
+    space: tuple[Any, str, list[list[Any]]],
     data: str,
     out: Path,
     report: Report,
 ) -> dict[str, Any]:
-    """One method: train, rate, score the truth's architectures, correlate, scatter plot."""
+    """One method: train (on `space`: the space, its name and the truth's networks in it, from
+    `method_space`), rate, score the truth's architectures, correlate, scatter plot."""
     from dnatool.bench.plots import scatter_plot
 
     method_dir = out / "methods" / method.name
-    ctx = MethodContext(
-        method_dir,
-        space,
-        truth["space"]["ref"],
-        data,
-        truth_mod.truth_choices(truth),
-        dict(options),
-        report,
-    )
+    options = {k: v for k, v in options.items() if k != "space"}
+    ctx = MethodContext(method_dir, *space[:2], data, space[2], options, report)
     report("log", message=f"method {method.name}: {method.description}", always=True)
     rated = method.rate(ctx)
     scores = [float(s) for s in rated["scores"]]
@@ -344,6 +359,7 @@ def rate_method(
         "method": method.name,
         **method_correlations(scores, accuracy, recipe.bootstrap, recipe.confidence, recipe.seed),
         "scores": scores,
+        "space": space[0].name,
         "stages": stage_times(method_dir),
         **{k: v for k, v in rated.items() if k != "scores"},
     }
@@ -408,7 +424,7 @@ def summarize(
     methods = {
         name: {
             key: r[key]
-            for key in ("kendall_tau", "spearman", "pearson", "n", "cpu_seconds", "run")
+            for key in ("kendall_tau", "spearman", "pearson", "n", "cpu_seconds", "run", "space")
             if key in r
         }
         for name, r in results.items()
@@ -515,7 +531,11 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 )
             )
     for name, m in summary.get("methods", {}).items():
-        lines.append(f"{name}: {_cells(m)} (n={m['n']}, {_fmt(m.get('cpu_seconds'), 0)} s CPU)")
+        where = m.get("space")
+        where = f", supernet on {where}" if where and where != truth["space"] else ""
+        lines.append(
+            f"{name}: {_cells(m)} (n={m['n']}, {_fmt(m.get('cpu_seconds'), 0)} s CPU{where})"
+        )
     for name, m in summary.get("supernet_seeds", {}).items():
         tau = m["kendall_tau"]
         lines.append(
