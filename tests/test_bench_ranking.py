@@ -457,6 +457,8 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
               "dna@own: {teacher_overrides: [epochs=1, batch_size=32], "
               "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20, "
               "cell_output=own]}, "
+              "dna@many: {space: ranking-narrow-many, teacher_overrides: [epochs=1, batch_size=32], "
+              "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
               "dna++: {teacher_overrides: [epochs=1, batch_size=32], "
               "overrides: [epochs=1, rate_per_class=2, batch_size=32, rate_batch_size=20]}, "
               "bossnas: {overrides: [epochs=1, rate_per_class=2, batch_size=32, "
@@ -471,14 +473,19 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert summary["format"] == "dnatool.ranking"
     assert summary["truth"]["archs"] == 4 and summary["truth"]["seeds"] == 2
     assert "noise_ceiling" in summary["truth"]
-    assert set(summary["methods"]) == {"dna", "dna@own", "dna++", "bossnas", "spos", "spos@seed1"}
+    assert set(summary["methods"]) == {
+        "dna", "dna@own", "dna@many", "dna++", "bossnas", "spos", "spos@seed1"
+    }  # fmt: skip
+    assert summary["methods"]["dna@many"]["space"] == "ranking-narrow-many"
+    many = json.loads((out / "methods" / "dna@many" / "supernet" / "manifest.json").read_text())
+    assert many["recipe"]["space"] == "ranking-narrow-many"  # trained on the larger space
     seeded = json.loads((out / "methods" / "spos@seed1" / "supernet" / "manifest.json").read_text())
     assert seeded["recipe"]["seed"] == 1  # the second supernet seed of spos
     assert summary["supernet_seeds"]["spos"]["runs"] == ["spos", "spos@seed1"]
     pairs = {(c["first"], c["second"]) for c in summary["comparisons"]}
     assert {("dna", "spos"), ("dna", "macs"), ("bossnas", "spos")} <= pairs
     assert summary["methods"]["dna++"]["n"] == 4
-    assert len(list((out / "methods" / "teachers").iterdir())) == 1  # dna, its variant, dna++
+    assert len(list((out / "methods" / "teachers").iterdir())) == 1  # dna, its variants, dna++
     own = json.loads((out / "methods" / "dna@own" / "supernet" / "manifest.json").read_text())
     assert own["recipe"]["cell_output"] == "own"
     for method in summary["methods"].values():
