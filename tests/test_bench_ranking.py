@@ -939,3 +939,40 @@ def test_a_method_trained_on_a_larger_space_scores_the_same_networks(tmp_path, m
     with pytest.raises(BadInput, match="'ranking' has no path for block 0"):
         ranking_mod.run_ranking(recipe, tmp_path / "b", ["fake", "fake@bad"], truth_path=kept)
     assert len(calls) == 2  # refused before the first method ran
+
+
+def test_a_variant_is_compared_with_its_method_and_with_spos_changed_alike():
+    """`dna@many` against `dna` (what the variant changed) and against `spos@many` (SPOS changed
+    the same way), besides SPOS and MACs; a variant without such relatives gets only those."""
+    from dnatool.bench.ranking import RankingRecipe, summarize
+
+    accuracy = [50.0, 60.0, 70.0, 80.0, 85.0]
+    truth = {
+        "space": {"name": "ranking"},
+        "seeds": 2,
+        "archs": [{"mean_top1": a, "macs": m, "params": m} for a, m in zip(accuracy, range(5))],
+    }
+    rated = {
+        "dna": [5.0, 4.0, 3.0, 2.0, 1.0],
+        "dna@many": [4.0, 5.0, 3.0, 2.0, 1.0],
+        "dna@own": [5.0, 4.0, 3.0, 1.0, 2.0],
+        "spos": [5.0, 3.0, 4.0, 1.0, 2.0],
+        "spos@many": [1.0, 2.0, 3.0, 4.0, 5.0],
+    }
+    results = {
+        name: {**method_correlations(s, accuracy, resamples=100), "scores": s}
+        for name, s in rated.items()
+    }
+    summary = summarize(truth, "t.json", results, RankingRecipe(bootstrap=200))
+    pairs = {(c["first"], c["second"]): c["value"] for c in summary["comparisons"]}
+    assert {p for p in pairs if p[0] == "dna@many"} == {
+        ("dna@many", "dna"), ("dna@many", "spos@many"), ("dna@many", "spos"), ("dna@many", "macs")
+    }  # fmt: skip
+    assert pairs["dna@many", "dna"] == pytest.approx(0.8 - 1.0)
+    assert pairs["dna@many", "spos@many"] == pytest.approx(0.8 - (-1.0))
+    assert {p for p in pairs if p[0] == "dna@own"} == {
+        ("dna@own", "dna"), ("dna@own", "spos"), ("dna@own", "macs")
+    }  # fmt: skip
+    assert {p for p in pairs if p[0] == "spos@many"} == {
+        ("spos@many", "spos"), ("spos@many", "macs")
+    }  # fmt: skip

@@ -452,7 +452,7 @@ def summarize(
     comparisons = [
         {"first": group, "second": ref, **paired_difference(sets, other, accuracy, **_kw(recipe))}
         for group, sets in scores.items()
-        for ref, other in references.items()
+        for ref, other in {**references, **_variant_references(group, scores)}.items()
         if other is not None and ref != group
     ]
     checks: dict[str, Any] = {}
@@ -502,6 +502,16 @@ def truth_label(truth: dict[str, Any]) -> str:
     epochs = (truth.get("recipe") or {}).get("epochs")
     label = f"{truth['archs']} archs x {truth['seeds']} seeds of {truth['space']}"
     return label + (f", {epochs} epochs" if epochs else "")
+
+
+def _variant_references(group: str, scores: dict[str, Any]) -> dict[str, Any]:
+    """A variant `M@V` is also compared with its method `M` (what the variant changed) and with
+    `spos@V` (the same change made to SPOS: e.g. both supernets on a larger space)."""
+    base, at, variant = group.partition("@")
+    if not at:
+        return {}
+    names = [base, f"spos@{variant}"]
+    return {name: scores[name] for name in names if name in scores and name != group}
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
