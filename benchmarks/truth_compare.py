@@ -22,11 +22,7 @@ import numpy as np
 from scipy.stats import kendalltau, wilcoxon
 
 from dnatool.bench.stats import noise_ceiling
-from dnatool.bench.truth import load_truth
-
-
-def _key(arch: dict) -> str:
-    return json.dumps(arch["choices"])
+from dnatool.bench.truth import load_truth, truth_choices
 
 
 def _summary(top1: np.ndarray, recipe: dict) -> dict:
@@ -44,8 +40,12 @@ def _summary(top1: np.ndarray, recipe: dict) -> dict:
 def compare(first: dict, second: dict) -> dict:
     """Both truths restricted to their common architectures, in the first truth's order; the
     first two seeds of each (their seed gap is |seed 0 - seed 1|)."""
-    theirs = {_key(a): a for a in second["archs"]}
-    common = [(a, theirs[_key(a)]) for a in first["archs"] if _key(a) in theirs]
+    theirs = dict(zip(map(tuple, truth_choices(second)), second["archs"], strict=True))
+    common = [
+        (a, theirs[key])
+        for key, a in zip(map(tuple, truth_choices(first)), first["archs"], strict=True)
+        if key in theirs
+    ]
     if len(common) < 3:
         raise SystemExit(f"the truths share {len(common)} architectures; need at least 3")
     a = np.array([x["top1"][:2] for x, _ in common], dtype=np.float64)

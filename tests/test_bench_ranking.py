@@ -629,24 +629,31 @@ def test_method_seeds_are_runs_with_the_seed_appended(tmp_path):
         method_runs(dna, {"seeds": 2, "overrides": ["seed=3"]})
 
 
-def test_summary_judges_a_method_on_its_seed_mean(tmp_path):
-    from dnatool.bench.ranking import RankingRecipe, summarize, summary_lines
-
+def _five_archs(rated: dict[str, list[float]]) -> tuple[dict, dict]:
+    """A truth of 5 architectures (more MACs, more accurate) and each rating's correlations."""
     accuracy = [50.0, 60.0, 70.0, 80.0, 85.0]
     truth = {
         "space": {"name": "ranking"},
         "seeds": 2,
         "archs": [{"mean_top1": a, "macs": m, "params": m} for a, m in zip(accuracy, range(5))],
     }
-    rated = {
-        "dna": [5.0, 4.0, 3.0, 2.0, 1.0],  # perfect
-        "dna@seed1": [4.0, 5.0, 2.0, 3.0, 1.0],  # two swaps: tau 0.6
-        "spos": [5.0, 3.0, 4.0, 1.0, 2.0],  # two swaps
-    }
     results = {
         name: {**method_correlations(s, accuracy, resamples=100), "scores": s}
         for name, s in rated.items()
     }
+    return truth, results
+
+
+def test_summary_judges_a_method_on_its_seed_mean(tmp_path):
+    from dnatool.bench.ranking import RankingRecipe, summarize, summary_lines
+
+    truth, results = _five_archs(
+        {
+            "dna": [5.0, 4.0, 3.0, 2.0, 1.0],  # perfect
+            "dna@seed1": [4.0, 5.0, 2.0, 3.0, 1.0],  # two swaps: tau 0.6
+            "spos": [5.0, 3.0, 4.0, 1.0, 2.0],  # two swaps
+        }
+    )
     groups = {"dna": ["dna", "dna@seed1"], "spos": ["spos"]}
     recipe = RankingRecipe(bootstrap=200)
     summary = summarize(truth, "t.json", results, recipe, groups)
@@ -946,23 +953,15 @@ def test_a_variant_is_compared_with_its_method_and_with_spos_changed_alike():
     the same way), besides SPOS and MACs; a variant without such relatives gets only those."""
     from dnatool.bench.ranking import RankingRecipe, summarize
 
-    accuracy = [50.0, 60.0, 70.0, 80.0, 85.0]
-    truth = {
-        "space": {"name": "ranking"},
-        "seeds": 2,
-        "archs": [{"mean_top1": a, "macs": m, "params": m} for a, m in zip(accuracy, range(5))],
-    }
-    rated = {
-        "dna": [5.0, 4.0, 3.0, 2.0, 1.0],
-        "dna@many": [4.0, 5.0, 3.0, 2.0, 1.0],
-        "dna@own": [5.0, 4.0, 3.0, 1.0, 2.0],
-        "spos": [5.0, 3.0, 4.0, 1.0, 2.0],
-        "spos@many": [1.0, 2.0, 3.0, 4.0, 5.0],
-    }
-    results = {
-        name: {**method_correlations(s, accuracy, resamples=100), "scores": s}
-        for name, s in rated.items()
-    }
+    truth, results = _five_archs(
+        {
+            "dna": [5.0, 4.0, 3.0, 2.0, 1.0],
+            "dna@many": [4.0, 5.0, 3.0, 2.0, 1.0],
+            "dna@own": [5.0, 4.0, 3.0, 1.0, 2.0],
+            "spos": [5.0, 3.0, 4.0, 1.0, 2.0],
+            "spos@many": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
     summary = summarize(truth, "t.json", results, RankingRecipe(bootstrap=200))
     pairs = {(c["first"], c["second"]): c["value"] for c in summary["comparisons"]}
     assert {p for p in pairs if p[0] == "dna@many"} == {
