@@ -276,6 +276,45 @@ def test_truth_sampling_retrains_a_kept_truths_architectures_in_order():
         load_ranking_recipe(None, ("sample=truth",))
 
 
+def test_accuracy_sampling_spreads_a_truth_over_a_pilots_top1_and_grows_into_its_gaps(tmp_path):
+    """`sample: accuracy`: the truth's networks are a pilot truth's, picked at evenly spaced
+    top-1 (each target's nearest, both ends in), not at its crowded middle; growth takes the
+    middle of the widest accuracy gap; another pilot's networks, or one too small, are refused."""
+    from dnatool.bench.ranking import load_ranking_recipe, sample_truth_archs
+
+    narrow = load_space("ranking-narrow")
+    pool = truth_mod.sample_uniform(narrow, 9, 0)
+    top1 = [80.0, 88.0, 88.5, 89.0, 89.2, 89.5, 90.0, 90.4, 92.0]  # crowded at 88-90
+    rng = np.random.default_rng(0)
+    order = rng.permutation(9)  # the pilot's own order is not its accuracy order
+    pilot = {
+        "format": truth_mod.TRUTH_FORMAT,
+        "space": {"ref": "ranking-narrow", "name": narrow.name, "digest": narrow.digest},
+        "seeds": 1,
+        "archs": [
+            {"index": i, "choices": [[c, list(p)] for c, p in pool[k]], "top1": [top1[k]]}
+            for i, k in enumerate(order)
+        ],
+    }
+    path = tmp_path / "pilot.json"
+    path.write_text(json.dumps(pilot))
+    recipe = load_ranking_recipe(
+        None, ("space=ranking-narrow", "sample=accuracy", f"from_truth={path}", "archs=4")
+    )
+    four = sample_truth_archs(recipe, narrow)
+    # targets 80, 84, 88, 92: 84's nearest is 80's neighbour 88.0; 88's is then 88.5
+    assert [top1[pool.index(c)] for c in four] == [80.0, 88.0, 88.5, 92.0]
+    five = sample_truth_archs(dataclasses.replace(recipe, archs=5), narrow, keep=four)
+    assert five[:4] == four and top1[pool.index(five[4])] == 90.4  # farthest from every pick
+    by_macs = truth_mod.sample_spread(narrow, truth_mod.macs_counter(narrow), 4, pool=50, seed=1)
+    with pytest.raises(BadInput, match="not what this sampling draws"):
+        sample_truth_archs(dataclasses.replace(recipe, archs=5), narrow, keep=by_macs)
+    with pytest.raises(BadInput, match="has 9 architectures; archs=10 is more"):
+        sample_truth_archs(dataclasses.replace(recipe, archs=10), narrow)
+    with pytest.raises(BadInput, match="sample=accuracy needs from_truth"):
+        load_ranking_recipe(None, ("sample=accuracy",))
+
+
 def _fake_plan(space, archs=4, seeds=2):
     return {
         "format": truth_mod.PLAN_FORMAT,
@@ -903,6 +942,34 @@ def test_truth_compare_matches_networks_and_sees_smaller_seed_gaps(tmp_path):
     assert found["second"]["seed_tau"]["value"] >= found["first"]["seed_tau"]["value"]
     with pytest.raises(SystemExit, match="share 2 architectures"):
         script["compare"](kept, {**second, "archs": second["archs"][:2]})
+
+
+def test_ceiling_model_recovers_the_noise_and_orders_the_designs():
+    """`benchmarks/ceiling_model.py` on a truth made with known noise: it recovers the per-run
+    noise, spacing networks evenly beats drawing them, a perfect pilot spaces as well as the
+    truth itself and a useless one no better than a draw, and the noise it says reaches the
+    target does reach it."""
+    import runpy
+
+    from dnatool.config import RECIPES_DIR
+
+    model = runpy.run_path(str(RECIPES_DIR.parent / "benchmarks/ceiling_model.py"))
+    rng = np.random.default_rng(7)
+    true = np.concatenate([rng.normal(89, 1.0, 30), rng.normal(80, 3.0, 10)])  # a crowded top
+    top1 = true[:, None] + rng.normal(0, 1.0, (40, 2))
+    sigma, shrunk = model["estimate"](top1)
+    assert 0.75 < sigma < 1.25
+    assert np.std(shrunk) < np.std(top1.mean(axis=1))
+    found = model["project"](top1, [12], pool=60, pilot_r=0.999, reps=200)
+    useless = model["pilot_design"](shrunk, sigma, 12, 60, 0.05, 200, 0)
+    assert found["even_12"] > found["random_12"] + 0.1
+    assert found["pilot_12"] == pytest.approx(found["even_12"], abs=0.06)
+    assert useless == pytest.approx(found["random_12"], abs=0.08)
+    low, high = found["same_networks_95"]
+    assert low < found["same_networks"] < high
+    assert found["same_networks"] == pytest.approx(found["measured_ceiling"], abs=0.1)
+    reached = model["expected_tau"](shrunk, found["sigma_for_target"], 400)
+    assert reached == pytest.approx(0.8, abs=0.03)
 
 
 def test_a_method_trained_on_a_larger_space_scores_the_same_networks(tmp_path, monkeypatch):

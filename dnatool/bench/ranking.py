@@ -48,7 +48,7 @@ from dnatool.utils.locks import locked
 
 RANKING_FORMAT = "dnatool.ranking"
 BUILTIN_DATA = "cluttered"
-SAMPLING = ("uniform", "macs", "log-macs", "spread", "truth")
+SAMPLING = ("uniform", "macs", "log-macs", "spread", "truth", "accuracy")
 TARGETS = {"noise_ceiling": 0.8, "spread_ratio": 3.0, "dna_kendall_tau": 0.6, "dna_over_spos": 0.3}
 SIZE_BASELINES = ("macs", "params")  # truth.json records both for every architecture
 
@@ -63,9 +63,10 @@ class RankingRecipe:
     archs: int = 16
     seeds: int = 3
     sample: str = "uniform"  # uniform; macs / log-macs / spread: even over a pool's MACs ranking,
-    # log-MACs values or rated scores
+    # log-MACs values or rated scores; truth: from_truth's archs in order; accuracy: spread over
+    # from_truth's top-1 (a pilot truth)
     spread_run: str | None = None
-    from_truth: str | None = None  # sample=truth: that truth's architectures, in its order
+    from_truth: str | None = None  # sample=truth / accuracy: a truth.json
     pool: int = 2000
     truth_recipe: str = "retrain-ranking"
     truth_overrides: tuple[str, ...] = ()
@@ -82,8 +83,8 @@ class RankingRecipe:
             raise BadInput(f"bench ranking: sample must be one of {', '.join(SAMPLING)}")
         if self.sample == "spread" and not self.spread_run:
             raise BadInput("bench ranking: sample=spread needs spread_run (a rated run)")
-        if self.sample == "truth" and not self.from_truth:
-            raise BadInput("bench ranking: sample=truth needs from_truth (a truth.json)")
+        if self.sample in ("truth", "accuracy") and not self.from_truth:
+            raise BadInput(f"bench ranking: sample={self.sample} needs from_truth (a truth.json)")
         if self.bootstrap < 100 or not 0 < self.confidence < 1 or self.threads < 1:
             raise BadInput("bench ranking: bootstrap >= 100, confidence in (0, 1), threads >= 1")
         if not isinstance(self.methods, dict):
@@ -201,6 +202,8 @@ def sample_truth_archs(recipe: RankingRecipe, space: Any, keep: list | None = No
         )
     if recipe.sample == "truth":  # another recipe on the same networks: methods only rescore
         return truth_mod.sample_from_truth(space, recipe.from_truth, recipe.archs, keep)
+    if recipe.sample == "accuracy":  # spread over a pilot's top-1: fewer pairs within the noise
+        return truth_mod.sample_by_accuracy(space, recipe.from_truth, recipe.archs, keep)
     from dnatool.rate.ranking import arch_score
     from dnatool.rate.score_lists import load_score_lists, run_space
 

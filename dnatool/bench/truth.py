@@ -103,6 +103,16 @@ def sample_spread(
         raise ValueError(f"by must be 'rank' or 'value', got {by!r}")
     candidates = sample_uniform(space, min(max(pool, count), space.distinct), seed)
     values = [scores(c) for c in candidates]  # once each: a score may count a whole network
+    return _spread_over(candidates, values, count, keep, by)
+
+
+def _spread_over(
+    candidates: list[list[Choice]],
+    values: Sequence[float],
+    count: int,
+    keep: Sequence[Sequence[Choice]],
+    by: str,
+) -> list[list[Choice]]:
     order = sorted(range(len(candidates)), key=values.__getitem__)  # stable, as sorted(key=)
     ranked = [candidates[i] for i in order]
     position = (
@@ -113,22 +123,45 @@ def sample_spread(
     if not keep and by == "rank":
         picks = np.unique(np.linspace(0, len(ranked) - 1, count).round().astype(int))
         return [ranked[i] for i in picks]
-    if not keep:
-        taken: list[int] = []
-        for target in np.linspace(position[0], position[-1], min(count, len(ranked))):
-            free = np.setdiff1d(np.arange(len(ranked)), taken)
-            taken.append(int(free[int(np.argmin(np.abs(position[free] - target)))]))
-        return [ranked[i] for i in taken]
     rank = {_key(c): i for i, c in enumerate(ranked)}
     _check_kept(keep, [_key(c) if _key(c) in rank else None for c in keep])
-    taken = [rank[_key(c)] for c in keep]
-    free = np.setdiff1d(np.arange(len(ranked)), taken)
+    return [ranked[i] for i in spread_picks(position, count, [rank[_key(c)] for c in keep])]
+
+
+def spread_picks(position: np.ndarray, count: int, taken: list[int]) -> list[int]:
+    """Indices into the sorted `position`s: with nothing `taken`, the nearest one to each of
+    `count` targets evenly spaced over their range (the ends always in); then, to grow, the one
+    farthest from every pick so far, the middle of the widest gap (the first of equal gaps)."""
+    taken = list(taken)
+    if not taken:
+        for target in np.linspace(position[0], position[-1], min(count, len(position))):
+            free = np.setdiff1d(np.arange(len(position)), taken)
+            taken.append(int(free[int(np.argmin(np.abs(position[free] - target)))]))
+        return taken
+    free = np.setdiff1d(np.arange(len(position)), taken)
     while len(taken) < count and free.size:
         gaps = np.abs(position[free][:, None] - position[taken][None, :]).min(axis=1)
-        best = int(free[int(np.argmax(gaps))])  # the first of equal gaps: deterministic
+        best = int(free[int(np.argmax(gaps))])
         taken.append(best)
         free = free[free != best]
-    return [ranked[i] for i in taken]
+    return taken
+
+
+def sample_by_accuracy(
+    space: SearchSpace, path: str | Path, count: int, keep: Sequence[Sequence[Choice]] = ()
+) -> list[list[Choice]]:
+    """`count` architectures of the truth at `path` (a pilot: short, one-seed trainings of a
+    pool) spread evenly over its seed-mean top-1, each target taken by its nearest architecture.
+    A truth whose architectures crowd at similar accuracy ranks them mostly by seed noise; spread
+    in accuracy, the same noise swaps fewer pairs (`benchmarks/ceiling_model.py`). The pilot's
+    runs are not the truth's: train it with another seed, so its noise stays out of the ceiling.
+    Grows into the widest accuracy gaps, as `sample_spread` does."""
+    pilot = load_truth_of(path, space, "from_truth")
+    archs = truth_choices(pilot)
+    if count > len(archs):
+        raise BadInput(f"from_truth {path} has {len(archs)} architectures; archs={count} is more")
+    top1 = [float(np.mean(a["top1"])) for a in pilot["archs"]]
+    return _spread_over(archs, top1, count, keep, "value")
 
 
 def sample_from_truth(

@@ -1,0 +1,175 @@
+"""What noise ceiling can a truth reach? A model of its seed noise and spread, and its projections.
+
+A truth's ceiling (mean seed-vs-seed Kendall tau) depends on three things: the per-run noise
+(how far one seed's top-1 lands from the architecture's mean), how far apart the architectures'
+true accuracies are, and how they are spaced. Each new truth costs CPU-hours, so before training
+one this asks the kept truths what a design would reach. From a truth it estimates:
+
+- `sigma`: the per-run noise, pooled within-architecture standard deviation over the seeds;
+- the architectures' true accuracies: their seed means shrunk towards the grand mean by the part
+  of their variance the noise explains (a seed mean of S runs carries sigma^2 / S of noise);
+
+and projects the expected seed-pair tau, Monte Carlo with Gaussian noise of `sigma` per run, for:
+
+- `same_networks`: these architectures again, the mean and the 95% range of the simulated
+  ceilings (the model's check: the measured ceiling should fall in that range);
+- `random_N`: N architectures drawn from their accuracy distribution (a smoothed bootstrap of
+  the true accuracies: what drawing without looking at accuracy gives);
+- `even_N`: N architectures evenly spaced over the same true-accuracy range (the best any sampling
+  of this range can do: what spreading a truth in accuracy, e.g. from pilot runs, could reach);
+- `pilot_N`: N of a pool of `--pool` networks drawn from that distribution, picked evenly
+  spaced in a pilot's top-1 (`bench ranking -o sample=accuracy`), a pilot whose top-1 correlates
+  `--pilot-r` with one full run's (8 of the narrow truth's 24 epochs: r 0.88);
+- `sigma_for_target`: the per-run noise at which these networks would reach `--target`.
+
+    python benchmarks/ceiling_model.py docs/figures/ranking-truth-narrow24-2026-12-05/truth.json
+
+The model is homoscedastic Gaussian noise on independent runs; `same_networks` against the
+measured ceiling says how far to trust it for a given truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from dnatool.bench.stats import noise_ceiling
+from dnatool.bench.truth import load_truth, spread_picks
+
+
+def estimate(top1: np.ndarray) -> tuple[float, np.ndarray]:
+    """(per-run noise sigma, shrunk true accuracies) of an archs x seeds array."""
+    acc = np.asarray(top1, dtype=np.float64)
+    sigma = float(np.sqrt(acc.var(axis=1, ddof=1).mean()))
+    means = acc.mean(axis=1)
+    observed = means.var(ddof=1)
+    true = max(observed - sigma**2 / acc.shape[1], 0.0)
+    shrink = np.sqrt(true / observed) if observed > 0 else 0.0
+    return sigma, means.mean() + (means - means.mean()) * shrink
+
+
+def tau_draws(true: np.ndarray, sigma: float, reps: int = 2000, seed: int = 0) -> np.ndarray:
+    """Kendall tau between two independent noisy runs of every network in `true`, `reps` times."""
+    rng = np.random.default_rng(seed)
+    n = len(true)
+    return np.array(
+        [
+            kendalltau(true + rng.normal(0, sigma, n), true + rng.normal(0, sigma, n))[0]
+            for _ in range(reps)
+        ]
+    )
+
+
+def expected_tau(true: np.ndarray, sigma: float, reps: int = 2000, seed: int = 0) -> float:
+    """The ceiling a truth of the networks `true` has on average, at per-run noise `sigma`."""
+    return float(tau_draws(true, sigma, reps, seed).mean())
+
+
+def draw_pool(rng: np.random.Generator, true: np.ndarray, n: int) -> np.ndarray:
+    """n networks' true accuracies from `true`'s distribution: a smoothed bootstrap with the same
+    mean and variance (a plain bootstrap would repeat networks, whose ties no seed can order)."""
+    var, mean = true.var(ddof=1), true.mean()
+    width = 0.3 * np.sqrt(var)
+    jitter = rng.choice(true, n) - mean + rng.normal(0, width, n)
+    return mean + jitter / np.sqrt(1 + width**2 / var)
+
+
+def random_design(true: np.ndarray, n: int, sigma: float, reps: int, seed: int) -> float:
+    """Expected ceiling of n networks drawn from `true`'s distribution (uniform sampling)."""
+    rng = np.random.default_rng([seed, 1])
+    return float(
+        np.mean(
+            [
+                expected_tau(draw_pool(rng, true, n), sigma, 20, seed + i)
+                for i in range(max(reps // 20, 1))
+            ]
+        )
+    )
+
+
+def pilot_design(
+    true: np.ndarray, sigma: float, n: int, pool: int, r: float, reps: int, seed: int
+) -> float:
+    """Expected ceiling of n networks picked evenly in pilot top-1 (the benchmark's own rule,
+    `spread_picks`) from a pool of `pool` networks. The pilot is true + noise, its variance set
+    so that the pilot correlates `r` with one run (true + sigma noise)."""
+    rng = np.random.default_rng([seed, 2])
+    var = true.var(ddof=1)
+    pilot_sd = np.sqrt(max(var**2 / (r**2 * (var + sigma**2)) - var, 0.0))
+    ceilings = []
+    for i in range(max(reps // 20, 1)):
+        candidates = draw_pool(rng, true, pool)
+        pilot = candidates + rng.normal(0, pilot_sd, pool)
+        order = np.argsort(pilot, kind="stable")
+        picks = spread_picks(pilot[order], n, [])
+        ceilings.append(expected_tau(candidates[order][picks], sigma, 20, seed + i))
+    return float(np.mean(ceilings))
+
+
+def sigma_for(true: np.ndarray, target: float, reps: int, seed: int) -> float:
+    """The per-run noise at which `true` reaches `target` (bisection; tau falls as sigma grows)."""
+    low, high = 0.0, float(np.ptp(true)) or 1.0
+    for _ in range(20):
+        mid = (low + high) / 2
+        low, high = (mid, high) if expected_tau(true, mid, reps, seed) >= target else (low, mid)
+    return (low + high) / 2
+
+
+def project(
+    top1: np.ndarray,
+    sizes: list[int],
+    target: float = 0.8,
+    pool: int = 72,
+    pilot_r: float = 0.88,
+    reps: int = 2000,
+    seed: int = 0,
+) -> dict:
+    acc = np.asarray(top1, dtype=np.float64)
+    sigma, true = estimate(acc)
+    measured = noise_ceiling(acc, resamples=200)
+    low, high = float(true.min()), float(true.max())
+    same = tau_draws(true, sigma, reps, seed)
+    return {
+        "archs": int(acc.shape[0]),
+        "seeds": int(acc.shape[1]),
+        "sigma": sigma,
+        "true_std": float(true.std(ddof=1)),
+        "true_range": [low, high],
+        "measured_ceiling": measured["kendall_tau"]["value"],
+        "same_networks": float(same.mean()),
+        "same_networks_95": [float(q) for q in np.quantile(same, [0.025, 0.975])],
+        **{f"random_{n}": random_design(true, n, sigma, reps, seed) for n in sizes},
+        **{f"even_{n}": expected_tau(np.linspace(low, high, n), sigma, reps, seed) for n in sizes},
+        "pilot_pool": pool,
+        "pilot_r": pilot_r,
+        **{f"pilot_{n}": pilot_design(true, sigma, n, pool, pilot_r, reps, seed) for n in sizes},
+        "target": target,
+        "sigma_for_target": sigma_for(true, target, max(reps // 4, 100), seed),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("truths", type=Path, nargs="+", help="truth.json files")
+    parser.add_argument("--sizes", default="12,18,24", help="numbers of networks to project")
+    parser.add_argument("--target", type=float, default=0.8)
+    parser.add_argument("--pool", type=int, default=72, help="pilot networks")
+    parser.add_argument("--pilot-r", type=float, default=0.88, help="pilot vs run correlation")
+    parser.add_argument("--reps", type=int, default=2000)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    out = {}
+    for path in args.truths:
+        top1 = np.array([a["top1"] for a in load_truth(path)["archs"]], dtype=np.float64)
+        out[str(path)] = project(top1, sizes, args.target, args.pool, args.pilot_r, args.reps)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
