@@ -130,6 +130,31 @@ def test_interrupted_run_resumes_to_the_same_weights(short_run, tmp_path):
     }
 
 
+def test_stop_after_trains_the_start_of_the_full_schedule_and_resumes_to_its_end(tmp_path):
+    """`stop_after=1` of a 2-epoch cosine recipe is the first epoch of that schedule (its
+    learning rate half-way down, not decayed to zero as a 1-epoch schedule's would be); resumed
+    without it, the run ends bit-identical to one never stopped; asked to stop earlier than it
+    already has, it is refused in one line."""
+    from dnatool.retrain.train import run_retrain
+    from dnatool.utils import io
+
+    recipe = dataclasses.replace(two_epoch_recipe(), sched="cosine", warmup_epochs=0)
+    arch = tiny_arch(1)
+    straight = run_retrain(arch, recipe, tmp_path / "a")
+    pilot = run_retrain(arch, dataclasses.replace(recipe, stop_after=1), tmp_path / "p")
+    rows = [list(csv.DictReader((tmp_path / d / "curves.csv").open())) for d in ("a", "p")]
+    assert pilot["epochs"] == 1 and len(rows[1]) == 1
+    assert rows[1][0] == {**rows[0][0], "seconds": rows[1][0]["seconds"]}
+    assert float(rows[1][0]["lr"]) == pytest.approx(recipe.lr / 2, rel=0.05)
+    resumed = run_retrain(arch, recipe, tmp_path / "p", resume=True)
+    assert resumed["epochs"] == 2 and resumed["top1"] == straight["top1"]
+    a = io.load_checkpoint(tmp_path / "a" / "model.pt", "model")["state_dict"]
+    b = io.load_checkpoint(tmp_path / "p" / "model.pt", "model")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(BadInput, match="has trained 2 epochs already, more than 1"):
+        run_retrain(arch, dataclasses.replace(recipe, stop_after=1), tmp_path / "p", resume=True)
+
+
 def test_distillation_from_a_model_run(short_run, tmp_path):
     from dnatool.retrain.distill import RetrainLoss, kd_loss, load_teacher
 
@@ -193,6 +218,7 @@ def test_recipes_load_and_scale_the_learning_rate():
         ("epochs=0", "epochs"),
         ("lr_bse=1", "did you mean 'lr_base'"),
         ("kd_alpha=2", "kd_alpha"),
+        ("stop_after=9", "stop_after must be between 1 and epochs"),
     ],
 )
 def test_bad_recipe_values_are_bad_input(override, message):

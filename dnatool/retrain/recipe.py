@@ -62,9 +62,17 @@ class RetrainRecipe:
     workers: int = 4
     threads: int | None = None
     seed: int = 0
+    # Train only the first N epochs of the `epochs` schedule and finish there: a pilot of a
+    # longer recipe, whose learning rate at epoch N is the full schedule's, not that of a shorter
+    # schedule decayed to zero. Resuming with a later N (or none) continues the same run.
+    stop_after: int | None = resumable(None)
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(
+            self.stop_after is None or 1 <= self.stop_after <= self.epochs,
+            f"stop_after must be between 1 and epochs ({self.epochs}), got {self.stop_after}",
+        )
         _check(
             self.batch_size >= 2 and self.batch_size % 2 == 0,
             f"batch_size must be an even number >= 2 (mixup pairs images), got {self.batch_size}",

@@ -75,9 +75,13 @@ def run_retrain(
     STAGE.open(out, recipe, _inputs(recipe), resume)
     if resume and runs.is_finished(out) and (out / "model.pt").is_file():
         metrics = _recorded(out)
-        epochs = metrics["epochs"]
-        report("log", message=f"{out} finished {epochs}/{epochs} epochs already, reused")
-        return metrics
+        done, wanted = metrics["epochs"], recipe.stop_after or recipe.epochs
+        if done == wanted:
+            report("log", message=f"{out} finished {done}/{wanted} epochs already, reused")
+            return metrics
+        if done > wanted:
+            raise BadInput(f"{out} has trained {done} epochs already, more than {wanted}")
+        # a run stopped by stop_after continues from its last checkpoint
     info = dist.setup()
     report = report if info.is_main else _silent
     try:
@@ -206,8 +210,9 @@ def _train_epochs(
     arch: ArchSpec,
 ) -> None:
     per_epoch = len(loaders.train)
-    report("start", task="retrain", total=recipe.epochs * per_epoch, done=start * per_epoch)
-    for epoch in range(start, recipe.epochs):
+    last = recipe.stop_after or recipe.epochs
+    report("start", task="retrain", total=last * per_epoch, done=start * per_epoch)
+    for epoch in range(start, last):
         if loaders.sampler is not None:
             loaders.sampler.set_epoch(epoch)
         set_epoch(loaders.splits.train, epoch)
