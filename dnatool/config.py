@@ -128,17 +128,23 @@ def resumable_keys(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
 
 
-def resume_conflict(cls: type, old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The first non-resumable key whose value differs between a run's recorded recipe and the
-    new one, as a readable phrase (None when the run may be resumed). A key the recorded recipe
-    lacks was added later, with a default that keeps what older runs did: it counts as that."""
-    allowed = resumable_keys(cls)
+def recorded_as_now(cls: type, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A recorded recipe (`cls` as a dict) with the keys it lacks and `new` has set to their
+    defaults: a key added to `cls` later defaults to what older runs did."""
     defaults = {
         f.name: list(f.default) if isinstance(f.default, tuple) else f.default
         for f in dataclasses.fields(cls)
         if f.default is not dataclasses.MISSING
     }
-    old = {**{k: v for k, v in defaults.items() if k in new}, **old}
+    return {**{k: v for k, v in defaults.items() if k in new}, **old}
+
+
+def resume_conflict(cls: type, old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first non-resumable key whose value differs between a run's recorded recipe and the
+    new one, as a readable phrase (None when the run may be resumed). A key the recorded recipe
+    lacks was added later, with a default that keeps what older runs did: it counts as that."""
+    allowed = resumable_keys(cls)
+    old = recorded_as_now(cls, old, new)
     for key in sorted(set(old) | set(new)):
         if key not in allowed and old.get(key) != new.get(key):
             may = f"only {', '.join(allowed)} may change" if allowed else "nothing may change"

@@ -387,6 +387,30 @@ def test_torchrun_ranks_take_their_share_and_rank0_writes_the_truth(tmp_path, mo
     assert len(six["archs"]) == 6 and six["jobs"] == 18
 
 
+def test_a_plan_older_than_a_recipe_key_still_resumes_but_a_changed_key_is_named(tmp_path):
+    """The kept truths' plans predate `stop_after`: with the key at its default the plan is the
+    same truth (grown, resumed, rescored); set, it is another truth, refused naming the key."""
+    import shutil
+
+    from dnatool.config import RECIPES_DIR, to_dict
+    from dnatool.retrain.recipe import load_retrain_recipe
+
+    kept = RECIPES_DIR.parent / "docs/figures/ranking-truth-narrow24-2026-12-05/plan.json"
+    old = json.loads(kept.read_text())
+    now = to_dict(load_retrain_recipe("retrain-ranking", ("epochs=24",)))
+    assert set(now) - set(old["recipe"]) == {"stop_after"} and now["stop_after"] is None
+    shutil.copy(kept, tmp_path)
+    same = {**old, "recipe": {**old["recipe"], "stop_after": None}}
+    assert truth_mod.write_plan(tmp_path, same) == old  # the same truth; its file left as it was
+    pilot = {**old, "recipe": {**old["recipe"], "stop_after": 8}}
+    with pytest.raises(BadInput, match="recipe key stop_after was None, now 8"):
+        truth_mod.write_plan(tmp_path, pilot)
+    from dnatool.bench.ranking import truth_label
+
+    pilot_truth = {"archs": 72, "seeds": 1, "space": "ranking-narrow", "recipe": pilot["recipe"]}
+    assert truth_label(pilot_truth).endswith("1 seeds of ranking-narrow, 8 of 24 epochs")
+
+
 def test_a_truth_copied_elsewhere_resumes_reading_the_new_data_folder(tmp_path, monkeypatch):
     """The data is identified by its digest, not its path: a truth copied into another --out
     (docs/figures keeps one) is complete there, and grows with jobs that read the new folder."""

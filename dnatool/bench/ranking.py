@@ -502,8 +502,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def truth_label(truth: dict[str, Any]) -> str:
     """What a summary's truth is, as the printed summary and the plot name it."""
-    epochs = (truth.get("recipe") or {}).get("epochs")
+    recipe = truth.get("recipe") or {}
+    epochs, stop = recipe.get("epochs"), recipe.get("stop_after")
     label = f"{truth['archs']} archs x {truth['seeds']} seeds of {truth['space']}"
+    if stop:  # a pilot: the first epochs of a longer schedule
+        return label + f", {stop} of {epochs} epochs"
     return label + (f", {epochs} epochs" if epochs else "")
 
 

@@ -262,12 +262,20 @@ def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
         grows = old.get("archs") == plan["archs"][: len(old.get("archs") or [])]
         for key in ("space", "data", "recipe", "archs"):
             before, now = old.get(key), plan.get(key)
-            if key == "recipe":
-                before, now = _without_data(before), _without_data(now)
+            if key == "recipe":  # a key added to the recipe since counts as its default
+                from dnatool.config import recorded_as_now
+                from dnatool.retrain.recipe import RetrainRecipe
+
+                now = _without_data(now)
+                before = recorded_as_now(RetrainRecipe, _without_data(before), now)
             if before != now and not (key == "archs" and grows):
                 detail = key
                 if key == "recipe":  # name the setting, so the fix is one override away
-                    first = next(k for k in sorted({*before, *now}) if before.get(k) != now.get(k))
+                    first = next(
+                        k
+                        for k in sorted({*before, *now})
+                        if k not in before or k not in now or before[k] != now[k]
+                    )
                     detail = f"recipe key {first} was {before.get(first)!r}, now {now.get(first)!r}"
                 raise BadInput(
                     f"{path} plans another truth ({detail}); use another --out or the same settings"
