@@ -313,6 +313,25 @@ def test_accuracy_sampling_spreads_a_truth_over_a_pilots_top1_and_grows_into_its
         sample_truth_archs(dataclasses.replace(recipe, archs=10), narrow)
     with pytest.raises(BadInput, match="sample=accuracy needs from_truth"):
         load_ranking_recipe(None, ("sample=accuracy",))
+    # the plan says which pilot chose them (its sha256), and keeps one entry per growth
+    from dnatool.bench.ranking import sampling_record
+
+    def plan(archs, sampling, seeds=2):
+        return truth_mod.make_plan(
+            narrow, "ranking-narrow", archs, seeds, {"seed": 0}, {}, sampling
+        )
+
+    record = sampling_record(recipe)
+    assert record == {
+        "sample": "accuracy",
+        "from_truth": str(path.resolve()),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    truth_mod.write_plan(tmp_path, plan(four, record))
+    truth_mod.write_plan(tmp_path, plan(four, record, seeds=3))  # more seeds: no new entry
+    grown = truth_mod.write_plan(tmp_path, plan(five, sampling_record(recipe)))
+    assert grown["sampling"] == [{"archs": 4, **record}, {"archs": 5, **record}]
+    assert io.read_json(tmp_path / truth_mod.PLAN_FILE, "plan")["sampling"] == grown["sampling"]
 
 
 def _fake_plan(space, archs=4, seeds=2):
@@ -332,6 +351,7 @@ def _fake_plan(space, archs=4, seeds=2):
             }
             for i, choices in enumerate(truth_mod.sample_uniform(space, archs, 0))
         ],
+        "sampling": [{"archs": archs, "sample": "uniform", "seed": 0}],
     }
 
 
@@ -366,6 +386,7 @@ def test_torchrun_ranks_take_their_share_and_rank0_writes_the_truth(tmp_path, mo
     truth = truth_mod.run_truth(tmp_path / "truth", plan)
     assert trained[4:] == [j.name for j in jobs[0::2]]
     assert truth["archs"][2]["top1"] == [70.0, 71.0] and truth["jobs"] == 8
+    assert truth["sampling"] == [{"archs": 4, "sample": "uniform", "seed": 0}]
     assert truth["noise_ceiling"]["kendall_tau"]["value"] == pytest.approx(1.0)
     assert truth_mod.load_truth(tmp_path / "truth" / "truth.json")["seeds"] == 2
     # a resumed truth with other architectures is refused; a complete one trains nothing more;
@@ -385,6 +406,7 @@ def test_torchrun_ranks_take_their_share_and_rank0_writes_the_truth(tmp_path, mo
     six = truth_mod.run_truth(tmp_path / "truth", wider)
     assert trained[12:] == ["a004-s0", "a005-s0", "a004-s1", "a005-s1", "a004-s2", "a005-s2"]
     assert len(six["archs"]) == 6 and six["jobs"] == 18
+    assert [step["archs"] for step in six["sampling"]] == [4, 6]
 
 
 def test_a_plan_older_than_a_recipe_key_still_resumes_but_a_changed_key_is_named(tmp_path):

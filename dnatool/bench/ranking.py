@@ -242,8 +242,22 @@ def build_truth(
         recipe.seeds,
         _truth_recipe(recipe, data),
         data_id,
+        sampling_record(recipe),
     )
     return truth_mod.run_truth(out / "truth", plan, workers, recipe.threads, report)
+
+
+def sampling_record(recipe: RankingRecipe) -> dict[str, Any]:
+    """How a truth's architectures were chosen, for its plan and `truth.json`: a truth spread
+    over a pilot names the pilot (and its sha256), so its selection can be audited."""
+    if recipe.sample in ("truth", "accuracy"):
+        path = Path(recipe.from_truth).resolve()
+        return {"sample": recipe.sample, "from_truth": str(path), "sha256": io.file_sha256(path)}
+    if recipe.sample == "spread":
+        return {"sample": "spread", "spread_run": str(Path(recipe.spread_run).resolve())}
+    if recipe.sample == "uniform":
+        return {"sample": "uniform", "seed": recipe.seed}
+    return {"sample": recipe.sample, "pool": recipe.pool, "seed": recipe.seed}
 
 
 def run_ranking(

@@ -213,8 +213,10 @@ def make_plan(
     seeds: int,
     recipe: dict[str, Any],
     data: dict[str, Any],
+    sampling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the truth trains: the architectures (with params and MACs), seeds, recipe, data."""
+    """What the truth trains: the architectures (with params and MACs), seeds, recipe, data;
+    `sampling` says how they were chosen (kept in `sampling`, one entry per growth)."""
     from dnatool.nn.summary import summarize
 
     rows = []
@@ -238,6 +240,7 @@ def make_plan(
         "recipe": recipe,
         "seeds": seeds,
         "archs": rows,
+        "sampling": [{"archs": len(rows), **sampling}] if sampling else [],
     }
 
 
@@ -283,6 +286,9 @@ def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
         same = old.get("recipe", {}).get("data") == plan["recipe"].get("data")
         if same and old.get("seeds") == plan["seeds"] and old.get("archs") == plan["archs"]:
             return old
+        grew = len(plan["archs"]) > len(old.get("archs") or [])
+        steps = plan.get("sampling", []) if grew else []
+        plan = {**plan, "sampling": old.get("sampling", []) + steps}
     io.write_json(path, plan)
     return plan
 
@@ -563,6 +569,7 @@ def assemble_truth(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
         "data": plan["data"],
         "recipe": plan["recipe"],
         "seeds": seeds,
+        "sampling": plan.get("sampling", []),  # how the architectures were chosen
         "archs": archs,
         "noise_ceiling": (
             finite_or_none(noise_ceiling(top1)) if seeds >= 2 and len(archs) >= 3 else None
