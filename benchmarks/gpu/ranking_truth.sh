@@ -15,8 +15,9 @@
 # architectures and adds the new sampling's picks; truth with FROM_TRUTH, a truth.json, retrains
 # that truth's architectures, e.g. the kept 24 x 2 one at another EPOCHS; accuracy with
 # FROM_TRUTH, a pilot truth, picks ARCHS of its networks at evenly spaced pilot top-1).
-# TRUTH_SEED sets the training seed of the recipe (a pilot trains with another seed than its
-# truth: TRUTH_SEED=100 EPOCHS=8 SEEDS=1 ARCHS=72 SAMPLE=log-macs, docs/ranking.md).
+# TRUTH_SEED sets the training seed of the recipe and STOP_AFTER stops each run after that many
+# of its EPOCHS (a pilot: another seed than its truth's, the first epochs of the truth recipe:
+# TRUTH_SEED=100 STOP_AFTER=8 EPOCHS=24 SEEDS=1 ARCHS=72 SAMPLE=log-macs, docs/ranking.md).
 #   BUDGET=540 EPOCHS=24 bash benchmarks/gpu/ranking_truth.sh     (from the repository root)
 set -u
 began=$(date +%s)
@@ -35,6 +36,7 @@ SPACE=${SPACE:-ranking-narrow}   # the benchmark's default space (recipes/bench-
 SAMPLE=${SAMPLE:-macs}
 FROM_TRUTH=${FROM_TRUTH:-}       # with SAMPLE=truth or accuracy
 TRUTH_SEED=${TRUTH_SEED:-}       # the recipe's training seed (a pilot's: 100)
+STOP_AFTER=${STOP_AFTER:-}       # a pilot's epochs of the EPOCHS schedule (8)
 mkdir -p "$OUT" "$WORK"
 if [ -n "$SEED_TRUTH" ]; then
   mkdir -p "$WORK/truth" && cp -r "$SEED_TRUTH/plan.json" "$SEED_TRUTH/results" "$WORK/truth/"
@@ -81,7 +83,7 @@ echo "mps=$mps mode=$MODE space=$SPACE sample=$SAMPLE epochs=$EPOCHS data=$DATA_
 nvidia-smi dmon -s u -d 10 >"$OUT/dmon.log" 2>&1 &
 dmon=$!
 timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o space="$SPACE" -o sample="$SAMPLE" ${FROM_TRUTH:+-o from_truth="$FROM_TRUTH"} -o archs="$ARCHS" -o seeds="$SEEDS" \
-  -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE${TRUTH_SEED:+,seed=$TRUTH_SEED}]" -o "data_options=$DATA_OPTIONS" \
+  -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE${TRUTH_SEED:+,seed=$TRUTH_SEED}${STOP_AFTER:+,stop_after=$STOP_AFTER}]" -o "data_options=$DATA_OPTIONS" \
   --methods none --workers "$WORKERS" \
   --out "$WORK" >"$OUT/bench.log" 2>&1
 echo "bench rc=$? left=$(left)s" | tee -a "$OUT/machine.txt"
