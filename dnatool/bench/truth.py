@@ -156,10 +156,7 @@ def sample_by_accuracy(
     in accuracy, the same noise swaps fewer pairs (`benchmarks/ceiling_model.py`). The pilot's
     runs are not the truth's: train it with another seed, so its noise stays out of the ceiling.
     Grows into the widest accuracy gaps, as `sample_spread` does."""
-    pilot = load_truth_of(path, space, "from_truth")
-    archs = truth_choices(pilot)
-    if count > len(archs):
-        raise BadInput(f"from_truth {path} has {len(archs)} architectures; archs={count} is more")
+    pilot, archs = _from_truth(space, path, count)
     top1 = [float(np.mean(a["top1"])) for a in pilot["archs"]]
     return _spread_over(archs, top1, count, keep, "value")
 
@@ -170,11 +167,20 @@ def sample_from_truth(
     """The first `count` architectures of the truth at `path`, in its order: the same networks
     trained with another recipe (or data), so the two truths compare recipe for recipe and a
     method's ratings of them are scored against either without retraining its supernet."""
-    archs = truth_choices(load_truth_of(path, space, "from_truth"))
-    if count > len(archs):
-        raise BadInput(f"from_truth {path} has {len(archs)} architectures; archs={count} is more")
+    _, archs = _from_truth(space, path, count)
     _check_kept(keep, [_key(c) for c in archs[: len(keep)]])
     return archs[:count]
+
+
+def _from_truth(
+    space: SearchSpace, path: str | Path, count: int
+) -> tuple[dict[str, Any], list[list[Choice]]]:
+    """The truth `from_truth` names and its architectures, refused when it has fewer than `count`."""
+    truth = load_truth_of(path, space, "from_truth")
+    archs = truth_choices(truth)
+    if count > len(archs):
+        raise BadInput(f"from_truth {path} has {len(archs)} architectures; archs={count} is more")
+    return truth, archs
 
 
 def _check_kept(keep: Sequence[Sequence[Choice]], drawn: list[tuple | None]) -> None:
