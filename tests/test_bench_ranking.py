@@ -1088,3 +1088,70 @@ def test_a_variant_is_compared_with_its_method_and_with_spos_changed_alike():
     assert {p for p in pairs if p[0] == "spos@many"} == {
         ("spos@many", "spos"), ("spos@many", "macs")
     }  # fmt: skip
+
+
+def test_a_truth_reuses_the_jobs_another_truth_trained_exactly(tmp_path, monkeypatch):
+    """A truth picked from a pilot shares networks with a kept truth: their jobs (same network,
+    recipe, data and training seed) are copied with their provenance, the others train; a source
+    that trained another truth is refused in one line."""
+    space = load_space("ranking")
+    monkeypatch.setattr(truth_mod, "run_job", _fake_job)
+    kept = _fake_plan(space)
+    truth_mod.run_truth(tmp_path / "kept", kept)
+    io.write_text(tmp_path / "kept" / "runs" / "a002-s1" / "curves.csv", "epoch,top1\n1,70\n")
+    plan = _fake_plan(space, archs=6, seeds=3)
+    plan["archs"] = [plan["archs"][i] for i in (2, 4, 0)]  # kept's a002, a new one, kept's a000
+    for i, entry in enumerate(plan["archs"]):
+        entry["index"] = i
+    trained = []
+    monkeypatch.setattr(
+        truth_mod, "run_job", lambda d, p, j, r=None: trained.append(j.name) or _fake_job(d, p, j)
+    )
+    truth = truth_mod.run_truth(tmp_path / "new", plan, reuse=[tmp_path / "kept" / "truth.json"])
+    assert trained == ["a001-s0", "a001-s1", "a000-s2", "a001-s2", "a002-s2"]
+    assert truth["reused_jobs"] == 4 and truth["jobs"] == 9
+    assert truth["archs"][0]["top1"][:2] == [70.0, 71.0]  # kept's a002, seeds 0 and 1
+    assert truth["archs"][2]["top1"][:2] == [50.0, 51.0]
+    row = io.read_json(tmp_path / "new" / "results" / "a000-s1.json")
+    assert (row["job"], row["arch"], row["seed"]) == ("a000-s1", 0, 1)
+    assert row["reused_from"] == {"truth": str((tmp_path / "kept").resolve()), "job": "a002-s1"}
+    assert (tmp_path / "new" / "runs" / "a000-s1" / "curves.csv").read_text().startswith("epoch")
+    # training seeds, not seed indices, are matched: base seed 1 takes kept's seed-1 jobs as s0
+    shifted = {**plan, "recipe": {"seed": 1}, "seeds": 1}
+    truth_mod.run_truth(tmp_path / "shifted", shifted, reuse=[tmp_path / "kept"])
+    assert io.read_json(tmp_path / "shifted" / "results" / "a000-s0.json")["top1"] == 71.0
+    refused = (
+        (
+            {"recipe": {"seed": 0, "epochs": 48}},
+            r"another recipe .recipe key epochs was \d+, now 48",
+        ),
+        ({"data": {"root": "/elsewhere"}}, "other data"),
+        ({"space": {**plan["space"], "digest": "0"}}, "another space"),
+    )
+    for case, (changed, message) in enumerate(refused):
+        with pytest.raises(BadInput, match=f"reuse .*kept: (trained on )?{message}"):
+            truth_mod.run_truth(
+                tmp_path / f"x{case}", {**plan, **changed}, reuse=[tmp_path / "kept"]
+            )
+    with pytest.raises(BadInput, match="no truth there"):
+        truth_mod.run_truth(tmp_path / "y", plan, reuse=[tmp_path / "nothing"])
+
+
+def test_the_kept_truth_lends_its_jobs_to_a_truth_of_the_shipped_recipe(tmp_path):
+    """The kept 24 x 2 copy in docs/figures (plan + results, predating `stop_after`) is a source
+    for a truth planned with today's recipe: its networks' jobs are taken, not retrained."""
+    from dnatool.config import RECIPES_DIR, to_dict
+    from dnatool.retrain.recipe import load_retrain_recipe
+
+    kept = RECIPES_DIR.parent / "docs/figures/ranking-truth-narrow24-2026-12-05"
+    old = io.read_json(kept / "plan.json")
+    recipe = load_retrain_recipe("retrain-ranking", ("epochs=24", "compile=reduce-overhead"))
+    plan = {**old, "recipe": {**to_dict(recipe), "data": "/new"}, "archs": old["archs"][5:8]}
+    for i, entry in enumerate(plan["archs"]):
+        entry["index"] = i
+    io.write_json(tmp_path / "plan.json", plan)
+    assert truth_mod.reuse_results(tmp_path, plan, [kept]) == 6
+    truth = truth_mod.assemble_truth(tmp_path, plan)
+    assert [a["top1"] for a in truth["archs"]] == [
+        io.read_json(kept / "truth.json")["archs"][i]["top1"] for i in (5, 6, 7)
+    ]

@@ -70,6 +70,7 @@ class RankingRecipe:
     pool: int = 2000
     truth_recipe: str = "retrain-ranking"
     truth_overrides: tuple[str, ...] = ()
+    reuse: tuple[str, ...] = ()  # other truths whose identical jobs this truth takes, not retrains
     methods: dict[str, Any] = field(default_factory=dict)  # per-method options
     bootstrap: int = 2000
     confidence: float = 0.95
@@ -244,7 +245,7 @@ def build_truth(
         data_id,
         sampling_record(recipe),
     )
-    return truth_mod.run_truth(out / "truth", plan, workers, recipe.threads, report)
+    return truth_mod.run_truth(out / "truth", plan, workers, recipe.threads, report, recipe.reuse)
 
 
 def sampling_record(recipe: RankingRecipe) -> dict[str, Any]:

@@ -256,7 +256,7 @@ def planned_archs(truth_dir: Path) -> list[list[Choice]]:
     if not path.is_file():
         return []
     rows = io.read_json(path, "truth plan").get("archs") or []
-    return [[(int(c), tuple(int(op) for op in p)) for c, p in row["choices"]] for row in rows]
+    return [list(_choices_key(row["choices"])) for row in rows]
 
 
 def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
@@ -278,14 +278,7 @@ def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
                 now = _without_data(now)
                 before = recorded_as_now(RetrainRecipe, _without_data(before), now)
             if before != now and not (key == "archs" and grows):
-                detail = key
-                if key == "recipe":  # name the setting, so the fix is one override away
-                    first = next(
-                        k
-                        for k in sorted({*before, *now})
-                        if k not in before or k not in now or before[k] != now[k]
-                    )
-                    detail = f"recipe key {first} was {before.get(first)!r}, now {now.get(first)!r}"
+                detail = recipe_difference(before, now) if key == "recipe" else key
                 raise BadInput(
                     f"{path} plans another truth ({detail}); use another --out or the same settings"
                 )
@@ -301,6 +294,87 @@ def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
 
 def _without_data(recipe: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (recipe or {}).items() if k != "data"}
+
+
+def recipe_difference(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """The first recipe key that differs, named with both values: the fix is one override away."""
+    first = next(
+        k for k in sorted({*before, *now}) if k not in before or k not in now or before[k] != now[k]
+    )
+    return f"recipe key {first} was {before.get(first)!r}, now {now.get(first)!r}"
+
+
+def _source_plan(source: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The folder and plan of a truth given as its folder, its `truth.json`, a bench's OUT or a
+    kept copy (`plan.json` beside `results/`)."""
+    path = Path(source)
+    folder = path.parent if path.is_file() else path
+    for candidate in (folder, folder / "truth"):
+        if (candidate / PLAN_FILE).is_file():
+            return candidate, io.read_json(candidate / PLAN_FILE, "truth plan")
+    raise BadInput(f"reuse {source}: no truth there (no {PLAN_FILE} in it or in its truth/)")
+
+
+def reuse_results(
+    truth_dir: Path, plan: dict[str, Any], sources: Sequence[str | Path], report: Report = quiet
+) -> int:
+    """Take the pending jobs that another truth has already trained exactly: the same space,
+    data and recipe (all but its base seed), the same network and the same training seed. A truth
+    whose networks were picked from a pool of pilot-ranked ones often shares some with a kept
+    truth; each shared job is hours of CPU that would only reproduce a result bit for bit. The
+    copied result names where it came from (`reused_from`); a source that trained another truth
+    is refused in one line, not silently ignored."""
+    from dnatool.config import recorded_as_now
+    from dnatool.retrain.recipe import RetrainRecipe
+
+    def seedless(recipe: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in _without_data(recipe).items() if k != "seed"}
+
+    mine = seedless(plan["recipe"])
+    taken = 0
+    for source in sources:
+        folder, other = _source_plan(source)
+        if other.get("space", {}).get("digest") != plan["space"]["digest"]:
+            raise BadInput(f"reuse {source}: trained on another space ({other['space']['name']})")
+        if other.get("data") != plan["data"]:
+            raise BadInput(f"reuse {source}: trained on other data")
+        theirs = recorded_as_now(RetrainRecipe, seedless(other["recipe"]), mine)
+        if theirs != mine:
+            raise BadInput(f"reuse {source}: another recipe ({recipe_difference(theirs, mine)})")
+        trained = {}
+        for job in all_jobs(len(other["archs"]), other["seeds"]):
+            if result_path(folder, job).is_file():
+                row = io.read_json(result_path(folder, job), "truth job result")
+                seed = other["recipe"]["seed"] + job.seed
+                trained[(_choices_key(other["archs"][job.arch]["choices"]), seed)] = (job, row)
+        for job in pending_jobs(truth_dir, plan):
+            seed = plan["recipe"]["seed"] + job.seed
+            key = (_choices_key(plan["archs"][job.arch]["choices"]), seed)
+            if key not in trained:
+                continue
+            theirs_job, row = trained[key]
+            for curves in (
+                folder / "curves" / f"{theirs_job.name}.csv",
+                folder / RUNS_DIR / theirs_job.name / "curves.csv",
+            ):
+                if curves.is_file():
+                    io.write_bytes(
+                        truth_dir / RUNS_DIR / job.name / "curves.csv", curves.read_bytes()
+                    )
+                    break
+            reused = {"truth": str(folder.resolve()), "job": theirs_job.name}
+            io.write_json(
+                result_path(truth_dir, job),
+                {**row, "job": job.name, "arch": job.arch, "seed": job.seed, "reused_from": reused},
+            )
+            taken += 1
+    if taken:
+        report("log", message=f"truth: {taken} job(s) reused from {', '.join(map(str, sources))}")
+    return taken
+
+
+def _choices_key(choices: Sequence[Sequence[Any]]) -> tuple:
+    return tuple((int(c), tuple(int(op) for op in path)) for c, path in choices)
 
 
 def result_path(truth_dir: Path, job: Job) -> Path:
@@ -407,14 +481,17 @@ def run_truth(
     workers: int = 1,
     threads: int | None = 1,
     report: Report = quiet,
+    reuse: Sequence[str | Path] = (),
 ) -> dict[str, Any] | None:
-    """Train every pending job, then write and return `truth.json`'s content.
+    """Train every pending job (after taking those `reuse`'s truths trained exactly), then write
+    and return `truth.json`'s content.
 
     Under torchrun, rank r trains jobs r, r + world, ...; rank 0 then waits for the others' result
     files and writes the truth, the other ranks return None.
     """
     truth_dir = Path(truth_dir)
     plan = write_plan(truth_dir, plan)
+    reuse_results(truth_dir, plan, reuse, report)  # every rank: the same files, before sharing
     jobs = all_jobs(len(plan["archs"]), plan["seeds"])
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     pending = pending_jobs(truth_dir, plan)
@@ -581,7 +658,8 @@ def assemble_truth(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
             finite_or_none(noise_ceiling(top1)) if seeds >= 2 and len(archs) >= 3 else None
         ),
         "jobs": len(rows),
-        "cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
+        "cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),  # reused jobs' included
+        "reused_jobs": sum(1 for r in rows if r.get("reused_from")),
         "epoch_seconds": float(sum(r["epoch_seconds"] for r in rows)),
         "devices": sorted({str(r["device"]) for r in rows}),
     }
