@@ -24,6 +24,12 @@ and projects the expected seed-pair tau, Monte Carlo with Gaussian noise of `sig
 
     python benchmarks/ceiling_model.py docs/figures/ranking-truth-narrow24-2026-12-05/truth.json
 
+A truth under way (its folder: the results so far) or of one seed has no noise of its own to
+measure: `--sigma-from REF` takes a reference truth's (same recipe and task), and the projections
+become a forecast of the ceiling the truth is heading for, from its first seed's accuracies:
+
+    python benchmarks/ceiling_model.py OUT/truth --sigma-from docs/figures/ranking-truth-narrow24-2026-12-05/truth.json
+
 The model is homoscedastic Gaussian noise on independent runs; `same_networks` against the
 measured ceiling says how far to trust it for a given truth.
 """
@@ -39,13 +45,15 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from dnatool.bench.stats import noise_ceiling
-from dnatool.bench.truth import load_truth, spread_picks
+from dnatool.bench.truth import load_truth, spread_picks, truth_status
 
 
-def estimate(top1: np.ndarray) -> tuple[float, np.ndarray]:
-    """(per-run noise sigma, shrunk true accuracies) of an archs x seeds array."""
+def estimate(top1: np.ndarray, sigma: float | None = None) -> tuple[float, np.ndarray]:
+    """(per-run noise sigma, shrunk true accuracies) of an archs x seeds array; with `sigma`
+    given (a reference truth's), one seed is enough."""
     acc = np.asarray(top1, dtype=np.float64)
-    sigma = float(np.sqrt(acc.var(axis=1, ddof=1).mean()))
+    if sigma is None:
+        sigma = float(np.sqrt(acc.var(axis=1, ddof=1).mean()))
     means = acc.mean(axis=1)
     observed = means.var(ddof=1)
     true = max(observed - sigma**2 / acc.shape[1], 0.0)
@@ -128,10 +136,12 @@ def project(
     pilot_r: float = 0.88,
     reps: int = 2000,
     seed: int = 0,
+    sigma: float | None = None,
 ) -> dict:
+    """Every projection for the networks of `top1` (archs x seeds); `sigma`: a reference's noise."""
     acc = np.asarray(top1, dtype=np.float64)
-    sigma, true = estimate(acc)
-    measured = noise_ceiling(acc, resamples=200)
+    sigma, true = estimate(acc, sigma)
+    measured = noise_ceiling(acc, resamples=200) if acc.shape[1] >= 2 else None
     low, high = float(true.min()), float(true.max())
     same = tau_draws(true, sigma, reps, seed)
     return {
@@ -140,7 +150,7 @@ def project(
         "sigma": sigma,
         "true_std": float(true.std(ddof=1)),
         "true_range": [low, high],
-        "measured_ceiling": measured["kendall_tau"]["value"],
+        "measured_ceiling": measured["kendall_tau"]["value"] if measured else None,
         "same_networks": float(same.mean()),
         "same_networks_95": [float(q) for q in np.quantile(same, [0.025, 0.975])],
         **{f"random_{n}": random_design(true, n, sigma, reps, seed) for n in sizes},
@@ -153,6 +163,18 @@ def project(
     }
 
 
+def read_top1(path: Path) -> np.ndarray:
+    """archs x seeds top-1 of a `truth.json`, or of a truth folder under way: every architecture
+    with a result so far, at the seeds all of them have."""
+    if path.is_file():
+        return np.array([a["top1"] for a in load_truth(path)["archs"]], dtype=np.float64)
+    rows = list(truth_status(path)["top1"].values())
+    if len(rows) < 3:
+        raise SystemExit(f"{path}: fewer than 3 architectures have a result yet")
+    common = min(len(r) for r in rows)
+    return np.array([r[:common] for r in rows], dtype=np.float64)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("truths", type=Path, nargs="+", help="truth.json files")
@@ -161,12 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", type=int, default=72, help="pilot networks")
     parser.add_argument("--pilot-r", type=float, default=0.88, help="pilot vs run correlation")
     parser.add_argument("--reps", type=int, default=2000)
+    parser.add_argument("--sigma-from", type=Path, help="a reference truth: its per-run noise")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    sigma = estimate(read_top1(args.sigma_from))[0] if args.sigma_from else None
     out = {}
     for path in args.truths:
-        top1 = np.array([a["top1"] for a in load_truth(path)["archs"]], dtype=np.float64)
-        out[str(path)] = project(top1, sizes, args.target, args.pool, args.pilot_r, args.reps)
+        top1 = read_top1(path)
+        if top1.shape[1] < 2 and sigma is None:
+            raise SystemExit(f"{path}: one seed has no noise to measure; give --sigma-from")
+        out[str(path)] = {
+            **project(top1, sizes, args.target, args.pool, args.pilot_r, args.reps, sigma=sigma),
+            **({"sigma_from": str(args.sigma_from)} if sigma is not None else {}),
+        }
     print(json.dumps(out, indent=1))
     return 0
 

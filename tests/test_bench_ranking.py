@@ -1016,6 +1016,10 @@ def test_ceiling_model_recovers_the_noise_and_orders_the_designs():
     assert found["same_networks"] == pytest.approx(found["measured_ceiling"], abs=0.1)
     reached = model["expected_tau"](shrunk, found["sigma_for_target"], 400)
     assert reached == pytest.approx(0.8, abs=0.03)
+    # one seed and the noise known (a truth under way): the forecast is the two-seed projection
+    ahead = model["project"](top1[:, :1], [12], pool=60, reps=200, sigma=sigma)
+    assert ahead["measured_ceiling"] is None and ahead["sigma"] == sigma
+    assert ahead["same_networks"] == pytest.approx(found["same_networks"], abs=0.06)
 
 
 def test_a_method_trained_on_a_larger_space_scores_the_same_networks(tmp_path, monkeypatch):
@@ -1155,3 +1159,27 @@ def test_the_kept_truth_lends_its_jobs_to_a_truth_of_the_shipped_recipe(tmp_path
     assert [a["top1"] for a in truth["archs"]] == [
         io.read_json(kept / "truth.json")["archs"][i]["top1"] for i in (5, 6, 7)
     ]
+
+
+def test_ceiling_model_forecasts_a_truth_under_way_from_a_references_noise(tmp_path, capsys):
+    """A truth folder with its first seed done: the forecast uses the reference truth's noise
+    (the kept 24 x 2 one), and without a reference one seed is refused, not projected as
+    noiseless."""
+    import runpy
+
+    from dnatool.config import RECIPES_DIR
+
+    model = runpy.run_path(str(RECIPES_DIR.parent / "benchmarks/ceiling_model.py"))
+    plan = _fake_plan(load_space("ranking"), archs=4, seeds=2)
+    truth_mod.write_plan(tmp_path, plan)
+    for job in truth_mod.all_jobs(4, 1):
+        _fake_job(tmp_path, plan, job)
+    kept = RECIPES_DIR.parent / "docs/figures/ranking-truth-narrow24-2026-12-05/truth.json"
+    args = [str(tmp_path), "--sizes", "4", "--reps", "100", "--pool", "8"]
+    assert model["main"]([*args, "--sigma-from", str(kept)]) == 0
+    out = json.loads(capsys.readouterr().out)[str(tmp_path)]
+    assert (out["archs"], out["seeds"], out["measured_ceiling"]) == (4, 1, None)
+    assert out["sigma"] == pytest.approx(0.98, abs=0.01) and out["sigma_from"] == str(kept)
+    assert out["same_networks"] > 0.9  # 10 points apart at a 1-point noise
+    with pytest.raises(SystemExit, match="one seed has no noise to measure"):
+        model["main"](args)
