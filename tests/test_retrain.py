@@ -307,7 +307,11 @@ def test_image_folder_with_randaugment_mixup_and_cutmix(tmp_path):
 def test_channels_last_on_cpu_trains_the_same_network(short_run, tmp_path):
     """NHWC is a layout, not a model: on the CPU (where it trains 1.6x faster) a channels-last
     run stores NHWC weights and follows the NCHW run of the same seed (kernels sum in another
-    order, so the runs drift apart by float rounding only: 0.4% in epoch loss measured)."""
+    order, so the runs drift apart by float rounding only: 0.4% in epoch loss measured). Their
+    top-1 is not compared: after two epochs of a tiny net it hangs on eval-time batch-norm
+    statistics (val loss 11-12 in the epoch rows) and landed 16 points apart on one machine
+    while the losses agreed; the saved network must compute the same in either layout."""
+    from dnatool.nn.model_run import load_model
     from dnatool.retrain.train import run_retrain
     from dnatool.utils import io
 
@@ -321,7 +325,13 @@ def test_channels_last_on_cpu_trains_the_same_network(short_run, tmp_path):
     nchw = io.load_checkpoint(out / "checkpoint.pt", "retrain-state")["rows"]
     for a, b in zip(state["rows"], nchw, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-2)
-    assert abs(nhwc["top1"] - metrics["top1"]) <= 3.0
+    model = load_model(tmp_path / "run").model.eval()
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        as_nhwc = model(images.contiguous(memory_format=torch.channels_last))
+        as_nchw = model.to(memory_format=torch.contiguous_format)(images)
+    assert torch.allclose(as_nhwc, as_nchw, atol=1e-4, rtol=1e-4)
+    assert min(nhwc["top1"], metrics["top1"]) > 20.0  # both learned (chance: 10%)
 
 
 @pytest.mark.slow  # inductor compiles for about a minute on a cold cache
