@@ -256,7 +256,7 @@ def planned_archs(truth_dir: Path) -> list[list[Choice]]:
     if not path.is_file():
         return []
     rows = io.read_json(path, "truth plan").get("archs") or []
-    return [list(_choices_key(row["choices"])) for row in rows]
+    return [list(_key(row["choices"])) for row in rows]
 
 
 def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
@@ -346,10 +346,10 @@ def reuse_results(
             if result_path(folder, job).is_file():
                 row = io.read_json(result_path(folder, job), "truth job result")
                 seed = other["recipe"]["seed"] + job.seed
-                trained[(_choices_key(other["archs"][job.arch]["choices"]), seed)] = (job, row)
+                trained[(_key(other["archs"][job.arch]["choices"]), seed)] = (job, row)
         for job in pending_jobs(truth_dir, plan):
             seed = plan["recipe"]["seed"] + job.seed
-            key = (_choices_key(plan["archs"][job.arch]["choices"]), seed)
+            key = (_key(plan["archs"][job.arch]["choices"]), seed)
             if key not in trained:
                 continue
             theirs_job, row = trained[key]
@@ -371,10 +371,6 @@ def reuse_results(
     if taken:
         report("log", message=f"truth: {taken} job(s) reused from {', '.join(map(str, sources))}")
     return taken
-
-
-def _choices_key(choices: Sequence[Sequence[Any]]) -> tuple:
-    return tuple((int(c), tuple(int(op) for op in path)) for c, path in choices)
 
 
 def result_path(truth_dir: Path, job: Job) -> Path:
@@ -723,4 +719,4 @@ def load_truth_of(path: str | Path, space: SearchSpace, name: str, of: str = "")
 
 
 def truth_choices(truth: dict[str, Any]) -> list[list[Choice]]:
-    return [[(int(c), tuple(int(op) for op in p)) for c, p in a["choices"]] for a in truth["archs"]]
+    return [list(_key(a["choices"])) for a in truth["archs"]]
