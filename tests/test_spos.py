@@ -91,7 +91,7 @@ def test_train_writes_checkpoint_curves_and_manifest(spos_run):
     checkpoint = io.load_checkpoint(run / "supernet" / "spos.pt", "spos_supernet")
     assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2
     lrs = [row[3] for row in checkpoint["history"]]
-    assert lrs[0] == pytest.approx(0.2 * (1 - 2 / 6)) and lrs[1] == pytest.approx(0.2 / 6)
+    assert lrs[0] == pytest.approx(0.05 * (1 - 2 / 6)) and lrs[1] == pytest.approx(0.05 / 6)
     assert (run / "curves" / "loss.png").stat().st_size > 1000
     assert len((run / "curves" / "loss.csv").read_text().splitlines()) == 3
     manifest = json.loads((run / "manifest.json").read_text())
@@ -321,7 +321,8 @@ def test_spos_tiny_trains_rates_and_searches_end_to_end(cli, tmp_path):
     run = tmp_path / "spos-tiny"
     trained = cli("train", "spos-tiny", "--out", str(run), "--json", timeout=1800)
     assert trained.code == 0, trained.stderr
-    assert json.loads(trained.stdout)["final_train_top1"] > 40
+    # 46-68% over seeds and CPU kernel sets (recipes/spos-tiny.yaml); chance is 10%
+    assert json.loads(trained.stdout)["final_train_top1"] > 30
     rated = cli("rate", str(run), "--sample", "50", "--json", timeout=1800)
     assert rated.code == 0, rated.stderr
     top1 = [a["top1"] for a in json.loads(rated.stdout)["archs"]]
