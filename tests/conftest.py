@@ -46,3 +46,15 @@ def run_cli(
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# The longest tests, first: CI runs the suites on 2 xdist workers (`-n 2 --dist worksteal`), and a
+# long test that starts last is a tail that nothing runs beside.
+LONGEST = (
+    "test_readme_runs_as_written_in_order",
+    "test_demo_runs_every_stage_and_a_rerun_reuses_them",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.name not in LONGEST)

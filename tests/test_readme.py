@@ -2,9 +2,9 @@
 what the earlier ones wrote under `runs/`), then the runnable blocks of docs/ and benchmarks/.
 
 They run in a scratch directory that sees the repository's `recipes/`, with `dnatool` and
-`python` from this environment. The long training commands run with fewer epochs: `SHORTER` lists
-each one (as the README writes it) with the words added, and a README line it no longer matches
-fails the test, so the list cannot go stale. A search with a table that failed its own hold-out
+`python` from this environment. The long commands run shorter (fewer epochs or generations, no
+.pte lowering): `SHORTER` lists each one (as the README writes it) with the words added, and a
+README line it no longer matches fails the test, so the list cannot go stale. A search with a table that failed its own hold-out
 check (the tiny space's networks are sub-millisecond; a busy machine can fail it) gets `--force`,
 printed. Placeholders belong in `text` blocks: a `bash` block
 with an upper-case placeholder word fails too.
@@ -33,7 +33,13 @@ SHORTER = {
     "dnatool train spos-tiny --out runs/spos-tiny": "-o epochs=6",
     "dnatool train bossnas-tiny --out runs/bossnas-tiny": "-o epochs=1",
     "dnatool train dna-vit-tiny -o teacher=runs/demo/teacher --out runs/dna-vit": "-o epochs=1",
-    "dnatool cascade dnaplus-tiny --generations 2 --out runs/cascade": "--generations 1",
+    "dnatool cascade dnaplus-tiny --generations 2 --out runs/cascade": "--generations 1"
+    " -o teacher=runs/demo/teacher -o 'train_overrides=[epochs=1]' -o 'retrain_overrides=[epochs=2]'",
+    (
+        "dnatool search runs/spos-tiny --algorithm evolution --latency 5ms --lut runs/tiny-lut.json"
+    ): "--generations 2",
+    # the .pte lowering (a few seconds an op) runs in test_profile_xnnpack.py
+    "dnatool profile export-ops runs/tiny-ops --space tiny -n 5": "--no-pte",
 }
 
 

@@ -320,7 +320,8 @@ def test_torchrun_two_processes_agree(tmp_path):
 
 @pytest.mark.slow
 def test_spos_tiny_trains_rates_and_searches_end_to_end(cli, tmp_path):
-    """The README's commands with the shipped recipe and SPOS's default search settings."""
+    """The README's commands with the shipped recipe: its training reaches what the recipe states
+    and the rated paths are far above chance; evolution searches under a MACs budget."""
     run = tmp_path / "spos-tiny"
     trained = cli("train", "spos-tiny", "--out", str(run), "--json", timeout=1800)
     assert trained.code == 0, trained.stderr
@@ -330,10 +331,11 @@ def test_spos_tiny_trains_rates_and_searches_end_to_end(cli, tmp_path):
     assert rated.code == 0, rated.stderr
     top1 = [a["top1"] for a in json.loads(rated.stdout)["archs"]]
     assert max(top1) > 50 and len(top1) == 50
-    searched = cli("search", str(run), "--macs", "1.2M", "--json", timeout=3600)
+    # two generations instead of the default 20 (about 2 minutes here): the same code path
+    searched = cli("search", str(run), "--macs", "1.2M", "--generations", "2", "--json")
     assert searched.code == 0, searched.stderr
     summary = json.loads(searched.stdout)
-    assert summary["macs"] <= 1_200_000 and summary["evaluations"] > 500
+    assert summary["macs"] <= 1_200_000 and 100 < summary["evaluations"] <= 150
 
 
 def test_badinput_for_a_dna_run_with_spos_options(cli, tmp_path):
