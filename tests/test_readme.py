@@ -4,10 +4,10 @@ what the earlier ones wrote under `runs/`), then the runnable blocks of docs/ an
 They run in a scratch directory that sees the repository's `recipes/`, with `dnatool` and
 `python` from this environment. The long commands run shorter (fewer epochs or generations, no
 .pte lowering): `SHORTER` lists each one (as the README writes it) with the words added, and a
-README line it no longer matches fails the test, so the list cannot go stale. A search with a table that failed its own hold-out
-check (the tiny space's networks are sub-millisecond; a busy machine can fail it) gets `--force`,
-printed. Placeholders belong in `text` blocks: a `bash` block
-with an upper-case placeholder word fails too.
+README line it no longer matches fails the test, so the list cannot go stale. A search with a
+table that failed its own hold-out check (the tiny space's networks are sub-millisecond; a busy
+machine can fail it) gets `--force`, printed. Placeholders belong in `text` blocks: a `bash`
+block with an upper-case placeholder word fails too.
 """
 
 from __future__ import annotations
