@@ -16,9 +16,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 # Lowered xnnpack programs are cached; tests keep theirs out of the user's ~/.cache.
 if "DNATOOL_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["DNATOOL_CACHE_DIR"] = tempfile.mkdtemp(prefix="dnatool-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["DNATOOL_CACHE_DIR"], ignore_errors=True)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import select
 import signal
 import socket
@@ -32,13 +33,14 @@ def _export_tiny(folder) -> str:
     return str(path)
 
 
-def _start(*args: str) -> tuple[subprocess.Popen, int, str]:
+def _start(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, int, str]:
     """Start `dnatool serve ARGS --port 0`; (process, port, host) from its ready line, which
     prints the address of the bound socket."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dnatool", "serve", *args, "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     lines = []
     for line in proc.stderr:
@@ -313,7 +315,10 @@ def test_serve_arch_on_the_fly_and_graceful_shutdown(tmp_path):
     space = load_space("tiny")
     arch = tmp_path / "fly.json"
     arch.write_text(space.to_arch(space.sample(np.random.default_rng(4))).to_json())
-    proc, port, _ = _start(str(arch), "--max-batch", "1")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc, port, _ = _start(str(arch), "--max-batch", "1", env={**os.environ, "TMPDIR": str(tmp)})
+    assert "fly.onnx" in [p.name for p in tmp.glob("dnatool-serve-*/*")]
     client = _client(port)
     assert client.get_model_metadata("fly")["name"] == "fly"
     out = client.infer("fly", [_input(np.zeros((1, 3, 32, 32), np.float32))]).as_numpy("logits")
@@ -321,6 +326,7 @@ def test_serve_arch_on_the_fly_and_graceful_shutdown(tmp_path):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     assert "stopped" in proc.stderr.read()
+    assert not list(tmp.glob("dnatool-serve-*"))  # the on-the-fly export went with the server
 
 
 def test_sigterm_finishes_requests_in_flight_and_exits_0(server, reference):

@@ -87,29 +87,29 @@ def serve(
 ) -> None:
     """Serve MODEL (.onnx, or a model run / ARCH exported on the fly) until SIGINT or SIGTERM."""
     from dnatool.cli._console import info
-    from dnatool.serve import resolve_onnx
+    from dnatool.serve import resolved_onnx
     from dnatool.serve.server import Limits, ModelApp, serve_forever
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         info(f"[bold yellow]warning:[/] binding {host}: the server has no authentication")
-    onnx_path, default_name = resolve_onnx(model_ref, report=_log)
-    limits = Limits(
-        max_body_bytes=int(max_request_mb * (1 << 20)),
-        max_inflight_bytes=int(max_inflight_mb * (1 << 20)),
-        request_timeout_s=request_timeout_s,
-    )
-    app = ModelApp(
-        onnx_path,
-        name or default_name,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        max_queue=max_queue,
-        limits=limits,
-        threads=threads,
-    )
-    if app.metadata.get("dnatool.trained") == "false":
-        info("[bold yellow]untrained:[/] this model has random weights")
-    serve_forever(app, host, port)
+    with resolved_onnx(model_ref, report=_log) as (onnx_path, default_name):
+        limits = Limits(
+            max_body_bytes=int(max_request_mb * (1 << 20)),
+            max_inflight_bytes=int(max_inflight_mb * (1 << 20)),
+            request_timeout_s=request_timeout_s,
+        )
+        app = ModelApp(
+            onnx_path,
+            name or default_name,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            limits=limits,
+            threads=threads,
+        )
+        if app.metadata.get("dnatool.trained") == "false":
+            info("[bold yellow]untrained:[/] this model has random weights")
+        serve_forever(app, host, port)
 
 
 def _log(event: str, **fields: object) -> None:

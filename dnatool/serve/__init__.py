@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def resolve_onnx(model_ref: str, report: Callable[..., None] | None = None) -> tuple[Path, str]:
-    """An .onnx file as is, or a model run / ARCH exported (parity-checked) to a temp folder.
+@contextmanager
+def resolved_onnx(
+    model_ref: str, report: Callable[..., None] | None = None
+) -> Iterator[tuple[Path, str]]:
+    """An .onnx file as is, or a model run / ARCH exported (parity-checked) to a temp folder
+    that is removed when the block exits (a server's export does not outlive the server).
 
-    Returns the ONNX path and the default model name: the model file's stem (`model` for a model
+    Yields the ONNX path and the default model name: the model file's stem (`model` for a model
     run's model.pt, the arch file's stem for an ARCH file, `model` for an inline arch_def).
     """
     from dnatool.errors import BadInput
@@ -19,7 +24,8 @@ def resolve_onnx(model_ref: str, report: Callable[..., None] | None = None) -> t
     if path.suffix == ".onnx":
         if not path.is_file():
             raise BadInput(f"ONNX file not found: {path}")
-        return path, path.stem
+        yield path, path.stem
+        return
     from dnatool.export.run import export_model
     from dnatool.nn.model_run import is_model_run
 
@@ -30,6 +36,7 @@ def resolve_onnx(model_ref: str, report: Callable[..., None] | None = None) -> t
         if path.is_file()
         else "model"
     )
-    out = Path(tempfile.mkdtemp(prefix="dnatool-serve-")) / f"{name}.onnx"
-    export_model(model_ref, out, report=report)
-    return out, name
+    with tempfile.TemporaryDirectory(prefix="dnatool-serve-") as tmp:
+        out = Path(tmp) / f"{name}.onnx"
+        export_model(model_ref, out, report=report)
+        yield out, name

@@ -214,12 +214,14 @@ def bench_serve(
     """Batching on vs off on the same ONNX model, same clients, same machine, one run."""
     import os
 
-    from dnatool.serve import resolve_onnx
+    from dnatool.serve import resolved_onnx
     from dnatool.serve.server import ModelApp
 
     say = report or quiet
-    with tempfile.TemporaryDirectory(prefix="dnatool-bench-") as tmp:
-        onnx, _ = resolve_onnx(model_ref or _default_model(Path(tmp)), report=say)
+    with (
+        tempfile.TemporaryDirectory(prefix="dnatool-bench-") as tmp,
+        resolved_onnx(model_ref or _default_model(Path(tmp)), report=say) as (onnx, _),
+    ):
         shape = ModelApp(onnx, "probe", max_batch=1).sample_shape
         say(
             "log",
