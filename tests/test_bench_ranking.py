@@ -800,6 +800,15 @@ def test_a_method_seed_named_like_a_variant_is_refused(cli, tmp_path):
     assert not out.exists()  # refused before any training
 
 
+def test_a_truth_sharing_one_initialisation_is_refused(cli, tmp_path):
+    out = tmp_path / "o"
+    overrides = "truth_overrides=[epochs=1, init_seed=3]"
+    result = cli("bench", "ranking", "--methods", "none", "-o", overrides, "--out", out)
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "init_seed 3 would leave initialisation noise out of the noise ceiling" in result.stderr
+    assert not (out / "data").exists()  # refused before the data are made
+
+
 def test_method_options_are_checked(tmp_path):
     from dnatool.bench.methods import MethodContext, rate_dna
 

@@ -155,6 +155,36 @@ def test_stop_after_trains_the_start_of_the_full_schedule_and_resumes_to_its_end
         run_retrain(arch, dataclasses.replace(recipe, stop_after=1), tmp_path / "p", resume=True)
 
 
+def test_init_seed_changes_the_initial_weights_and_nothing_else(tmp_path):
+    """`init_seed` draws the starting weights as `seed=init_seed` would and leaves everything
+    else `seed`'s: a run with init_seed equal to its seed is the plain run, bit for bit; one with
+    another init_seed starts from that seed's weights and ends elsewhere."""
+    from dnatool.nn.timm_adapter import build_model
+    from dnatool.retrain.train import initial_weights, run_retrain
+    from dnatool.utils import io
+
+    recipe = dataclasses.replace(two_epoch_recipe(), epochs=1)
+    arch = tiny_arch(2).replace(num_classes=10)
+    torch.manual_seed(1)
+    seed1 = build_model(arch, drop_rate=recipe.drop_rate).state_dict()
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    drawn = initial_weights(arch, dataclasses.replace(recipe, init_seed=1))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(seed1[k], drawn[k]) for k in seed1)
+
+    plain = run_retrain(tiny_arch(2), recipe, tmp_path / "plain")
+    same = run_retrain(tiny_arch(2), dataclasses.replace(recipe, init_seed=0), tmp_path / "same")
+    run_retrain(tiny_arch(2), dataclasses.replace(recipe, init_seed=1), tmp_path / "other")
+    weights = {
+        name: io.load_checkpoint(tmp_path / name / "model.pt", "model")["state_dict"]
+        for name in ("plain", "same", "other")
+    }
+    assert same["top1"] == plain["top1"]
+    assert all(torch.equal(weights["plain"][k], weights["same"][k]) for k in weights["plain"])
+    assert not all(torch.equal(weights["plain"][k], weights["other"][k]) for k in weights["plain"])
+
+
 def test_distillation_from_a_model_run(short_run, tmp_path):
     from dnatool.retrain.distill import RetrainLoss, kd_loss, load_teacher
 

@@ -178,6 +178,12 @@ def _truth_recipe(recipe: RankingRecipe, data: str) -> dict[str, Any]:
     loaded = load_retrain_recipe(
         recipe.truth_recipe, (*recipe.truth_overrides, f"data={data}", f"threads={recipe.threads}")
     )
+    if loaded.init_seed is not None:
+        raise BadInput(
+            "the truth's seeds must each draw their own initialisation (init_seed "
+            f"{loaded.init_seed} would leave initialisation noise out of the noise ceiling); "
+            "train such runs with `dnatool retrain -o init_seed=K`"
+        )
     return to_dict(loaded)
 
 
@@ -228,6 +234,7 @@ def build_truth(
 
     out = Path(out)
     space = load_space(recipe.space)
+    _truth_recipe(recipe, recipe.data)  # a bad truth recipe is refused before the data are made
     data, data_id = prepare_data(recipe, out, report)
     planned = truth_mod.planned_archs(out / "truth")
     if len(planned) > recipe.archs:

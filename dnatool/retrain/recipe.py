@@ -62,6 +62,10 @@ class RetrainRecipe:
     workers: int = 4
     threads: int | None = None
     seed: int = 0
+    # The weights' initialisation seed when it should differ from `seed` (None: `seed`'s own
+    # draw). Data order, augmentation and dropout stay `seed`'s, so runs that differ in only one
+    # of the two seeds tell initialisation noise from data-order noise (docs/ranking.md).
+    init_seed: int | None = None
     # Train only the first N epochs of the `epochs` schedule and finish there: a pilot of a
     # longer recipe, whose learning rate at epoch N is the full schedule's, not that of a shorter
     # schedule decayed to zero. Resuming with a later N (or none) continues the same run.

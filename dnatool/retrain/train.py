@@ -123,6 +123,20 @@ def _retrain(
     return _finish(out, model, trainer, arch, recipe, loaders, rows, info)
 
 
+def initial_weights(arch: ArchSpec, recipe: RetrainRecipe, rank: int = 0) -> dict[str, Any]:
+    """The weights a run starts from under `recipe.init_seed` (`seed`'s own when None), drawn
+    without moving the process's generator, so everything else the run draws stays `seed`'s."""
+    from dnatool.nn.timm_adapter import build_model
+
+    state = torch.get_rng_state()
+    try:
+        torch.manual_seed((recipe.seed if recipe.init_seed is None else recipe.init_seed) + rank)
+        twin = build_model(arch, drop_rate=recipe.drop_rate, drop_path_rate=recipe.drop_path_rate)
+    finally:
+        torch.set_rng_state(state)
+    return twin.state_dict()
+
+
 def _build_trainer(
     arch: ArchSpec, recipe: RetrainRecipe, loaders: Loaders, info: dist.ProcessInfo
 ) -> tuple[nn.Module, Trainer]:
@@ -134,6 +148,8 @@ def _build_trainer(
 
     cuda = info.device.type == "cuda"
     model = build_model(arch, drop_rate=recipe.drop_rate, drop_path_rate=recipe.drop_path_rate)
+    if recipe.init_seed is not None:
+        model.load_state_dict(initial_weights(arch, recipe, info.rank))
     if recipe.bn_momentum is not None:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
