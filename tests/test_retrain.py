@@ -334,6 +334,53 @@ def test_image_folder_with_randaugment_mixup_and_cutmix(tmp_path):
     assert loaded.preprocess["mean"] == [0.485, 0.456, 0.406]
 
 
+def test_image_folder_runs_repeat_from_their_seed_and_resume_exactly(tmp_path):
+    """On an ImageFolder, whose random crops, RandAugment and interpolation draw from Python's
+    `random` and mixup from numpy's: two runs of one seed end bit-identical, a run stopped after
+    epoch 1 and resumed ends as they do, and another seed ends elsewhere."""
+    from dnatool.retrain.train import run_retrain
+    from dnatool.utils import io
+
+    root = _image_folder(tmp_path / "images")
+    options = (f"data={root}", "resolution=32", "epochs=2", "batch_size=4", "mixup=0.2")
+    options += ("cutmix=1.0", "reprob=0.25", "workers=0", "warmup_epochs=0", "model_ema=false")
+    recipe = load_retrain_recipe("retrain-imagenet", options)
+    arch = tiny_arch(0)
+    run_retrain(arch, recipe, tmp_path / "a")
+    run_retrain(arch, recipe, tmp_path / "b")
+    with pytest.raises(Interrupt):
+        run_retrain(arch, recipe, tmp_path / "c", report=_stop_after_first_epoch)
+    run_retrain(arch, recipe, tmp_path / "c", resume=True)
+    run_retrain(arch, dataclasses.replace(recipe, seed=1), tmp_path / "d")
+    weights = {
+        run: io.load_checkpoint(tmp_path / run / "model.pt", "model")["state_dict"]
+        for run in "abcd"
+    }
+    a = weights["a"]
+    assert all(torch.equal(a[k], weights["b"][k]) for k in a)
+    assert all(torch.equal(a[k], weights["c"][k]) for k in a)
+    assert not all(torch.equal(a[k], weights["d"][k]) for k in a)
+
+
+def test_image_folder_augmentation_is_a_function_of_seed_epoch_and_index(tmp_path):
+    import random
+
+    from dnatool.data import load_splits, set_epoch
+
+    root = _image_folder(tmp_path / "images")
+    train = load_splits(str(root), 32, rate_per_class=2, seed=0, augment=True).train
+    random.seed(5)
+    expected = [random.random() for _ in range(3)]
+    random.seed(5)
+    first = train[0][0]
+    assert torch.equal(first, train[0][0])  # the same sample, epoch and seed: the same crop
+    assert [random.random() for _ in range(3)] == expected  # Python's generator left alone
+    set_epoch(train, 1)
+    assert not torch.equal(first, train[0][0])
+    other = load_splits(str(root), 32, rate_per_class=2, seed=1, augment=True).train
+    assert not torch.equal(first, other[0][0])
+
+
 def test_channels_last_on_cpu_trains_the_same_network(short_run, tmp_path):
     """NHWC is a layout, not a model: on the CPU (where it trains 1.6x faster) a channels-last
     run stores NHWC weights and follows the NCHW run of the same seed (kernels sum in another

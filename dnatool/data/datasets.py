@@ -119,15 +119,21 @@ class _Augmented(Dataset):
         image, label = self.base[index]
         size = image.shape[-1]
         padded = torch.nn.functional.pad(image, (self.pad,) * 4, mode="replicate")
-        draw = torch.Generator().manual_seed(
-            (self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index)
-        )
+        draw = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, index))
         dy, dx = torch.randint(0, 2 * self.pad + 1, (2,), generator=draw).tolist()
         return padded[:, dy : dy + size, dx : dx + size], label
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's augmentation in one epoch: what makes it a pure function."""
+    return (seed * 1_000_003 + epoch) * 10_000_019 + int(index)
+
+
 def set_epoch(dataset: Any, epoch: int) -> None:
-    """Tell a training set which epoch is being read (augmentations that depend on it)."""
+    """Tell a training set which epoch is being read (augmentations that depend on it), through
+    the subsets a split is made of."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
 
@@ -240,6 +246,7 @@ def _image_folder(
     from torchvision.datasets import ImageFolder
 
     from dnatool.data.cluttered import read_dataset_spec
+    from dnatool.data.seeded import SeededImageFolder
 
     described = read_dataset_spec(root) or {}
     preprocess = {**described.get("preprocess", {}), **preprocess}
@@ -257,7 +264,7 @@ def _image_folder(
     train_tf = create_transform(size, is_training=augment, crop_pct=crop_pct, **norm, **extra)
     eval_tf = create_transform(size, is_training=False, crop_pct=crop_pct, **norm)
     loader = DecodedImages()
-    train_aug = ImageFolder(str(root / "train"), transform=train_tf, loader=loader)
+    train_aug = SeededImageFolder(str(root / "train"), seed, transform=train_tf, loader=loader)
     train_eval = ImageFolder(str(root / "train"), transform=eval_tf, loader=loader)
     val = ImageFolder(str(root / "val"), transform=eval_tf, loader=loader)
     loader.limit_to(len(train_aug) + len(val), train_aug.samples[0][0] if len(train_aug) else None)

@@ -8,9 +8,11 @@ set (`DistributedSampler`) and an exact, non-padded shard of the validation set.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -104,10 +106,33 @@ def build_mixup(recipe: RetrainRecipe, num_classes: int):
 
 
 def loader_state(loaders: Loaders) -> dict[str, Any]:
-    """The RNG state that decides the next epoch's order (saved per epoch); the digits' shifts
-    are a function of (seed, epoch, index) and need no state."""
-    return {"shuffle": loaders.generator.get_state()}
+    """The RNG states that decide the next epoch's order and mixup draws (numpy's global
+    generator, which timm's Mixup uses, and Python's), saved per epoch; the augmentations are a
+    function of (seed, epoch, index) and need no state."""
+    key, pos, has_gauss, gauss = np.random.get_state()[1:]
+    return {
+        "shuffle": loaders.generator.get_state(),
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+    }
 
 
 def restore_loader_state(loaders: Loaders, state: dict[str, Any]) -> None:
     loaders.generator.set_state(state["shuffle"])
+    if "python" in state:  # checkpoints from before 2026-12-06 hold the order alone
+        random.setstate(state["python"])
+        numpy = state["numpy"]
+        np.random.set_state(
+            (
+                "MT19937",
+                numpy["key"].numpy().astype(np.uint32),
+                numpy["pos"],
+                numpy["has_gauss"],
+                numpy["gauss"],
+            )
+        )

@@ -105,9 +105,11 @@ def _retrain(
     resume: bool,
     info: dist.ProcessInfo,
 ) -> dict[str, Any]:
+    from timm.utils import random_seed
+
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
-    torch.manual_seed(recipe.seed + info.rank)
+    random_seed(recipe.seed, info.rank)  # torch's, numpy's (timm's Mixup) and Python's
     resolution = recipe.resolution or arch.resolution
     loaders = build_loaders(recipe, resolution, info.rank, info.world)
     arch = arch.replace(num_classes=loaders.splits.num_classes, resolution=resolution)
@@ -309,6 +311,8 @@ def _restore(
     trainer: Trainer,
     loaders: Loaders,
 ) -> tuple[int, list[dict[str, Any]]]:
+    from timm.utils import random_seed
+
     state = io.load_checkpoint(path, CHECKPOINT_KIND)
     if state["arch"] != arch.to_dict():
         raise BadInput(f"{path} was written for another architecture; use another --out")
@@ -322,7 +326,7 @@ def _restore(
     if trainer.info.is_main:
         torch.set_rng_state(state["rng"])
     else:  # the checkpoint holds rank 0's generator; other ranks keep their own streams
-        torch.manual_seed(recipe.seed + trainer.info.rank + 1000 * int(state["epoch"]))
+        random_seed(recipe.seed + 1000 * int(state["epoch"]), trainer.info.rank)
     restore_loader_state(loaders, state["loader_rng"])
     return int(state["epoch"]), list(state["rows"])
 
