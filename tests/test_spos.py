@@ -116,9 +116,26 @@ def test_resume_continues_and_refuses_another_recipe(cli, tmp_path):
     assert [row[0] for row in checkpoint["history"]] == [0, 1]
 
 
-def test_the_same_recipe_trains_the_same_weights(tmp_path):
+@pytest.mark.parametrize("data", ["digits", "folder"])
+def test_the_same_recipe_trains_the_same_weights(tmp_path, data):
+    """Also on an ImageFolder, whose timm transforms (random crops) once drew from Python's
+    unseeded generator."""
+    from PIL import Image
+
+    options = ["epochs=1"]
+    if data == "folder":
+        rng = np.random.default_rng(0)
+        for split, count in (("train", 10), ("val", 2)):
+            for label in "ab":
+                (tmp_path / "images" / split / label).mkdir(parents=True)
+                for index in range(count):
+                    pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).save(
+                        tmp_path / "images" / split / label / f"{index}.png"
+                    )
+        options += [f"data={tmp_path / 'images'}", "rate_per_class=2", "batch_size=4"]
     for name in "ab":
-        _train_here(tmp_path / name, "epochs=1")
+        _train_here(tmp_path / name, *options)
     a, b = (io.load_checkpoint(tmp_path / n / "supernet" / "spos.pt") for n in "ab")
     assert a["history"] == b["history"]
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
