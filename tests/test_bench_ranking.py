@@ -410,8 +410,9 @@ def test_torchrun_ranks_take_their_share_and_rank0_writes_the_truth(tmp_path, mo
 
 
 def test_a_plan_older_than_a_recipe_key_still_resumes_but_a_changed_key_is_named(tmp_path):
-    """The kept truths' plans predate `stop_after`: with the key at its default the plan is the
-    same truth (grown, resumed, rescored); set, it is another truth, refused naming the key."""
+    """The kept truths' plans predate `stop_after` and `init_seed`: with the keys at their
+    defaults the plan is the same truth (grown, resumed, rescored); set, it is another truth,
+    refused naming the key."""
     import shutil
 
     from dnatool.config import RECIPES_DIR, to_dict
@@ -420,9 +421,10 @@ def test_a_plan_older_than_a_recipe_key_still_resumes_but_a_changed_key_is_named
     kept = RECIPES_DIR.parent / "docs/figures/ranking-truth-narrow24-2026-12-05/plan.json"
     old = json.loads(kept.read_text())
     now = to_dict(load_retrain_recipe("retrain-ranking", ("epochs=24",)))
-    assert set(now) - set(old["recipe"]) == {"stop_after"} and now["stop_after"] is None
+    assert set(now) - set(old["recipe"]) == {"stop_after", "init_seed"}
+    assert now["stop_after"] is None and now["init_seed"] is None
     shutil.copy(kept, tmp_path)
-    same = {**old, "recipe": {**old["recipe"], "stop_after": None}}
+    same = {**old, "recipe": {**old["recipe"], "stop_after": None, "init_seed": None}}
     assert truth_mod.write_plan(tmp_path, same) == old  # the same truth; its file left as it was
     pilot = {**old, "recipe": {**old["recipe"], "stop_after": 8}}
     with pytest.raises(BadInput, match="recipe key stop_after was None, now 8"):
