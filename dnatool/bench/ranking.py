@@ -234,7 +234,7 @@ def build_truth(
 
     out = Path(out)
     space = load_space(recipe.space)
-    _truth_recipe(recipe, recipe.data)  # a bad truth recipe is refused before the data are made
+    truth_recipe = _truth_recipe(recipe, recipe.data)  # refused, if bad, before data are made
     data, data_id = prepare_data(recipe, out, report)
     planned = truth_mod.planned_archs(out / "truth")
     if len(planned) > recipe.archs:
@@ -248,7 +248,7 @@ def build_truth(
         recipe.space,
         sample_truth_archs(recipe, space, keep),
         recipe.seeds,
-        _truth_recipe(recipe, data),
+        {**truth_recipe, "data": data},
         data_id,
         sampling_record(recipe),
     )
