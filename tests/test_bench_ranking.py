@@ -614,6 +614,16 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     narrower = [a if a != "archs=4" else "archs=3" for a in args[:-3]]
     shrunk = cli(*narrower, "--out", str(out), "--methods", "dna")
     assert shrunk.code == 2 and "would drop" in shrunk.stderr
+    # benchmarks/val_sampling.py rereads the runs: the same top-1 as recorded, 5 networks
+    import runpy
+
+    from dnatool.config import RECIPES_DIR
+
+    script = runpy.run_path(str(RECIPES_DIR.parent / "benchmarks/val_sampling.py"))
+    correct = script["correctness"](out / "truth" / "runs", str(out / "data"))
+    assert len(correct) == 10 and {len(c) for c in correct.values()} == {60}
+    script["check_recorded"](out / "truth", correct)  # raises SystemExit on any mismatch
+    assert script["analyse"](correct)["archs"] == 5
 
 
 def test_summary_reports_targets_and_prints_undefined_figures(tmp_path):
@@ -999,6 +1009,54 @@ def test_truth_compare_matches_networks_and_sees_smaller_seed_gaps(tmp_path):
     assert found["second"]["seed_tau"]["value"] >= found["first"]["seed_tau"]["value"]
     with pytest.raises(SystemExit, match="share 2 architectures"):
         script["compare"](kept, {**second, "archs": second["archs"][:2]})
+
+
+def test_val_sampling_tells_coin_flips_from_training_noise(tmp_path):
+    """`benchmarks/val_sampling.py`: seed pairs that disagree only by coin flips on the validation
+    images are all sampling noise; pairs whose second seed is truly worse are mostly training
+    noise, and one network with a large gap is named as the heavy tail it is. A recomputed top-1
+    that is not the truth's record is refused (other data)."""
+    import runpy
+
+    from dnatool.config import RECIPES_DIR
+
+    script = runpy.run_path(str(RECIPES_DIR.parent / "benchmarks/val_sampling.py"))
+    rng = np.random.default_rng(0)
+    n = 4000
+
+    def pair(flip: float, worse: float) -> tuple[np.ndarray, np.ndarray]:
+        first = rng.random(n) < 0.85
+        second = first.copy()
+        flips, coin = rng.random(n) < flip, rng.random(n) < 0.5
+        first[flips], second[flips] = coin[flips], ~coin[flips]  # disagreements with no side
+        lost = first & (rng.random(n) < worse)  # seed 1 really worse on the distribution
+        second[lost] = False
+        return first, second
+
+    flips = {}
+    for arch in range(200):
+        flips[arch, 0], flips[arch, 1] = pair(0.12, 0.0)
+    found = script["analyse"](flips)
+    assert found["archs"] == 200 and found["val_images"] == n
+    assert found["sampling_share_of_variance"] == pytest.approx(1.0, abs=0.2)
+    assert found["training_sigma"] < 0.5 * found["run_sigma"]
+    trained = {}
+    for arch in range(40):
+        trained[arch, 0], trained[arch, 1] = pair(0.05, 0.06 if arch == 7 else 0.02)
+    found = script["analyse"](trained)
+    assert found["sampling_share_of_variance"] < 0.3
+    assert found["gaps_beyond_2_sampling_se"] >= 35
+    assert max(found["by_arch"], key=lambda a: found["by_arch"][a]["gap"]) == "a007"
+    assert found["run_sigma_without_largest"] < found["run_sigma"]
+    with pytest.raises(SystemExit, match="at least 3 architectures"):
+        script["analyse"]({k: v for k, v in trained.items() if k[0] < 2})
+    (tmp_path / "results").mkdir()
+    recorded = 100 * trained[3, 0].mean()
+    (tmp_path / "results" / "a003-s0.json").write_text(json.dumps({"top1": round(recorded, 2)}))
+    script["check_recorded"](tmp_path, {(3, 0): trained[3, 0]})
+    (tmp_path / "results" / "a003-s0.json").write_text(json.dumps({"top1": recorded + 0.5}))
+    with pytest.raises(SystemExit, match="a003-s0: top-1 .* not the data it was validated on"):
+        script["check_recorded"](tmp_path, {(3, 0): trained[3, 0]})
 
 
 def test_ceiling_model_recovers_the_noise_and_orders_the_designs():
