@@ -93,6 +93,35 @@ def analyse(correct: dict[tuple[int, int], np.ndarray]) -> dict:
     }
 
 
+def plot(found: dict, path: Path) -> None:
+    """Each network's seed gap against the band its validation sampling alone would give."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnatool.utils.io import atomic_write
+
+    names = list(found["by_arch"])
+    gaps = [abs(found["by_arch"][a]["gap"]) for a in names]
+    bands = [2 * found["by_arch"][a]["sampling_se"] for a in names]
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 3.6))
+    ax.bar(names, gaps, color="tab:blue", label="|top-1 gap| between seeds 0 and 1")
+    ax.plot(names, bands, "k_", markersize=14, label="2 x its validation-sampling error")
+    ax.set_ylabel("points")
+    ax.set_title(
+        f"run noise {found['run_sigma']:.2f} points, validation sampling "
+        f"{found['sampling_sigma']:.2f} ({100 * found['sampling_share_of_variance']:.0f}% of the "
+        f"variance); largest gap {100 * found['largest_gap_share_of_variance']:.0f}%",
+        fontsize=9,
+    )
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
+    plt.close(fig)
+
+
 def check_recorded(truth: Path, correct: dict[tuple[int, int], np.ndarray]) -> None:
     """Each run's recomputed top-1 must be the one its truth recorded: the same data and weights."""
     for (arch, seed), right in correct.items():
@@ -111,13 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("truth", type=Path, help="a truth folder (plan.json, runs/, results/)")
     parser.add_argument("--data", help="the truth's data (default: data/ next to the truth)")
+    parser.add_argument("--plot", type=Path, help="also draw the gaps against their bands (PNG)")
     args = parser.parse_args(argv)
     runs = args.truth / "runs"
     if not runs.is_dir():
         raise SystemExit(f"{args.truth} has no runs/ folder (a truth of `dnatool bench ranking`)")
     correct = correctness(runs, args.data or str(args.truth.parent / "data"))
     check_recorded(args.truth, correct)
-    print(json.dumps(analyse(correct), indent=1))
+    found = analyse(correct)
+    if args.plot:
+        plot(found, args.plot)
+    print(json.dumps(found, indent=1))
     return 0
 
 

@@ -1048,6 +1048,8 @@ def test_val_sampling_tells_coin_flips_from_training_noise(tmp_path):
     assert found["gaps_beyond_2_sampling_se"] >= 35
     assert max(found["by_arch"], key=lambda a: found["by_arch"][a]["gap"]) == "a007"
     assert found["run_sigma_without_largest"] < found["run_sigma"]
+    script["plot"](found, tmp_path / "gaps.png")
+    assert (tmp_path / "gaps.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit, match="at least 3 architectures"):
         script["analyse"]({k: v for k, v in trained.items() if k[0] < 2})
     (tmp_path / "results").mkdir()
