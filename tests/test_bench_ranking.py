@@ -1091,6 +1091,29 @@ def test_ceiling_model_recovers_the_noise_and_orders_the_designs():
     ahead = model["project"](top1[:, :1], [12], pool=60, reps=200, sigma=sigma)
     assert ahead["measured_ceiling"] is None and ahead["sigma"] == sigma
     assert ahead["same_networks"] == pytest.approx(found["same_networks"], abs=0.06)
+    assert ahead["tail"] is None  # one seed: no scatter to check
+
+
+def test_ceiling_model_tells_a_heavy_tail_from_gaussian_seed_noise():
+    """`tail` of `benchmarks/ceiling_model.py`: on runs with one noise for every network the share
+    of the scatter the most scattered networks carry is what Gaussian noise gives; with two
+    networks eight times noisier it is flagged (p < 1%), and the noise of the others is found."""
+    import runpy
+
+    from dnatool.config import RECIPES_DIR
+
+    model = runpy.run_path(str(RECIPES_DIR.parent / "benchmarks/ceiling_model.py"))
+    rng = np.random.default_rng(3)
+    true = np.linspace(80, 92, 30)[:, None]
+    even = model["tail_check"](true + rng.normal(0, 1.0, (30, 3)))
+    assert [t["k"] for t in even] == [1, 2, 3, 4]
+    assert all(t["gaussian_p"] > 0.05 for t in even)
+    noise = np.ones((30, 1))
+    noise[[4, 17]] = 8.0
+    tailed = model["tail_check"](true + rng.normal(0, 1.0, (30, 3)) * noise)
+    assert tailed[1]["gaussian_p"] < 0.01 and tailed[1]["share"] > 0.8
+    assert tailed[1]["sigma_without"] == pytest.approx(1.0, abs=0.2)
+    assert tailed[1]["gaussian_sigma_without"] > 2 * tailed[1]["sigma_without"]
 
 
 def test_a_method_trained_on_a_larger_space_scores_the_same_networks(tmp_path, monkeypatch):
