@@ -31,9 +31,10 @@ become a forecast of the ceiling the truth is heading for, from its first seed's
     python benchmarks/ceiling_model.py OUT/truth --sigma-from docs/figures/ranking-truth-narrow24-2026-12-05/truth.json
 
 The model is homoscedastic Gaussian noise on independent runs; `same_networks` against the
-measured ceiling says how far to trust it for a given truth, and `tail` checks the one sigma:
-how much of the seed scatter the 1-4 most scattered networks carry, against what Gaussian noise
-gives (`gaussian_p`: the chance of as large a share), and the noise the others have.
+measured ceiling says how far to trust it for a given truth, and `tail` (the benchmark's own
+`scatter_tail`, part of every noise ceiling) checks the one sigma: how much of the seed scatter
+the 1-4 most scattered networks carry against what Gaussian noise gives (`gaussian_p`: the
+chance of as large a share), and the noise the others have.
 """
 
 from __future__ import annotations
@@ -130,35 +131,6 @@ def sigma_for(true: np.ndarray, target: float, reps: int, seed: int) -> float:
     return (low + high) / 2
 
 
-def tail_check(top1: np.ndarray, largest: int = 4, reps: int = 20000, seed: int = 0) -> list:
-    """The model's one-sigma assumption, checked: the share of the summed within-network squared
-    deviations that the k most scattered networks carry (k = 1..`largest`), against the share
-    Gaussian noise of one sigma gives (chi-square draws with seeds - 1 degrees of freedom), the
-    chance of a share at least as large, and the noise left without those k networks."""
-    acc = np.asarray(top1, dtype=np.float64)
-    n, seeds = acc.shape
-    scatter = np.sort(((acc - acc.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))[::-1]
-    draws = np.sort(np.random.default_rng(seed).chisquare(seeds - 1, (reps, n)), axis=1)[:, ::-1]
-    found = []
-    for k in range(1, min(largest, n - 1) + 1):
-        share = float(scatter[:k].sum() / scatter.sum())
-        simulated = draws[:, :k].sum(axis=1) / draws.sum(axis=1)
-        found.append(
-            {
-                "k": k,
-                "share": share,
-                "gaussian_share": float(simulated.mean()),
-                "gaussian_p": float(np.mean(simulated >= share)),
-                "sigma_without": float(np.sqrt(scatter[k:].sum() / ((n - k) * (seeds - 1)))),
-                "gaussian_sigma_without": float(
-                    np.sqrt(scatter.sum() / (n * (seeds - 1)))
-                    * np.mean(np.sqrt(draws[:, k:].mean(axis=1) / draws.mean(axis=1)))
-                ),
-            }
-        )
-    return found
-
-
 def project(
     top1: np.ndarray,
     sizes: list[int],
@@ -191,7 +163,7 @@ def project(
         **{f"pilot_{n}": pilot_design(true, sigma, n, pool, pilot_r, reps, seed) for n in sizes},
         "target": target,
         "sigma_for_target": sigma_for(true, target, max(reps // 4, 100), seed),
-        "tail": tail_check(acc, seed=seed) if measured else None,
+        "tail": measured["tail"] if measured else None,
     }
 
 

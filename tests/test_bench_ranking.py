@@ -1091,29 +1091,57 @@ def test_ceiling_model_recovers_the_noise_and_orders_the_designs():
     ahead = model["project"](top1[:, :1], [12], pool=60, reps=200, sigma=sigma)
     assert ahead["measured_ceiling"] is None and ahead["sigma"] == sigma
     assert ahead["same_networks"] == pytest.approx(found["same_networks"], abs=0.06)
-    assert ahead["tail"] is None  # one seed: no scatter to check
+    assert ahead["tail"] is None and found["tail"]["by_k"]  # one seed: no scatter to check
 
 
-def test_ceiling_model_tells_a_heavy_tail_from_gaussian_seed_noise():
-    """`tail` of `benchmarks/ceiling_model.py`: on runs with one noise for every network the share
-    of the scatter the most scattered networks carry is what Gaussian noise gives; with two
-    networks eight times noisier it is flagged (p < 1%), and the noise of the others is found."""
-    import runpy
+def test_scatter_tail_tells_a_few_noisy_networks_from_one_sigma():
+    """`scatter_tail` (part of every noise ceiling): with one noise for every network the share
+    of the scatter the most scattered carry is what Gaussian noise gives; with two networks
+    eight times noisier it is flagged (chance < 1%), they are named, and the others' noise is
+    found."""
+    from dnatool.bench.stats import scatter_tail
 
-    from dnatool.config import RECIPES_DIR
-
-    model = runpy.run_path(str(RECIPES_DIR.parent / "benchmarks/ceiling_model.py"))
     rng = np.random.default_rng(3)
     true = np.linspace(80, 92, 30)[:, None]
-    even = model["tail_check"](true + rng.normal(0, 1.0, (30, 3)))
-    assert [t["k"] for t in even] == [1, 2, 3, 4]
-    assert all(t["gaussian_p"] > 0.05 for t in even)
+    even = scatter_tail(true + rng.normal(0, 1.0, (30, 3)))
+    assert [t["k"] for t in even["by_k"]] == [1, 2, 3, 4]
+    assert even["sigma"] == pytest.approx(1.0, abs=0.2)
+    assert all(t["gaussian_p"] > 0.05 for t in even["by_k"])
     noise = np.ones((30, 1))
-    noise[[4, 17]] = 8.0
-    tailed = model["tail_check"](true + rng.normal(0, 1.0, (30, 3)) * noise)
-    assert tailed[1]["gaussian_p"] < 0.01 and tailed[1]["share"] > 0.8
-    assert tailed[1]["sigma_without"] == pytest.approx(1.0, abs=0.2)
-    assert tailed[1]["gaussian_sigma_without"] > 2 * tailed[1]["sigma_without"]
+    noise[[17, 4]] = 8.0
+    tailed = scatter_tail(true + rng.normal(0, 1.0, (30, 3)) * noise)
+    two = tailed["by_k"][1]
+    assert sorted(tailed["most_scattered"][:2]) == [4, 17]
+    assert two["gaussian_p"] < 0.01 and two["share"] > 0.8
+    assert two["sigma_without"] == pytest.approx(1.0, abs=0.2)
+    assert two["gaussian_sigma_without"] > 2 * two["sigma_without"]
+    assert len(scatter_tail(true[:3] + rng.normal(0, 1.0, (3, 2)))["by_k"]) == 2  # k < archs
+    same = scatter_tail(np.repeat(true, 2, axis=1))  # every seed equal: nothing to judge
+    assert all(np.isnan(t["gaussian_p"]) for t in same["by_k"]) and same["sigma"] == 0.0
+
+
+def test_the_summary_names_the_networks_that_carry_the_seed_noise():
+    """The kept spread truth (written before the check) gets its tail computed and printed with
+    the networks' names; the kept MACs-sampled truth, whose scatter is one sigma's, gets none."""
+    from dnatool.bench.ranking import load_ranking_recipe, summarize, summary_lines
+    from dnatool.config import RECIPES_DIR
+
+    recipe = load_ranking_recipe("bench-ranking", ())
+    figures = RECIPES_DIR.parent / "docs/figures"
+    spread = truth_mod.load_truth(figures / "ranking-truth-spread24-2026-12-05/truth.json")
+    assert "tail" not in spread["noise_ceiling"]
+    summary = summarize(spread, "truth.json", {}, recipe)
+    tail = summary["truth"]["noise_ceiling"]["tail"]
+    assert tail["most_scattered_archs"] == ["a009", "a007", "a013", "a014"]
+    lines = [line for line in summary_lines(summary) if line.startswith("seed noise carried")]
+    assert lines == [
+        "seed noise carried by 4 of 24 networks (a009, a007, a013, a014): 78% of the seed "
+        "scatter where one Gaussian sigma for all gives 57% (chance 0.5%); the others' run "
+        "noise 0.56 points against 1.10"
+    ]
+    kept = truth_mod.load_truth(figures / "ranking-truth-narrow24-2026-12-05/truth.json")
+    lines = summary_lines(summarize(kept, "truth.json", {}, recipe))
+    assert not any(line.startswith("seed noise carried") for line in lines)
 
 
 def test_a_method_trained_on_a_larger_space_scores_the_same_networks(tmp_path, monkeypatch):

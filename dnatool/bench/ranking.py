@@ -39,6 +39,7 @@ from dnatool.bench.stats import (
     finite_or_none,
     method_correlations,
     paired_difference,
+    scatter_tail,
     seed_mean_correlation,
 )
 from dnatool.errors import BadInput
@@ -446,6 +447,14 @@ def summarize(
     paired difference to SPOS and to MACs, targets judged on the seed means."""
     ceiling = truth.get("noise_ceiling")
     accuracy = np.array([a["mean_top1"] for a in truth["archs"]])
+    if ceiling:  # the tail's rows named; computed here for a truth older than the check
+        top1 = np.array([a["top1"] for a in truth["archs"]], dtype=np.float64)
+        tail = ceiling.get("tail") or finite_or_none(scatter_tail(top1))
+        names = [
+            truth_mod.arch_name(truth["archs"][row].get("index", row))
+            for row in tail["most_scattered"]
+        ]
+        ceiling = {**ceiling, "tail": {**tail, "most_scattered_archs": names}}
     methods = {
         name: {
             key: r[key]
@@ -568,6 +577,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                     else ""
                 )
             )
+        tail = _tail_line(ceiling.get("tail"), truth)
+        if tail:
+            lines.append(tail)
     for name, m in summary.get("methods", {}).items():
         where = m.get("space")
         where = f", supernet on {where}" if where and where != truth["space"] else ""
@@ -591,6 +603,26 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             "resamples)"
         )
     return lines
+
+
+def _tail_line(tail: dict[str, Any] | None, truth: dict[str, Any]) -> str | None:
+    """The few networks that carry the seed noise, when Gaussian noise would rarely put that
+    much on so few (the k with the smallest chance, if under 5%); None when it is spread."""
+    judged = [t for t in (tail or {}).get("by_k", []) if t.get("gaussian_p") is not None]
+    if not judged:
+        return None
+    best = min(judged, key=lambda t: (t["gaussian_p"], t["k"]))
+    if best["gaussian_p"] >= 0.05:
+        return None
+    k = best["k"]
+    names = ", ".join(tail["most_scattered_archs"][:k])
+    return (
+        f"seed noise carried by {k} of {truth['archs']} networks ({names}): "
+        f"{_fmt(100 * best['share'], 0)}% of the seed scatter where one Gaussian sigma for all "
+        f"gives {_fmt(100 * best['gaussian_share'], 0)}% (chance "
+        f"{_fmt(100 * best['gaussian_p'], 1)}%); the others' run noise "
+        f"{_fmt(best['sigma_without'], 2)} points against {_fmt(tail['sigma'], 2)}"
+    )
 
 
 def _signed(value: Any) -> str:

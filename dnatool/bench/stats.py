@@ -190,6 +190,50 @@ def paired_difference(
     }
 
 
+def scatter_tail(
+    top1: np.ndarray | Sequence[Sequence[float]],
+    largest: int = 4,
+    reps: int = 20000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Is the seed noise one sigma for every network, or carried by a few?
+
+    The share of the summed within-architecture squared deviations that the k most scattered
+    architectures carry (k = 1..`largest`), against the share under Gaussian noise of one sigma
+    (chi-square draws with seeds - 1 degrees of freedom, `reps` simulated truths of this size):
+    its mean, the chance of a share at least as large (`gaussian_p`), and the per-run noise of
+    the other architectures, measured and as that Gaussian noise would leave it. A small
+    `gaussian_p` says the ceiling is held by those architectures, which a third seed or a recipe
+    that trains them reliably would address, not by noise spread over all of them.
+    """
+    acc = np.asarray(top1, dtype=np.float64)
+    n, seeds = acc.shape
+    scatter = ((acc - acc.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    order = np.argsort(-scatter, kind="stable")
+    ranked = scatter[order]
+    draws = np.random.default_rng([seed, 2718]).chisquare(seeds - 1, (reps, n))
+    draws = -np.sort(-draws, axis=1)
+    sigma = np.sqrt(ranked.sum() / (n * (seeds - 1)))
+    nan = float("nan")  # no scatter at all (every seed equal): no share to judge
+    by_k = []
+    for k in range(1, min(largest, n - 1) + 1):
+        share = ranked[:k].sum() / ranked.sum() if ranked.sum() > 0 else nan
+        simulated = draws[:, :k].sum(axis=1) / draws.sum(axis=1)
+        by_k.append(
+            {
+                "k": k,
+                "share": float(share),
+                "gaussian_share": float(simulated.mean()),
+                "gaussian_p": float(np.mean(simulated >= share)) if np.isfinite(share) else nan,
+                "sigma_without": float(np.sqrt(ranked[k:].sum() / ((n - k) * (seeds - 1)))),
+                "gaussian_sigma_without": float(
+                    sigma * np.mean(np.sqrt(draws[:, k:].mean(axis=1) / draws.mean(axis=1)))
+                ),
+            }
+        )
+    return {"sigma": float(sigma), "most_scattered": order[: len(by_k)].tolist(), "by_k": by_k}
+
+
 def noise_ceiling(
     top1: np.ndarray | Sequence[Sequence[float]],
     resamples: int = 2000,
@@ -201,7 +245,8 @@ def noise_ceiling(
     `kendall_tau`: mean Kendall tau between the accuracies of every pair of seeds, with a bootstrap
     interval over architectures; `mean_seed_difference`: mean |top1_a - top1_b| over architectures
     and seed pairs; `spread`: range of the per-architecture means (`spread_std`: their standard
-    deviation); `spread_ratio` = spread / mean_seed_difference (and `spread_std_ratio`).
+    deviation); `spread_ratio` = spread / mean_seed_difference (and `spread_std_ratio`);
+    `tail`: whether a few architectures carry the seed noise (`scatter_tail`).
     """
     acc = np.asarray(top1, dtype=np.float64)
     if acc.ndim != 2 or acc.shape[0] < 3 or acc.shape[1] < 2:
@@ -266,4 +311,5 @@ def noise_ceiling(
         "spread_std": spread_std,
         "spread_ratio": spread / mean_difference if mean_difference > 0 else float("inf"),
         "spread_std_ratio": spread_std / mean_difference if mean_difference > 0 else float("inf"),
+        "tail": scatter_tail(acc, seed=seed),
     }

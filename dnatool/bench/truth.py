@@ -43,6 +43,11 @@ LOGS_DIR = "logs"
 POLL_SECONDS = 5.0
 
 
+def arch_name(index: int) -> str:
+    """How a truth names its architecture `index` (its jobs, runs and reports)."""
+    return f"a{index:03d}"
+
+
 @dataclass(frozen=True)
 class Job:
     arch: int
@@ -50,7 +55,7 @@ class Job:
 
     @property
     def name(self) -> str:
-        return f"a{self.arch:03d}-s{self.seed}"
+        return f"{arch_name(self.arch)}-s{self.seed}"
 
 
 def all_jobs(archs: int, seeds: int) -> list[Job]:
