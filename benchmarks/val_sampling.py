@@ -5,7 +5,7 @@ flips (neither run better on the images' distribution), the top-1 gap between th
 still have variance D / N^2: the part of the seed noise a larger validation set would remove.
 Pooled over a truth's networks, the rest is training noise that only the recipe can lower. The
 per-network gaps also show whether the noise is even (every network a little) or carried by a
-few networks (a heavy tail, which a Gaussian model of the ceiling averages away).
+few networks (`tail`: the benchmark's own `scatter_tail` of the recomputed top-1s).
 
 Reads the truth's runs (`TRUTH/runs/aIII-sS/model.pt`, as `dnatool bench ranking` leaves them)
 and its data (`OUT/data`, next to `OUT/truth`, unless `--data`), checks every recomputed top-1
@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from dnatool.bench.stats import scatter_tail
 
 NAME = re.compile(r"a(\d{3})-s(\d+)")
 
@@ -69,7 +71,8 @@ def analyse(correct: dict[tuple[int, int], np.ndarray]) -> dict:
     sampling_var = 1e4 * disagree / n**2  # variance of the gap (points^2) under coin flips
     run_var = float(np.mean(gap**2) / 2)
     sampled = float(np.mean(sampling_var) / 2)
-    order = np.argsort(-(gap**2))
+    top1 = np.array([[100 * correct[a, s].mean() for s in (0, 1)] for a in archs])
+    tail = scatter_tail(top1)
     return {
         "archs": len(archs),
         "val_images": n,
@@ -80,8 +83,10 @@ def analyse(correct: dict[tuple[int, int], np.ndarray]) -> dict:
         "median_abs_gap": float(np.median(np.abs(gap))),
         "median_gap_sampling_se": float(np.median(np.sqrt(sampling_var))),
         "gaps_beyond_2_sampling_se": int(np.sum(np.abs(gap) > 2 * np.sqrt(sampling_var))),
-        "largest_gap_share_of_variance": float(gap[order[0]] ** 2 / np.sum(gap**2)),
-        "run_sigma_without_largest": float(np.sqrt(np.mean(np.delete(gap, order[0]) ** 2) / 2)),
+        "tail": {
+            **tail,
+            "most_scattered_archs": [f"a{archs[r]:03d}" for r in tail["most_scattered"]],
+        },
         "by_arch": {
             f"a{a:03d}": {
                 "gap": round(float(g), 2),
@@ -112,7 +117,7 @@ def plot(found: dict, path: Path) -> None:
     ax.set_title(
         f"run noise {found['run_sigma']:.2f} points, validation sampling "
         f"{found['sampling_sigma']:.2f} ({100 * found['sampling_share_of_variance']:.0f}% of the "
-        f"variance); largest gap {100 * found['largest_gap_share_of_variance']:.0f}%",
+        f"variance); largest gap {100 * found['tail']['by_k'][0]['share']:.0f}% of it",
         fontsize=9,
     )
     ax.tick_params(axis="x", rotation=90, labelsize=7)

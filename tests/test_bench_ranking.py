@@ -1047,7 +1047,8 @@ def test_val_sampling_tells_coin_flips_from_training_noise(tmp_path):
     assert found["sampling_share_of_variance"] < 0.3
     assert found["gaps_beyond_2_sampling_se"] >= 35
     assert max(found["by_arch"], key=lambda a: found["by_arch"][a]["gap"]) == "a007"
-    assert found["run_sigma_without_largest"] < found["run_sigma"]
+    assert found["tail"]["most_scattered_archs"][0] == "a007"
+    assert found["tail"]["by_k"][0]["sigma_without"] < found["run_sigma"]
     script["plot"](found, tmp_path / "gaps.png")
     assert (tmp_path / "gaps.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit, match="at least 3 architectures"):
