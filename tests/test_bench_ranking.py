@@ -841,6 +841,29 @@ def test_status_of_a_truth_under_way(tmp_path):
     assert state["noise_ceiling_so_far"]["kendall_tau"]["value"] == pytest.approx(1.0)
 
 
+def test_status_names_the_network_that_carries_the_seed_noise(cli, tmp_path):
+    """A truth under way whose first architecture has no second seed yet: the tail names the
+    noisy network by its own index (a006), not by its row among those done, in the JSON and in
+    the status line."""
+    truth_dir = tmp_path / "truth"
+    plan = _fake_plan(load_space("ranking"), archs=12, seeds=2)
+    truth_mod.write_plan(truth_dir, plan)
+    wobble = [0.2, -0.3, 0.1, -0.2, 0.3, -0.1]
+    for job in truth_mod.all_jobs(12, 2):
+        if job.arch == 0 and job.seed == 1:
+            continue
+        gap = (6.0 if job.arch == 6 else wobble[job.arch % 6]) * job.seed
+        io.write_json(
+            truth_mod.result_path(truth_dir, job),
+            {"top1": 50.0 + 2 * job.arch + gap, "cpu_seconds": 1.0},
+        )
+    tail = truth_mod.truth_status(truth_dir)["noise_ceiling_so_far"]["tail"]
+    assert tail["most_scattered"][0] == 5 and tail["most_scattered_archs"][0] == "a006"
+    result = cli("bench", "ranking", "--status", "--out", str(tmp_path))
+    assert result.code == 0, result.stderr
+    assert "seed noise carried by 1 of 11 networks (a006)" in result.stdout
+
+
 def test_the_seed_mean_is_more_reliable_than_one_seed():
     """Spearman-Brown: with true effects plus seed noise at pair correlation r, the mean of S
     seeds has reliability S r / (1 + (S - 1) r); one seed against the mean of the others agrees

@@ -39,7 +39,6 @@ from dnatool.bench.stats import (
     finite_or_none,
     method_correlations,
     paired_difference,
-    scatter_tail,
     seed_mean_correlation,
 )
 from dnatool.errors import BadInput
@@ -447,14 +446,10 @@ def summarize(
     paired difference to SPOS and to MACs, targets judged on the seed means."""
     ceiling = truth.get("noise_ceiling")
     accuracy = np.array([a["mean_top1"] for a in truth["archs"]])
-    if ceiling:  # the tail's rows named; computed here for a truth older than the check
+    if ceiling and "most_scattered_archs" not in (ceiling.get("tail") or {}):  # an older truth
         top1 = np.array([a["top1"] for a in truth["archs"]], dtype=np.float64)
-        tail = ceiling.get("tail") or finite_or_none(scatter_tail(top1))
-        names = [
-            truth_mod.arch_name(truth["archs"][row].get("index", row))
-            for row in tail["most_scattered"]
-        ]
-        ceiling = {**ceiling, "tail": {**tail, "most_scattered_archs": names}}
+        indices = [a.get("index", row) for row, a in enumerate(truth["archs"])]
+        ceiling = {**ceiling, "tail": truth_mod.named_ceiling(top1, indices, 1)["tail"]}
     methods = {
         name: {
             key: r[key]
@@ -577,7 +572,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                     else ""
                 )
             )
-        tail = _tail_line(ceiling.get("tail"), truth)
+        tail = tail_line(ceiling.get("tail"), truth["archs"])
         if tail:
             lines.append(tail)
     for name, m in summary.get("methods", {}).items():
@@ -605,7 +600,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _tail_line(tail: dict[str, Any] | None, truth: dict[str, Any]) -> str | None:
+def tail_line(tail: dict[str, Any] | None, archs: int) -> str | None:
     """The few networks that carry the seed noise, when Gaussian noise would rarely put that
     much on so few (the k with the smallest chance, if under 5%); None when it is spread."""
     judged = [t for t in (tail or {}).get("by_k", []) if t.get("gaussian_p") is not None]
@@ -617,7 +612,7 @@ def _tail_line(tail: dict[str, Any] | None, truth: dict[str, Any]) -> str | None
     k = best["k"]
     names = ", ".join(tail["most_scattered_archs"][:k])
     return (
-        f"seed noise carried by {k} of {truth['archs']} networks ({names}): "
+        f"seed noise carried by {k} of {archs} networks ({names}): "
         f"{_fmt(100 * best['share'], 0)}% of the seed scatter where one Gaussian sigma for all "
         f"gives {_fmt(100 * best['gaussian_share'], 0)}% (chance "
         f"{_fmt(100 * best['gaussian_p'], 1)}%); the others' run noise "

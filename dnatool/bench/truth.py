@@ -616,6 +616,16 @@ def _wait(
         time.sleep(POLL_SECONDS)
 
 
+def named_ceiling(top1: np.ndarray, indices: list[int], resamples: int = 2000) -> dict[str, Any]:
+    """The noise ceiling of `top1` (one row per architecture `indices[row]`), its `tail` naming
+    the most scattered architectures as the truth's jobs do (rows alone would be ambiguous in a
+    truth under way, whose rows are the architectures done so far)."""
+    ceiling = finite_or_none(noise_ceiling(top1, resamples=resamples))
+    tail = ceiling["tail"]
+    tail["most_scattered_archs"] = [arch_name(indices[row]) for row in tail["most_scattered"]]
+    return ceiling
+
+
 def assemble_truth(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
     """`truth.json`: per architecture its accuracies per seed and their mean, the noise ceiling,
     the CPU time of the jobs. Refused while jobs are missing."""
@@ -656,7 +666,9 @@ def assemble_truth(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
         "sampling": plan.get("sampling", []),  # how the architectures were chosen
         "archs": archs,
         "noise_ceiling": (
-            finite_or_none(noise_ceiling(top1)) if seeds >= 2 and len(archs) >= 3 else None
+            named_ceiling(top1, [a["index"] for a in archs])
+            if seeds >= 2 and len(archs) >= 3
+            else None
         ),
         "jobs": len(rows),
         "cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),  # reused jobs' included
@@ -690,9 +702,7 @@ def truth_status(truth_dir: str | Path) -> dict[str, Any]:
         "seeds_complete": seeds if len(rows) == len(plan["archs"]) else 0,
         "cpu_seconds": cpu,
         "top1": {str(a): [rows[a][s] for s in sorted(rows[a])] for a in sorted(rows)},
-        "noise_ceiling_so_far": (
-            finite_or_none(noise_ceiling(top1, resamples=500)) if len(both) >= 3 else None
-        ),
+        "noise_ceiling_so_far": named_ceiling(top1, both, 500) if len(both) >= 3 else None,
     }
 
 

@@ -299,7 +299,7 @@ def ranking(
     trained from scratch (RECIPE: default bench-ranking)."""
     import os
 
-    from dnatool.bench.ranking import load_ranking_recipe, run_ranking, summary_lines
+    from dnatool.bench.ranking import load_ranking_recipe, run_ranking, summary_lines, tail_line
     from dnatool.cli._console import Reporter, emit_json, progress
     from dnatool.cli._console import out as console
 
@@ -322,6 +322,9 @@ def ranking(
             f"tau between seeds so far: {'n/a' if tau is None else f'{tau:.3f}'}",
             highlight=False,
         )
+        tail = tail_line(ceiling["tail"], ceiling["archs"]) if ceiling else None
+        if tail:
+            console.print(tail, highlight=False)
         return
     resolved = load_ranking_recipe(recipe or "bench-ranking", overrides)
     names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
