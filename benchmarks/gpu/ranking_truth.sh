@@ -37,6 +37,7 @@ SAMPLE=${SAMPLE:-macs}
 FROM_TRUTH=${FROM_TRUTH:-}       # with SAMPLE=truth or accuracy
 TRUTH_SEED=${TRUTH_SEED:-}       # the recipe's training seed (a pilot's: 100)
 STOP_AFTER=${STOP_AFTER:-}       # a pilot's epochs of the EPOCHS schedule (8)
+LR=${LR:-}                       # another peak learning rate than the truth recipe's (0.006)
 REUSE=${REUSE:-}                 # truths (comma-separated) whose identical jobs are copied in
 mkdir -p "$OUT" "$WORK"
 if [ -n "$SEED_TRUTH" ]; then
@@ -79,12 +80,12 @@ fi
 [ $speed -eq 0 ] || MODE=null
 wait $gen
 (cd "$WORK/data" && find . -type f -name '*.png' | sort | xargs cat | sha256sum) >"$OUT/data.sha256"
-echo "mps=$mps mode=$MODE space=$SPACE sample=$SAMPLE epochs=$EPOCHS data=$DATA_OPTIONS left=$(left)s" | tee -a "$OUT/machine.txt"
+echo "mps=$mps mode=$MODE space=$SPACE sample=$SAMPLE epochs=$EPOCHS lr=${LR:-recipe} data=$DATA_OPTIONS left=$(left)s" | tee -a "$OUT/machine.txt"
 
 nvidia-smi dmon -s u -d 10 >"$OUT/dmon.log" 2>&1 &
 dmon=$!
 timeout -s INT -k 15 $(($(left) - 45)) "$PY" -m dnatool bench ranking -o space="$SPACE" -o sample="$SAMPLE" ${FROM_TRUTH:+-o from_truth="$FROM_TRUTH"} ${REUSE:+-o "reuse=[$REUSE]"} -o archs="$ARCHS" -o seeds="$SEEDS" \
-  -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE${TRUTH_SEED:+,seed=$TRUTH_SEED}${STOP_AFTER:+,stop_after=$STOP_AFTER}]" -o "data_options=$DATA_OPTIONS" \
+  -o "truth_overrides=[epochs=$EPOCHS,compile=$MODE${TRUTH_SEED:+,seed=$TRUTH_SEED}${STOP_AFTER:+,stop_after=$STOP_AFTER}${LR:+,lr=$LR}]" -o "data_options=$DATA_OPTIONS" \
   --methods none --workers "$WORKERS" \
   --out "$WORK" >"$OUT/bench.log" 2>&1
 echo "bench rc=$? left=$(left)s" | tee -a "$OUT/machine.txt"
