@@ -39,6 +39,7 @@ from dnatool.bench.stats import (
     finite_or_none,
     method_correlations,
     paired_difference,
+    scatter_tail,
     seed_mean_correlation,
 )
 from dnatool.errors import BadInput
@@ -449,7 +450,8 @@ def summarize(
     if ceiling and "most_scattered_archs" not in (ceiling.get("tail") or {}):  # an older truth
         top1 = np.array([a["top1"] for a in truth["archs"]], dtype=np.float64)
         indices = [a.get("index", row) for row, a in enumerate(truth["archs"])]
-        ceiling = {**ceiling, "tail": truth_mod.named_ceiling(top1, indices, 1)["tail"]}
+        tail = finite_or_none(scatter_tail(top1))
+        ceiling = {**ceiling, "tail": truth_mod.named_tail(tail, indices)}
     methods = {
         name: {
             key: r[key]

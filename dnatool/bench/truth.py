@@ -621,9 +621,13 @@ def named_ceiling(top1: np.ndarray, indices: list[int], resamples: int = 2000) -
     the most scattered architectures as the truth's jobs do (rows alone would be ambiguous in a
     truth under way, whose rows are the architectures done so far)."""
     ceiling = finite_or_none(noise_ceiling(top1, resamples=resamples))
-    tail = ceiling["tail"]
-    tail["most_scattered_archs"] = [arch_name(indices[row]) for row in tail["most_scattered"]]
-    return ceiling
+    return {**ceiling, "tail": named_tail(ceiling["tail"], indices)}
+
+
+def named_tail(tail: dict[str, Any], indices: list[int]) -> dict[str, Any]:
+    """A `scatter_tail` with its rows named as the truth's jobs name their architectures."""
+    names = [arch_name(indices[row]) for row in tail["most_scattered"]]
+    return {**tail, "most_scattered_archs": names}
 
 
 def assemble_truth(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
