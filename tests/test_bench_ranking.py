@@ -603,6 +603,14 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     assert again.code == 0, again.stderr
     assert json.loads(again.stdout)["methods"]["dna"]["kendall_tau"] == dna["kendall_tau"]
     assert len(list((out / "truth" / "runs").iterdir())) == 8
+    # a result lost after its run finished (or a run copied in): the run is taken, not retrained
+    lost = json.loads((out / "truth" / "results" / "a001-s1.json").read_text())
+    (out / "truth" / "results" / "a001-s1.json").unlink()
+    again = cli(*args[:-3], "--out", str(out), "--methods", "dna", "--json")
+    assert again.code == 0, again.stderr
+    row = json.loads((out / "truth" / "results" / "a001-s1.json").read_text())
+    assert row["top1"] == lost["top1"] and row["reused_from"]["run"].endswith("a001-s1")
+    assert json.loads((out / "truth" / "truth.json").read_text())["reused_jobs"] == 1
     # grow the truth by one architecture: only its two jobs train; it cannot shrink
     wider = [a if a != "archs=4" else "archs=5" for a in args[:-3]]
     grown = cli(*wider, "--out", str(out), "--methods", "dna", "--json")

@@ -30,7 +30,7 @@ import numpy as np
 from dnatool.arch.space import Choice, SearchSpace
 from dnatool.bench.stats import finite_or_none, noise_ceiling
 from dnatool.errors import BadInput, RunFailure
-from dnatool.utils import io
+from dnatool.utils import io, runs
 from dnatool.utils.events import Report, quiet
 
 PLAN_FORMAT = "dnatool.truth-plan"
@@ -416,9 +416,11 @@ def run_job(truth_dir: Path, plan: dict[str, Any], job: Job, report: Report = qu
     entry = plan["archs"][job.arch]
     arch = ArchSpec.from_dict(entry["arch"])
     recipe = from_dict(RetrainRecipe, {**plan["recipe"], "seed": plan["recipe"]["seed"] + job.seed})
+    run_dir = truth_dir / RUNS_DIR / job.name
+    finished = runs.read_manifest(run_dir).get("finished") if runs.is_run(run_dir) else None
     cpu, wall = time.process_time(), time.time()
     with single_process():
-        metrics = run_retrain(arch, recipe, truth_dir / RUNS_DIR / job.name, report, resume=True)
+        metrics = run_retrain(arch, recipe, run_dir, report, resume=True)
     row = {
         "job": job.name,
         "arch": job.arch,
@@ -436,6 +438,10 @@ def run_job(truth_dir: Path, plan: dict[str, Any], job: Job, report: Report = qu
         "wall_seconds": time.time() - wall,
         "epoch_seconds": float(metrics["train_seconds"]),
     }
+    if finished and runs.read_manifest(run_dir).get("finished") == finished:
+        # the run was complete before this job (a kill between its model and its result, or a
+        # run trained elsewhere copied in): its CPU was spent outside this truth
+        row["reused_from"] = {"run": str(run_dir.resolve()), "finished": finished}
     io.write_json(result_path(truth_dir, job), row)
     return row
 
@@ -675,7 +681,8 @@ def assemble_truth(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
             else None
         ),
         "jobs": len(rows),
-        "cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),  # reused jobs' included
+        # a job copied from another truth brings its CPU; a run found finished brings none
+        "cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
         "reused_jobs": sum(1 for r in rows if r.get("reused_from")),
         "epoch_seconds": float(sum(r["epoch_seconds"] for r in rows)),
         "devices": sorted({str(r["device"]) for r in rows}),
