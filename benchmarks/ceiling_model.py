@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +48,8 @@ from scipy.stats import kendalltau
 
 from dnatool.bench.stats import noise_ceiling
 from dnatool.bench.truth import load_truth, spread_picks, truth_status
+from dnatool.cli.main import run_script
+from dnatool.errors import BadInput
 
 
 def estimate(top1: np.ndarray, sigma: float | None = None) -> tuple[float, np.ndarray]:
@@ -170,11 +171,13 @@ def project(
 def read_top1(path: Path) -> np.ndarray:
     """archs x seeds top-1 of a `truth.json`, or of a truth folder under way: every architecture
     with a result so far, at the seeds all of them have."""
+    if not path.exists():
+        raise BadInput(f"{path}: no such truth file or folder")
     if path.is_file():
         return np.array([a["top1"] for a in load_truth(path)["archs"]], dtype=np.float64)
     rows = list(truth_status(path)["top1"].values())
     if len(rows) < 3:
-        raise SystemExit(f"{path}: fewer than 3 architectures have a result yet")
+        raise BadInput(f"{path}: fewer than 3 architectures have a result yet")
     common = min(len(r) for r in rows)
     return np.array([r[:common] for r in rows], dtype=np.float64)
 
@@ -189,13 +192,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=2000)
     parser.add_argument("--sigma-from", type=Path, help="a reference truth: its per-run noise")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        raise BadInput(f"--sizes {args.sizes!r}: comma-separated numbers of networks") from None
+    if min(sizes) < 3 or args.pool < max(sizes) or args.reps < 10:
+        raise BadInput("--sizes of at least 3 networks, --pool at least the largest, --reps >= 10")
+    if not 0 < args.pilot_r <= 1 or not 0 < args.target < 1:
+        raise BadInput("--pilot-r in (0, 1] and --target in (0, 1)")
     sigma = estimate(read_top1(args.sigma_from))[0] if args.sigma_from else None
     out = {}
     for path in args.truths:
         top1 = read_top1(path)
         if top1.shape[1] < 2 and sigma is None:
-            raise SystemExit(f"{path}: one seed has no noise to measure; give --sigma-from")
+            raise BadInput(f"{path}: one seed has no noise to measure; give --sigma-from")
         out[str(path)] = {
             **project(top1, sizes, args.target, args.pool, args.pilot_r, args.reps, sigma=sigma),
             **({"sigma_from": str(args.sigma_from)} if sigma is not None else {}),
@@ -205,4 +215,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

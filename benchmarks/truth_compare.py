@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ from scipy.stats import kendalltau, wilcoxon
 
 from dnatool.bench.stats import noise_ceiling
 from dnatool.bench.truth import load_truth, truth_choices
+from dnatool.cli.main import run_script
+from dnatool.errors import BadInput
 
 
 def _summary(top1: np.ndarray, recipe: dict) -> dict:
@@ -46,8 +47,10 @@ def compare(first: dict, second: dict) -> dict:
         for key, a in zip(map(tuple, truth_choices(first)), first["archs"], strict=True)
         if key in theirs
     ]
+    if min(first["seeds"], second["seeds"]) < 2:
+        raise BadInput("both truths need two seeds: their seed gaps are compared")
     if len(common) < 3:
-        raise SystemExit(f"the truths share {len(common)} architectures; need at least 3")
+        raise BadInput(f"the truths share {len(common)} architectures; need at least 3")
     a = np.array([x["top1"][:2] for x, _ in common], dtype=np.float64)
     b = np.array([y["top1"][:2] for _, y in common], dtype=np.float64)
     gap_a, gap_b = np.abs(a[:, 0] - a[:, 1]), np.abs(b[:, 0] - b[:, 1])
@@ -79,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -16,13 +16,14 @@ import argparse
 import csv
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import pearsonr
 
 from dnatool.bench.stats import noise_ceiling
+from dnatool.cli.main import run_script
+from dnatool.errors import BadInput
 
 NAME = re.compile(r"a(\d{3})-s(\d+)")
 
@@ -36,16 +37,22 @@ def read_curves(folder: Path) -> dict[tuple[int, int], dict[str, np.ndarray]]:
             continue
         with path.open() as handle:
             rows = list(csv.DictReader(handle))
-        found[int(match[1]), int(match[2])] = {
-            key: np.array([float(r[key]) for r in rows]) for key in ("top1", "train_loss")
-        }
+        try:
+            columns = {
+                key: np.array([float(r[key]) for r in rows]) for key in ("top1", "train_loss")
+            }
+        except (KeyError, TypeError, ValueError):
+            raise BadInput(f"{path}: not a run's curves (numeric top1 and train_loss)") from None
+        if len(rows) == 0:
+            raise BadInput(f"{path}: no epochs recorded")
+        found[int(match[1]), int(match[2])] = columns
     return found
 
 
 def analyse(curves: dict[tuple[int, int], dict[str, np.ndarray]]) -> dict:
     archs = sorted(a for a, s in curves if s == 0 and (a, 1) in curves)
     if len(archs) < 3:
-        raise SystemExit("need seeds 0 and 1 of at least 3 architectures")
+        raise BadInput("need seeds 0 and 1 of at least 3 architectures")
     s0 = [curves[a, 0] for a in archs]
     s1 = [curves[a, 1] for a in archs]
     epochs = min(len(c["top1"]) for c in s0 + s1)
@@ -85,10 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="TRUTH/runs, or a folder of aIII-sS.csv")
     args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        raise BadInput(f"{args.folder}: not a folder of runs or curves")
     curves = read_curves(args.folder)
     print(json.dumps(analyse(curves), indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dnatool.bench.stats import scatter_tail
+from dnatool.cli.main import run_script
+from dnatool.errors import BadInput
 
 NAME = re.compile(r"a(\d{3})-s(\d+)")
 
@@ -61,10 +62,10 @@ def analyse(correct: dict[tuple[int, int], np.ndarray]) -> dict:
     """Per-network seed gaps against their sampling error, pooled into the two shares."""
     archs = sorted(a for a, s in correct if s == 0 and (a, 1) in correct)
     if len(archs) < 3:
-        raise SystemExit("need seeds 0 and 1 of at least 3 architectures")
+        raise BadInput("need seeds 0 and 1 of at least 3 architectures")
     images = {len(correct[a, s]) for a in archs for s in (0, 1)}
     if len(images) != 1:
-        raise SystemExit(f"the runs were validated on different image counts: {sorted(images)}")
+        raise BadInput(f"the runs were validated on different image counts: {sorted(images)}")
     n = images.pop()
     gap = np.array([100 * (correct[a, 0].mean() - correct[a, 1].mean()) for a in archs])
     disagree = np.array([int((correct[a, 0] != correct[a, 1]).sum()) for a in archs])
@@ -135,7 +136,7 @@ def check_recorded(truth: Path, correct: dict[tuple[int, int], np.ndarray]) -> N
             continue
         recorded = json.loads(result.read_text())["top1"]
         if abs(100 * right.mean() - recorded) > 0.011:
-            raise SystemExit(
+            raise BadInput(
                 f"a{arch:03d}-s{seed}: top-1 {100 * right.mean():.2f} here, {recorded} in "
                 f"{result}: not the data it was validated on (pass --data)"
             )
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.truth / "runs"
     if not runs.is_dir():
-        raise SystemExit(f"{args.truth} has no runs/ folder (a truth of `dnatool bench ranking`)")
+        raise BadInput(f"{args.truth} has no runs/ folder (a truth of `dnatool bench ranking`)")
     correct = correctness(runs, args.data or str(args.truth.parent / "data"))
     check_recorded(args.truth, correct)
     found = analyse(correct)
@@ -160,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -64,7 +64,11 @@ def recipe_data(
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise BadInput(f"override {item!r} is not key=value")
-        data[key.strip()] = yaml.safe_load(value)
+        try:
+            data[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise BadInput(f"override {item!r} is not valid YAML: {problem}") from None
     return data
 
 
@@ -100,8 +104,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         inner = args[0] if args else Any
         items = [_coerce(key, v, inner) for v in value]
         return tuple(items) if origin is tuple else items
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise BadInput(f"recipe key {key!r} must be a number, got {value!r}")
     if hint in (int, str, bool) and not (
         isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     ):

@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -630,7 +632,7 @@ def test_bench_ranking_small_configuration_end_to_end(cli, tmp_path):
     script = runpy.run_path(str(RECIPES_DIR.parent / "benchmarks/val_sampling.py"))
     correct = script["correctness"](out / "truth" / "runs", str(out / "data"))
     assert len(correct) == 10 and {len(c) for c in correct.values()} == {60}
-    script["check_recorded"](out / "truth", correct)  # raises SystemExit on any mismatch
+    script["check_recorded"](out / "truth", correct)  # raises BadInput on any mismatch
     assert script["analyse"](correct)["archs"] == 5
 
 
@@ -837,6 +839,111 @@ def test_method_options_are_checked(tmp_path):
         rate_dna(ctx)
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-o", "methods={dna: {overrides: [epochz=3]}}"], "unknown recipe key 'epochz'"),
+        (["-o", "methods={dna: {teacher_overrides: [lr=fast]}}"], "lr"),
+        (["-o", "methods={spos: {recipe: dna-tiny}}"], "spos recipe 'dna-tiny' trains method"),
+        (["-o", "methods={dna++: {bogus: 1}}"], "unknown dna++ option 'bogus'"),
+        (["-o", "methods={bogus: {}}"], "methods names unknown method 'bogus'"),
+        (["-o", "truth_overrides=[epochs=4"], "is not valid YAML"),
+        (["--methods", ","], "--methods names no method"),
+    ],
+)
+def test_a_typo_in_the_methods_is_refused_before_the_truth_trains(cli, tmp_path, args, says):
+    """A method's options, recipe and overrides are loaded as its rating will load them before
+    anything is trained: a typo costs a second, not the truth's hours."""
+    out = tmp_path / "o"
+    methods = [] if "--methods" in args else ["--methods", "dna,dna++,spos"]
+    result = cli("bench", "ranking", *methods, *args, "--out", out)
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert says in result.stderr
+    assert not (out / "data").exists() and not (out / "truth").exists()
+
+
+def test_an_out_that_is_a_file_is_refused_and_kept(cli, tmp_path):
+    afile = io.write_text(tmp_path / "afile", "mine")
+    for out in (afile, afile / "sub"):
+        result = cli("bench", "ranking", "--methods", "none", "--out", out)
+        assert result.code == 2 and "exists and is not a directory" in result.stderr
+    assert afile.read_text() == "mine"
+
+
+def test_a_damaged_truth_is_refused_in_one_line_and_a_folder_names_its_truth(tmp_path, monkeypatch):
+    """`--truth` takes the file or the folder holding it; a truth whose space, choices or
+    accuracies are damaged is refused before anything reads it, and a one-seed truth (a pilot's)
+    carries no noise ceiling whatever the file claims."""
+    space = load_space("ranking")
+    plan = _fake_plan(space, archs=4, seeds=2)
+    monkeypatch.setattr(truth_mod, "run_job", _fake_job)
+    truth_mod.run_truth(tmp_path / "truth", plan)
+    good = io.read_json(tmp_path / "truth" / "truth.json")
+    assert truth_mod.load_truth(tmp_path / "truth")["archs"] == good["archs"]
+    assert truth_mod.truth_file(tmp_path) == tmp_path / "truth" / "truth.json"  # an OUT's truth/
+    damaged = {
+        "space": ({**good, "space": None}, "'space' must name the space"),
+        "choices": (
+            {**good, "archs": [{**a, "choices": [1, 2]} for a in good["archs"]]},
+            "arch 0 needs 'choices' as [cell, [op, ...]] pairs",
+        ),
+        "top1": (
+            {**good, "archs": [{**a, "top1": [50.0, "x"]} for a in good["archs"]]},
+            "arch 0 needs one finite top-1 per seed",
+        ),
+        "format": ({**good, "format": "other"}, "(format tag 'other')"),
+    }
+    for name, (data, says) in damaged.items():
+        path = io.write_json(tmp_path / f"{name}.json", data)
+        with pytest.raises(BadInput, match=re.escape(says)):
+            truth_mod.load_truth(path)
+    one = {**good, "seeds": 1, "archs": [{**a, "top1": a["top1"][:1]} for a in good["archs"]]}
+    loaded = truth_mod.load_truth(io.write_json(tmp_path / "one.json", one))
+    assert good["noise_ceiling"] is not None and loaded["noise_ceiling"] is None
+    with pytest.raises(BadInput, match="holds no truth.json"):
+        truth_mod.load_truth(tmp_path / "truth" / "results")
+
+
+def test_status_reads_a_truth_folder_and_refuses_a_damaged_plan_or_result(cli, tmp_path):
+    plan = _fake_plan(load_space("ranking"), archs=4, seeds=2)
+    truth_mod.write_plan(tmp_path / "truth", plan)
+    for job in truth_mod.all_jobs(4, 2):
+        _fake_job(tmp_path / "truth", plan, job)
+    for out in (tmp_path, tmp_path / "truth"):  # the bench's OUT, or its truth folder
+        result = cli("bench", "ranking", "--status", "--out", out)
+        assert result.code == 0 and "8/8 jobs" in result.stdout, result.stderr
+    io.write_json(truth_mod.result_path(tmp_path / "truth", truth_mod.Job(1, 1)), {"top": 1})
+    result = cli("bench", "ranking", "--status", "--out", tmp_path)
+    assert result.code == 2 and "a001-s1.json is not a truth job result" in result.stderr
+    io.write_json(tmp_path / "truth" / "plan.json", [1])
+    result = cli("bench", "ranking", "--status", "--out", tmp_path)
+    assert result.code == 2 and "plan.json is not a truth plan" in result.stderr
+
+
+def test_the_benchmark_scripts_answer_bad_input_in_one_line(tmp_path):
+    """The scripts in benchmarks/ keep the CLI's contract: one line and exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    from dnatool.config import RECIPES_DIR
+
+    scripts = RECIPES_DIR.parent / "benchmarks"
+    io.write_text(tmp_path / "runs" / "a000-s0.csv", "epoch,top1\n")
+    for argv in (
+        ["truth_compare.py", str(tmp_path / "nope.json"), str(tmp_path / "nope.json")],
+        ["ceiling_model.py", "--sizes", "abc", str(tmp_path)],
+        ["truth_noise.py", str(tmp_path / "runs")],
+    ):
+        done = subprocess.run(
+            [sys.executable, str(scripts / argv[0]), *argv[1:]],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(RECIPES_DIR.parent)},
+        )
+        assert done.returncode == 2, (argv, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("Error: ")
+
+
 def test_status_of_a_truth_under_way(tmp_path):
     plan = _fake_plan(load_space("ranking"), archs=4, seeds=2)
     truth_mod.write_plan(tmp_path, plan)
@@ -1038,7 +1145,7 @@ def test_truth_compare_matches_networks_and_sees_smaller_seed_gaps(tmp_path):
         found["first"]["mean_seed_difference"] / 2
     )
     assert found["second"]["seed_tau"]["value"] >= found["first"]["seed_tau"]["value"]
-    with pytest.raises(SystemExit, match="share 2 architectures"):
+    with pytest.raises(BadInput, match="share 2 architectures"):
         script["compare"](kept, {**second, "archs": second["archs"][:2]})
 
 
@@ -1082,14 +1189,14 @@ def test_val_sampling_tells_coin_flips_from_training_noise(tmp_path):
     assert found["tail"]["by_k"][0]["sigma_without"] < found["run_sigma"]
     script["plot"](found, tmp_path / "gaps.png")
     assert (tmp_path / "gaps.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(SystemExit, match="at least 3 architectures"):
+    with pytest.raises(BadInput, match="at least 3 architectures"):
         script["analyse"]({k: v for k, v in trained.items() if k[0] < 2})
     (tmp_path / "results").mkdir()
     recorded = 100 * trained[3, 0].mean()
     (tmp_path / "results" / "a003-s0.json").write_text(json.dumps({"top1": round(recorded, 2)}))
     script["check_recorded"](tmp_path, {(3, 0): trained[3, 0]})
     (tmp_path / "results" / "a003-s0.json").write_text(json.dumps({"top1": recorded + 0.5}))
-    with pytest.raises(SystemExit, match="a003-s0: top-1 .* not the data it was validated on"):
+    with pytest.raises(BadInput, match="a003-s0: top-1 .* not the data it was validated on"):
         script["check_recorded"](tmp_path, {(3, 0): trained[3, 0]})
 
 
@@ -1335,5 +1442,5 @@ def test_ceiling_model_forecasts_a_truth_under_way_from_a_references_noise(tmp_p
     assert (out["archs"], out["seeds"], out["measured_ceiling"]) == (4, 1, None)
     assert out["sigma"] == pytest.approx(0.98, abs=0.01) and out["sigma_from"] == str(kept)
     assert out["same_networks"] > 0.9  # 10 points apart at a 1-point noise
-    with pytest.raises(SystemExit, match="one seed has no noise to measure"):
+    with pytest.raises(BadInput, match="one seed has no noise to measure"):
         model["main"](args)

@@ -249,6 +249,8 @@ def test_recipes_load_and_scale_the_learning_rate():
         ("lr_bse=1", "did you mean 'lr_base'"),
         ("kd_alpha=2", "kd_alpha"),
         ("stop_after=9", "stop_after must be between 1 and epochs"),
+        ("lr=fast", "recipe key 'lr' must be a number, got 'fast'"),
+        ("epochs=[3", "is not valid YAML"),
     ],
 )
 def test_bad_recipe_values_are_bad_input(override, message):

@@ -44,6 +44,9 @@ class Method:
     description: str
     missing: Callable[[], str | None]  # None when usable here, else why not (one line)
     rate: Callable[[MethodContext], dict[str, Any]]  # {"scores": [...], "run": str, ...}
+    # its options and recipes as `rate` will load them (options, space ref), refused in one line
+    # before the truth's hours rather than after (a method without one is checked by `rate`)
+    check: Callable[[dict[str, Any], str], Any] = lambda options, space_ref: None
 
 
 def stage(ctx: MethodContext, name: str, work: Callable[[], Any], done: bool = False) -> Any:
@@ -96,6 +99,17 @@ def _resolve_file(ref: str) -> str:
     return ref
 
 
+def _teacher_setup(opts: dict[str, Any], data: str) -> tuple[Any, Any]:
+    """The teacher's architecture and retrain recipe as the options name them."""
+    from dnatool.arch.resolve import resolve_arch
+    from dnatool.retrain.recipe import load_retrain_recipe
+
+    recipe = load_retrain_recipe(
+        opts["teacher_recipe"], (*opts["teacher_overrides"], f"data={data}")
+    )
+    return resolve_arch(_resolve_file(opts["teacher_arch"])), recipe
+
+
 def _teacher(ctx: MethodContext, opts: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """The teacher of the teacher-based methods (DNA, DNA++), trained on the benchmark data in
     `methods/teachers/DIGEST`: keyed by its arch, recipe and overrides, so methods asking for
@@ -103,17 +117,12 @@ def _teacher(ctx: MethodContext, opts: dict[str, Any]) -> tuple[Path, dict[str, 
     import hashlib
     import json
 
-    from dnatool.arch.resolve import resolve_arch
-    from dnatool.retrain.recipe import load_retrain_recipe
     from dnatool.retrain.train import run_retrain
 
     key = [opts["teacher_arch"], opts["teacher_recipe"], list(opts["teacher_overrides"])]
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
     teacher_run = ctx.out.parent / "teachers" / digest
-    teacher_recipe = load_retrain_recipe(
-        opts["teacher_recipe"], (*opts["teacher_overrides"], f"data={ctx.data}")
-    )
-    teacher_arch = resolve_arch(_resolve_file(opts["teacher_arch"]))
+    teacher_arch, teacher_recipe = _teacher_setup(opts, ctx.data)
     teacher = stage(
         ctx,
         "teacher",
@@ -126,22 +135,37 @@ def _teacher(ctx: MethodContext, opts: dict[str, Any]) -> tuple[Path, dict[str, 
 def rate_dna(ctx: MethodContext) -> dict[str, Any]:
     """Teacher trained on the benchmark data, block-wise supernet, Algorithm 1 rating; an
     architecture's score is the sum of its blocks' rated scores (as `search` minimises)."""
-    from dnatool.config import load_recipe
-    from dnatool.train.recipe import TrainRecipe
-
     opts = _options("dna", ctx.options, DNA_DEFAULTS)
     teacher_run, teacher = _teacher(ctx, opts)
+    recipe = _teacher_based_recipe("dna", opts, ctx.space_ref, ctx.data, str(teacher_run))
+    return {**_train_and_score(ctx, recipe, "dna"), "teacher_top1": float(teacher["top1"])}
+
+
+def _teacher_based_recipe(
+    method: str, opts: dict[str, Any], space_ref: str, data: str, teacher: str
+) -> Any:
+    """The supernet recipe of DNA or DNA++ with its overrides and the benchmark's settings."""
+    from dnatool.config import load_recipe
+    from dnatool.train.dnapp import DnappRecipe
+    from dnatool.train.recipe import TrainRecipe
+
     recipe = load_recipe(
         opts["recipe"],
-        TrainRecipe,
-        (
-            *opts["overrides"],
-            f"space={ctx.space_ref}",
-            f"data={ctx.data}",
-            f"teacher={teacher_run}",
-        ),
+        DnappRecipe if method == "dna++" else TrainRecipe,
+        (*opts["overrides"], f"space={space_ref}", f"data={data}", f"teacher={teacher}"),
     )
-    return {**_train_and_score(ctx, recipe, "dna"), "teacher_top1": float(teacher["top1"])}
+    if recipe.method != method:
+        raise BadInput(f"{method} recipe {opts['recipe']!r} trains method {recipe.method!r}")
+    return recipe
+
+
+def _check_teacher_based(method: str, defaults: dict[str, Any]) -> Callable[[dict, str], None]:
+    def check(options: dict[str, Any], space_ref: str) -> None:
+        opts = _options(method, options, defaults)
+        _teacher_setup(opts, "cluttered")
+        _teacher_based_recipe(method, opts, space_ref, "cluttered", "teacher")
+
+    return check
 
 
 def _train_and_score(ctx: MethodContext, recipe: Any, method: str) -> dict[str, Any]:
@@ -150,8 +174,6 @@ def _train_and_score(ctx: MethodContext, recipe: Any, method: str) -> dict[str, 
     from dnatool.rate.ranking import arch_score
     from dnatool.rate.score_lists import load_score_lists
 
-    if recipe.method != method:
-        raise BadInput(f"{method} recipe trains method {recipe.method!r}")
     if method == "bossnas":
         from dnatool.rate.bossnas import run_rate_bossnas as rate
         from dnatool.train.bossnas_loop import run_bossnas as train
@@ -189,21 +211,9 @@ def rate_dnapp(ctx: MethodContext) -> dict[str, Any]:
     """The same teacher as DNA (trained on the benchmark's labels), a DNA++ supernet trained
     without labels (two views, VICReg-style loss, teacher trained jointly), rated by the SSL
     loss per path (`dnapp.ssl_score`); an architecture's score is the sum of its blocks' scores."""
-    from dnatool.config import load_recipe
-    from dnatool.train.dnapp import DnappRecipe
-
     opts = _options("dna++", ctx.options, DNAPP_DEFAULTS)
     teacher_run, teacher = _teacher(ctx, opts)
-    recipe = load_recipe(
-        opts["recipe"],
-        DnappRecipe,
-        (
-            *opts["overrides"],
-            f"space={ctx.space_ref}",
-            f"data={ctx.data}",
-            f"teacher={teacher_run}",
-        ),
-    )
+    recipe = _teacher_based_recipe("dna++", opts, ctx.space_ref, ctx.data, str(teacher_run))
     return {**_train_and_score(ctx, recipe, "dna++"), "teacher_top1": float(teacher["top1"])}
 
 
@@ -219,15 +229,10 @@ def rate_spos(ctx: MethodContext) -> dict[str, Any]:
     RUN --archs FILE`); the score is SPOS's fitness, the top-1 error (lower is better)."""
     from dnatool.arch.choices import choices_key
     from dnatool.rate.spos import run_rate_spos
-    from dnatool.train.recipe import load_train_recipe
     from dnatool.train.spos import run_spos
 
     opts = _options("spos", ctx.options, SPOS_DEFAULTS)
-    recipe = load_train_recipe(
-        opts["recipe"], (*opts["overrides"], f"space={ctx.space_ref}", f"data={ctx.data}")
-    )
-    if recipe.method != "spos":
-        raise BadInput(f"spos recipe {opts['recipe']!r} trains method {recipe.method!r}")
+    recipe = _supernet_recipe("spos", opts, ctx.space_ref, ctx.data)
     supernet = ctx.out / "supernet"
     stage(
         ctx,
@@ -258,6 +263,25 @@ def rate_spos(ctx: MethodContext) -> dict[str, Any]:
     }
 
 
+def _supernet_recipe(method: str, opts: dict[str, Any], space_ref: str, data: str) -> Any:
+    """The supernet recipe of a teacherless method (SPOS, BossNAS) with its overrides."""
+    from dnatool.train.recipe import load_train_recipe
+
+    recipe = load_train_recipe(
+        opts["recipe"], (*opts["overrides"], f"space={space_ref}", f"data={data}")
+    )
+    if recipe.method != method:
+        raise BadInput(f"{method} recipe {opts['recipe']!r} trains method {recipe.method!r}")
+    return recipe
+
+
+def _check_teacherless(method: str, defaults: dict[str, Any]) -> Callable[[dict, str], None]:
+    def check(options: dict[str, Any], space_ref: str) -> None:
+        _supernet_recipe(method, _options(method, options, defaults), space_ref, "cluttered")
+
+    return check
+
+
 # --- BossNAS --------------------------------------------------------------------------------
 
 BOSSNAS_DEFAULTS: dict[str, Any] = {"recipe": "bossnas-tiny", "overrides": []}
@@ -267,12 +291,8 @@ def rate_bossnas(ctx: MethodContext) -> dict[str, Any]:
     """No teacher and no labels: the supernet trained by ensemble bootstrapping block after block,
     every path rated against its block's population centre; an architecture's score is the sum
     of its blocks' (relative) distances, as `search` minimises."""
-    from dnatool.train.recipe import load_train_recipe
-
     opts = _options("bossnas", ctx.options, BOSSNAS_DEFAULTS)
-    recipe = load_train_recipe(
-        opts["recipe"], (*opts["overrides"], f"space={ctx.space_ref}", f"data={ctx.data}")
-    )
+    recipe = _supernet_recipe("bossnas", opts, ctx.space_ref, ctx.data)
     return _train_and_score(ctx, recipe, "bossnas")
 
 
@@ -284,24 +304,28 @@ METHODS: dict[str, Method] = {
             "DNA: block-wise distillation from a teacher, Algorithm 1 rating",
             lambda: None,
             rate_dna,
+            _check_teacher_based("dna", DNA_DEFAULTS),
         ),
         Method(
             "spos",
             "SPOS: one weight-sharing supernet, top-1 after BN recalibration",
             lambda: None,
             rate_spos,
+            _check_teacherless("spos", SPOS_DEFAULTS),
         ),
         Method(
             "dna++",
             "DNA++: self-supervised block-wise learning, rated by the SSL loss per path",
             lambda: None,
             rate_dnapp,
+            _check_teacher_based("dna++", DNAPP_DEFAULTS),
         ),
         Method(
             "bossnas",
             "BossNAS: ensemble bootstrapping without a teacher, population-centre rating",
             lambda: None,
             rate_bossnas,
+            _check_teacherless("bossnas", BOSSNAS_DEFAULTS),
         ),
     )
 }

@@ -91,6 +91,12 @@ class RankingRecipe:
             raise BadInput("bench ranking: bootstrap >= 100, confidence in (0, 1), threads >= 1")
         if not isinstance(self.methods, dict):
             raise BadInput("bench ranking: methods must map method names to their options")
+        unknown = sorted(name for name in self.methods if base_method(str(name)) not in METHODS)
+        if unknown:
+            raise BadInput(
+                f"bench ranking: methods names unknown method {unknown[0]!r} "
+                f"(known: {', '.join(METHODS)}; a variant is METHOD@NAME)"
+            )
 
 
 def load_ranking_recipe(ref: str | None, overrides: tuple[str, ...] = ()) -> RankingRecipe:
@@ -155,7 +161,9 @@ def data_for_truth(truth: dict[str, Any], out: Path, report: Report = quiet) -> 
     (built-in data) regenerated bit for bit from the recorded spec into OUT/data."""
     from dnatool.data.cluttered import generate, read_dataset_spec, spec_from_options
 
-    data = truth["data"]
+    data = truth.get("data")
+    if not isinstance(data, dict):
+        raise BadInput("the truth records no data: the methods have nothing to train on")
     root = Path(data.get("root") or out / "data")
     if data.get("builtin"):
         candidates = [out / "data", Path(truth.get("_path", ".")).parent.parent / "data"]
@@ -282,6 +290,11 @@ def run_ranking(
     from dnatool.arch.space import load_space
 
     out = Path(out)
+    for folder in (out, *out.parents):  # the first that exists must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise BadInput(f"--out {out}: {folder} exists and is not a directory")
+            break
     if methods is None:  # the recipe's methods that are available here; the others are named
         names = [m for m in recipe.methods or ["dna"] if base_method(m) in available_methods()]
         for skipped in sorted(set(recipe.methods) - set(names)):
@@ -306,12 +319,18 @@ def run_ranking(
     clash = sorted({name for name in names if names.count(name) > 1})
     if clash:
         raise BadInput(f"method run {clash[0]!r} is named twice (a variant and a method's seed?)")
+    for method, options in planned:  # a typo in a method's options: refused before the truth
+        ref = options.get("space") or recipe.space
+        if not isinstance(ref, str):
+            raise BadInput(f"a method's space must be a space name or file, got {ref!r}")
+        method.check({k: v for k, v in options.items() if k != "space"}, ref)
     if truth_path is None:
         truth = build_truth(recipe, out, workers, report)
         if truth is None:
             return None
         truth_path = out / "truth" / truth_mod.TRUTH_FILE
     else:
+        truth_path = truth_mod.truth_file(truth_path)
         truth = truth_mod.load_truth(truth_path)
     truth = {**truth, "_path": str(truth_path)}
     results = {}
@@ -447,7 +466,11 @@ def summarize(
     paired difference to SPOS and to MACs, targets judged on the seed means."""
     ceiling = truth.get("noise_ceiling")
     accuracy = np.array([a["mean_top1"] for a in truth["archs"]])
-    if ceiling and "most_scattered_archs" not in (ceiling.get("tail") or {}):  # an older truth
+    if (  # an older truth, written before the tail was part of every noise ceiling
+        ceiling
+        and truth["seeds"] >= 2
+        and "most_scattered_archs" not in (ceiling.get("tail") or {})
+    ):
         top1 = np.array([a["top1"] for a in truth["archs"]], dtype=np.float64)
         indices = [a.get("index", row) for row, a in enumerate(truth["archs"])]
         tail = finite_or_none(scatter_tail(top1))

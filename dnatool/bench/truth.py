@@ -260,8 +260,35 @@ def planned_archs(truth_dir: Path) -> list[list[Choice]]:
     path = truth_dir / PLAN_FILE
     if not path.is_file():
         return []
-    rows = io.read_json(path, "truth plan").get("archs") or []
+    rows = read_plan(path)["archs"]
     return [list(_key(row["choices"])) for row in rows]
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    """A truth's `plan.json`, its shape checked: a damaged plan is refused in one line."""
+    plan = io.read_json(path, "truth plan")
+    if (
+        not isinstance(plan, dict)
+        or not isinstance(plan.get("archs"), list)
+        or not all(isinstance(a, dict) and "choices" in a for a in plan["archs"])
+        or not isinstance(plan.get("seeds"), int)
+        or plan["seeds"] < 1
+        or not isinstance(plan.get("recipe"), dict)
+    ):
+        raise BadInput(f"{path} is not a truth plan (archs with choices, seeds, recipe)")
+    return plan
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """One job's result, its figures checked: a damaged one is refused in one line (delete it
+    and rerun: the job's finished run is taken again, not retrained)."""
+    row = io.read_json(path, "truth job result")
+    numbers = ("top1", "cpu_seconds")
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), int | float) for k in numbers):
+        raise BadInput(
+            f"{path} is not a truth job result ({', '.join(numbers)}); delete it to redo"
+        )
+    return row
 
 
 def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +299,7 @@ def write_plan(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
     identified by its digest): a truth copied elsewhere resumes, its jobs reading the new folder."""
     path = truth_dir / PLAN_FILE
     if path.is_file():
-        old = io.read_json(path, "truth plan")
+        old = read_plan(path)
         grows = old.get("archs") == plan["archs"][: len(old.get("archs") or [])]
         for key in ("space", "data", "recipe", "archs"):
             before, now = old.get(key), plan.get(key)
@@ -316,7 +343,7 @@ def _source_plan(source: str | Path) -> tuple[Path, dict[str, Any]]:
     folder = path.parent if path.is_file() else path
     for candidate in (folder, folder / "truth"):
         if (candidate / PLAN_FILE).is_file():
-            return candidate, io.read_json(candidate / PLAN_FILE, "truth plan")
+            return candidate, read_plan(candidate / PLAN_FILE)
     raise BadInput(f"reuse {source}: no truth there (no {PLAN_FILE} in it or in its truth/)")
 
 
@@ -349,7 +376,7 @@ def reuse_results(
         trained = {}
         for job in all_jobs(len(other["archs"]), other["seeds"]):
             if result_path(folder, job).is_file():
-                row = io.read_json(result_path(folder, job), "truth job result")
+                row = read_result(result_path(folder, job))
                 seed = other["recipe"]["seed"] + job.seed
                 trained[(_key(other["archs"][job.arch]["choices"]), seed)] = (job, row)
         for job in pending_jobs(truth_dir, plan):
@@ -461,7 +488,7 @@ def run_share(
     truth_dir = Path(truth_dir)
     if threads:
         torch.set_num_threads(threads)
-    plan = io.read_json(truth_dir / PLAN_FILE, "truth plan")
+    plan = read_plan(truth_dir / PLAN_FILE)
     jobs = {job.name: job for job in all_jobs(len(plan["archs"]), plan["seeds"])}
     log = truth_dir / LOGS_DIR / f"worker-{os.getpid()}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -647,7 +674,7 @@ def assemble_truth(truth_dir: Path, plan: dict[str, Any]) -> dict[str, Any]:
         )
     seeds = plan["seeds"]
     results = {
-        (job.arch, job.seed): io.read_json(result_path(truth_dir, job), "truth job result")
+        (job.arch, job.seed): read_result(result_path(truth_dir, job))
         for job in all_jobs(len(plan["archs"]), seeds)
     }
     top1 = np.array(
@@ -693,12 +720,12 @@ def truth_status(truth_dir: str | Path) -> dict[str, Any]:
     """Progress of a truth under way: jobs done, and the noise ceiling over the architectures
     already trained with at least two seeds (the seeds done so far)."""
     truth_dir = Path(truth_dir)
-    plan = io.read_json(truth_dir / PLAN_FILE, "truth plan")
+    plan = read_plan(truth_dir / PLAN_FILE)
     rows: dict[int, dict[int, float]] = {}
     cpu = 0.0
     for job in all_jobs(len(plan["archs"]), plan["seeds"]):
         if result_path(truth_dir, job).is_file():
-            row = io.read_json(result_path(truth_dir, job), "truth job result")
+            row = read_result(result_path(truth_dir, job))
             rows.setdefault(job.arch, {})[job.seed] = row["top1"]
             cpu += row["cpu_seconds"]
     seeds = min((len(r) for r in rows.values()), default=0)
@@ -717,18 +744,54 @@ def truth_status(truth_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def truth_file(path: str | Path) -> Path:
+    """The `truth.json` that `path` names: the file itself, or the one in a truth folder or in a
+    bench OUT's `truth/` (as `reuse:` takes them)."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / TRUTH_FILE, path / "truth" / TRUTH_FILE):
+            if candidate.is_file():
+                return candidate
+        raise BadInput(f"{path} holds no {TRUTH_FILE} (nor truth/{TRUTH_FILE}): is it finished?")
+    return path
+
+
 def load_truth(path: str | Path) -> dict[str, Any]:
-    """A `truth.json`, checked: format tag, architectures with one accuracy per seed."""
+    """A `truth.json` (or the folder holding it), checked: format tag, space, architectures with
+    their choices and one finite accuracy per seed, so a damaged file is refused in one line
+    before anything reads it."""
+    path = truth_file(path)
     data = io.read_json(path, "truth file")
     if not isinstance(data, dict) or data.get("format") != TRUTH_FORMAT:
-        raise BadInput(f"{path} is not a {TRUTH_FORMAT} file (format tag missing)")
-    archs = data.get("archs")
-    seeds = data.get("seeds")
-    if not isinstance(archs, list) or len(archs) < 3 or not isinstance(seeds, int):
-        raise BadInput(f"{path}: a truth needs 'seeds' and at least 3 'archs'")
-    for a in archs:
-        if not isinstance(a, dict) or len(a.get("top1", [])) != seeds or "choices" not in a:
-            raise BadInput(f"{path}: every arch needs 'choices' and one top-1 per seed")
+        found = data.get("format") if isinstance(data, dict) else None
+        raise BadInput(
+            f"{path} is not a {TRUTH_FORMAT} file (format tag {found!r})"
+            if found
+            else f"{path} is not a {TRUTH_FORMAT} file (format tag missing)"
+        )
+    archs, seeds, space = data.get("archs"), data.get("seeds"), data.get("space")
+    if not isinstance(archs, list) or len(archs) < 3 or not isinstance(seeds, int) or seeds < 1:
+        raise BadInput(f"{path}: a truth needs 'seeds' (>= 1) and at least 3 'archs'")
+    if not isinstance(space, dict) or not all(
+        isinstance(space.get(k), str) for k in ("ref", "digest")
+    ):
+        raise BadInput(f"{path}: 'space' must name the space (ref, digest)")
+    space.setdefault("name", space["ref"])
+    for i, a in enumerate(archs):
+        top1 = a.get("top1") if isinstance(a, dict) else None
+        if (
+            not isinstance(top1, list)
+            or len(top1) != seeds
+            or not all(isinstance(v, int | float) and np.isfinite(v) for v in top1)
+        ):
+            raise BadInput(f"{path}: arch {i} needs one finite top-1 per seed")
+        a.setdefault("mean_top1", float(np.mean(top1)))  # derived: a hand-written truth omits it
+        try:
+            _key(a["choices"])
+        except (KeyError, TypeError, ValueError):
+            raise BadInput(f"{path}: arch {i} needs 'choices' as [cell, [op, ...]] pairs") from None
+    if seeds < 2:  # one seed measures no noise, whatever an edited file claims
+        data["noise_ceiling"] = None
     return data
 
 

@@ -302,16 +302,19 @@ def ranking(
     from dnatool.bench.ranking import load_ranking_recipe, run_ranking, summary_lines, tail_line
     from dnatool.cli._console import Reporter, emit_json, progress
     from dnatool.cli._console import out as console
+    from dnatool.errors import BadInput
 
     if status:
         from pathlib import Path
 
         from dnatool.bench.truth import PLAN_FILE, truth_status
-        from dnatool.errors import BadInput
 
-        if not (Path(out) / "truth" / PLAN_FILE).is_file():
+        folder = next(
+            (d for d in (Path(out) / "truth", Path(out)) if (d / PLAN_FILE).is_file()), None
+        )  # a bench's OUT, or a truth folder itself
+        if folder is None:
             raise BadInput(f"{out} holds no truth under way (no truth/{PLAN_FILE})")
-        state = truth_status(Path(out) / "truth")
+        state = truth_status(folder)
         if as_json:
             emit_json(state)
             return
@@ -328,6 +331,8 @@ def ranking(
         return
     resolved = load_ranking_recipe(recipe or "bench-ranking", overrides)
     names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    if names == []:
+        raise BadInput("--methods names no method (`none` builds the truth only)")
     names = [] if names == ["none"] else names
     with progress() as bar:
         if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 talks

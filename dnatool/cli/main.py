@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; bad input exits 2 and failures exit 1, each with one line on stderr."""
     debug = os.environ.get("DNATOOL_DEBUG") == "1"
     try:
-        cli.main(args=argv, prog_name="dnatool", standalone_mode=False)
+        _guarded(lambda: cli.main(args=argv, prog_name="dnatool", standalone_mode=False), debug)
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.ClickException as exc:
@@ -62,6 +64,20 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message(), exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    sys.exit(0)
+
+
+def run_script(script_main: Callable[[], int | None]) -> None:
+    """The CLI's error contract for the scripts in `benchmarks/`: bad input one line and exit 2,
+    failures one line and exit 1 (`DNATOOL_DEBUG=1`: the traceback)."""
+    sys.exit(_guarded(script_main, os.environ.get("DNATOOL_DEBUG") == "1") or 0)
+
+
+def _guarded(work: Callable[[], Any], debug: bool) -> Any:
+    try:
+        return work()
+    except (click.exceptions.Abort, click.exceptions.Exit, click.ClickException):
+        raise  # click's own (Abort and Exit are RuntimeErrors): the caller reports them
     except BadInput as exc:
         if debug:
             raise
@@ -70,7 +86,6 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _fail(f"{type(exc).__name__}: {exc}" if not isinstance(exc, RunFailure) else str(exc), 1)
-    sys.exit(0)
 
 
 def _fail(message: str, code: int) -> None:

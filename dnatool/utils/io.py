@@ -92,8 +92,10 @@ def _refusal(exc: Exception) -> str:
     import re
 
     text = str(exc).strip()
+    if not re.search(r"[A-Za-z]", text):  # a bare offset or magic number says nothing
+        return f"corrupt, or not written by torch.save ({type(exc).__name__})"
     if "Weights only load failed" not in text:
-        return text.splitlines()[0] if text else type(exc).__name__
+        return text.splitlines()[0]
     found = re.search(r"GLOBAL ([\w.]+)", text)
     if found:
         return f"it asks to import {found.group(1)}; {SAFE_LOAD}"
