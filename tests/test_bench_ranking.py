@@ -842,7 +842,8 @@ def test_method_options_are_checked(tmp_path):
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["-o", "methods={dna: {overrides: [epochz=3]}}"], "unknown recipe key 'epochz'"),
+        (["-o", "methods={dna: {overrides: [epochz=3]}}"], "method dna: unknown recipe key"),
+        (["-o", "truth_overrides=[epochz=3]"], "truth recipe: unknown recipe key 'epochz'"),
         (["-o", "methods={dna: {teacher_overrides: [lr=fast]}}"], "lr"),
         (["-o", "methods={spos: {recipe: dna-tiny}}"], "spos recipe 'dna-tiny' trains method"),
         (["-o", "methods={dna++: {bogus: 1}}"], "unknown dna++ option 'bogus'"),

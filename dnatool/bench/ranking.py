@@ -184,9 +184,13 @@ def _truth_recipe(recipe: RankingRecipe, data: str) -> dict[str, Any]:
     from dnatool.config import to_dict
     from dnatool.retrain.recipe import load_retrain_recipe
 
-    loaded = load_retrain_recipe(
-        recipe.truth_recipe, (*recipe.truth_overrides, f"data={data}", f"threads={recipe.threads}")
-    )
+    try:
+        loaded = load_retrain_recipe(
+            recipe.truth_recipe,
+            (*recipe.truth_overrides, f"data={data}", f"threads={recipe.threads}"),
+        )
+    except BadInput as exc:
+        raise BadInput(f"truth recipe: {exc}") from None
     if loaded.init_seed is not None:
         raise BadInput(
             "the truth's seeds must each draw their own initialisation (init_seed "
@@ -323,7 +327,10 @@ def run_ranking(
         ref = options.get("space") or recipe.space
         if not isinstance(ref, str):
             raise BadInput(f"a method's space must be a space name or file, got {ref!r}")
-        method.check({k: v for k, v in options.items() if k != "space"}, ref)
+        try:
+            method.check({k: v for k, v in options.items() if k != "space"}, ref)
+        except BadInput as exc:
+            raise BadInput(f"method {method.name}: {exc}") from None
     if truth_path is None:
         truth = build_truth(recipe, out, workers, report)
         if truth is None:
