@@ -828,7 +828,7 @@ def test_a_truth_sharing_one_initialisation_is_refused(cli, tmp_path):
     result = cli("bench", "ranking", "--methods", "none", "-o", overrides, "--out", out)
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "init_seed 3 would leave initialisation noise out of the noise ceiling" in result.stderr
-    assert not (out / "data").exists()  # refused before the data are made
+    assert not out.exists()  # refused before OUT is touched
 
 
 def test_method_options_are_checked(tmp_path):
@@ -860,7 +860,7 @@ def test_a_typo_in_the_methods_is_refused_before_the_truth_trains(cli, tmp_path,
     result = cli("bench", "ranking", *methods, *args, "--out", out)
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert says in result.stderr
-    assert not (out / "data").exists() and not (out / "truth").exists()
+    assert not out.exists()
 
 
 def test_an_out_that_is_a_file_is_refused_and_kept(cli, tmp_path):

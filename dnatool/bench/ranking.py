@@ -332,6 +332,8 @@ def run_ranking(
         except BadInput as exc:
             raise BadInput(f"method {method.name}: {exc}") from None
     if truth_path is None:
+        load_space(recipe.space)  # the space and the truth's recipe, before OUT is touched
+        _truth_recipe(recipe, recipe.data)
         truth = build_truth(recipe, out, workers, report)
         if truth is None:
             return None
