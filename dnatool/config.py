@@ -105,9 +105,13 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         items = [_coerce(key, v, inner) for v in value]
         return tuple(items) if origin is tuple else items
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise BadInput(f"recipe key {key!r} must be a number, got {value!r}")
+        wrong = BadInput(f"recipe key {key!r} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise wrong
+        try:
+            return float(value)  # a string too: YAML 1.1 reads `1e-3` (no dot) as one
+        except ValueError:
+            raise wrong from None
     if hint in (int, str, bool) and not (
         isinstance(value, hint) and not (hint is int and isinstance(value, bool))
     ):

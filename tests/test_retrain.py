@@ -258,6 +258,10 @@ def test_bad_recipe_values_are_bad_input(override, message):
         load_retrain_recipe("retrain-tiny", (override,))
 
 
+def test_a_float_key_takes_the_exponent_form_yaml_reads_as_a_string():
+    assert load_retrain_recipe("retrain-tiny", ("lr=1e-3", "min_lr=0")).lr == 0.001
+
+
 def test_imagenet_recipe_drives_the_papers_optimizer_and_schedule():
     """recipes/retrain-imagenet.yaml as timm builds it: TF RMSprop, 0.256 per 4096, x0.97 / 2.4 ep."""
     from timm.optim import RMSpropTF
