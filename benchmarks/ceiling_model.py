@@ -30,6 +30,11 @@ become a forecast of the ceiling the truth is heading for, from its first seed's
 
     python benchmarks/ceiling_model.py OUT/truth --sigma-from docs/figures/ranking-truth-narrow24-2026-12-05/truth.json
 
+or, once some of its architectures have their second seed, its own noise so far (the
+architectures with two seeds give sigma, every first seed the spread):
+
+    python benchmarks/ceiling_model.py OUT/truth --sigma-from OUT/truth
+
 The model is homoscedastic Gaussian noise on independent runs; `same_networks` against the
 measured ceiling says how far to trust it for a given truth, and `tail` (the benchmark's own
 `scatter_tail`, part of every noise ceiling) checks the one sigma: how much of the seed scatter
@@ -182,6 +187,20 @@ def read_top1(path: Path) -> np.ndarray:
     return np.array([r[:common] for r in rows], dtype=np.float64)
 
 
+def read_pairs(path: Path) -> np.ndarray:
+    """archs x 2 top-1 of the architectures that have two seeds: a truth's, or those of a truth
+    under way so far (its own noise, while its first seed forecasts the spread)."""
+    if path.is_dir():
+        rows = [r[:2] for r in truth_status(path)["top1"].values() if len(r) >= 2]
+        if len(rows) < 3:
+            raise BadInput(f"{path}: fewer than 3 architectures have two seeds yet")
+        return np.array(rows, dtype=np.float64)
+    top1 = read_top1(path)
+    if top1.shape[1] < 2:
+        raise BadInput(f"{path}: one seed has no noise to give")
+    return top1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("truths", type=Path, nargs="+", help="truth.json files")
@@ -200,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         raise BadInput("--sizes of at least 3 networks, --pool at least the largest, --reps >= 10")
     if not 0 < args.pilot_r <= 1 or not 0 < args.target < 1:
         raise BadInput("--pilot-r in (0, 1] and --target in (0, 1)")
-    sigma = estimate(read_top1(args.sigma_from))[0] if args.sigma_from else None
+    sigma = estimate(read_pairs(args.sigma_from))[0] if args.sigma_from else None
     out = {}
     for path in args.truths:
         top1 = read_top1(path)

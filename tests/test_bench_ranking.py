@@ -1445,3 +1445,10 @@ def test_ceiling_model_forecasts_a_truth_under_way_from_a_references_noise(tmp_p
     assert out["same_networks"] > 0.9  # 10 points apart at a 1-point noise
     with pytest.raises(BadInput, match="one seed has no noise to measure"):
         model["main"](args)
+    with pytest.raises(BadInput, match="fewer than 3 architectures have two seeds"):
+        model["main"]([*args, "--sigma-from", str(tmp_path)])
+    for job in truth_mod.all_jobs(4, 2)[4:7]:  # three second seeds: the truth's own noise so far
+        _fake_job(tmp_path, plan, job)
+    assert model["main"]([*args, "--sigma-from", str(tmp_path)]) == 0
+    own = json.loads(capsys.readouterr().out)[str(tmp_path)]
+    assert own["seeds"] == 1 and own["sigma"] == pytest.approx(np.sqrt(0.5))  # gaps of 1 point
