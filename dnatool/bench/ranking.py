@@ -324,9 +324,7 @@ def run_ranking(
     if clash:
         raise BadInput(f"method run {clash[0]!r} is named twice (a variant and a method's seed?)")
     for method, options in planned:  # a typo in a method's options: refused before the truth
-        ref = options.get("space") or recipe.space
-        if not isinstance(ref, str):
-            raise BadInput(f"a method's space must be a space name or file, got {ref!r}")
+        ref = _space_option(options) or recipe.space
         try:
             method.check({k: v for k, v in options.items() if k != "space"}, ref)
         except BadInput as exc:
@@ -379,13 +377,19 @@ def method_space(
     from dnatool.arch.space import load_space
 
     choices = truth_mod.truth_choices(truth)
-    ref = options.get("space")
+    ref = _space_option(options)
     if ref is None:
         return truth_space, truth["space"]["ref"], choices
-    if not isinstance(ref, str):
-        raise BadInput(f"a method's space must be a space name or file, got {ref!r}")
     space = load_space(ref)
     return space, ref, [space.express(truth_space, c) for c in choices]
+
+
+def _space_option(options: dict[str, Any]) -> str | None:
+    """A method's `space:` option (None: the truth's space), refused in one line if not a name."""
+    ref = options.get("space")
+    if ref is not None and not isinstance(ref, str):
+        raise BadInput(f"a method's space must be a space name or file, got {ref!r}")
+    return ref
 
 
 def rate_method(
@@ -475,11 +479,7 @@ def summarize(
     paired difference to SPOS and to MACs, targets judged on the seed means."""
     ceiling = truth.get("noise_ceiling")
     accuracy = np.array([a["mean_top1"] for a in truth["archs"]])
-    if (  # an older truth, written before the tail was part of every noise ceiling
-        ceiling
-        and truth["seeds"] >= 2
-        and "most_scattered_archs" not in (ceiling.get("tail") or {})
-    ):
+    if ceiling and "most_scattered_archs" not in (ceiling.get("tail") or {}):  # an older truth
         top1 = np.array([a["top1"] for a in truth["archs"]], dtype=np.float64)
         indices = [a.get("index", row) for row, a in enumerate(truth["archs"])]
         tail = finite_or_none(scatter_tail(top1))
