@@ -1329,7 +1329,8 @@ def test_a_method_trained_on_a_larger_space_scores_the_same_networks(tmp_path, m
 
 def test_a_variant_is_compared_with_its_method_and_with_spos_changed_alike():
     """`dna@many` against `dna` (what the variant changed) and against `spos@many` (SPOS changed
-    the same way), besides SPOS and MACs; a variant without such relatives gets only those."""
+    the same way), besides SPOS and MACs; a variant without such relatives gets only those; a
+    method against every SPOS variant."""
     from dnatool.bench.ranking import RankingRecipe, summarize
 
     truth, results = _five_archs(
@@ -1354,6 +1355,12 @@ def test_a_variant_is_compared_with_its_method_and_with_spos_changed_alike():
     assert {p for p in pairs if p[0] == "spos@many"} == {
         ("spos@many", "spos"), ("spos@many", "macs")
     }  # fmt: skip
+    # a method is also judged against every SPOS budget (e.g. SPOS at its own CPU)
+    assert {p for p in pairs if p[0] == "dna"} == {
+        ("dna", "spos"), ("dna", "spos@many"), ("dna", "macs")
+    }  # fmt: skip
+    assert pairs["dna", "spos@many"] == pytest.approx(1.0 - (-1.0))
+    assert {p for p in pairs if p[0] == "spos"} == {("spos", "macs")}
 
 
 def test_a_truth_reuses_the_jobs_another_truth_trained_exactly(tmp_path, monkeypatch):

@@ -572,10 +572,14 @@ def truth_label(truth: dict[str, Any]) -> str:
 
 def _variant_references(group: str, scores: dict[str, Any]) -> dict[str, Any]:
     """A variant `M@V` is also compared with its method `M` (what the variant changed) and with
-    `spos@V` (the same change made to SPOS: e.g. both supernets on a larger space)."""
+    `spos@V` (the same change made to SPOS: e.g. both supernets on a larger space). A method
+    other than SPOS is also compared with every SPOS variant (`spos@e24`: SPOS at another budget,
+    e.g. at the method's own CPU, as the papers compare at equal search cost)."""
     base, at, variant = group.partition("@")
     if not at:
-        return {}
+        if base == "spos":
+            return {}
+        return {name: sets for name, sets in scores.items() if base_method(name) == "spos" != name}
     names = [base, f"spos@{variant}"]
     return {name: scores[name] for name in names if name in scores and name != group}
 
