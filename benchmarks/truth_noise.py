@@ -50,12 +50,19 @@ def read_curves(folder: Path) -> dict[tuple[int, int], dict[str, np.ndarray]]:
 
 
 def analyse(curves: dict[tuple[int, int], dict[str, np.ndarray]]) -> dict:
-    archs = sorted(a for a, s in curves if s == 0 and (a, 1) in curves)
+    """A run shorter than the longest is unfinished (a truth under way): its last epoch is not
+    its end, so its architecture is left out, and named in `unfinished`."""
+    epochs = max((len(c["top1"]) for c in curves.values()), default=0)
+    unfinished = sorted(f"a{a:03d}-s{s}" for (a, s), c in curves.items() if len(c["top1"]) < epochs)
+    done = {key for key, c in curves.items() if len(c["top1"]) == epochs}
+    archs = sorted(a for a, s in done if s == 0 and (a, 1) in done)
     if len(archs) < 3:
-        raise BadInput("need seeds 0 and 1 of at least 3 architectures")
+        raise BadInput(
+            f"need seeds 0 and 1 of at least 3 architectures, each run {epochs} epochs"
+            + (f" ({len(unfinished)} runs unfinished)" if unfinished else "")
+        )
     s0 = [curves[a, 0] for a in archs]
     s1 = [curves[a, 1] for a in archs]
-    epochs = min(len(c["top1"]) for c in s0 + s1)
     final = np.array([a["top1"][-1] - b["top1"][-1] for a, b in zip(s0, s1, strict=True)])
 
     def gap_at(epoch: int) -> np.ndarray:
@@ -74,6 +81,7 @@ def analyse(curves: dict[tuple[int, int], dict[str, np.ndarray]]) -> dict:
     return {
         "archs": len(archs),
         "epochs": epochs,
+        "unfinished": unfinished,
         "mean_seed_difference": float(np.mean(np.abs(final))),
         "final_gap_by_arch": {f"a{a:03d}": round(float(g), 2) for a, g in zip(archs, final)},
         "last_epochs_averaged": averaged,

@@ -1018,7 +1018,18 @@ def test_truth_noise_tells_a_carried_gap_from_a_noisy_end(tmp_path):
             ]
             (tmp_path / f"a{arch:03d}-s{seed}.csv").write_text("\n".join(lines) + "\n")
     found = script["analyse"](script["read_curves"](tmp_path))
-    assert found["archs"] == 6 and found["epochs"] == 12
+    assert found["archs"] == 6 and found["epochs"] == 12 and found["unfinished"] == []
+    # a run still training (a truth under way) is not an end: its architecture is left out
+    cut = (tmp_path / "a005-s1.csv").read_text().splitlines()[:8]
+    (tmp_path / "a005-s1.csv").write_text("\n".join(cut) + "\n")
+    partial = script["analyse"](script["read_curves"](tmp_path))
+    assert partial["archs"] == 5 and partial["epochs"] == 12
+    assert partial["unfinished"] == ["a005-s1"]
+    assert "a005" not in partial["final_gap_by_arch"]
+    for arch in (2, 3, 4):
+        (tmp_path / f"a{arch:03d}-s0.csv").write_text("\n".join(cut) + "\n")
+    with pytest.raises(BadInput, match="each run 12 epochs .4 runs unfinished"):
+        script["analyse"](script["read_curves"](tmp_path))
     assert found["pearson_final_gap_vs_train_loss_gap"] == pytest.approx(-1.0)
     averaged = found["last_epochs_averaged"]
     assert averaged["last_3"]["mean_seed_difference"] == pytest.approx(
