@@ -1338,6 +1338,46 @@ def test_a_method_trained_on_a_larger_space_scores_the_same_networks(tmp_path, m
     assert len(calls) == 2  # refused before the first method ran
 
 
+def test_size_matched_agreement_judges_only_networks_of_about_the_same_size():
+    """The share of pairs within 1.25x of each other's MACs that a rating orders as training
+    did: what a search under a budget needs from a rating and the size alone cannot give."""
+    from dnatool.bench.ranking import RankingRecipe, summarize, summary_lines
+    from dnatool.bench.stats import size_matched_agreement
+
+    acc = [80.0, 70.0, 60.0, 90.0, 75.0]
+    macs = [100.0, 110.0, 200.0, 210.0, 1000.0]  # pairs (0, 1) and (2, 3); 4 has no neighbour
+    right = [1.0, 2.0, 2.0, 1.0, 0.0]  # losses: 0 before 1, 3 before 2
+    found = size_matched_agreement([right], acc, macs, resamples=200)
+    assert found["pairs"] == 2 and found["value"] == 1.0
+    assert 0.0 <= found["low"] <= found["high"] <= 1.0
+    wrong_first = [2.0, 1.0, 2.0, 1.0, 0.0]
+    assert size_matched_agreement([right, wrong_first], acc, macs)["value"] == 0.75  # run mean
+    assert size_matched_agreement([[1.0, 1.0, 2.0, 1.0, 9.0]], acc, macs)["value"] == 0.75  # tie
+    by_size = [[-m for m in macs]]
+    assert size_matched_agreement(by_size, acc, macs)["value"] == 0.5  # 110 > 100 but 70 < 80
+    assert size_matched_agreement([right], acc, macs, ratio=2.5)["pairs"] == 6
+    with pytest.raises(ValueError, match="positive size"):
+        size_matched_agreement([right], acc, [0.0, *macs[1:]])
+    truth = {
+        "space": {"name": "ranking"},
+        "seeds": 2,
+        "archs": [{"mean_top1": a, "macs": m, "params": m} for a, m in zip(acc, macs)],
+    }
+    results = {
+        name: {**method_correlations(s, acc, resamples=100), "scores": s}
+        for name, s in {"dna": right, "spos": wrong_first}.items()
+    }
+    summary = summarize(truth, "t.json", results, RankingRecipe(bootstrap=200))
+    assert {k: v["value"] for k, v in summary["size_matched"].items()} == {
+        "dna": 1.0, "spos": 0.5, "macs": 0.5
+    }  # fmt: skip
+    assert any(
+        line.startswith("networks within 1.25x of each other's MACs (2 pairs)")
+        and "dna 1.000 [" in line
+        for line in summary_lines(finite_or_none(summary))
+    )
+
+
 def test_a_variant_is_compared_with_its_method_and_with_spos_changed_alike():
     """`dna@many` against `dna` (what the variant changed) and against `spos@many` (SPOS changed
     the same way), besides SPOS and MACs; a variant without such relatives gets only those; a

@@ -41,6 +41,7 @@ from dnatool.bench.stats import (
     paired_difference,
     scatter_tail,
     seed_mean_correlation,
+    size_matched_agreement,
 )
 from dnatool.errors import BadInput
 from dnatool.utils import io
@@ -518,6 +519,13 @@ def summarize(
         for ref, other in {**references, **_variant_references(group, scores)}.items()
         if other is not None and ref != group
     ]
+    sizes = [a.get("macs") for a in truth["archs"]]
+    size_matched = {}
+    if all(m is not None and m > 0 for m in sizes):
+        size_matched = {
+            group: size_matched_agreement(sets, accuracy, sizes, **_kw(recipe))
+            for group, sets in {**scores, "macs": [[-float(m) for m in sizes]]}.items()
+        }
     checks: dict[str, Any] = {}
     if ceiling:
         checks["noise_ceiling"] = _meets(ceiling["kendall_tau"]["value"], "noise_ceiling")
@@ -545,6 +553,7 @@ def summarize(
         "methods": methods,
         "supernet_seeds": seeded,
         "comparisons": comparisons,
+        "size_matched": size_matched,  # ordering networks of about the same MACs
         "baselines": baselines,
         "targets": TARGETS,
         "met": checks,
@@ -628,6 +637,17 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         )
     for name, m in summary.get("baselines", {}).items():
         lines.append(f"baseline, size only ({name}): {_cells(m)}")
+    matched = summary.get("size_matched") or {}
+    if matched:
+        first = next(iter(matched.values()))
+        lines.append(
+            f"networks within {first['ratio']:g}x of each other's MACs ({first['pairs']} pairs), "
+            "share ordered as trained: "
+            + ", ".join(
+                f"{name} {_fmt(m['value'])} [{_fmt(m['low'])}, {_fmt(m['high'])}]"
+                for name, m in matched.items()
+            )
+        )
     for c in summary.get("comparisons", []):
         lines.append(
             f"{c['first']} - {c['second']}: kendall_tau {_signed(c['value'])} "

@@ -154,6 +154,55 @@ def seed_mean_correlation(
     }
 
 
+def size_matched_agreement(
+    score_sets: Sequence[Sequence[float]],
+    accuracies: Sequence[float],
+    sizes: Sequence[float],
+    ratio: float = 1.25,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """How often a rating orders two networks of about the same size (within `ratio` of each
+    other's MACs) as training does: the choice a search under a budget makes, which the size
+    alone cannot. Share of concordant pairs (score ties count half, accuracy ties are left out),
+    the mean over runs, with a bootstrap interval over architectures (a resample's pairs are
+    those of distinct networks it drew)."""
+    acc = np.asarray(accuracies, dtype=np.float64)
+    sets = _score_sets(score_sets, acc.size)
+    size = np.asarray(sizes, dtype=np.float64)
+    if size.shape != acc.shape or not np.all(np.isfinite(size) & (size > 0)) or ratio <= 1:
+        raise ValueError("need one positive size per architecture and a ratio above 1")
+    size = np.log(size)
+    near = np.abs(size[:, None] - size[None, :]) < np.log(ratio)
+    a_sign = np.sign(acc[:, None] - acc[None, :])
+    agree = np.array(
+        [np.sign(-(s[:, None] - s[None, :])) * a_sign for s in sets]
+    )  # runs x n x n: +1 concordant, -1 discordant, 0 tie
+    pair = near & (a_sign != 0) & np.triu(np.ones_like(near), 1)
+
+    def share(rows: np.ndarray) -> float:
+        i, j = np.triu_indices(rows.size, 1)
+        a, b = rows[i], rows[j]
+        keep = pair[np.minimum(a, b), np.maximum(a, b)] & (a != b)
+        if not keep.any():
+            return float("nan")
+        x, y = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
+        return float(np.mean((agree[:, x, y] + 1) / 2))
+
+    index = _resampled_rows(acc.size, resamples, seed, 1414)
+    draws = np.array([share(rows) for rows in index])
+    low, high, dropped = _interval(draws, confidence)
+    return {
+        "ratio": ratio,
+        "pairs": int(pair.sum()),
+        "value": share(np.arange(acc.size)),
+        "low": low,
+        "high": high,
+        "dropped": dropped,
+    }
+
+
 def paired_difference(
     first: Sequence[Sequence[float]],
     second: Sequence[Sequence[float]],
