@@ -1376,6 +1376,11 @@ def test_size_matched_agreement_judges_only_networks_of_about_the_same_size():
         and "dna 1.000 [" in line
         for line in summary_lines(finite_or_none(summary))
     )
+    apart = {**truth, "archs": [{**a, "macs": 10.0**i} for i, a in enumerate(truth["archs"])]}
+    summary = finite_or_none(summarize(apart, "t.json", results, RankingRecipe(bootstrap=200)))
+    assert summary["size_matched"]["dna"]["pairs"] == 0
+    assert summary["size_matched"]["dna"]["value"] is None  # undefined, not 0 or 1
+    assert not any("each other's MACs" in line for line in summary_lines(summary))
 
 
 def test_a_variant_is_compared_with_its_method_and_with_spos_changed_alike():

@@ -638,8 +638,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     for name, m in summary.get("baselines", {}).items():
         lines.append(f"baseline, size only ({name}): {_cells(m)}")
     matched = summary.get("size_matched") or {}
-    if matched:
-        first = next(iter(matched.values()))
+    first = next(iter(matched.values()), {})
+    if first.get("pairs"):  # a small truth may have no networks of about the same size
         lines.append(
             f"networks within {first['ratio']:g}x of each other's MACs ({first['pairs']} pairs), "
             "share ordered as trained: "
