@@ -511,20 +511,20 @@ def summarize(
         if len(sets) > 1
     }
     references = {"spos": scores.get("spos")}
-    if all(a.get("macs") is not None for a in truth["archs"]):
-        references["macs"] = [[-float(a["macs"]) for a in truth["archs"]]]
+    sizes = [a.get("macs") for a in truth["archs"]]
+    if all(m is not None for m in sizes):
+        references["macs"] = [[-float(m) for m in sizes]]
     comparisons = [
         {"first": group, "second": ref, **paired_difference(sets, other, accuracy, **_kw(recipe))}
         for group, sets in scores.items()
         for ref, other in {**references, **_variant_references(group, scores)}.items()
         if other is not None and ref != group
     ]
-    sizes = [a.get("macs") for a in truth["archs"]]
     size_matched = {}
-    if all(m is not None and m > 0 for m in sizes):
+    if "macs" in references and all(m > 0 for m in sizes):
         size_matched = {
             group: size_matched_agreement(sets, accuracy, sizes, **_kw(recipe))
-            for group, sets in {**scores, "macs": [[-float(m) for m in sizes]]}.items()
+            for group, sets in {**scores, "macs": references["macs"]}.items()
         }
     checks: dict[str, Any] = {}
     if ceiling:

@@ -174,28 +174,25 @@ def size_matched_agreement(
     if size.shape != acc.shape or not np.all(np.isfinite(size) & (size > 0)) or ratio <= 1:
         raise ValueError("need one positive size per architecture and a ratio above 1")
     size = np.log(size)
-    near = np.abs(size[:, None] - size[None, :]) < np.log(ratio)
     a_sign = np.sign(acc[:, None] - acc[None, :])
-    agree = np.array(
-        [np.sign(-(s[:, None] - s[None, :])) * a_sign for s in sets]
-    )  # runs x n x n: +1 concordant, -1 discordant, 0 tie
-    pair = near & (a_sign != 0) & np.triu(np.ones_like(near), 1)
+    # both symmetric (n x n): a pair is judged the same whichever way a resample draws it
+    pair = (np.abs(size[:, None] - size[None, :]) < np.log(ratio)) & (a_sign != 0)
+    agree = np.array([np.sign(s[None, :] - s[:, None]) * a_sign for s in sets])  # +1 concordant
+    i, j = np.triu_indices(acc.size, 1)
 
     def share(rows: np.ndarray) -> float:
-        i, j = np.triu_indices(rows.size, 1)
         a, b = rows[i], rows[j]
-        keep = pair[np.minimum(a, b), np.maximum(a, b)] & (a != b)
+        keep = pair[a, b]  # a drawn twice is no pair: its accuracy sign is 0
         if not keep.any():
             return float("nan")
-        x, y = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
-        return float(np.mean((agree[:, x, y] + 1) / 2))
+        return float(np.mean((agree[:, a[keep], b[keep]] + 1) / 2))
 
     index = _resampled_rows(acc.size, resamples, seed, 1414)
     draws = np.array([share(rows) for rows in index])
     low, high, dropped = _interval(draws, confidence)
     return {
         "ratio": ratio,
-        "pairs": int(pair.sum()),
+        "pairs": int(pair[i, j].sum()),
         "value": share(np.arange(acc.size)),
         "low": low,
         "high": high,
