@@ -51,23 +51,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from dnatool.bench.stats import noise_ceiling
+from dnatool.bench.stats import noise_ceiling, true_accuracies
 from dnatool.bench.truth import load_truth, spread_picks, truth_status
 from dnatool.cli.main import run_script
 from dnatool.errors import BadInput
-
-
-def estimate(top1: np.ndarray, sigma: float | None = None) -> tuple[float, np.ndarray]:
-    """(per-run noise sigma, shrunk true accuracies) of an archs x seeds array; with `sigma`
-    given (a reference truth's), one seed is enough."""
-    acc = np.asarray(top1, dtype=np.float64)
-    if sigma is None:
-        sigma = float(np.sqrt(acc.var(axis=1, ddof=1).mean()))
-    means = acc.mean(axis=1)
-    observed = means.var(ddof=1)
-    true = max(observed - sigma**2 / acc.shape[1], 0.0)
-    shrink = np.sqrt(true / observed) if observed > 0 else 0.0
-    return sigma, means.mean() + (means - means.mean()) * shrink
 
 
 def tau_draws(true: np.ndarray, sigma: float, reps: int = 2000, seed: int = 0) -> np.ndarray:
@@ -149,7 +136,7 @@ def project(
 ) -> dict:
     """Every projection for the networks of `top1` (archs x seeds); `sigma`: a reference's noise."""
     acc = np.asarray(top1, dtype=np.float64)
-    sigma, true = estimate(acc, sigma)
+    sigma, true = true_accuracies(acc, sigma)
     measured = noise_ceiling(acc, resamples=200) if acc.shape[1] >= 2 else None
     low, high = float(true.min()), float(true.max())
     same = tau_draws(true, sigma, reps, seed)
@@ -219,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         raise BadInput("--sizes of at least 3 networks, --pool at least the largest, --reps >= 10")
     if not 0 < args.pilot_r <= 1 or not 0 < args.target < 1:
         raise BadInput("--pilot-r in (0, 1] and --target in (0, 1)")
-    sigma = estimate(read_pairs(args.sigma_from))[0] if args.sigma_from else None
+    sigma = true_accuracies(read_pairs(args.sigma_from))[0] if args.sigma_from else None
     out = {}
     for path in args.truths:
         top1 = read_top1(path)

@@ -21,6 +21,7 @@ from dnatool.bench.stats import (
     finite_or_none,
     method_correlations,
     noise_ceiling,
+    true_accuracies,
 )
 from dnatool.data import cluttered
 from dnatool.data.cluttered import ClutterSpec, generate, source_split, spec_from_options
@@ -672,14 +673,19 @@ def test_summary_reports_targets_and_prints_undefined_figures(tmp_path):
     assert summary["truth"]["recipe"] == {"epochs": 24, "lr": 0.003}
     assert "noise ceiling: tau between seeds 1.000" in lines[1]
     assert lines[2].startswith("the 2-seed mean methods are scored against: reliability")
-    assert lines[3].startswith("dna: kendall_tau 1.000") and "spos: kendall_tau n/a" in lines[4]
+    assert lines[3].startswith("a perfect rating (the true accuracies) against the 2-seed")
+    assert lines[4].startswith("room to a perfect rating") and "spos" not in lines[4]
+    assert lines[5].startswith("dna: kendall_tau 1.000") and "spos: kendall_tau n/a" in lines[6]
     baselines = summary["baselines"]  # size alone, what a rating must beat
     assert baselines["macs"]["kendall_tau"]["value"] == pytest.approx(1.0)
     assert baselines["params"]["kendall_tau"]["value"] == pytest.approx(-4 / 6)
-    assert lines[5].startswith("baseline, size only (macs): kendall_tau 1.000")
-    assert lines[6].startswith("baseline, size only (params): kendall_tau -0.667")
-    assert lines[7].startswith("dna - spos: kendall_tau n/a")
-    assert lines[8].startswith("dna - macs: kendall_tau +0.000")  # both rank perfectly
+    assert lines[7].startswith("baseline, size only (macs): kendall_tau 1.000")
+    assert lines[8].startswith("baseline, size only (params): kendall_tau -0.667")
+    assert lines[9].startswith("dna - spos: kendall_tau n/a")
+    assert lines[10].startswith("dna - macs: kendall_tau +0.000")  # both rank perfectly
+    assert lines[12] == (
+        "targets: noise_ceiling met, spread_ratio met, dna_kendall_tau met, dna_over_spos n/a"
+    )
     json.dumps(summary, allow_nan=False)  # strict JSON
     assert summary_plot(summary, tmp_path / "ranking.png").stat().st_size > 0
 
@@ -1225,7 +1231,7 @@ def test_ceiling_model_recovers_the_noise_and_orders_the_designs():
     rng = np.random.default_rng(7)
     true = np.concatenate([rng.normal(89, 1.0, 30), rng.normal(80, 3.0, 10)])  # a crowded top
     top1 = true[:, None] + rng.normal(0, 1.0, (40, 2))
-    sigma, shrunk = model["estimate"](top1)
+    sigma, shrunk = true_accuracies(top1)
     assert 0.75 < sigma < 1.25
     assert np.std(shrunk) < np.std(top1.mean(axis=1))
     found = model["project"](top1, [12], pool=60, pilot_r=0.999, reps=200)
@@ -1515,3 +1521,101 @@ def test_ceiling_model_forecasts_a_truth_under_way_from_a_references_noise(tmp_p
     assert model["main"]([*args, "--sigma-from", str(tmp_path)]) == 0
     own = json.loads(capsys.readouterr().out)[str(tmp_path)]
     assert own["seeds"] == 1 and own["sigma"] == pytest.approx(np.sqrt(0.5))  # gaps of 1 point
+
+
+def test_a_perfect_rating_bounds_what_any_rating_can_score_and_lead_by():
+    """Methods are scored against S-seed means: a rating that knew the true accuracies scores
+    above the seed-pair ceiling but below 1, and the room above a baseline bounds a lead over it."""
+    from dnatool.bench.ranking import RankingRecipe, summarize, summary_lines
+    from dnatool.bench.stats import perfect_rating
+
+    rng = np.random.default_rng(3)
+    true = np.linspace(80.0, 90.0, 24)
+    top1 = true[:, None] + rng.normal(0, 1.0, (24, 2))
+    found = perfect_rating(top1, resamples=500)
+    measured = noise_ceiling(top1, resamples=50)["kendall_tau"]["value"]
+    for model in ("pooled", "per_network"):
+        m = found[model]
+        assert m["low"] <= m["value"] <= m["high"] < 1.0
+        assert m["value"] > m["seed_pair_tau"]  # a mean of two runs is steadier than one run
+    assert found["pooled"]["seed_pair_tau"] == pytest.approx(measured, abs=0.1)
+    assert perfect_rating(np.repeat(true[:, None], 2, axis=1), resamples=50)["pooled"]["value"] == 1
+    assert perfect_rating(top1[:, :1]) is None
+    four = true[:, None] + rng.normal(0, 1.0, (24, 4))  # a mean of more seeds: steadier still
+    assert perfect_rating(four, resamples=500)["pooled"]["value"] > found["pooled"]["value"]
+    few = true[:, None] + np.where(np.arange(24)[:, None] < 3, rng.normal(0, 4.0, (24, 2)), 0.1)
+    concentrated = perfect_rating(few, resamples=500)
+    assert concentrated["per_network"]["value"] > concentrated["pooled"]["value"] + 0.05
+
+    acc = top1.mean(axis=1)
+    truth = {
+        "space": {"name": "ranking"},
+        "seeds": 2,
+        "archs": [
+            {
+                "mean_top1": float(a),
+                "top1": t.tolist(),
+                "macs": 1e6 * (1 + i),
+                "params": 1e5 * (24 - i),
+            }
+            for i, (a, t) in enumerate(zip(acc, top1))
+        ],
+    }
+    scores = (-true + rng.normal(0, 2.0, 24)).tolist()  # losses: a good rating, not a perfect one
+    results = {"dna": {**method_correlations(scores, acc, resamples=100), "scores": scores}}
+    summary = finite_or_none(summarize(truth, "t.json", results, RankingRecipe(bootstrap=300)))
+    perfect = summary["truth"]["perfect_rating"]
+    dna = summary["methods"]["dna"]["kendall_tau"]["value"]
+    assert perfect["room"]["dna"]["pooled"] == pytest.approx(perfect["pooled"]["value"] - dna)
+    assert set(perfect["room"]) == {"dna", "macs", "params"}
+    lines = summary_lines(summary)
+    assert any(line.startswith("a perfect rating (the true accuracies)") for line in lines)
+    assert any(line.startswith("room to a perfect rating") and "dna +" in line for line in lines)
+    no_runs = {
+        **truth,
+        "archs": [{k: v for k, v in a.items() if k != "top1"} for a in truth["archs"]],
+    }
+    assert (
+        summarize(no_runs, "t.json", results, RankingRecipe(bootstrap=100))["truth"][
+            "perfect_rating"
+        ]
+        is None
+    )
+
+
+def test_dna_is_also_judged_against_the_spos_given_at_most_its_cpu():
+    """The papers compare methods at equal search cost: besides the default SPOS, the summary
+    judges DNA's lead over the SPOS variant given the most CPU that is still at most DNA's."""
+    from dnatool.bench.ranking import RankingRecipe, summarize, summary_lines
+
+    acc = [60.0, 70.0, 80.0, 90.0, 65.0, 75.0]
+    truth = {"space": {"name": "ranking"}, "seeds": 1, "archs": [{"mean_top1": a} for a in acc]}
+    runs = {  # losses; CPU seconds per supernet (DNA's first run carries the shared teacher)
+        "dna": ([4.0, 3.0, 2.0, 1.0, 3.5, 2.5], 300.0),
+        "dna@seed1": ([4.0, 3.0, 2.0, 1.0, 2.5, 3.5], 100.0),
+        "spos": ([4.0, 3.0, 1.0, 2.0, 3.5, 2.5], 500.0),
+        "spos@e8": ([1.0, 2.0, 3.0, 4.0, 2.5, 3.5], 190.0),
+        "spos@e4": ([4.0, 3.0, 2.0, 1.0, 3.5, 2.5], 90.0),
+    }
+    results = {
+        name: {**method_correlations(s, acc, resamples=100), "scores": s, "cpu_seconds": cpu}
+        for name, (s, cpu) in runs.items()
+    }
+    groups = {"dna": ["dna", "dna@seed1"], "spos": ["spos"], "spos@e8": ["spos@e8"]}
+    groups["spos@e4"] = ["spos@e4"]
+    summary = summarize(truth, "t.json", results, RankingRecipe(bootstrap=100), groups)
+    assert summary["spos_at_equal_cpu"] == "spos@e8"  # 190 <= DNA's 200; e4 is cheaper still
+    assert summary["met"]["dna_over_spos_at_equal_cpu"] is True  # SPOS at 190 s ranks backwards
+    assert summary["met"]["dna_over_spos"] is False
+    assert summary_lines(finite_or_none(summary))[-1].endswith(
+        "dna_over_spos not met, dna_over_spos_at_equal_cpu (spos@e8) met"
+    )
+    results["spos@e8"]["cpu_seconds"] = 210.0  # more than DNA had: spos@e4 is the fair one
+    summary = summarize(truth, "t.json", results, RankingRecipe(bootstrap=100), groups)
+    assert summary["spos_at_equal_cpu"] == "spos@e4"
+    assert summary["met"]["dna_over_spos_at_equal_cpu"] is False
+    del results["dna"]["cpu_seconds"]
+    summary = summarize(truth, "t.json", results, RankingRecipe(bootstrap=100), groups)
+    assert (
+        summary["spos_at_equal_cpu"] is None and "dna_over_spos_at_equal_cpu" not in summary["met"]
+    )

@@ -39,6 +39,7 @@ from dnatool.bench.stats import (
     finite_or_none,
     method_correlations,
     paired_difference,
+    perfect_rating,
     scatter_tail,
     seed_mean_correlation,
     size_matched_agreement,
@@ -52,6 +53,7 @@ RANKING_FORMAT = "dnatool.ranking"
 BUILTIN_DATA = "cluttered"
 SAMPLING = ("uniform", "macs", "log-macs", "spread", "truth", "accuracy")
 TARGETS = {"noise_ceiling": 0.8, "spread_ratio": 3.0, "dna_kendall_tau": 0.6, "dna_over_spos": 0.3}
+PERFECT_MODELS = ("pooled", "per_network")  # stats.perfect_rating's two noise models
 SIZE_BASELINES = ("macs", "params")  # truth.json records both for every architecture
 
 
@@ -526,17 +528,33 @@ def summarize(
             group: size_matched_agreement(sets, accuracy, sizes, **_kw(recipe))
             for group, sets in {**scores, "macs": references["macs"]}.items()
         }
+    baselines = size_baselines(truth, recipe)
+    perfect = _perfect_rating(truth, recipe)
+    if perfect:
+        taus = {
+            group: (seeded[group] if group in seeded else methods[runs[0]])["kendall_tau"]["value"]
+            for group, runs in groups.items()
+        }
+        taus.update({name: b["kendall_tau"]["value"] for name, b in baselines.items()})
+        perfect["room"] = {
+            name: {model: perfect[model]["value"] - tau for model in PERFECT_MODELS}
+            for name, tau in taus.items()
+            if tau is not None and np.isfinite(tau)
+        }
     checks: dict[str, Any] = {}
     if ceiling:
         checks["noise_ceiling"] = _meets(ceiling["kendall_tau"]["value"], "noise_ceiling")
         checks["spread_ratio"] = _meets(ceiling["spread_ratio"], "spread_ratio")
-    baselines = size_baselines(truth, recipe)
     if "dna" in scores:
         dna = seeded["dna"]["kendall_tau"] if "dna" in seeded else methods["dna"]["kendall_tau"]
         checks["dna_kendall_tau"] = _meets(dna["value"], "dna_kendall_tau")
         gap = [c for c in comparisons if (c["first"], c["second"]) == ("dna", "spos")]
         if gap:
             checks["dna_over_spos"] = _meets(gap[0]["value"], "dna_over_spos")
+    equal_cpu = _spos_within_cpu(groups, results) if "dna" in scores else None
+    gap = [c for c in comparisons if (c["first"], c["second"]) == ("dna", equal_cpu)]
+    if gap:
+        checks["dna_over_spos_at_equal_cpu"] = _meets(gap[0]["value"], "dna_over_spos")
     return {
         "format": RANKING_FORMAT,
         "version": 1,
@@ -547,6 +565,7 @@ def summarize(
             "seeds": truth["seeds"],
             "top1_range": [float(accuracy.min()), float(accuracy.max())],
             "noise_ceiling": ceiling,
+            "perfect_rating": perfect,  # the most a rating can score against these seed means
             "cpu_seconds": truth.get("cpu_seconds"),
             "recipe": truth.get("recipe"),  # how the truth trained (a kept truth's own)
         },
@@ -557,8 +576,34 @@ def summarize(
         "baselines": baselines,
         "targets": TARGETS,
         "met": checks,
+        "spos_at_equal_cpu": equal_cpu,  # the SPOS of `dna_over_spos_at_equal_cpu`
         "recipe": {k: v for k, v in dataclasses.asdict(recipe).items()},  # the benchmark's
     }
+
+
+def _spos_within_cpu(groups: dict[str, list[str]], results: dict[str, Any]) -> str | None:
+    """The SPOS group given the most CPU per supernet that is still at most DNA's (means over
+    their supernet seeds; DNA's teacher counted once, in its first run): the papers compare the
+    methods at equal search cost. None when no SPOS is that cheap or a CPU time is unrecorded."""
+
+    def cpu(group: str) -> float | None:
+        values = [results[run].get("cpu_seconds") for run in groups[group]]
+        return float(np.mean(values)) if all(v is not None for v in values) else None
+
+    dna = cpu("dna")
+    if dna is None:
+        return None
+    within = [(c, g) for g in groups if base_method(g) == "spos" and (c := cpu(g)) is not None]
+    within = [(c, g) for c, g in within if c <= dna]
+    return max(within)[1] if within else None
+
+
+def _perfect_rating(truth: dict[str, Any], recipe: RankingRecipe) -> dict[str, Any] | None:
+    """`stats.perfect_rating` of a truth whose every architecture has its S runs recorded."""
+    runs = [a.get("top1") for a in truth["archs"]]
+    if not all(isinstance(r, list) for r in runs) or len({len(r) for r in runs}) != 1:
+        return None
+    return perfect_rating(np.array(runs, dtype=np.float64), **_kw(recipe))
 
 
 def _kw(recipe: RankingRecipe) -> dict[str, Any]:
@@ -622,6 +667,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         tail = tail_line(ceiling.get("tail"), truth["archs"])
         if tail:
             lines.append(tail)
+    lines.extend(perfect_lines(truth.get("perfect_rating"), ceiling))
     for name, m in summary.get("methods", {}).items():
         where = m.get("space")
         where = f", supernet on {where}" if where and where != truth["space"] else ""
@@ -654,6 +700,43 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             f"[{_signed(c['low'])}, {_signed(c['high'])}] (paired bootstrap; {c['first']} ahead "
             f"in {_fmt(None if c['share_ahead'] is None else 100 * c['share_ahead'], 0)}% of "
             "resamples)"
+        )
+    met = summary.get("met") or {}
+    if met:
+        said = {True: "met", False: "not met", None: "n/a"}
+        lines.append(
+            "targets: "
+            + ", ".join(
+                name
+                + (f" ({summary['spos_at_equal_cpu']})" if name.endswith("equal_cpu") else "")
+                + f" {said[value]}"
+                for name, value in met.items()
+            )
+        )
+    return lines
+
+
+def perfect_lines(perfect: dict[str, Any] | None, ceiling: dict[str, Any] | None) -> list[str]:
+    """What a perfect rating would score under both noise models, and each rating's room to it."""
+    if not perfect:
+        return []
+    pooled, own = perfect["pooled"], perfect["per_network"]
+    measured = (ceiling or {}).get("kendall_tau", {}).get("value")
+    lines = [
+        f"a perfect rating (the true accuracies) against the {perfect['seeds']}-seed means: tau "
+        f"{_fmt(pooled['value'])} [{_fmt(pooled['low'])}, {_fmt(pooled['high'])}] with one run "
+        f"noise for all (its seed pairs {_fmt(pooled['seed_pair_tau'])}), {_fmt(own['value'])} "
+        f"[{_fmt(own['low'])}, {_fmt(own['high'])}] with each network's own (seed pairs "
+        f"{_fmt(own['seed_pair_tau'])}); measured seed pairs {_fmt(measured)}"
+    ]
+    room = perfect.get("room") or {}
+    if room:
+        lines.append(
+            "room to a perfect rating (the most any lead over it can be): "
+            + ", ".join(
+                f"{name} {_signed(r['pooled'])} to {_signed(r['per_network'])}"
+                for name, r in room.items()
+            )
         )
     return lines
 

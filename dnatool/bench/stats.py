@@ -6,8 +6,9 @@ with 10-30 architectures a tau of 0.6 is compatible with a wide range. Resamples
 is constant (no ranking to correlate) are dropped and counted.
 
 The noise ceiling says how well one training of an architecture predicts another training of the
-same architecture with another seed: the mean Kendall tau between seeds. A rating method cannot be
-expected to agree with the truth better than the truth agrees with itself.
+same architecture with another seed: the mean Kendall tau between seeds. Methods are scored against
+the mean of S seeds, which is steadier than one seed: `perfect_rating` says what a rating that knew
+every network's true accuracy would score against it, the most any method can reach on a truth.
 """
 
 from __future__ import annotations
@@ -359,3 +360,71 @@ def noise_ceiling(
         "spread_std_ratio": spread_std / mean_difference if mean_difference > 0 else float("inf"),
         "tail": scatter_tail(acc, seed=seed),
     }
+
+
+def true_accuracies(
+    top1: np.ndarray | Sequence[Sequence[float]], sigma: float | None = None
+) -> tuple[float, np.ndarray]:
+    """(per-run noise sigma, the architectures' true accuracies) of an archs x seeds array.
+
+    sigma is the pooled within-architecture standard deviation (or a reference truth's, given;
+    then one seed is enough); the true accuracies are the seed means shrunk towards the grand mean
+    by the part of their variance that noise explains (a mean of S runs carries sigma^2 / S).
+    """
+    acc = np.asarray(top1, dtype=np.float64)
+    if sigma is None:
+        sigma = float(np.sqrt(acc.var(axis=1, ddof=1).mean()))
+    means = acc.mean(axis=1)
+    observed = means.var(ddof=1)
+    true = max(observed - sigma**2 / acc.shape[1], 0.0)
+    shrink = np.sqrt(true / observed) if observed > 0 else 0.0
+    return sigma, means.mean() + (means - means.mean()) * shrink
+
+
+def perfect_rating(
+    top1: np.ndarray | Sequence[Sequence[float]],
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """The Kendall tau a perfect rating would score against this truth's seed means.
+
+    A rating that knew every network's true accuracy (`true_accuracies`) still meets the noise
+    of the S runs averaged into each mean; that tau, not 1, is the most a method can reach, and
+    the room between a baseline and it bounds any lead over that baseline. Simulated `resamples`
+    times with Gaussian run noise, under two models that bracket the truth: `pooled` (one sigma for
+    every network: spreads the noise of a few scattered networks over all, too low a ceiling when a
+    few carry it) and `per_network` (each network its own seeds' standard deviation: too high a
+    ceiling, as a two-seed spread often lands near zero). Each model's `seed_pair_tau` (the ceiling
+    it predicts) is its check against the measured one. None with one seed (no noise to measure).
+    """
+    acc = np.asarray(top1, dtype=np.float64)
+    n, seeds = acc.shape
+    if seeds < 2 or n < 3:
+        return None
+    sigma, true = true_accuracies(acc)
+    noise = {"pooled": np.full(n, sigma), "per_network": acc.std(axis=1, ddof=1)}
+    rng = np.random.default_rng([seed, 1618])
+    models = {}
+    for name, scale in noise.items():
+        runs = true + rng.normal(0.0, 1.0, (resamples, seeds, n)) * scale
+        perfect = _kendall_rows(np.broadcast_to(true, (resamples, n)), runs.mean(axis=1))
+        pairs = _kendall_rows(runs[:, 0], runs[:, 1])
+        low, high, _ = _interval(perfect, confidence)
+        models[name] = {
+            "value": float(np.nanmean(perfect)),
+            "low": low,
+            "high": high,
+            "seed_pair_tau": float(np.nanmean(pairs)),
+        }
+    return {"sigma": sigma, "seeds": seeds, **models}
+
+
+def _kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall tau-b between the rows of x and y (draws x n), vectorised over the draws (the
+    simulations' thousands of small rankings); NaN where a row is constant."""
+    i, j = np.triu_indices(x.shape[1], 1)
+    sx, sy = np.sign(x[:, j] - x[:, i]), np.sign(y[:, j] - y[:, i])
+    norm = np.sqrt((sx**2).sum(axis=1) * (sy**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (sx * sy).sum(axis=1) / norm, np.nan)
