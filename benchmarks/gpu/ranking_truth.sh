@@ -37,7 +37,7 @@ SAMPLE=${SAMPLE:-macs}
 FROM_TRUTH=${FROM_TRUTH:-}       # with SAMPLE=truth or accuracy
 TRUTH_SEED=${TRUTH_SEED:-}       # the recipe's training seed (a pilot's: 100)
 STOP_AFTER=${STOP_AFTER:-}       # a pilot's epochs of the EPOCHS schedule (8)
-LR=${LR:-}                       # another peak learning rate than the truth recipe's (0.006)
+LR=${LR:-}                       # the peak learning rate; empty: the bench recipe's (0.006)
 REUSE=${REUSE:-}                 # truths (comma-separated) whose identical jobs are copied in
 mkdir -p "$OUT" "$WORK"
 if [ -n "$SEED_TRUTH" ]; then
@@ -49,6 +49,10 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# truth_overrides below replaces the recipe's list, so its lr is carried over (one source: the
+# recipe); LR=0.003 trains as the truths kept before 2026-12-06 evening did
+LR=${LR:-$("$PY" -c "from dnatool.bench.ranking import load_ranking_recipe as r
+print(*[o.split('=', 1)[1] for o in r('bench-ranking').truth_overrides if o.startswith('lr=')])")}
 left() { echo $((BUDGET - ($(date +%s) - began))); }
 
 {
