@@ -92,6 +92,7 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
         "hybrid-tiny": 10 * 16 * 12,
         "ranking-narrow": (4 + 16 + 16) ** 3,
         "ranking-narrow-many": (12 + 144 + 144) ** 3,
+        "ranking-narrow-deep": (4 + 16 + 16 + 64 + 256) ** 3,
     }
     assert set(list_spaces()) >= set(expected)
     listed = json.loads(cli("space", "list", "--json").stdout)["spaces"]
@@ -106,6 +107,7 @@ def test_space_list_shows_every_builtin_space_with_its_exact_size(cli):
         "hybrid-tiny": 3,
         "ranking-narrow": 3,
         "ranking-narrow-many": 3,
+        "ranking-narrow-deep": 3,
     }
     lines = cli("space", "list").stdout.splitlines()
     for name, size in expected.items():
