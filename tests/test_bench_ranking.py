@@ -1619,3 +1619,72 @@ def test_dna_is_also_judged_against_the_spos_given_at_most_its_cpu():
     assert (
         summary["spos_at_equal_cpu"] is None and "dna_over_spos_at_equal_cpu" not in summary["met"]
     )
+
+
+def test_a_kept_summary_is_rescored_against_another_truth_of_its_networks(tmp_path, cli):
+    """A summary keeps each run's scores, so its methods can be judged against a truth of the
+    same networks trained again (another recipe, more seeds) without their supernets; a truth
+    of other networks, or a summary without scores, is refused in one line."""
+    from dnatool.bench.ranking import RankingRecipe, summarize
+
+    narrow = load_space("ranking-narrow")
+    pool = truth_mod.sample_uniform(narrow, 6, 0)
+    rng = np.random.default_rng(5)
+    true = np.linspace(80.0, 90.0, 6)
+
+    def truth_of(top1):
+        return {
+            "format": truth_mod.TRUTH_FORMAT,
+            "space": {"ref": "ranking-narrow", "name": narrow.name, "digest": narrow.digest},
+            "seeds": 2,
+            "archs": [
+                {"index": i, "choices": [[c, list(p)] for c, p in pool[i]], "top1": t.tolist()}
+                for i, t in enumerate(top1)
+            ],
+        }
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(truth_of(true[:, None] + rng.normal(0, 3.0, (6, 2)))))
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(truth_of(true[:, None] + rng.normal(0, 0.2, (6, 2)))))
+    scores = {"dna": (-true).tolist(), "dna@seed1": (-true).tolist(), "spos": true.tolist()}
+    first = truth_mod.load_truth(old)
+    accuracy = [a["mean_top1"] for a in first["archs"]]
+    results = {
+        name: {**method_correlations(s, accuracy, resamples=100), "scores": s, "n": 6}
+        for name, s in scores.items()
+    }
+    groups = {"dna": ["dna", "dna@seed1"], "spos": ["spos"]}
+    kept = finite_or_none(summarize(first, str(old), results, RankingRecipe(bootstrap=100), groups))
+    summary_file = tmp_path / "ranking.json"
+    summary_file.write_text(json.dumps(kept))
+
+    done = cli(
+        "bench", "ranking", "--rescore", str(summary_file), "--truth", str(new),
+        "--out", str(tmp_path / "out"), "-o", "bootstrap=100", "--json",
+    )  # fmt: skip
+    assert done.code == 0, done.stderr
+    again = json.loads(done.stdout)
+    assert again["truth"]["path"] == str(new)
+    assert again["methods"]["dna"]["kendall_tau"]["value"] == pytest.approx(1.0)  # true order
+    assert again["supernet_seeds"]["dna"]["runs"] == ["dna", "dna@seed1"]
+    assert again["methods"]["spos"]["kendall_tau"]["value"] == pytest.approx(-1.0)
+    assert again["rescored_from"] == str(summary_file)
+    assert (tmp_path / "out" / "ranking.json").is_file()
+    assert (tmp_path / "out" / "ranking.png").stat().st_size > 0
+
+    other = truth_of(true[:, None] + rng.normal(0, 0.2, (6, 2)))
+    other["archs"] = other["archs"][::-1]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    refused = cli("bench", "ranking", "--rescore", str(summary_file), "--truth",
+                  str(tmp_path / "other.json"), "--out", str(tmp_path / "o2"))  # fmt: skip
+    assert refused.code == 2 and "scored other networks than" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    for name in kept["methods"]:
+        del kept["methods"][name]["scores"]
+    summary_file.write_text(json.dumps(kept))
+    refused = cli("bench", "ranking", "--rescore", str(summary_file), "--truth", str(new),
+                  "--out", str(tmp_path / "o3"))  # fmt: skip
+    assert refused.code == 2 and "keeps no scores for dna (written before" in refused.stderr
+    refused = cli("bench", "ranking", "--rescore", str(summary_file), "--out", str(tmp_path))
+    assert refused.code == 2 and "--rescore takes --truth" in refused.stderr

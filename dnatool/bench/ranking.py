@@ -53,6 +53,19 @@ RANKING_FORMAT = "dnatool.ranking"
 BUILTIN_DATA = "cluttered"
 SAMPLING = ("uniform", "macs", "log-macs", "spread", "truth", "accuracy")
 TARGETS = {"noise_ceiling": 0.8, "spread_ratio": 3.0, "dna_kendall_tau": 0.6, "dna_over_spos": 0.3}
+# what a summary keeps of each run: its figures, and its scores of the truth's networks (in the
+# truth's order), so a kept summary can be judged again against another truth of the same
+# networks without its supernets (`rescore`)
+STORED_RESULT_KEYS = (
+    "kendall_tau",
+    "spearman",
+    "pearson",
+    "n",
+    "cpu_seconds",
+    "run",
+    "space",
+    "scores",
+)
 PERFECT_MODELS = ("pooled", "per_network")  # stats.perfect_rating's two noise models
 SIZE_BASELINES = ("macs", "params")  # truth.json records both for every architecture
 
@@ -370,6 +383,61 @@ def run_ranking(
     return summary
 
 
+def rescore(
+    summary_path: str | Path, truth_path: str | Path, recipe: RankingRecipe, out: str | Path
+) -> dict[str, Any]:
+    """A kept summary's methods judged against another truth of the same networks (retrained
+    with another recipe, or with more seeds), from the scores the summary keeps: no supernet is
+    trained or loaded. Written to OUT (`ranking.json`, `ranking.png`) as a benchmark run's."""
+    from dnatool.bench.plots import summary_plot
+
+    kept = io.read_json(summary_path, "ranking summary")
+    if not isinstance(kept, dict) or kept.get("format") != RANKING_FORMAT:
+        raise BadInput(f"{summary_path} is not a {RANKING_FORMAT} summary")
+    methods = kept.get("methods") or {}
+    unscored = sorted(name for name, m in methods.items() if not m.get("scores"))
+    if not methods or unscored:
+        raise BadInput(
+            f"{summary_path} keeps no scores{f' for {unscored[0]}' if unscored else ''} "
+            "(written before summaries kept them): rescoring it needs its supernets, "
+            "`--truth TRUTH --methods ... --out` on the bench folder that trained them"
+        )
+    truth_path = truth_mod.truth_file(truth_path)
+    truth = truth_mod.load_truth(truth_path)
+    kept_truth = kept.get("truth") or {}
+    if kept_truth.get("space") != truth["space"]["name"] or kept_truth.get("choices") != [
+        a["choices"] for a in truth["archs"]
+    ]:
+        raise BadInput(
+            f"{summary_path} scored other networks than {truth_path} (a rescore needs the same "
+            "networks in the same order)"
+        )
+    accuracy = [a["mean_top1"] for a in truth["archs"]]
+    methods = {  # each run's figures against the new truth, its scores as kept
+        name: {
+            **m,
+            **method_correlations(
+                m["scores"], accuracy, recipe.bootstrap, recipe.confidence, recipe.seed
+            ),
+        }
+        for name, m in methods.items()
+    }
+    grouped = {g: m["runs"] for g, m in (kept.get("supernet_seeds") or {}).items()}
+    seeded = {run for runs in grouped.values() for run in runs}
+    groups = {
+        **{name: [name] for name in methods if name not in seeded and name not in grouped},
+        **grouped,
+    }
+    out = Path(out)
+    summary = finite_or_none(
+        summarize(truth, recorded_path(truth_path, out), methods, recipe, groups)
+    )
+    summary["rescored_from"] = recorded_path(Path(summary_path), out)
+    io.write_json(out / "ranking.json", summary)
+    summary_plot(summary, out / "ranking.png")
+    return summary
+
+
 def method_space(
     options: dict[str, Any], truth: dict[str, Any], truth_space: Any
 ) -> tuple[Any, str, list[list[Any]]]:
@@ -488,12 +556,7 @@ def summarize(
         tail = finite_or_none(scatter_tail(top1))
         ceiling = {**ceiling, "tail": truth_mod.named_tail(tail, indices)}
     methods = {
-        name: {
-            key: r[key]
-            for key in ("kendall_tau", "spearman", "pearson", "n", "cpu_seconds", "run", "space")
-            if key in r
-        }
-        for name, r in results.items()
+        name: {key: r[key] for key in STORED_RESULT_KEYS if key in r} for name, r in results.items()
     }
     groups = {
         group: [run for run in runs if run in results]
@@ -564,6 +627,7 @@ def summarize(
             "archs": len(truth["archs"]),
             "seeds": truth["seeds"],
             "top1_range": [float(accuracy.min()), float(accuracy.max())],
+            "choices": [a.get("choices") for a in truth["archs"]],  # the networks scored, in order
             "noise_ceiling": ceiling,
             "perfect_rating": perfect,  # the most a rating can score against these seed means
             "cpu_seconds": truth.get("cpu_seconds"),

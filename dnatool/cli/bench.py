@@ -284,6 +284,14 @@ def rate(
     help="Local processes training truth jobs (under torchrun each rank takes its share).",
 )
 @click.option("--status", is_flag=True, help="Report the progress of OUT's truth and exit.")
+@click.option(
+    "--rescore",
+    "rescore_path",
+    default=None,
+    metavar="SUMMARY",
+    help="Judge a kept ranking.json's methods against --truth (the same networks) from the "
+    "scores it keeps: no supernet trains.",
+)
 @json_option
 def ranking(
     recipe: str | None,
@@ -293,6 +301,7 @@ def ranking(
     methods: str | None,
     workers: int,
     status: bool,
+    rescore_path: str | None,
     as_json: bool,
 ) -> None:
     """Ranking fidelity: Kendall / Spearman / Pearson between each method's ratings and accuracy
@@ -330,6 +339,18 @@ def ranking(
             console.print(tail, highlight=False)
         return
     resolved = load_ranking_recipe(recipe or "bench-ranking", overrides)
+    if rescore_path is not None:
+        from dnatool.bench.ranking import rescore
+
+        if truth_path is None or methods is not None:
+            raise BadInput("--rescore takes --truth (the truth to judge against) and no --methods")
+        summary = rescore(rescore_path, truth_path, resolved, out)
+        if as_json:
+            emit_json(summary)
+            return
+        for line in summary_lines(summary):
+            console.print(line, highlight=False)
+        return
     names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     if names == []:
         raise BadInput("--methods names no method (`none` builds the truth only)")
