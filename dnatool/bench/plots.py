@@ -64,8 +64,8 @@ def _method_entries(summary: dict[str, Any]) -> dict[str, Any]:
 
 def summary_plot(summary: dict[str, Any], path: Path) -> Path:
     """Tau / rho / r of every method with their intervals (a method with several supernet seeds:
-    their mean, each seed a dot), the size-only baselines (hatched) they must beat, and the
-    truth's noise ceiling."""
+    their mean, each seed a dot), the size-only baselines (hatched) they must beat, the truth's
+    noise ceiling, and what a perfect rating's tau would be (both noise models, dotted)."""
     entries = _method_entries(summary)
     baselines = {f"{k} (size)": v for k, v in (summary.get("baselines") or {}).items()}
     entries.update(baselines)
@@ -100,6 +100,17 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
             ax.axhspan(ceiling["low"], ceiling["high"], color="grey", alpha=0.15)
             label += f", 95% CI [{ceiling['low']:.2f}, {ceiling['high']:.2f}] shaded"
         ax.axhline(ceiling["value"], color="black", linestyle="--", linewidth=1, label=label)
+    perfect = summary["truth"].get("perfect_rating")
+    if perfect:  # the most any rating's tau can reach against these seed means
+        low, high = (perfect[model]["value"] for model in ("pooled", "per_network"))
+        ax.axhline(low, color="tab:purple", linestyle=":", linewidth=1.2)
+        ax.axhline(
+            high,
+            color="tab:green",
+            linestyle=":",
+            linewidth=1.2,
+            label=f"perfect rating's tau against the seed means {low:.2f}-{high:.2f}",
+        )
     long = max(len(m) for m in methods) > 10  # variant names: tilt them rather than overlap
     ax.set_xticks(
         np.arange(len(methods)),
