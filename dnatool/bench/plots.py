@@ -106,7 +106,7 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
         ax.axhline(low, color="tab:purple", linestyle=":", linewidth=1.2)
         ax.axhline(
             high,
-            color="tab:green",
+            color="tab:purple",
             linestyle=":",
             linewidth=1.2,
             label=f"perfect rating's tau against the seed means {low:.2f}-{high:.2f}",
