@@ -1541,6 +1541,7 @@ def test_a_perfect_rating_bounds_what_any_rating_can_score_and_lead_by():
     assert found["pooled"]["seed_pair_tau"] == pytest.approx(measured, abs=0.1)
     assert perfect_rating(np.repeat(true[:, None], 2, axis=1), resamples=50)["pooled"]["value"] == 1
     assert perfect_rating(top1[:, :1]) is None
+    assert perfect_rating([[80, 82], [82, 80], [79, 83], [83, 79]]) is None  # all noise, no order
     four = true[:, None] + rng.normal(0, 1.0, (24, 4))  # a mean of more seeds: steadier still
     assert perfect_rating(four, resamples=500)["pooled"]["value"] > found["pooled"]["value"]
     few = true[:, None] + np.where(np.arange(24)[:, None] < 3, rng.normal(0, 4.0, (24, 2)), 0.1)

@@ -101,8 +101,10 @@ def summary_plot(summary: dict[str, Any], path: Path) -> Path:
             label += f", 95% CI [{ceiling['low']:.2f}, {ceiling['high']:.2f}] shaded"
         ax.axhline(ceiling["value"], color="black", linestyle="--", linewidth=1, label=label)
     perfect = summary["truth"].get("perfect_rating")
-    if perfect:  # the most any rating's tau can reach against these seed means
-        low, high = (perfect[model]["value"] for model in ("pooled", "per_network"))
+    low, high = (_num((perfect or {}).get(m, {}).get("value")) for m in ("pooled", "per_network"))
+    if np.isfinite(low) and np.isfinite(
+        high
+    ):  # the most a rating's tau can reach against the means
         ax.axhline(low, color="tab:purple", linestyle=":", linewidth=1.2)
         ax.axhline(
             high,

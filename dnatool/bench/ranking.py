@@ -602,7 +602,9 @@ def summarize(
         perfect["room"] = {
             name: {model: perfect[model]["value"] - tau for model in PERFECT_MODELS}
             for name, tau in taus.items()
-            if tau is not None and np.isfinite(tau)
+            if tau is not None
+            and np.isfinite(tau)
+            and all(np.isfinite(perfect[model]["value"]) for model in PERFECT_MODELS)
         }
     checks: dict[str, Any] = {}
     if ceiling:

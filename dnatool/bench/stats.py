@@ -396,13 +396,16 @@ def perfect_rating(
     every network: spreads the noise of a few scattered networks over all, too low a ceiling when a
     few carry it) and `per_network` (each network its own seeds' standard deviation: too high a
     ceiling, as a two-seed spread often lands near zero). Each model's `seed_pair_tau` (the ceiling
-    it predicts) is its check against the measured one. None with one seed (no noise to measure).
+    it predicts) is its check against the measured one. None with one seed (no noise to measure)
+    or where the noise explains all of the spread (no true order left to rate).
     """
     acc = np.asarray(top1, dtype=np.float64)
     n, seeds = acc.shape
     if seeds < 2 or n < 3:
         return None
     sigma, true = true_accuracies(acc)
+    if np.ptp(true) == 0:  # the noise explains all the spread: no true order to rate
+        return None
     noise = {"pooled": np.full(n, sigma), "per_network": acc.std(axis=1, ddof=1)}
     rng = np.random.default_rng([seed, 1618])
     models = {}
