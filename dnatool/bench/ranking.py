@@ -424,10 +424,7 @@ def rescore(
     }
     grouped = {g: m["runs"] for g, m in (kept.get("supernet_seeds") or {}).items()}
     seeded = {run for runs in grouped.values() for run in runs}
-    groups = {
-        **{name: [name] for name in methods if name not in seeded and name not in grouped},
-        **grouped,
-    }
+    groups = {**{name: [name] for name in methods if name not in seeded}, **grouped}
     out = Path(out)
     summary = finite_or_none(
         summarize(truth, recorded_path(truth_path, out), methods, recipe, groups)
@@ -592,27 +589,24 @@ def summarize(
             for group, sets in {**scores, "macs": references["macs"]}.items()
         }
     baselines = size_baselines(truth, recipe)
+    group_tau = {  # a method's tau: the mean over its supernet seeds, or its one run's
+        group: (seeded[group] if group in seeded else methods[runs[0]])["kendall_tau"]
+        for group, runs in groups.items()
+    }
     perfect = _perfect_rating(truth, recipe)
     if perfect:
-        taus = {
-            group: (seeded[group] if group in seeded else methods[runs[0]])["kendall_tau"]["value"]
-            for group, runs in groups.items()
-        }
-        taus.update({name: b["kendall_tau"]["value"] for name, b in baselines.items()})
+        taus = {**group_tau, **{name: b["kendall_tau"] for name, b in baselines.items()}}
         perfect["room"] = {
-            name: {model: perfect[model]["value"] - tau for model in PERFECT_MODELS}
+            name: {model: perfect[model]["value"] - tau["value"] for model in PERFECT_MODELS}
             for name, tau in taus.items()
-            if tau is not None
-            and np.isfinite(tau)
-            and all(np.isfinite(perfect[model]["value"]) for model in PERFECT_MODELS)
+            if tau["value"] is not None and np.isfinite(tau["value"])
         }
     checks: dict[str, Any] = {}
     if ceiling:
         checks["noise_ceiling"] = _meets(ceiling["kendall_tau"]["value"], "noise_ceiling")
         checks["spread_ratio"] = _meets(ceiling["spread_ratio"], "spread_ratio")
     if "dna" in scores:
-        dna = seeded["dna"]["kendall_tau"] if "dna" in seeded else methods["dna"]["kendall_tau"]
-        checks["dna_kendall_tau"] = _meets(dna["value"], "dna_kendall_tau")
+        checks["dna_kendall_tau"] = _meets(group_tau["dna"]["value"], "dna_kendall_tau")
         gap = [c for c in comparisons if (c["first"], c["second"]) == ("dna", "spos")]
         if gap:
             checks["dna_over_spos"] = _meets(gap[0]["value"], "dna_over_spos")
